@@ -1,0 +1,78 @@
+#include "port.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace zxp {
+
+zx_time_t monotonic_now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<zx_time_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+zx_status_t Port::queue_user(const zx_port_packet_t& packet) {
+  {
+    std::lock_guard lock(mu_);
+    if (user_packets_ >= kMaxUserPackets) return ZX_ERR_SHOULD_WAIT;
+    queue_.push_back(Entry{packet, next_ticket_++, true, false});
+    ++user_packets_;
+    ++live_;
+    if (waiters_ == 0) return ZX_OK;
+  }
+  cv_.notify_one();
+  return ZX_OK;
+}
+
+uint64_t Port::queue_internal(const zx_port_packet_t& packet) {
+  uint64_t ticket;
+  {
+    std::lock_guard lock(mu_);
+    ticket = next_ticket_++;
+    queue_.push_back(Entry{packet, ticket, false, false});
+    ++live_;
+    if (waiters_ == 0) return ticket;
+  }
+  cv_.notify_one();
+  return ticket;
+}
+
+bool Port::withdraw(uint64_t ticket) {
+  std::lock_guard lock(mu_);
+  auto it = std::lower_bound(queue_.begin(), queue_.end(), ticket,
+                             [](const Entry& e, uint64_t t) { return e.ticket < t; });
+  if (it == queue_.end() || it->ticket != ticket || it->withdrawn) return false;
+  it->withdrawn = true;
+  --live_;
+  // Withdrawn entries at the front are dropped at once; others when they reach it.
+  while (!queue_.empty() && queue_.front().withdrawn) queue_.pop_front();
+  return true;
+}
+
+zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
+  std::unique_lock lock(mu_);
+  while (live_ == 0) {
+    if (deadline != ZX_TIME_INFINITE && monotonic_now() >= deadline) return ZX_ERR_TIMED_OUT;
+    ++waiters_;
+    if (deadline == ZX_TIME_INFINITE) {
+      cv_.wait(lock);
+    } else {
+      // steady_clock is CLOCK_MONOTONIC on Linux, the clock zx_time_t deadlines use.
+      auto tp = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline));
+      cv_.wait_until(lock, tp);
+    }
+    --waiters_;
+  }
+  while (queue_.front().withdrawn) queue_.pop_front();
+  Entry& e = queue_.front();
+  *out = e.packet;
+  if (e.user) --user_packets_;
+  --live_;
+  queue_.pop_front();
+  while (!queue_.empty() && queue_.front().withdrawn) queue_.pop_front();
+  return ZX_OK;
+}
+
+}  // namespace zxp

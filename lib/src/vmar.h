@@ -1,0 +1,44 @@
+// The root VMAR and the record of every mapping the library handed out.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "object.h"
+#include "vmo.h"
+
+namespace zxp {
+
+// The root VMAR: the process's user address space. Nested VMARs are not supported.
+class Vmar final : public Object {
+ public:
+  static constexpr zx_obj_type_t kType = ZX_OBJ_TYPE_VMAR;
+  static constexpr uintptr_t kBase = 0x10000;           // vm.mmap_min_addr's default
+  static constexpr uintptr_t kEnd = 0x7ffffffff000ull;  // top of 47-bit user space
+
+  zx_obj_type_t type() const override { return kType; }
+};
+
+// Mappings made through zx_vmar_map. Thread-safe.
+class AddressSpace {
+ public:
+  static AddressSpace& get();
+
+  // Maps `vmo`; arguments were validated by the caller except for overlap.
+  zx_status_t map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t options, uintptr_t fixed,
+                  uint64_t vmo_offset, uint64_t len, uintptr_t* out);
+  // Unmaps every mapping in [addr, addr+len). ZX_ERR_NOT_FOUND if none is there.
+  zx_status_t unmap(uintptr_t addr, uint64_t len);
+
+ private:
+  struct Mapping {
+    uintptr_t len;
+    std::shared_ptr<Vmo> vmo;
+    uint64_t vmo_offset;
+  };
+  std::mutex mu_;
+  std::map<uintptr_t, Mapping> mappings_;  // by start address
+};
+
+}  // namespace zxp

@@ -1,0 +1,390 @@
+#include "vmo.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <vector>
+
+#include "status.h"
+
+namespace zxp {
+
+void raise_fd_limit_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  });
+}
+
+uint64_t resident_bytes(const void* addr, uint64_t len) {
+  if (len == 0) return 0;
+  constexpr size_t kChunkPages = 4096;
+  std::vector<unsigned char> vec(kChunkPages);
+  uint64_t total = 0;
+  auto p = reinterpret_cast<uintptr_t>(addr);
+  for (uint64_t done = 0; done < len;) {
+    uint64_t chunk = std::min<uint64_t>(len - done, kChunkPages * kPageSize);
+    if (mincore(reinterpret_cast<void*>(p + done), chunk, vec.data()) == 0) {
+      for (uint64_t i = 0; i < chunk / kPageSize; ++i) total += (vec[i] & 1) ? kPageSize : 0;
+    }
+    done += chunk;
+  }
+  return total;
+}
+
+namespace {
+
+size_t process_copy(void* local, void* remote, size_t len, bool to_remote, int* err) {
+  *err = 0;
+  size_t done = 0;
+  static const pid_t pid = getpid();
+  while (done < len) {
+    // A single iovec is limited to what fits in a ssize_t; keep chunks modest so a
+    // fault in the middle costs little to resume.
+    size_t chunk = std::min<size_t>(len - done, 1u << 30);
+    struct iovec l = {static_cast<uint8_t*>(local) + done, chunk};
+    struct iovec r = {static_cast<uint8_t*>(remote) + done, chunk};
+    ssize_t n = to_remote ? process_vm_writev(pid, &l, 1, &r, 1, 0)
+                          : process_vm_readv(pid, &l, 1, &r, 1, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      *err = errno;
+      break;
+    }
+    if (n == 0) {
+      *err = EFAULT;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+}  // namespace
+
+size_t copy_from_process(void* dst, const void* src, size_t len, int* err) {
+  return process_copy(dst, const_cast<void*>(src), len, false, err);
+}
+
+size_t copy_to_process(void* dst, const void* src, size_t len, int* err) {
+  return process_copy(const_cast<void*>(src), dst, len, true, err);
+}
+
+zx_status_t Vmo::set_size(uint64_t) { return ZX_ERR_UNAVAILABLE; }
+
+size_t Vmo::mapping_removed() {
+  size_t left = mappings_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  if (left == 0 && handle_count() == 0) on_unreferenced();
+  return left;
+}
+
+void Vmo::on_zero_handles() {
+  if (num_mappings() == 0) on_unreferenced();
+}
+
+// ---- MemfdVmo ----
+
+MemfdVmo::MemfdVmo(int fd, uint64_t size, bool resizable)
+    : fd_(fd), resizable_(resizable), size_(size) {}
+
+MemfdVmo::~MemfdVmo() {
+  if (view_) munmap(view_, view_len_);
+  close(fd_);
+}
+
+zx_status_t MemfdVmo::create(uint64_t size, bool resizable, std::shared_ptr<MemfdVmo>* out) {
+  raise_fd_limit_once();
+  int fd = memfd_create("zxpager-vmo", MFD_CLOEXEC);
+  if (fd < 0) return status_from_errno(errno);
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    close(fd);
+    return e == EFBIG || e == EINVAL ? ZX_ERR_OUT_OF_RANGE : status_from_errno(e);
+  }
+  out->reset(new MemfdVmo(fd, size, resizable));
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::read(void* buffer, uint64_t offset, size_t len) {
+  std::shared_lock lock(resize_mu_);
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd_, static_cast<uint8_t*>(buffer) + done, len - done,
+                      static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return status_from_errno(errno);
+    }
+    if (n == 0) return ZX_ERR_OUT_OF_RANGE;
+    done += static_cast<size_t>(n);
+  }
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::write(const void* buffer, uint64_t offset, size_t len) {
+  std::shared_lock lock(resize_mu_);
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pwrite(fd_, static_cast<const uint8_t*>(buffer) + done, len - done,
+                       static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == ENOSPC ? ZX_ERR_NO_MEMORY : status_from_errno(errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::set_size(uint64_t size) {
+  if (!resizable_) return ZX_ERR_UNAVAILABLE;
+  uint64_t rounded;
+  if (!round_up_page(size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
+  std::unique_lock lock(resize_mu_);
+  if (ftruncate(fd_, static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
+  size_.store(rounded, std::memory_order_release);
+  std::lock_guard vlock(view_mu_);
+  if (view_) {
+    munmap(view_, view_len_);
+    view_ = nullptr;
+    view_len_ = 0;
+  }
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::decommit(uint64_t offset, uint64_t len) {
+  if (len == 0) return ZX_OK;
+  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                static_cast<off_t>(len)) != 0) {
+    return status_from_errno(errno);
+  }
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  std::shared_lock lock(resize_mu_);
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  // Zircon widens the range to whole pages.
+  uint64_t start = offset & ~(kPageSize - 1);
+  uint64_t end;
+  if (!round_up_page(offset + len, &end)) return ZX_ERR_OUT_OF_RANGE;
+  switch (op) {
+    case ZX_VMO_OP_COMMIT:
+      if (end > start &&
+          fallocate(fd_, 0, static_cast<off_t>(start), static_cast<off_t>(end - start)) != 0) {
+        return errno == ENOSPC ? ZX_ERR_NO_MEMORY : status_from_errno(errno);
+      }
+      return ZX_OK;
+    case ZX_VMO_OP_DECOMMIT:
+      return decommit(start, end - start);
+    case ZX_VMO_OP_ZERO: {
+      // Whole pages are punched out; partial pages at the edges are written with zeros.
+      static const uint8_t zeros[kPageSize] = {};
+      uint64_t inner_start, inner_end = (offset + len) & ~(kPageSize - 1);
+      if (!round_up_page(offset, &inner_start)) return ZX_ERR_OUT_OF_RANGE;
+      if (inner_start >= inner_end) {
+        lock.unlock();
+        for (uint64_t o = offset; o < offset + len;) {
+          size_t n = std::min<uint64_t>(offset + len - o, kPageSize - (o % kPageSize));
+          zx_status_t st = write(zeros, o, n);
+          if (st != ZX_OK) return st;
+          o += n;
+        }
+        return ZX_OK;
+      }
+      zx_status_t st = decommit(inner_start, inner_end - inner_start);
+      if (st != ZX_OK) return st;
+      lock.unlock();
+      if (offset < inner_start) {
+        st = write(zeros, offset, inner_start - offset);
+        if (st != ZX_OK) return st;
+      }
+      if (offset + len > inner_end) st = write(zeros, inner_end, offset + len - inner_end);
+      return st;
+    }
+    case ZX_VMO_OP_DONT_NEED:
+    case ZX_VMO_OP_ALWAYS_NEED:
+    case ZX_VMO_OP_PREFETCH:
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return ZX_OK;
+    case ZX_VMO_OP_LOCK:
+    case ZX_VMO_OP_TRY_LOCK:
+    case ZX_VMO_OP_UNLOCK:
+      return ZX_ERR_NOT_SUPPORTED;  // only discardable VMOs can be locked
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+}
+
+zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) {
+  int prot = PROT_NONE;
+  if (options & ZX_VM_PERM_READ) prot |= PROT_READ;
+  if (options & ZX_VM_PERM_WRITE) prot |= PROT_WRITE;
+  if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
+  int flags = MAP_SHARED;
+  if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  if (options & ZX_VM_MAP_RANGE) flags |= MAP_POPULATE;
+  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_,
+                 static_cast<off_t>(vmo_offset));
+  if (p == MAP_FAILED) {
+    return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : status_from_errno(errno);
+  }
+  if (fixed && reinterpret_cast<uintptr_t>(p) != fixed) {
+    munmap(p, len);  // a kernel without MAP_FIXED_NOREPLACE treats it as a hint
+    return ZX_ERR_ALREADY_EXISTS;
+  }
+  *out = reinterpret_cast<uintptr_t>(p);
+  return ZX_OK;
+}
+
+zx_status_t MemfdVmo::unmap(uintptr_t addr, uint64_t len, bool) {
+  if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
+  return ZX_OK;
+}
+
+uint64_t MemfdVmo::committed_bytes() {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+uint32_t MemfdVmo::info_flags() const {
+  return ZX_INFO_VMO_TYPE_PAGED | (resizable_ ? ZX_INFO_VMO_RESIZABLE : 0);
+}
+
+zx_status_t MemfdVmo::source_view(const uint8_t** base) {
+  std::lock_guard lock(view_mu_);
+  uint64_t size = this->size();
+  if (!view_ && size > 0) {
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    if (p == MAP_FAILED) return status_from_errno(errno);
+    view_ = p;
+    view_len_ = size;
+  }
+  *base = static_cast<const uint8_t*>(view_);
+  return ZX_OK;
+}
+
+// ---- AnonVmo ----
+
+zx_status_t AnonVmo::create(uint64_t size, std::shared_ptr<AnonVmo>* out) {
+  void* p = nullptr;
+  if (size > 0) {
+    p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+             -1, 0);
+    if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+    // A forked child must not share (and so pin as non-exclusive) pages that supply will
+    // move: UFFDIO_MOVE refuses pages mapped by more than one process.
+    madvise(p, size, MADV_DONTFORK);
+  }
+  out->reset(new AnonVmo(static_cast<uint8_t*>(p), size));
+  return ZX_OK;
+}
+
+AnonVmo::~AnonVmo() {
+  if (base_) munmap(base_, size_);
+}
+
+zx_status_t AnonVmo::read(void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  std::lock_guard lock(supply_mu_);
+  int err;
+  if (copy_from_process(buffer, base_ + offset, len, &err) != len) {
+    return status_from_errno(err);
+  }
+  return ZX_OK;
+}
+
+zx_status_t AnonVmo::write(const void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  std::lock_guard lock(supply_mu_);
+  int err;
+  if (copy_to_process(base_ + offset, buffer, len, &err) != len) {
+    return status_from_errno(err);
+  }
+  return ZX_OK;
+}
+
+zx_status_t AnonVmo::decommit(uint64_t offset, uint64_t len) {
+  if (len == 0) return ZX_OK;
+  if (madvise(base_ + offset, len, MADV_DONTNEED) != 0) return status_from_errno(errno);
+  return ZX_OK;
+}
+
+zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  uint64_t start = offset & ~(kPageSize - 1);
+  uint64_t end;
+  if (!round_up_page(offset + len, &end)) return ZX_ERR_OUT_OF_RANGE;
+  switch (op) {
+    case ZX_VMO_OP_COMMIT: {
+      if (end == start) return ZX_OK;
+      if (madvise(base_ + start, end - start, MADV_POPULATE_WRITE) == 0) return ZX_OK;
+      if (errno != EINVAL) return status_from_errno(errno);
+      // Kernels before 5.14: touch each page.
+      for (uint64_t o = start; o < end; o += kPageSize) {
+        volatile uint8_t* p = base_ + o;
+        *p = *p;
+      }
+      return ZX_OK;
+    }
+    case ZX_VMO_OP_DECOMMIT:
+      return decommit(start, end - start);
+    case ZX_VMO_OP_ZERO: {
+      uint64_t inner_start, inner_end = (offset + len) & ~(kPageSize - 1);
+      if (!round_up_page(offset, &inner_start)) return ZX_ERR_OUT_OF_RANGE;
+      if (inner_start >= inner_end) {
+        memset(base_ + offset, 0, len);
+        return ZX_OK;
+      }
+      memset(base_ + offset, 0, inner_start - offset);
+      memset(base_ + inner_end, 0, offset + len - inner_end);
+      return decommit(inner_start, inner_end - inner_start);
+    }
+    case ZX_VMO_OP_DONT_NEED:
+    case ZX_VMO_OP_ALWAYS_NEED:
+    case ZX_VMO_OP_PREFETCH:
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return ZX_OK;
+    case ZX_VMO_OP_LOCK:
+    case ZX_VMO_OP_TRY_LOCK:
+    case ZX_VMO_OP_UNLOCK:
+      return ZX_ERR_NOT_SUPPORTED;
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+}
+
+zx_status_t AnonVmo::map(zx_vm_option_t, uintptr_t fixed, uint64_t vmo_offset, uint64_t,
+                         uintptr_t* out) {
+  // Anonymous memory exists once: its mapping is the memory itself.
+  if (fixed) return ZX_ERR_NOT_SUPPORTED;
+  *out = reinterpret_cast<uintptr_t>(base_ + vmo_offset);
+  return ZX_OK;
+}
+
+zx_status_t AnonVmo::unmap(uintptr_t, uint64_t, bool) { return ZX_OK; }
+
+uint64_t AnonVmo::committed_bytes() { return resident_bytes(base_, size_); }
+
+}  // namespace zxp

@@ -1,0 +1,160 @@
+// VMOs: the memfd-backed default, anonymous aux memory, and the interface pager VMOs
+// implement too (pager/pager_vmo.h).
+#pragma once
+
+#include <stdint.h>
+
+#include <atomic>
+#include <mutex>
+#include <shared_mutex>
+
+#include <zircon/syscalls/object.h>
+
+#include "object.h"
+
+namespace zxp {
+
+inline constexpr uint64_t kPageSize = 4096;
+// The largest VMO: address space for a pager VMO must exist, and 47-bit user space
+// leaves room for a handful of these.
+inline constexpr uint64_t kMaxVmoSize = 1ull << 46;
+
+inline bool page_aligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
+// Rounds up to whole pages; false on overflow.
+inline bool round_up_page(uint64_t v, uint64_t* out) {
+  if (v > UINT64_MAX - (kPageSize - 1)) return false;
+  *out = (v + kPageSize - 1) & ~(kPageSize - 1);
+  return true;
+}
+// [offset, offset+len) lies within [0, size), overflow included.
+inline bool range_within(uint64_t offset, uint64_t len, uint64_t size) {
+  return offset <= size && len <= size - offset;
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit, once: every memfd VMO is a descriptor.
+void raise_fd_limit_once();
+
+// Base of the VMO kinds. Thread-safe.
+class Vmo : public Object {
+ public:
+  static constexpr zx_obj_type_t kType = ZX_OBJ_TYPE_VMO;
+  enum class Kind { kMemfd, kAnonymous, kPager };
+
+  zx_obj_type_t type() const override { return kType; }
+  virtual Kind kind() const = 0;
+  virtual uint64_t size() const = 0;
+
+  // Bounds are checked here: [offset, offset+len) must lie within the VMO.
+  virtual zx_status_t read(void* buffer, uint64_t offset, size_t len) = 0;
+  virtual zx_status_t write(const void* buffer, uint64_t offset, size_t len) = 0;
+  // ZX_ERR_UNAVAILABLE unless the VMO was created resizable.
+  virtual zx_status_t set_size(uint64_t size);
+  // `op` is one of ZX_VMO_OP_*; rights were checked by the caller.
+  virtual zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t len) = 0;
+
+  // Maps [vmo_offset, vmo_offset+len) (page aligned, within the VMO). `fixed` is the
+  // address for ZX_VM_SPECIFIC, else 0. The caller records the mapping.
+  virtual zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) = 0;
+  // Undoes (part of) a mapping made by map(); the caller has dropped its record.
+  virtual zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) = 0;
+
+  virtual uint64_t committed_bytes() = 0;
+  virtual uint32_t info_flags() const { return ZX_INFO_VMO_TYPE_PAGED; }
+
+  size_t num_mappings() const { return mappings_.load(std::memory_order_acquire); }
+  void mapping_added() { mappings_.fetch_add(1, std::memory_order_acq_rel); }
+  // Returns the number of mappings left.
+  size_t mapping_removed();
+
+ protected:
+  // A VMO whose last handle and last mapping are gone (pager VMOs send COMPLETE).
+  virtual void on_unreferenced() {}
+  void on_zero_handles() override;
+
+ private:
+  std::atomic<size_t> mappings_{0};
+};
+
+// The default VMO: a memfd. Sharable, mappable, resizable on request.
+class MemfdVmo final : public Vmo {
+ public:
+  // Creates a memfd of `size` bytes (already rounded to pages).
+  static zx_status_t create(uint64_t size, bool resizable, std::shared_ptr<MemfdVmo>* out);
+  ~MemfdVmo() override;
+
+  Kind kind() const override { return Kind::kMemfd; }
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  zx_status_t read(void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t write(const void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t set_size(uint64_t size) override;
+  zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t len) override;
+  zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
+                  uintptr_t* out) override;
+  zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
+  uint64_t committed_bytes() override;
+  uint32_t info_flags() const override;
+
+  int fd() const { return fd_; }
+  bool resizable() const { return resizable_; }
+
+  // For supply: a private read-only view of the whole memfd, made on first use, and the
+  // lock that keeps it valid (shared while supplying, exclusive while resizing).
+  zx_status_t source_view(const uint8_t** base);
+  std::shared_mutex& resize_lock() { return resize_mu_; }
+  // Decommits [offset, offset+len): punches the range out of the memfd.
+  zx_status_t decommit(uint64_t offset, uint64_t len);
+
+ private:
+  MemfdVmo(int fd, uint64_t size, bool resizable);
+
+  const int fd_;
+  const bool resizable_;
+  std::atomic<uint64_t> size_;
+  std::shared_mutex resize_mu_;
+  std::mutex view_mu_;
+  void* view_ = nullptr;
+  uint64_t view_len_ = 0;
+};
+
+// ZXP_VMO_ANONYMOUS: anonymous private memory, out of fork(). Mapping it hands out the
+// memory itself. Supply moves its pages (UFFDIO_MOVE).
+class AnonVmo final : public Vmo {
+ public:
+  static zx_status_t create(uint64_t size, std::shared_ptr<AnonVmo>* out);
+  ~AnonVmo() override;
+
+  Kind kind() const override { return Kind::kAnonymous; }
+  uint64_t size() const override { return size_; }
+  zx_status_t read(void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t write(const void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t len) override;
+  zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
+                  uintptr_t* out) override;
+  zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
+  uint64_t committed_bytes() override;
+
+  uint8_t* base() const { return base_; }
+  // Serialises supplies out of this VMO against each other and against read/write.
+  std::mutex& supply_lock() { return supply_mu_; }
+  zx_status_t decommit(uint64_t offset, uint64_t len);
+
+ private:
+  AnonVmo(uint8_t* base, uint64_t size) : base_(base), size_(size) {}
+
+  uint8_t* const base_;
+  const uint64_t size_;
+  std::mutex supply_mu_;
+};
+
+// Counts resident pages of [addr, addr+len) with mincore.
+uint64_t resident_bytes(const void* addr, uint64_t len);
+
+// Copies between the caller's buffer and memory of this process with process_vm_readv
+// / process_vm_writev, which report a bad address as EFAULT instead of a signal, and
+// block on (or, with a user-mode-only userfaultfd, fail on) a missing pager page.
+// Returns the bytes copied; sets *err to the errno that stopped it, or 0.
+size_t copy_from_process(void* dst, const void* src, size_t len, int* err);
+size_t copy_to_process(void* dst, const void* src, size_t len, int* err);
+
+}  // namespace zxp
