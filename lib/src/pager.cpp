@@ -1,0 +1,672 @@
+#include "pager.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "fault_service.h"
+#include "status.h"
+#include "uffd.h"
+
+namespace zxp {
+namespace {
+
+bool system_has_swap() {
+  static const bool has = [] {
+    FILE* f = fopen("/proc/swaps", "re");
+    if (!f) return true;
+    char line[256];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) ++lines;
+    fclose(f);
+    return lines > 1;  // a header line, then one per swap area
+  }();
+  return has;
+}
+
+bool page_resident(uintptr_t addr) {
+  unsigned char v = 0;
+  return mincore(reinterpret_cast<void*>(addr & ~(kPageSize - 1)), kPageSize, &v) == 0 && (v & 1);
+}
+
+}  // namespace
+
+void PagerStats::snapshot(zxp_pager_stats_t* out) const {
+  out->requests = requests.load(std::memory_order_relaxed);
+  out->requests_withdrawn = requests_withdrawn.load(std::memory_order_relaxed);
+  out->faults = faults.load(std::memory_order_relaxed);
+  out->pages_supplied_move = pages_move.load(std::memory_order_relaxed);
+  out->pages_supplied_copy = pages_copy.load(std::memory_order_relaxed);
+  out->pages_supplied_zero = pages_zero.load(std::memory_order_relaxed);
+  out->pages_already_present = pages_already_present.load(std::memory_order_relaxed);
+  out->failures = failures.load(std::memory_order_relaxed);
+  out->vmos_created = vmos_created.load(std::memory_order_relaxed);
+  out->vmos_live = vmos_live.load(std::memory_order_relaxed);
+}
+
+// ---- Pager ----
+
+Pager::Pager(FaultService* service)
+    : service_(service), stats_(std::make_shared<PagerStats>()) {}
+
+Pager::~Pager() = default;
+
+zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key, uint64_t size,
+                              std::shared_ptr<PagerVmo>* out) {
+  uintptr_t home = 0;
+  if (size > 0) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+    home = reinterpret_cast<uintptr_t>(p);
+    // A forked child must not inherit the range: it would read zeros where pages are
+    // missing, with nobody to page them in.
+    madvise(p, size, MADV_DONTFORK);
+    int err = uffd::register_range(service_->fd(), home, size, false, nullptr);
+    if (err != 0) {
+      munmap(p, size);
+      return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
+    }
+  }
+  auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
+                                        home, std::static_pointer_cast<Pager>(shared_from_this()));
+  if (size > 0) service_->add_region(home, size, vmo);
+  bool closed;
+  {
+    std::lock_guard lock(mu_);
+    closed = closed_;
+    if (!closed) vmos_[vmo.get()] = vmo;
+  }
+  if (closed) vmo->detach(false);
+  stats_->vmos_created.fetch_add(1, std::memory_order_relaxed);
+  stats_->vmos_live.fetch_add(1, std::memory_order_relaxed);
+  *out = std::move(vmo);
+  return ZX_OK;
+}
+
+void Pager::forget(PagerVmo* vmo) {
+  std::lock_guard lock(mu_);
+  vmos_.erase(vmo);
+}
+
+void Pager::on_zero_handles() {
+  std::vector<std::shared_ptr<PagerVmo>> vmos;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    for (auto& [ptr, weak] : vmos_) {
+      if (auto v = weak.lock()) vmos.push_back(std::move(v));
+    }
+  }
+  for (auto& v : vmos) v->detach(false);
+}
+
+// ---- PagerVmo ----
+
+PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
+                   std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
+                   std::weak_ptr<Pager> pager)
+    : service_(service),
+      pager_koid_(pager_koid),
+      stats_(std::move(stats)),
+      port_(std::move(port)),
+      key_(key),
+      size_(size),
+      pager_(std::move(pager)),
+      home_(home) {}
+
+PagerVmo::~PagerVmo() {
+  // Normally on_unreferenced already tore everything down; this covers a VMO that never
+  // got a handle (creation failed half-way).
+  if (!torn_down_) teardown();
+}
+
+void PagerVmo::request_missing(uint64_t first, uint64_t end) {
+  present_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) {
+    uint64_t p = a;
+    while (p < b) {
+      auto it = requests_.upper_bound(p);
+      if (it != requests_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second.end > p) {
+          p = prev->second.end;
+          continue;
+        }
+      }
+      uint64_t stop = (it != requests_.end() && it->first < b) ? it->first : b;
+      zx_port_packet_t packet = {};
+      packet.key = key_;
+      packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
+      packet.status = ZX_OK;
+      packet.page_request.command = ZX_PAGER_VMO_READ;
+      packet.page_request.offset = p * kPageSize;
+      packet.page_request.length = (stop - p) * kPageSize;
+      uint64_t ticket = port_->queue_internal(packet);
+      requests_.emplace(p, Request{stop, ticket});
+      stats_->requests.fetch_add(1, std::memory_order_relaxed);
+      p = stop;
+    }
+  });
+}
+
+void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdrawn) {
+  auto it = requests_.upper_bound(first);
+  if (it != requests_.begin() && std::prev(it)->second.end > first) --it;
+  while (it != requests_.end() && it->first < end) {
+    uint64_t r_first = it->first;
+    Request r = it->second;
+    it = requests_.erase(it);
+    if (r_first >= first && r.end <= end) {
+      if (port_->withdraw(r.ticket) && count_withdrawn) {
+        stats_->requests_withdrawn.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    // Partly covered: what is left stays outstanding under the same packet.
+    if (r_first < first) requests_.emplace(r_first, Request{first, r.ticket});
+    if (r.end > end) it = requests_.emplace(end, Request{r.end, r.ticket}).first, ++it;
+  }
+}
+
+void PagerVmo::mark_present(uint64_t first, uint64_t end) {
+  if (first < end) present_.set(first, end);
+}
+
+void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
+  stats_->faults.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  if (torn_down_ || addr < home_ || addr - home_ >= size_) {
+    uffd::wake(service_->fd(), addr & ~(kPageSize - 1), kPageSize);
+    return;
+  }
+  uint64_t page = (addr - home_) / kPageSize;
+  if (present_.test(page)) {
+    if (page_resident(addr)) {
+      // A message read before the supply that woke its thread: nothing to do.
+      uffd::wake(service_->fd(), addr & ~(kPageSize - 1), kPageSize);
+      return;
+    }
+    // The page vanished without a REMOVE event we could order before the supply (a
+    // madvise racing a supply): the record was wrong.
+    present_.clear(page, page + 1);
+  }
+  if (detached_) {
+    stats_->failures.fetch_add(1, std::memory_order_relaxed);
+    FaultService::fail_thread(tid, addr);
+    return;
+  }
+  bool known = false;
+  for (const MapWaiter& w : map_waiters_) {
+    if (w.tid == tid && w.page == page) {
+      known = true;
+      break;
+    }
+  }
+  if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page});
+  request_missing(page, page + 1);
+}
+
+void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
+  std::lock_guard lock(mu_);
+  uintptr_t lo = std::max(start, home_), hi = std::min<uintptr_t>(end, home_ + size_);
+  if (lo >= hi) return;
+  uint64_t first = (lo - home_ + kPageSize - 1) / kPageSize;
+  uint64_t last = (hi - home_) / kPageSize;
+  if (first < last) present_.clear(first, last);
+}
+
+void PagerVmo::on_remap(uintptr_t from, uintptr_t to) {
+  std::lock_guard lock(mu_);
+  if (home_ != from) return;
+  home_ = to;
+  // Threads blocked at the old addresses are woken by the unmapper and take SIGSEGV.
+  map_waiters_.clear();
+}
+
+zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_t first,
+                                     uint64_t end) {
+  LibWaiter w{first, end};
+  bool registered = false;
+  zx_status_t st = ZX_OK;
+  for (;;) {
+    if (w.status != ZX_OK) {
+      st = w.status;
+      break;
+    }
+    if (present_.all_present(first, end)) break;
+    if (detached_ || torn_down_) {
+      st = ZX_ERR_BAD_STATE;
+      break;
+    }
+    request_missing(first, end);
+    if (!registered) {
+      lib_waiters_.push_back(&w);
+      registered = true;
+    }
+    cv_.wait(lock);
+  }
+  if (registered) lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
+  return st;
+}
+
+zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool write) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (len == 0) return ZX_OK;
+  const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
+  std::unique_lock lock(mu_);
+  size_t done = 0;
+  while (done < len) {
+    uint64_t cur = offset + done;
+    zx_status_t st = ensure_present(lock, cur / kPageSize, end_page);
+    if (st != ZX_OK) return st;
+    uintptr_t home = home_;
+    lock.unlock();
+    int err = 0;
+    size_t n;
+    {
+      // process_vm_readv/writev: a page dropped meanwhile gives EFAULT (or blocks until it
+      // is supplied again) instead of a signal in the library's thread.
+      FaultService::LibraryCopyScope scope;
+      auto* user = static_cast<uint8_t*>(buffer) + done;
+      auto* mem = reinterpret_cast<uint8_t*>(home + cur);
+      n = write ? copy_to_process(mem, user, len - done, &err)
+                : copy_from_process(user, mem, len - done, &err);
+    }
+    lock.lock();
+    done += n;
+    if (err == 0) continue;
+    if (err != EFAULT) return status_from_errno(err);
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+    if (home != home_) continue;  // the home moved (unmapped); retry there
+    uint64_t page = (offset + done) / kPageSize;
+    if (present_.test(page)) {
+      // Either the caller's buffer is bad, or the page was dropped behind the record.
+      if (page_resident(home_ + page * kPageSize)) return ZX_ERR_INVALID_ARGS;
+      present_.clear(page, page + 1);
+    }
+  }
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::read(void* buffer, uint64_t offset, size_t len) {
+  return access(buffer, offset, len, false);
+}
+
+zx_status_t PagerVmo::write(const void* buffer, uint64_t offset, size_t len) {
+  return access(const_cast<void*>(buffer), offset, len, true);
+}
+
+zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  switch (op) {
+    case ZX_VMO_OP_COMMIT: {
+      if (len == 0) return ZX_OK;
+      std::unique_lock lock(mu_);
+      return ensure_present(lock, offset / kPageSize, (offset + len + kPageSize - 1) / kPageSize);
+    }
+    case ZX_VMO_OP_DONT_NEED:
+    case ZX_VMO_OP_ALWAYS_NEED:
+    case ZX_VMO_OP_PREFETCH:
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return ZX_OK;
+    case ZX_VMO_OP_DECOMMIT:
+    case ZX_VMO_OP_ZERO:
+    case ZX_VMO_OP_LOCK:
+    case ZX_VMO_OP_TRY_LOCK:
+    case ZX_VMO_OP_UNLOCK:
+      return ZX_ERR_NOT_SUPPORTED;
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+}
+
+zx_status_t PagerVmo::map(zx_vm_option_t, uintptr_t fixed, uint64_t vmo_offset, uint64_t,
+                          uintptr_t* out) {
+  // The VMO's memory is one mapping; it can be handed out, not duplicated elsewhere.
+  if (fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
+  std::lock_guard lock(mu_);
+  if (torn_down_) return ZX_ERR_BAD_STATE;
+  *out = home_ + vmo_offset;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
+  // Zircon keeps a VMO's pages when its mapping goes, but the addresses stop working:
+  // move the memory (page tables and all) to a new home and leave the old range
+  // inaccessible, so a thread blocked there is woken into SIGSEGV and none sleeps on.
+  uintptr_t old;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_OK;
+    old = home_;
+  }
+  void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
+  if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  // MREMAP_DONTUNMAP leaves the old range mapped (empty), so no other mapping can land
+  // there while library copies may still hold the old address. The fault thread reads the
+  // REMAP event (mremap waits for it) and moves the registry entry and home_.
+  void* moved = mremap(reinterpret_cast<void*>(old), size_, size_,
+                       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, reserve);
+  bool dontunmap = moved != MAP_FAILED;
+  if (!dontunmap) {
+    moved = mremap(reinterpret_cast<void*>(old), size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED,
+                   reserve);
+    if (moved == MAP_FAILED) {
+      int e = errno;
+      munmap(reserve, size_);
+      return status_from_errno(e);
+    }
+  }
+  if (dontunmap) {
+    mprotect(reinterpret_cast<void*>(old), size_, PROT_NONE);
+  } else {
+    mmap(reinterpret_cast<void*>(old), size_, PROT_NONE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  }
+  {
+    std::lock_guard lock(mu_);
+    graveyard_.emplace_back(old, size_);
+    map_waiters_.clear();
+  }
+  uffd::wake(service_->fd(), old, size_);
+  return ZX_OK;
+}
+
+uint64_t PagerVmo::committed_bytes() {
+  std::lock_guard lock(mu_);
+  return present_.count() * kPageSize;
+}
+
+zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src,
+                                    uint64_t* done, int* err) {
+  uffd::Progress p =
+      uffd::copy(service_->fd(), home_ + first * kPageSize, src, (end - first) * kPageSize);
+  stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
+  *done = p.done;
+  *err = p.err;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
+                                    int* err) {
+  const int fd = service_->fd();
+  const uintptr_t dst = home_ + first * kPageSize;
+  const uint64_t len = (end - first) * kPageSize;
+  uint64_t off = 0;
+  *err = 0;
+  while (off < len) {
+    uffd::Progress p =
+        uffd::move(fd, dst + off, reinterpret_cast<uintptr_t>(src) + off, len - off, false);
+    stats_->pages_move.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
+    off += p.done;
+    if (p.err == 0) break;
+    if (p.err == ENOENT) {
+      // A hole in the aux VMO: it supplies a zero page. Without swap, every non-resident
+      // page after it is a hole too and is zero-filled in one call; with swap a
+      // non-resident page may be swapped out, so each is tried with MOVE first.
+      uint64_t run = kPageSize;
+      if (!system_has_swap()) {
+        while (off + run < len && !page_resident(reinterpret_cast<uintptr_t>(src) + off + run)) {
+          run += kPageSize;
+        }
+      }
+      uffd::Progress z = uffd::zeropage(fd, dst + off, run);
+      stats_->pages_zero.fetch_add(z.done / kPageSize, std::memory_order_relaxed);
+      off += z.done;
+      if (z.err == 0) continue;
+      *err = z.err;
+      break;
+    }
+    if (p.err == EBUSY) {
+      // The source page is shared or pinned (MOVE needs it exclusive): copy that one.
+      uffd::Progress c = uffd::copy(fd, dst + off, src + off, kPageSize);
+      stats_->pages_copy.fetch_add(c.done / kPageSize, std::memory_order_relaxed);
+      off += c.done;
+      if (c.err == 0) continue;
+      *err = c.err;
+      break;
+    }
+    *err = p.err;
+    break;
+  }
+  *done = off;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end,
+                           Vmo* aux, uint64_t aux_offset) {
+  const uint64_t len = (end - first) * kPageSize;
+  auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
+  auto* anon = aux->kind() == Vmo::Kind::kAnonymous ? static_cast<AnonVmo*>(aux) : nullptr;
+  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE);
+  std::shared_lock<std::shared_mutex> memfd_lock;
+  std::unique_lock<std::mutex> anon_lock;
+  auto lock_aux = [&]() -> zx_status_t {
+    if (memfd) {
+      memfd_lock = std::shared_lock(memfd->resize_lock());
+      if (!range_within(aux_offset, len, memfd->size())) return ZX_ERR_OUT_OF_RANGE;
+    } else {
+      anon_lock = std::unique_lock(anon->supply_lock());
+    }
+    return ZX_OK;
+  };
+  auto unlock_aux = [&] {
+    if (memfd_lock.owns_lock()) memfd_lock.unlock();
+    if (anon_lock.owns_lock()) anon_lock.unlock();
+  };
+  zx_status_t st = lock_aux();
+  if (st != ZX_OK) return st;
+
+  bool skipped = false;
+  uint64_t p = first;
+  while (p < end && st == ZX_OK) {
+    uint64_t a = end, b = end;
+    present_.for_each_missing_run(p, end, [&](uint64_t ra, uint64_t rb) {
+      if (a == end) {
+        a = ra;
+        b = rb;
+      }
+    });
+    if (a > p) {
+      // Present already: Zircon keeps them and frees the aux pages.
+      stats_->pages_already_present.fetch_add(std::min(a, end) - p, std::memory_order_relaxed);
+      skipped = true;
+    }
+    if (a >= end) break;
+    uint64_t done = 0;
+    int err = 0;
+    const uint64_t src_off = aux_offset + (a - first) * kPageSize;
+    if (use_move) {
+      fill_run_move(a, b, anon->base() + src_off, &done, &err);
+    } else {
+      const uint8_t* src;
+      if (memfd) {
+        st = memfd->source_view(&src);
+        if (st != ZX_OK) break;
+      } else {
+        src = anon->base();
+      }
+      fill_run_copy(a, b, src + src_off, &done, &err);
+    }
+    uint64_t at = a + done / kPageSize;
+    mark_present(a, at);
+    switch (err) {
+      case 0:
+        p = b;
+        break;
+      case EEXIST:
+        // Present in the page tables though not in the record (a supply racing a madvise
+        // the record had already seen): keep it, as Zircon keeps present pages.
+        mark_present(at, at + 1);
+        stats_->pages_already_present.fetch_add(1, std::memory_order_relaxed);
+        skipped = true;
+        p = at + 1;
+        break;
+      case EAGAIN:
+        // The address space is changing; its event must be read before filling resumes.
+        unlock_aux();
+        lock.unlock();
+        service_->sync();
+        lock.lock();
+        if (detached_ || torn_down_) {
+          st = ZX_ERR_BAD_STATE;
+          break;
+        }
+        st = lock_aux();
+        p = at;
+        break;
+      case ENOENT:
+      case ESRCH:
+        st = ZX_ERR_BAD_STATE;
+        break;
+      case ENOMEM:
+        st = ZX_ERR_NO_MEMORY;
+        break;
+      default:
+        st = status_from_errno(err);
+        break;
+    }
+  }
+  // Afterwards the aux range is decommitted, whatever happened: pages moved out are holes
+  // already; copied pages, pages skipped as present, and on failure the rest are freed.
+  if (!memfd_lock.owns_lock() && !anon_lock.owns_lock()) {
+    if (lock_aux() != ZX_OK) return st;
+  }
+  if (memfd) {
+    memfd->decommit(aux_offset, len);
+  } else if (!use_move || skipped || st != ZX_OK) {
+    anon->decommit(aux_offset, len);
+  }
+  return st;
+}
+
+zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset,
+                             bool legacy) {
+  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  std::unique_lock lock(mu_);
+  if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+  if (len == 0) return ZX_OK;
+  if (legacy) {
+    // zx_pager_vmo_op's rule: the aux range must be fully committed and unmapped.
+    if (aux->num_mappings() > 0) return ZX_ERR_BAD_STATE;
+    if (aux->kind() == Vmo::Kind::kMemfd) {
+      int fd = static_cast<MemfdVmo*>(aux)->fd();
+      off_t hole = lseek(fd, static_cast<off_t>(aux_offset), SEEK_HOLE);
+      if (hole >= 0 && static_cast<uint64_t>(hole) < aux_offset + len) return ZX_ERR_BAD_STATE;
+    } else if (resident_bytes(static_cast<AnonVmo*>(aux)->base() + aux_offset, len) != len) {
+      return ZX_ERR_BAD_STATE;
+    }
+  }
+  zx_status_t st = fill(lock, first, end, aux, aux_offset);
+  // Retire the requests (and wake the library waiters) of every page now present.
+  for (uint64_t p = first; p < end;) {
+    uint64_t a = end, b = end;
+    present_.for_each_missing_run(p, end, [&](uint64_t ra, uint64_t rb) {
+      if (a == end) {
+        a = ra;
+        b = rb;
+      }
+    });
+    if (a > p) retire_requests(p, a, true);
+    p = b;
+  }
+  if (!map_waiters_.empty()) {
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) { return present_.test(w.page); });
+  }
+  if (!lib_waiters_.empty()) cv_.notify_all();
+  return st;
+}
+
+zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
+  // Faults already raised but not yet read are waiters too: read them first.
+  service_->sync();
+  std::lock_guard lock(mu_);
+  if (detached_ || torn_down_ || len == 0) return ZX_OK;
+  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+    if (w.page < first || w.page >= end || present_.test(w.page)) return false;
+    stats_->failures.fetch_add(1, std::memory_order_relaxed);
+    FaultService::fail_thread(w.tid, w.addr);
+    return true;
+  });
+  bool woke = false;
+  for (LibWaiter* w : lib_waiters_) {
+    uint64_t lo = std::max(first, w->first), hi = std::min(end, w->end);
+    if (lo < hi && !present_.all_present(lo, hi) && w->status == ZX_OK) {
+      w->status = error;
+      stats_->failures.fetch_add(1, std::memory_order_relaxed);
+      woke = true;
+    }
+  }
+  retire_requests(first, end, false);
+  if (woke) cv_.notify_all();
+  return ZX_OK;
+}
+
+void PagerVmo::detach(bool complete_packet) {
+  service_->sync();
+  std::lock_guard lock(mu_);
+  if (detached_) return;
+  detached_ = true;
+  for (const MapWaiter& w : map_waiters_) {
+    stats_->failures.fetch_add(1, std::memory_order_relaxed);
+    FaultService::fail_thread(w.tid, w.addr);
+  }
+  map_waiters_.clear();
+  for (LibWaiter* w : lib_waiters_) {
+    if (w->status == ZX_OK) w->status = ZX_ERR_BAD_STATE;
+  }
+  for (auto& [first, r] : requests_) port_->withdraw(r.ticket);
+  requests_.clear();
+  if (complete_packet) {
+    zx_port_packet_t packet = {};
+    packet.key = key_;
+    packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
+    packet.page_request.command = ZX_PAGER_VMO_COMPLETE;
+    port_->queue_internal(packet);
+  }
+  cv_.notify_all();
+}
+
+void PagerVmo::on_unreferenced() {
+  // The last handle and the last mapping are gone: the port hears COMPLETE (unless the
+  // VMO was detached already, which sent it, or its pager closed, which sends nothing).
+  detach(true);
+  teardown();
+}
+
+void PagerVmo::teardown() {
+  uintptr_t home;
+  std::vector<std::pair<uintptr_t, uint64_t>> graveyard;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return;
+    torn_down_ = true;
+    home = home_;
+    graveyard.swap(graveyard_);
+    cv_.notify_all();
+  }
+  if (size_ > 0) {
+    service_->remove_region(home);
+    // Unregister before unmapping: munmap of a registered range would wait for its UNMAP
+    // event to be read, which must not depend on who drops the last reference.
+    uffd::unregister_range(service_->fd(), home, size_);
+    munmap(reinterpret_cast<void*>(home), size_);
+    for (auto& [addr, len] : graveyard) {
+      uffd::unregister_range(service_->fd(), addr, len);
+      munmap(reinterpret_cast<void*>(addr), len);
+    }
+  }
+  if (auto pager = pager_.lock()) pager->forget(this);
+  stats_->vmos_live.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace zxp

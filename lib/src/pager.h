@@ -1,0 +1,175 @@
+// Pagers and pager VMOs: Zircon's request/supply protocol over userfaultfd.
+//
+// A pager VMO is one anonymous private mapping (its "home") registered with the
+// process's userfaultfd in MISSING mode. A page is present once supplied; the
+// present-page record below, not the page tables, is the source of truth. Faults through
+// a mapping reach the fault thread as userfaultfd messages; zx_vmo_read/write/commit
+// consult the record directly. Both raise page requests (packets on the VMO's port) for
+// pages nobody has requested yet, and wait until the pager supplies or fails them.
+//
+// Locking: PagerVmo::mu_ guards the record, the requests and the waiters. It is held
+// across UFFDIO_COPY/MOVE (so the fault thread never sees a page half-supplied) but never
+// across anything that waits for the fault thread (madvise, mremap, munmap, sync). Order:
+// PagerVmo::mu_ before aux VMO locks before Port::mu_.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include <zircon/syscalls/port.h>
+#include <zxpager/zxpager.h>
+
+#include "object.h"
+#include "page_set.h"
+#include "port.h"
+#include "vmo.h"
+
+namespace zxp {
+
+class FaultService;
+class PagerVmo;
+
+struct PagerStats {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> requests_withdrawn{0};
+  std::atomic<uint64_t> faults{0};
+  std::atomic<uint64_t> pages_move{0};
+  std::atomic<uint64_t> pages_copy{0};
+  std::atomic<uint64_t> pages_zero{0};
+  std::atomic<uint64_t> pages_already_present{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> vmos_created{0};
+  std::atomic<uint64_t> vmos_live{0};
+
+  void snapshot(zxp_pager_stats_t* out) const;
+};
+
+class Pager final : public Object {
+ public:
+  static constexpr zx_obj_type_t kType = ZX_OBJ_TYPE_PAGER;
+  explicit Pager(FaultService* service);
+  ~Pager() override;
+
+  zx_obj_type_t type() const override { return kType; }
+
+  zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
+                         uint64_t size, std::shared_ptr<PagerVmo>* out);
+  // Called by a pager VMO that goes away.
+  void forget(PagerVmo* vmo);
+  const std::shared_ptr<PagerStats>& stats() const { return stats_; }
+
+ protected:
+  // Closing the last pager handle detaches every VMO, sending no packets.
+  void on_zero_handles() override;
+
+ private:
+  FaultService* const service_;
+  const std::shared_ptr<PagerStats> stats_;
+  std::mutex mu_;
+  bool closed_ = false;
+  std::unordered_map<PagerVmo*, std::weak_ptr<PagerVmo>> vmos_;
+};
+
+class PagerVmo final : public Vmo {
+ public:
+  PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
+           std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
+           std::weak_ptr<Pager> pager);
+  ~PagerVmo() override;
+
+  // Vmo
+  Kind kind() const override { return Kind::kPager; }
+  uint64_t size() const override { return size_; }
+  zx_status_t read(void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t write(const void* buffer, uint64_t offset, size_t len) override;
+  zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t len) override;
+  zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
+                  uintptr_t* out) override;
+  zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
+  uint64_t committed_bytes() override;
+  uint32_t info_flags() const override {
+    return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_PAGER_BACKED;
+  }
+
+  zx_koid_t pager_koid() const { return pager_koid_; }
+
+  // zx_pager_supply_pages, arguments validated. `legacy` applies zx_pager_vmo_op's rule
+  // that every aux page must be committed.
+  zx_status_t supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy);
+  // ZX_PAGER_OP_FAIL, arguments validated.
+  zx_status_t fail(uint64_t offset, uint64_t len, zx_status_t error);
+  // zx_pager_detach_vmo (complete_packet) or pager close (no packet).
+  void detach(bool complete_packet);
+
+  // Fault thread entry points.
+  void on_fault(uintptr_t addr, pid_t tid);
+  void on_remove(uintptr_t start, uintptr_t end);
+  void on_remap(uintptr_t from, uintptr_t to);
+
+ protected:
+  void on_unreferenced() override;
+
+ private:
+  struct Request {
+    uint64_t end;     // one past the last page
+    uint64_t ticket;  // port ticket of its packet
+  };
+  struct MapWaiter {
+    pid_t tid;
+    uintptr_t addr;
+    uint64_t page;
+  };
+  // A thread inside zx_vmo_read/write/commit waiting for pages.
+  struct LibWaiter {
+    uint64_t first, end;
+    zx_status_t status = ZX_OK;
+  };
+
+  // With mu_ held: raises requests for the pages of [first, end) that are missing and not
+  // yet requested.
+  void request_missing(uint64_t first, uint64_t end);
+  // With mu_ held: forgets requests over [first, end), withdrawing queued packets of those
+  // wholly covered.
+  void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn);
+  // Waits until [first, end) is present; returns ZX_OK, the FAIL code, or BAD_STATE.
+  zx_status_t ensure_present(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end);
+  // Reads/writes through the home mapping, re-requesting pages that vanished meanwhile.
+  zx_status_t access(void* buffer, uint64_t offset, size_t len, bool write);
+  // The fill itself, with mu_ held; may drop and retake `lock` to let the fault thread run.
+  zx_status_t fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end, Vmo* aux,
+                   uint64_t aux_offset);
+  zx_status_t fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src, uint64_t* done,
+                            int* err);
+  zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
+                            int* err);
+  void mark_present(uint64_t first, uint64_t end);
+  void teardown();
+
+  FaultService* const service_;
+  const zx_koid_t pager_koid_;
+  const std::shared_ptr<PagerStats> stats_;
+  const std::shared_ptr<Port> port_;
+  const uint64_t key_;
+  const uint64_t size_;
+  const std::weak_ptr<Pager> pager_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;  // lib waiters
+  uintptr_t home_;              // guarded by mu_
+  std::vector<std::pair<uintptr_t, uint64_t>> graveyard_;  // old homes (PROT_NONE)
+  bool detached_ = false;
+  bool torn_down_ = false;
+  PageSet present_;
+  std::map<uint64_t, Request> requests_;  // by first page; never overlapping
+  std::vector<MapWaiter> map_waiters_;
+  std::vector<LibWaiter*> lib_waiters_;
+};
+
+}  // namespace zxp

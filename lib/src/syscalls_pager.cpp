@@ -1,0 +1,216 @@
+// The C ABI of the pager calls and the zxp_ extensions: validates arguments in Zircon's
+// order and calls into the objects.
+#include <string.h>
+
+#include <zircon/syscalls.h>
+#include <zxpager/zxpager.h>
+
+#include <liburing.h>
+
+#include "fault_service.h"
+#include "object.h"
+#include "pager.h"
+#include "port.h"
+#include "uffd.h"
+#include "vmo.h"
+
+using zxp::HandleTable;
+
+namespace {
+
+// Looks up the pager and the pager VMO of a pager call, in Zircon's order.
+zx_status_t lookup_pager_and_vmo(zx_handle_t pager_handle, zx_rights_t pager_rights,
+                                 zx_handle_t vmo_handle, zx_rights_t vmo_rights,
+                                 std::shared_ptr<zxp::Pager>* pager,
+                                 std::shared_ptr<zxp::Vmo>* vmo) {
+  zx_status_t st = HandleTable::get().lookup_as(pager_handle, pager_rights, pager);
+  if (st != ZX_OK) return st;
+  return HandleTable::get().lookup_as(vmo_handle, vmo_rights, vmo);
+}
+
+// The pager VMO of `vmo` if it belongs to `pager`, else null (ZX_ERR_INVALID_ARGS).
+zxp::PagerVmo* owned_pager_vmo(const std::shared_ptr<zxp::Pager>& pager,
+                               const std::shared_ptr<zxp::Vmo>& vmo) {
+  if (vmo->kind() != zxp::Vmo::Kind::kPager) return nullptr;
+  auto* pv = static_cast<zxp::PagerVmo*>(vmo.get());
+  return pv->pager_koid() == pager->koid() ? pv : nullptr;
+}
+
+zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t offset,
+                   uint64_t length, zx_handle_t aux_handle, uint64_t aux_offset, bool legacy) {
+  std::shared_ptr<zxp::Pager> pager;
+  std::shared_ptr<zxp::Vmo> vmo, aux;
+  // The newest rule: pager MANAGE_VMO, pager VMO WRITE, aux WRITE. The legacy call asks
+  // nothing of the pager and VMO, and READ|WRITE of the aux.
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, legacy ? 0 : ZX_RIGHT_MANAGE_VMO,
+                                        vmo_handle, legacy ? 0 : ZX_RIGHT_WRITE, &pager, &vmo);
+  if (st != ZX_OK) return st;
+  st = HandleTable::get().lookup_as(aux_handle,
+                                    legacy ? (ZX_RIGHT_READ | ZX_RIGHT_WRITE) : ZX_RIGHT_WRITE,
+                                    &aux);
+  if (st != ZX_OK) return st;
+  if (!zxp::page_aligned(offset) || !zxp::page_aligned(length) || !zxp::page_aligned(aux_offset)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
+  if (!zxp::range_within(offset, length, pv->size()) ||
+      !zxp::range_within(aux_offset, length, aux->size())) {
+    return ZX_ERR_OUT_OF_RANGE;
+  }
+  if (aux->kind() == zxp::Vmo::Kind::kPager) return ZX_ERR_BAD_STATE;
+  return pv->supply(offset, length, aux.get(), aux_offset, legacy);
+}
+
+}  // namespace
+
+extern "C" {
+
+zx_status_t zx_pager_create(uint32_t options, zx_handle_t* out) {
+  if (options != 0 || !out) return ZX_ERR_INVALID_ARGS;
+  zx_status_t st;
+  zxp::FaultService* service = zxp::FaultService::get(&st);
+  if (!service) return st;
+  return HandleTable::get().add(std::make_shared<zxp::Pager>(service), ZX_DEFAULT_PAGER_RIGHTS,
+                                out);
+}
+
+zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_handle_t port_handle,
+                                uint64_t key, uint64_t size, zx_handle_t* out) {
+  std::shared_ptr<zxp::Pager> pager;
+  zx_status_t st = HandleTable::get().lookup_as(pager_handle, ZX_RIGHT_ATTACH_VMO, &pager);
+  if (st != ZX_OK) return st;
+  std::shared_ptr<zxp::Port> port;
+  st = HandleTable::get().lookup_as(port_handle, ZX_RIGHT_WRITE, &port);
+  if (st != ZX_OK) return st;
+  if (options & ~(ZX_VMO_RESIZABLE | ZX_VMO_TRAP_DIRTY)) return ZX_ERR_INVALID_ARGS;
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  // Resizing and dirty tracking come with later work.
+  if (options != 0) return ZX_ERR_NOT_SUPPORTED;
+  uint64_t rounded;
+  if (!zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize) {
+    return ZX_ERR_OUT_OF_RANGE;
+  }
+  std::shared_ptr<zxp::PagerVmo> vmo;
+  st = pager->create_vmo(options, std::move(port), key, rounded, &vmo);
+  if (st != ZX_OK) return st;
+  return HandleTable::get().add(std::move(vmo), ZX_DEFAULT_VMO_RIGHTS, out);
+}
+
+zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) {
+  std::shared_ptr<zxp::Pager> pager;
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  if (st != ZX_OK) return st;
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
+  pv->detach(true);
+  return ZX_OK;
+}
+
+zx_status_t zx_pager_supply_pages(zx_handle_t pager, zx_handle_t pager_vmo, uint64_t offset,
+                                  uint64_t length, zx_handle_t aux_vmo, uint64_t aux_offset) {
+  return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, false);
+}
+
+zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t op, uint64_t offset,
+                            uint64_t length, zx_handle_t aux_vmo, uint64_t aux_offset) {
+  if (op != ZX_PAGER_SUPPLY_PAGES) {
+    std::shared_ptr<zxp::Pager> p;
+    std::shared_ptr<zxp::Vmo> v;
+    zx_status_t st = lookup_pager_and_vmo(pager, 0, pager_vmo, 0, &p, &v);
+    return st != ZX_OK ? st : ZX_ERR_INVALID_ARGS;
+  }
+  return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, true);
+}
+
+zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t vmo_handle,
+                              uint64_t offset, uint64_t length, uint64_t data) {
+  std::shared_ptr<zxp::Pager> pager;
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  if (st != ZX_OK) return st;
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
+  if (!zxp::page_aligned(offset) || !zxp::page_aligned(length)) return ZX_ERR_INVALID_ARGS;
+  switch (op) {
+    case ZX_PAGER_OP_FAIL: {
+      auto error = static_cast<zx_status_t>(static_cast<int64_t>(data));
+      if (static_cast<int64_t>(data) != error) return ZX_ERR_INVALID_ARGS;
+      switch (error) {
+        case ZX_ERR_IO:
+        case ZX_ERR_IO_DATA_INTEGRITY:
+        case ZX_ERR_BAD_STATE:
+        case ZX_ERR_NO_SPACE:
+        case ZX_ERR_BUFFER_TOO_SMALL:
+          break;
+        default:
+          return ZX_ERR_INVALID_ARGS;
+      }
+      if (!zxp::range_within(offset, length, pv->size())) return ZX_ERR_OUT_OF_RANGE;
+      return pv->fail(offset, length, error);
+    }
+    case ZX_PAGER_OP_DIRTY:
+    case ZX_PAGER_OP_WRITEBACK_BEGIN:
+    case ZX_PAGER_OP_WRITEBACK_END:
+      if (!zxp::range_within(offset, length, pv->size())) return ZX_ERR_OUT_OF_RANGE;
+      return ZX_ERR_NOT_SUPPORTED;  // dirty tracking comes with later work
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+}
+
+// ---- extensions ----
+
+zx_status_t zxp_get_features(zxp_features_t* out) {
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  const zxp::uffd::Probe& p = zxp::uffd::probe();
+  zxp_features_t f = {};
+  f.uffd_available = p.available;
+  f.uffd_via_dev = p.via_dev;
+  f.uffd_user_mode_only = p.user_mode_only;
+  f.uffd_api_features = p.features;
+  f.move = (p.features & UFFD_FEATURE_MOVE) != 0;
+  f.poison = (p.features & UFFD_FEATURE_POISON) != 0;
+  f.wp = (p.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) != 0;
+  f.wp_unpopulated = (p.features & UFFD_FEATURE_WP_UNPOPULATED) != 0;
+  f.minor_shmem = (p.features & UFFD_FEATURE_MINOR_SHMEM) != 0;
+  f.thread_id = (p.features & UFFD_FEATURE_THREAD_ID) != 0;
+  f.exact_address = (p.features & UFFD_FEATURE_EXACT_ADDRESS) != 0;
+  f.event_remap = (p.features & UFFD_FEATURE_EVENT_REMAP) != 0;
+  f.event_remove = (p.features & UFFD_FEATURE_EVENT_REMOVE) != 0;
+  f.event_unmap = (p.features & UFFD_FEATURE_EVENT_UNMAP) != 0;
+  f.anon_supply_by_move = f.move;
+  strncpy(f.uffd_error, p.error.c_str(), sizeof(f.uffd_error) - 1);
+  static const bool uring = [] {
+    struct io_uring ring;
+    if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+    io_uring_queue_exit(&ring);
+    return true;
+  }();
+  f.io_uring = uring;
+  *out = f;
+  return ZX_OK;
+}
+
+zx_status_t zxp_pager_get_stats(zx_handle_t pager_handle, zxp_pager_stats_t* out) {
+  std::shared_ptr<zxp::Pager> pager;
+  zx_status_t st = HandleTable::get().lookup_as(pager_handle, 0, &pager);
+  if (st != ZX_OK) return st;
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  pager->stats()->snapshot(out);
+  return ZX_OK;
+}
+
+zx_status_t zxp_vmo_supply_path(zx_handle_t aux_handle, const char** out) {
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = HandleTable::get().lookup_as(aux_handle, 0, &vmo);
+  if (st != ZX_OK) return st;
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  bool move = vmo->kind() == zxp::Vmo::Kind::kAnonymous &&
+              (zxp::uffd::probe().features & UFFD_FEATURE_MOVE);
+  *out = move ? "move" : "copy";
+  return ZX_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,192 @@
+#include "uffd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace zxp::uffd {
+namespace {
+
+int open_raw(int flags, bool* via_dev) {
+  *via_dev = false;
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, flags));
+  if (fd >= 0) return fd;
+  int syscall_errno = errno;
+  if (!(flags & UFFD_USER_MODE_ONLY)) {
+    // With vm.unprivileged_userfaultfd=0 the syscall needs CAP_SYS_PTRACE, but access to
+    // /dev/userfaultfd grants the same full userfaultfd.
+    int dev = ::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+      fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+      close(dev);
+      if (fd >= 0) {
+        *via_dev = true;
+        return fd;
+      }
+    }
+  }
+  errno = syscall_errno;
+  return -1;
+}
+
+Probe do_probe() {
+  Probe p;
+  const int flags = O_CLOEXEC | O_NONBLOCK;
+  int fd = open_raw(flags, &p.via_dev);
+  if (fd < 0 && (errno == EPERM || errno == EACCES)) {
+    fd = open_raw(flags | UFFD_USER_MODE_ONLY, &p.via_dev);
+    if (fd >= 0) p.user_mode_only = true;
+  }
+  if (fd < 0) {
+    p.open_errno = errno;
+    p.error = std::string("userfaultfd: ") + strerror(errno);
+    return p;
+  }
+  struct uffdio_api api = {};
+  api.api = UFFD_API;
+  api.features = 0;
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    p.open_errno = errno;
+    p.error = std::string("UFFDIO_API: ") + strerror(errno);
+    close(fd);
+    return p;
+  }
+  close(fd);
+  p.available = true;
+  p.features = api.features;
+  return p;
+}
+
+}  // namespace
+
+const Probe& probe() {
+  static const Probe p = do_probe();
+  return p;
+}
+
+uint64_t wanted_features() {
+  uint64_t want = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+                  UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EXACT_ADDRESS | UFFD_FEATURE_MOVE |
+                  UFFD_FEATURE_POISON | UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+                  UFFD_FEATURE_WP_UNPOPULATED;
+  return want & probe().features;
+}
+
+int open(uint64_t features) {
+  const Probe& p = probe();
+  if (!p.available) return -(p.open_errno ? p.open_errno : ENOSYS);
+  bool via_dev;
+  int flags = O_CLOEXEC | O_NONBLOCK | (p.user_mode_only ? UFFD_USER_MODE_ONLY : 0);
+  int fd = open_raw(flags, &via_dev);
+  if (fd < 0) return -errno;
+  struct uffdio_api api = {};
+  api.api = UFFD_API;
+  api.features = features;
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+// The fill ioctls report progress in a signed field: bytes done, or -errno. A partial
+// fill returns EAGAIN with a positive count; the rest is retried here, so callers see
+// only the errno at the position that stopped it.
+template <typename Op>
+static Progress fill_loop(uint64_t len, Op op) {
+  Progress p;
+  while (p.done < len) {
+    int64_t field = 0;
+    int rc = op(p.done, len - p.done, &field);
+    if (rc == 0) {
+      p.done = len;
+      break;
+    }
+    int e = errno;
+    if (field > 0) {
+      p.done += static_cast<uint64_t>(field);
+      continue;
+    }
+    p.err = field < 0 ? static_cast<int>(-field) : e;
+    break;
+  }
+  return p;
+}
+
+Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake) {
+  return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
+    struct uffdio_copy c = {};
+    c.dst = dst + off;
+    c.src = reinterpret_cast<uintptr_t>(src) + off;
+    c.len = n;
+    c.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE;
+    int rc = ioctl(fd, UFFDIO_COPY, &c);
+    *field = c.copy;
+    return rc;
+  });
+}
+
+Progress zeropage(int fd, uintptr_t dst, uint64_t len, bool wake) {
+  return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
+    struct uffdio_zeropage z = {};
+    z.range.start = dst + off;
+    z.range.len = n;
+    z.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE;
+    int rc = ioctl(fd, UFFDIO_ZEROPAGE, &z);
+    *field = z.zeropage;
+    return rc;
+  });
+}
+
+Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src_holes,
+              bool wake) {
+  return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
+    struct uffdio_move m = {};
+    m.dst = dst + off;
+    m.src = src + off;
+    m.len = n;
+    m.mode = (wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE) |
+             (allow_src_holes ? UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES : 0);
+    int rc = ioctl(fd, UFFDIO_MOVE, &m);
+    *field = m.move;
+    return rc;
+  });
+}
+
+Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake) {
+  return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
+    struct uffdio_poison pz = {};
+    pz.range.start = dst + off;
+    pz.range.len = n;
+    pz.mode = wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE;
+    int rc = ioctl(fd, UFFDIO_POISON, &pz);
+    *field = pz.updated;
+    return rc;
+  });
+}
+
+int wake(int fd, uintptr_t addr, uint64_t len) {
+  struct uffdio_range r = {addr, len};
+  return ioctl(fd, UFFDIO_WAKE, &r) == 0 ? 0 : errno;
+}
+
+int register_range(int fd, uintptr_t addr, uint64_t len, bool wp, uint64_t* ioctls) {
+  struct uffdio_register reg = {};
+  reg.range.start = addr;
+  reg.range.len = len;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0);
+  if (ioctl(fd, UFFDIO_REGISTER, &reg) != 0) return errno;
+  if (ioctls) *ioctls = reg.ioctls;
+  return 0;
+}
+
+int unregister_range(int fd, uintptr_t addr, uint64_t len) {
+  struct uffdio_range r = {addr, len};
+  return ioctl(fd, UFFDIO_UNREGISTER, &r) == 0 ? 0 : errno;
+}
+
+}  // namespace zxp::uffd

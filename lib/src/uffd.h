@@ -1,0 +1,99 @@
+// The userfaultfd layer: the only module that issues userfaultfd calls. It knows every
+// errno the kernel returns from them and reports progress in whole bytes, so callers
+// never see the kernel's signed "bytes or -errno" fields.
+#pragma once
+
+#include <stdint.h>
+
+#include <string>
+
+#include <linux/userfaultfd.h>
+
+// Distro headers (Debian 12's linux-libc-dev 6.1) predate UFFDIO_MOVE and UFFDIO_POISON.
+// These are the kernel's uapi layouts (include/uapi/linux/userfaultfd.h, Linux 6.8).
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05)
+struct uffdio_move {
+  __u64 dst;
+  __u64 src;
+  __u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+  __u64 mode;
+  __s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+  struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+  __u64 mode;
+  __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
+namespace zxp::uffd {
+
+// What this kernel offers, found once with a probe descriptor. Thread-safe.
+struct Probe {
+  bool available = false;
+  bool via_dev = false;         // opened through /dev/userfaultfd
+  bool user_mode_only = false;  // only UFFD_USER_MODE_ONLY was allowed
+  uint64_t features = 0;        // what UFFDIO_API reported
+  int open_errno = 0;
+  std::string error;            // why it is unavailable
+};
+const Probe& probe();
+
+// The features the library asks for (those of them the kernel has).
+uint64_t wanted_features();
+
+// Opens a nonblocking, close-on-exec userfaultfd the way probe() found works and
+// negotiates `features` (a subset of probe().features). Returns the descriptor or -errno.
+int open(uint64_t features);
+
+// Result of a fill operation: `done` bytes from the start were completed; `err` is 0 if
+// all were, else the errno that stopped it at `start + done`:
+//   EEXIST  the page at that position is already present
+//   EAGAIN  the address space is changing (a REMOVE/UNMAP/REMAP event is unread): read
+//           the events, then retry
+//   ENOENT  the destination mapping is gone or not registered (or, for MOVE, a hole in
+//           the source)
+//   ESRCH   the process that owns the mapping has exited
+//   ENOMEM  out of memory
+//   EFAULT  the source could not be read
+//   EBUSY   MOVE: a source page is shared (not exclusive) or pinned
+//   EINVAL  bad alignment or range (a bug in the caller)
+struct Progress {
+  uint64_t done = 0;
+  int err = 0;
+};
+
+Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake = true);
+Progress zeropage(int fd, uintptr_t dst, uint64_t len, bool wake = true);
+Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src_holes,
+              bool wake = true);
+Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake = true);
+
+// Wakes threads waiting on [addr, addr+len). Returns 0 or an errno.
+int wake(int fd, uintptr_t addr, uint64_t len);
+// Registers [addr, addr+len) in MISSING mode (plus WP if asked). Returns 0 or an errno.
+int register_range(int fd, uintptr_t addr, uint64_t len, bool wp, uint64_t* ioctls);
+int unregister_range(int fd, uintptr_t addr, uint64_t len);
+
+}  // namespace zxp::uffd
