@@ -1,0 +1,15 @@
+// The zxpager CLI's subcommands. Each registers its options on `app` and returns the
+// function that runs it (exit status).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace zxpager_cli {
+
+using Runner = std::function<int()>;
+
+Runner add_info(CLI::App& app);
+
+}  // namespace zxpager_cli

@@ -1,0 +1,22 @@
+// zxpager: what this kernel offers the pager, and tools to stress and measure it.
+#include <fmt/core.h>
+
+#include <map>
+#include <string>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "zxpager: Fuchsia Zircon's user-pager protocol on Linux userfaultfd.\n"
+      "Run a subcommand with --help for its options."};
+  app.require_subcommand(1);
+  std::map<std::string, zxpager_cli::Runner> runners;
+  runners["info"] = zxpager_cli::add_info(app);
+  CLI11_PARSE(app, argc, argv);
+  for (CLI::App* sub : app.get_subcommands()) {
+    auto it = runners.find(sub->get_name());
+    if (it != runners.end()) return it->second();
+  }
+  return 2;
+}
