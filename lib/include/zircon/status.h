@@ -6,9 +6,15 @@
 
 __BEGIN_CDECLS
 
+// The library is built with -fvisibility=hidden; these are its exported ABI (see
+// libzxpager.map), and a definition takes the visibility of its declaration.
+#pragma GCC visibility push(default)
+
 // Returns the name of a status code ("ZX_ERR_BAD_STATE"); "(UNKNOWN)" for others.
 // Reentrant.
 const char* zx_status_get_string(zx_status_t status);
+
+#pragma GCC visibility pop
 
 __END_CDECLS
 

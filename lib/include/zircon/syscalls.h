@@ -11,6 +11,10 @@
 
 __BEGIN_CDECLS
 
+// The library is built with -fvisibility=hidden; these are its exported ABI (see
+// libzxpager.map), and a definition takes the visibility of its declaration.
+#pragma GCC visibility push(default)
+
 // Handles.
 zx_status_t zx_handle_close(zx_handle_t handle);
 zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles);
@@ -58,6 +62,8 @@ zx_status_t zx_pager_op_range(zx_handle_t pager, uint32_t op, zx_handle_t pager_
 zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t op,
                             uint64_t offset, uint64_t length, zx_handle_t aux_vmo,
                             uint64_t aux_offset);
+
+#pragma GCC visibility pop
 
 __END_CDECLS
 
