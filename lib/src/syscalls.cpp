@@ -65,7 +65,8 @@ zx_status_t zx_handle_duplicate(zx_handle_t handle, zx_rights_t rights, zx_handl
 
 zx_status_t zx_handle_replace(zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
   if (!out) {
-    HandleTable::get().remove(handle);
+    // Zircon looks the handle up first: a bad handle is BAD_HANDLE even with no out.
+    if (HandleTable::get().remove(handle) != ZX_OK) return ZX_ERR_BAD_HANDLE;
     return ZX_ERR_INVALID_ARGS;
   }
   return HandleTable::get().replace(handle, rights, out);
