@@ -30,9 +30,37 @@ void raise_fd_limit_once() {
 uint64_t resident_bytes(const void* addr, uint64_t len) {
   if (len == 0) return 0;
   constexpr size_t kChunkPages = 4096;
-  std::vector<unsigned char> vec(kChunkPages);
   uint64_t total = 0;
   auto p = reinterpret_cast<uintptr_t>(addr);
+  // A read of a never-written anonymous page maps the shared zero page, which mincore
+  // counts as resident although nothing is committed. /proc/self/pagemap tells them
+  // apart: the zero page is present but neither exclusively mapped nor a file page.
+  // Opened per call: a descriptor kept open would name the parent's mm after fork().
+  int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pagemap >= 0) {
+    constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFile = 1ull << 61,
+                       kExclusive = 1ull << 56;
+    std::vector<uint64_t> entries(kChunkPages);
+    bool ok = true;
+    for (uint64_t done = 0; ok && done < len;) {
+      uint64_t pages = std::min<uint64_t>((len - done) / kPageSize, kChunkPages);
+      size_t bytes = pages * sizeof(uint64_t);
+      off_t at = static_cast<off_t>((p + done) / kPageSize * sizeof(uint64_t));
+      if (pread(pagemap, entries.data(), bytes, at) != static_cast<ssize_t>(bytes)) {
+        ok = false;
+        break;
+      }
+      for (uint64_t i = 0; i < pages; ++i) {
+        uint64_t e = entries[i];
+        if ((e & kSwapped) || ((e & kPresent) && (e & (kExclusive | kFile)))) total += kPageSize;
+      }
+      done += pages * kPageSize;
+    }
+    close(pagemap);
+    if (ok) return total;
+    total = 0;
+  }
+  std::vector<unsigned char> vec(kChunkPages);
   for (uint64_t done = 0; done < len;) {
     uint64_t chunk = std::min<uint64_t>(len - done, kChunkPages * kPageSize);
     if (mincore(reinterpret_cast<void*>(p + done), chunk, vec.data()) == 0) {
