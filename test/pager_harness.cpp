@@ -1,7 +1,14 @@
 #include "pager_harness.h"
 
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
 
 namespace pager_test {
 namespace {
@@ -157,7 +164,45 @@ zx_status_t TestPager::fail(TestVmo* vmo, uint64_t page, uint64_t count, zx_stat
 
 zx_status_t TestPager::detach(TestVmo* vmo) { return zx_pager_detach_vmo(pager_, vmo->vmo); }
 
-Faulter::Faulter(TestVmo* vmo, uint64_t page, Access access, bool write) {
+namespace {
+
+// The contents of a small /proc file, or "" if it cannot be read.
+std::string read_proc(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buf[256];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+bool thread_blocked_in_pager(pid_t tid, Access access) {
+  char path[64];
+  if (access == Access::kMapping) {
+    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+    return read_proc(path) == "handle_userfault";
+  }
+  // "nr arg1 arg2 ...": a condition-variable wait is futex(addr, FUTEX_WAIT_BITSET...);
+  // a contended mutex would be FUTEX_WAIT, and a running thread is "running".
+  snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+  std::string s = read_proc(path);
+  unsigned long nr = 0, addr = 0, op = 0;
+  if (sscanf(s.c_str(), "%lu %lx %lx", &nr, &addr, &op) != 3) return false;
+  return nr == SYS_futex && (op & FUTEX_CMD_MASK) == FUTEX_WAIT_BITSET;
+}
+
+bool wait_until(const std::function<bool()>& pred, zx_duration_t timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout);
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+Faulter::Faulter(TestVmo* vmo, uint64_t page, Access access, bool write) : access_(access) {
   install_fault_handlers();
   thread_ = std::thread([=, this] { run(vmo, page, access, write); });
 }
@@ -167,6 +212,7 @@ Faulter::~Faulter() {
 }
 
 void Faulter::run(TestVmo* vmo, uint64_t page, Access access, bool write) {
+  tid_ = gettid();
   Outcome result = Outcome::kOk;
   if (access == Access::kMapping) {
     touched_ = vmo->base + page * kPage + 8;
@@ -211,6 +257,17 @@ bool Faulter::wait(zx_duration_t timeout) {
   std::unique_lock lock(mu_);
   return cv_.wait_for(lock, std::chrono::nanoseconds(timeout),
                       [&] { return outcome_.load() != Outcome::kRunning; });
+}
+
+bool Faulter::wait_blocked(zx_duration_t timeout) {
+  return wait_until(
+      [&] {
+        if (outcome_.load() != Outcome::kRunning) return true;
+        pid_t t = tid_.load();
+        return t != 0 && thread_blocked_in_pager(t, access_);
+      },
+      timeout) &&
+         outcome_.load() == Outcome::kRunning;
 }
 
 }  // namespace pager_test

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -96,6 +97,10 @@ class Faulter {
   bool wait(zx_duration_t timeout = kWait);
   // True if the thread is still blocked after `window`.
   bool still_blocked(zx_duration_t window = kQuiet) { return !wait(window); }
+  // Waits until the thread is asleep in the pager (see thread_blocked_in_pager); false on
+  // timeout or if it finished instead.
+  bool wait_blocked(zx_duration_t timeout = kWait);
+  pid_t tid() const { return tid_.load(); }
 
   Outcome outcome() const { return outcome_.load(); }
   uintptr_t fault_addr() const { return fault_addr_; }  // si_addr of SIGBUS/SIGSEGV
@@ -110,11 +115,20 @@ class Faulter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<Outcome> outcome_{Outcome::kRunning};
+  std::atomic<pid_t> tid_{0};
+  Access access_;
   uintptr_t fault_addr_ = 0;
   uintptr_t touched_ = 0;
   zx_status_t status_ = ZX_OK;
   bool data_ok_ = false;
 };
+
+// True if thread `tid` of this process is asleep waiting for a page: in a userfaultfd
+// fault (wchan handle_userfault) for kMapping, in the library's condition-variable wait
+// (futex FUTEX_WAIT_BITSET) for kRead. Reads /proc/self/task/<tid>/.
+bool thread_blocked_in_pager(pid_t tid, Access access);
+// Polls `pred` until it holds or `timeout` passes (a deadline wait, not a sleep).
+bool wait_until(const std::function<bool()>& pred, zx_duration_t timeout = kWait);
 
 // Installs the tests' SIGBUS/SIGSEGV handlers: a signal on a thread inside a
 // guarded region jumps back out of it; anywhere else it is fatal as usual.
