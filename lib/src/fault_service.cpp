@@ -200,6 +200,21 @@ void FaultService::run() {
         if (requested == last_done) break;
       }
     }
+    if (!wp_retry_.empty()) {
+      // The events that made UFFDIO_WRITEPROTECT return EAGAIN have been read now.
+      auto retry = std::move(wp_retry_);
+      wp_retry_.clear();
+      for (auto& [weak, addr] : retry) {
+        if (auto vmo = weak.lock()) {
+          if (!vmo->on_wp_fault(addr)) wp_retry_.emplace_back(vmo, addr);
+        }
+      }
+      if (!wp_retry_.empty()) {
+        uint64_t one = 1;
+        ssize_t n = write(wake_fd_, &one, sizeof(one));  // come round again
+        (void)n;
+      }
+    }
     if (requested != last_done) {
       last_done = requested;
       std::lock_guard lock(sync_mu_);
@@ -220,6 +235,10 @@ void FaultService::handle_message(const ::uffd_msg& msg) {
         // The range stopped being a pager VMO home (unmapped and moved away) after the
         // fault was raised: let the thread retry; it finds the range gone.
         uffd::wake(fd_, addr & ~(kPageSize - 1), kPageSize);
+        return;
+      }
+      if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+        if (!vmo->on_wp_fault(addr)) wp_retry_.emplace_back(vmo, addr);
         return;
       }
       vmo->on_fault(addr, tid);

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <vector>
 
 #include <zircon/types.h>
 
@@ -80,6 +81,9 @@ class FaultService {
     std::weak_ptr<PagerVmo> vmo;
   };
   std::map<uintptr_t, Region> regions_;
+
+  // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
+  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> wp_retry_;
 
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;

@@ -40,6 +40,19 @@ class PageSet {
     }
   }
 
+  // Calls f(run_first, run_end) for each maximal run of present pages in [first, end).
+  template <typename F>
+  void for_each_present_run(uint64_t first, uint64_t end, F&& f) const {
+    uint64_t p = first;
+    while (p < end) {
+      uint64_t start = next_present(p, end);
+      if (start >= end) break;
+      uint64_t stop = next_missing(start, end);
+      f(start, stop);
+      p = stop;
+    }
+  }
+
   // True if every page of [first, end) is present.
   bool all_present(uint64_t first, uint64_t end) const { return next_missing(first, end) >= end; }
 

@@ -46,6 +46,8 @@ void PagerStats::snapshot(zxp_pager_stats_t* out) const {
   out->failures = failures.load(std::memory_order_relaxed);
   out->vmos_created = vmos_created.load(std::memory_order_relaxed);
   out->vmos_live = vmos_live.load(std::memory_order_relaxed);
+  out->pages_evicted = pages_evicted.load(std::memory_order_relaxed);
+  out->write_faults = write_faults.load(std::memory_order_relaxed);
 }
 
 // ---- Pager ----
@@ -66,7 +68,10 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
     // A forked child must not inherit the range: it would read zeros where pages are
     // missing, with nobody to page them in.
     madvise(p, size, MADV_DONTFORK);
-    int err = uffd::register_range(service_->fd(), home, size, false, nullptr);
+    // WP mode too where the kernel has it: eviction write-protects supplied pages to
+    // prove them clean (see zxp_vmo_evict).
+    int err = uffd::register_range(service_->fd(), home, size,
+                                   service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP), nullptr);
     if (err != 0) {
       munmap(p, size);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
@@ -117,7 +122,8 @@ PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<
       key_(key),
       size_(size),
       pager_(std::move(pager)),
-      home_(home) {}
+      home_(home),
+      wp_(service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {}
 
 PagerVmo::~PagerVmo() {
   // Normally on_unreferenced already tore everything down; this covers a VMO that never
@@ -172,8 +178,14 @@ void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdraw
   }
 }
 
-void PagerVmo::mark_present(uint64_t first, uint64_t end) {
-  if (first < end) present_.set(first, end);
+void PagerVmo::mark_present(uint64_t first, uint64_t end, bool clean) {
+  if (first >= end) return;
+  present_.set(first, end);
+  if (clean) {
+    clean_.set(first, end);
+  } else if (eviction_used_) {
+    clean_.clear(first, end);
+  }
 }
 
 void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
@@ -216,7 +228,10 @@ void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
   if (lo >= hi) return;
   uint64_t first = (lo - home_ + kPageSize - 1) / kPageSize;
   uint64_t last = (hi - home_) / kPageSize;
-  if (first < last) present_.clear(first, last);
+  if (first < last) {
+    present_.clear(first, last);
+    clean_.clear(first, last);
+  }
 }
 
 void PagerVmo::on_remap(uintptr_t from, uintptr_t to) {
@@ -263,6 +278,18 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     uint64_t cur = offset + done;
     zx_status_t st = ensure_present(lock, cur / kPageSize, end_page);
     if (st != ZX_OK) return st;
+    if (write && wp_ && eviction_used_) {
+      // A page being evicted must not be written until it is gone and supplied again.
+      bool evicting = false;
+      evicting_.for_each_present_run(cur / kPageSize, end_page,
+                                     [&](uint64_t, uint64_t) { evicting = true; });
+      if (evicting) {
+        cv_.wait(lock);
+        continue;
+      }
+      st = unprotect_for_write(lock, cur / kPageSize, end_page);
+      if (st != ZX_OK) return st;
+    }
     uintptr_t home = home_;
     lock.unlock();
     int err = 0;
@@ -289,6 +316,89 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
       present_.clear(page, page + 1);
     }
   }
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
+                                          uint64_t end) {
+  if (!wp_ || !eviction_used_) return ZX_OK;
+  for (;;) {
+    int err = uffd::writeprotect(service_->fd(), home_ + first * kPageSize,
+                                 (end - first) * kPageSize, false, true);
+    if (err == 0) break;
+    if (err != EAGAIN) return ZX_ERR_BAD_STATE;
+    lock.unlock();
+    service_->sync();
+    lock.lock();
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+  }
+  clean_.clear(first, end);
+  return ZX_OK;
+}
+
+bool PagerVmo::on_wp_fault(uintptr_t addr) {
+  std::lock_guard lock(mu_);
+  const uintptr_t page_addr = addr & ~(kPageSize - 1);
+  if (torn_down_ || addr < home_ || addr - home_ >= size_) {
+    uffd::wake(service_->fd(), page_addr, kPageSize);
+    return true;
+  }
+  uint64_t page = (addr - home_) / kPageSize;
+  if (evicting_.test(page)) {
+    // Being dropped right now: let the write wait for the eviction, then fault the page
+    // back in, so the write lands on the re-supplied contents rather than being lost.
+    deferred_writes_.push_back(page_addr);
+    return true;
+  }
+  stats_->write_faults.fetch_add(1, std::memory_order_relaxed);
+  clean_.clear(page, page + 1);
+  int err = uffd::writeprotect(service_->fd(), page_addr, kPageSize, false, true);
+  if (err == EAGAIN) return false;
+  if (err != 0) uffd::wake(service_->fd(), page_addr, kPageSize);
+  return true;
+}
+
+zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_bytes) {
+  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  uintptr_t home;
+  {
+    std::lock_guard lock(mu_);
+    if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+    if (!wp_) return ZX_ERR_NOT_SUPPORTED;
+    eviction_used_ = true;
+    // Clean pages are still write-protected (a write would have cleared them, in the
+    // fault thread, before it could land), so marking them as evicting now makes any
+    // write from here on wait until they are gone.
+    clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
+      evicting_.set(a, b);
+      runs.emplace_back(a, b);
+    });
+    home = home_;
+  }
+  for (auto& [a, b] : runs) {
+    // madvise waits for its REMOVE event to be read; the fault thread then clears the
+    // record. Never with mu_ held.
+    madvise(reinterpret_cast<void*>(home + a * kPageSize), (b - a) * kPageSize, MADV_DONTNEED);
+  }
+  // madvise returned once its REMOVE event was read; wait until it was also applied.
+  if (!runs.empty()) service_->sync();
+  uint64_t evicted = 0;
+  std::vector<uintptr_t> deferred;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [a, b] : runs) {
+      evicting_.clear(a, b);
+      uint64_t still = 0;
+      present_.for_each_present_run(a, b, [&](uint64_t x, uint64_t y) { still += y - x; });
+      evicted += (b - a) - still;
+    }
+    deferred.swap(deferred_writes_);
+    cv_.notify_all();
+  }
+  for (uintptr_t addr : deferred) uffd::wake(service_->fd(), addr, kPageSize);
+  stats_->pages_evicted.fetch_add(evicted, std::memory_order_relaxed);
+  if (evicted_bytes) *evicted_bytes = evicted * kPageSize;
   return ZX_OK;
 }
 
@@ -387,8 +497,9 @@ uint64_t PagerVmo::committed_bytes() {
 
 zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src,
                                     uint64_t* done, int* err) {
-  uffd::Progress p =
-      uffd::copy(service_->fd(), home_ + first * kPageSize, src, (end - first) * kPageSize);
+  // Write-protected on the way in (for eviction) costs nothing extra with COPY.
+  uffd::Progress p = uffd::copy(service_->fd(), home_ + first * kPageSize, src,
+                                (end - first) * kPageSize, true, wp_ && eviction_used_);
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
   *err = p.err;
@@ -400,11 +511,15 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
   const int fd = service_->fd();
   const uintptr_t dst = home_ + first * kPageSize;
   const uint64_t len = (end - first) * kPageSize;
+  // For eviction the pages must be write-protected before anyone can write them: move
+  // without waking, protect, then wake.
+  const bool protect = wp_ && eviction_used_;
+  const bool wake = !protect;
   uint64_t off = 0;
   *err = 0;
   while (off < len) {
-    uffd::Progress p =
-        uffd::move(fd, dst + off, reinterpret_cast<uintptr_t>(src) + off, len - off, false);
+    uffd::Progress p = uffd::move(fd, dst + off, reinterpret_cast<uintptr_t>(src) + off,
+                                  len - off, false, wake);
     stats_->pages_move.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
     off += p.done;
     if (p.err == 0) break;
@@ -418,7 +533,7 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
           run += kPageSize;
         }
       }
-      uffd::Progress z = uffd::zeropage(fd, dst + off, run);
+      uffd::Progress z = uffd::zeropage(fd, dst + off, run, wake);
       stats_->pages_zero.fetch_add(z.done / kPageSize, std::memory_order_relaxed);
       off += z.done;
       if (z.err == 0) continue;
@@ -427,7 +542,7 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
     }
     if (p.err == EBUSY) {
       // The source page is shared or pinned (MOVE needs it exclusive): copy that one.
-      uffd::Progress c = uffd::copy(fd, dst + off, src + off, kPageSize);
+      uffd::Progress c = uffd::copy(fd, dst + off, src + off, kPageSize, wake, protect);
       stats_->pages_copy.fetch_add(c.done / kPageSize, std::memory_order_relaxed);
       off += c.done;
       if (c.err == 0) continue;
@@ -438,6 +553,12 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
     break;
   }
   *done = off;
+  if (protect && off > 0) {
+    // UFFDIO_WRITEPROTECT only wakes when it removes protection: wake explicitly.
+    int wp_err = uffd::writeprotect(fd, dst, off, true, false);
+    uffd::wake(fd, dst, off);
+    if (wp_err != 0) return ZX_ERR_BAD_STATE;  // filled, but not provably clean
+  }
   return ZX_OK;
 }
 
@@ -484,8 +605,9 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     uint64_t done = 0;
     int err = 0;
     const uint64_t src_off = aux_offset + (a - first) * kPageSize;
+    bool clean = wp_ && eviction_used_;
     if (use_move) {
-      fill_run_move(a, b, anon->base() + src_off, &done, &err);
+      if (fill_run_move(a, b, anon->base() + src_off, &done, &err) != ZX_OK) clean = false;
     } else {
       const uint8_t* src;
       if (memfd) {
@@ -497,7 +619,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       fill_run_copy(a, b, src + src_off, &done, &err);
     }
     uint64_t at = a + done / kPageSize;
-    mark_present(a, at);
+    mark_present(a, at, clean);
     switch (err) {
       case 0:
         p = b;
@@ -505,7 +627,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       case EEXIST:
         // Present in the page tables though not in the record (a supply racing a madvise
         // the record had already seen): keep it, as Zircon keeps present pages.
-        mark_present(at, at + 1);
+        mark_present(at, at + 1, false);
         stats_->pages_already_present.fetch_add(1, std::memory_order_relaxed);
         skipped = true;
         p = at + 1;

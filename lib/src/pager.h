@@ -47,6 +47,8 @@ struct PagerStats {
   std::atomic<uint64_t> failures{0};
   std::atomic<uint64_t> vmos_created{0};
   std::atomic<uint64_t> vmos_live{0};
+  std::atomic<uint64_t> pages_evicted{0};
+  std::atomic<uint64_t> write_faults{0};
 
   void snapshot(zxp_pager_stats_t* out) const;
 };
@@ -105,6 +107,8 @@ class PagerVmo final : public Vmo {
   zx_status_t supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy);
   // ZX_PAGER_OP_FAIL, arguments validated.
   zx_status_t fail(uint64_t offset, uint64_t len, zx_status_t error);
+  // zxp_vmo_evict, arguments validated.
+  zx_status_t evict(uint64_t offset, uint64_t len, uint64_t* evicted_bytes);
   // zx_pager_detach_vmo (complete_packet) or pager close (no packet).
   void detach(bool complete_packet);
 
@@ -112,6 +116,9 @@ class PagerVmo final : public Vmo {
   void on_fault(uintptr_t addr, pid_t tid);
   void on_remove(uintptr_t start, uintptr_t end);
   void on_remap(uintptr_t from, uintptr_t to);
+  // A write to a write-protected page. False if it must be retried once the pending
+  // events are read (the kernel said EAGAIN).
+  bool on_wp_fault(uintptr_t addr);
 
  protected:
   void on_unreferenced() override;
@@ -149,7 +156,10 @@ class PagerVmo final : public Vmo {
                             int* err);
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
-  void mark_present(uint64_t first, uint64_t end);
+  void mark_present(uint64_t first, uint64_t end, bool clean);
+  // With mu_ held: pages of [first, end) are about to be written by the library.
+  zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
+                                  uint64_t end);
   void teardown();
 
   FaultService* const service_;
@@ -167,6 +177,14 @@ class PagerVmo final : public Vmo {
   bool detached_ = false;
   bool torn_down_ = false;
   PageSet present_;
+  // Write tracking for eviction (used once zxp_vmo_evict was called on the VMO): pages
+  // supplied write-protected and not written since, pages being evicted right now, and
+  // write faults on those, held back until the eviction is done.
+  const bool wp_;
+  bool eviction_used_ = false;
+  PageSet clean_;
+  PageSet evicting_;
+  std::vector<uintptr_t> deferred_writes_;
   std::map<uint64_t, Request> requests_;  // by first page; never overlapping
   std::vector<MapWaiter> map_waiters_;
   std::vector<LibWaiter*> lib_waiters_;

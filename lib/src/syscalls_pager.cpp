@@ -202,6 +202,20 @@ zx_status_t zxp_pager_get_stats(zx_handle_t pager_handle, zxp_pager_stats_t* out
   return ZX_OK;
 }
 
+zx_status_t zxp_vmo_evict(zx_handle_t vmo_handle, uint64_t offset, uint64_t length,
+                          uint64_t* evicted_bytes) {
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = HandleTable::get().lookup_as(vmo_handle, ZX_RIGHT_WRITE, &vmo);
+  if (st != ZX_OK) return st;
+  if (vmo->kind() != zxp::Vmo::Kind::kPager) return ZX_ERR_NOT_SUPPORTED;
+  if (!zxp::page_aligned(offset) || !zxp::page_aligned(length)) return ZX_ERR_INVALID_ARGS;
+  if (!zxp::range_within(offset, length, vmo->size())) return ZX_ERR_OUT_OF_RANGE;
+  uint64_t evicted = 0;
+  st = static_cast<zxp::PagerVmo*>(vmo.get())->evict(offset, length, &evicted);
+  if (evicted_bytes) *evicted_bytes = evicted;
+  return st;
+}
+
 zx_status_t zxp_vmo_supply_path(zx_handle_t aux_handle, const char** out) {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(aux_handle, 0, &vmo);

@@ -117,13 +117,14 @@ static Progress fill_loop(uint64_t len, Op op) {
   return p;
 }
 
-Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake) {
+Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake,
+              bool write_protect) {
   return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
     struct uffdio_copy c = {};
     c.dst = dst + off;
     c.src = reinterpret_cast<uintptr_t>(src) + off;
     c.len = n;
-    c.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE;
+    c.mode = (wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE) | (write_protect ? UFFDIO_COPY_MODE_WP : 0);
     int rc = ioctl(fd, UFFDIO_COPY, &c);
     *field = c.copy;
     return rc;
@@ -167,6 +168,15 @@ Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake) {
     *field = pz.updated;
     return rc;
   });
+}
+
+int writeprotect(int fd, uintptr_t addr, uint64_t len, bool protect, bool wake) {
+  struct uffdio_writeprotect wp = {};
+  wp.range.start = addr;
+  wp.range.len = len;
+  // The kernel refuses DONTWAKE with WP (EINVAL): protecting never wakes anyway.
+  wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+  return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno;
 }
 
 int wake(int fd, uintptr_t addr, uint64_t len) {

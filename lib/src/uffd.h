@@ -84,12 +84,17 @@ struct Progress {
   int err = 0;
 };
 
-Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake = true);
+Progress copy(int fd, uintptr_t dst, const void* src, uint64_t len, bool wake = true,
+              bool write_protect = false);
 Progress zeropage(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src_holes,
               bool wake = true);
 Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 
+// Sets or clears write protection of [addr, addr+len) (a range registered in WP mode).
+// Only clearing wakes (unless !wake); setting never wakes.
+// Returns 0 or an errno (EAGAIN: the address space is changing; read events, retry).
+int writeprotect(int fd, uintptr_t addr, uint64_t len, bool protect, bool wake);
 // Wakes threads waiting on [addr, addr+len). Returns 0 or an errno.
 int wake(int fd, uintptr_t addr, uint64_t len);
 // Registers [addr, addr+len) in MISSING mode (plus WP if asked). Returns 0 or an errno.

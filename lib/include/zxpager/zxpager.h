@@ -57,11 +57,28 @@ typedef struct zxp_pager_stats {
   uint64_t failures;            // waiters released by ZX_PAGER_OP_FAIL or detach
   uint64_t vmos_created;
   uint64_t vmos_live;
+  uint64_t pages_evicted;       // clean pages dropped by zxp_vmo_evict
+  uint64_t write_faults;        // first writes to write-protected (evictable) pages
 } zxp_pager_stats_t;
 
 // Fills *out with the statistics of `pager` (any rights). Errors: ZX_ERR_BAD_HANDLE,
 // ZX_ERR_WRONG_TYPE, ZX_ERR_INVALID_ARGS if out is NULL.
 zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out);
+
+// Drops the clean supplied pages of [offset, offset+length) of a pager VMO, so that
+// they are requested again when next touched: what Zircon's kernel does to pager-backed
+// pages under memory pressure (Zircon's ZX_VMO_OP_DECOMMIT is not for pager VMOs).
+// A page written since it was supplied is never dropped: pages supplied after the first
+// zxp_vmo_evict call on a VMO are supplied write-protected (userfaultfd WP), a write
+// marks them dirty, and eviction write-protects, checks, then drops. Pages it cannot
+// prove clean (written, or supplied before eviction was first used) are kept.
+// *evicted_bytes (may be NULL) receives how much was dropped.
+// Needs ZX_RIGHT_WRITE. Errors: ZX_ERR_BAD_HANDLE, ZX_ERR_WRONG_TYPE,
+// ZX_ERR_ACCESS_DENIED, ZX_ERR_NOT_SUPPORTED (not a pager VMO, or the kernel lacks
+// userfaultfd write-protection), ZX_ERR_INVALID_ARGS (unaligned), ZX_ERR_OUT_OF_RANGE,
+// ZX_ERR_BAD_STATE (detached: dropped pages could never come back).
+zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
+                          uint64_t* evicted_bytes);
 
 // Returns the name of the supply path that `aux_vmo` would take ("move", "copy").
 // Errors as for zx_vmo_get_size.
