@@ -328,3 +328,38 @@ TEST_CASE("Supply after FAIL works") {
   }
   REQUIRE(tp.no_packet());
 }
+
+TEST_CASE("FAIL of the middle of a queued request leaves the rest requested") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4);
+  REQUIRE(vmo);
+  // One read over 4 pages: one request, left queued.
+  std::atomic<zx_status_t> read_status{1};
+  std::thread reader([&] {
+    std::vector<uint8_t> buf(4 * kPage);
+    read_status = zx_vmo_read(vmo->vmo, buf.data(), 0, buf.size());
+  });
+  REQUIRE(wait_until([&] {
+    zxp_pager_stats_t s;
+    return zxp_pager_get_stats(tp.pager(), &s) == ZX_OK && s.requests == 1;
+  }));
+  Faulter waiter(vmo, 3, Access::kMapping);  // shares the queued request
+  REQUIRE(waiter.wait_blocked());
+  REQUIRE(tp.fail(vmo, 1, 1) == ZX_OK);
+  reader.join();
+  REQUIRE(read_status == ZX_ERR_IO);
+  REQUIRE(waiter.still_blocked());
+  REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
+  // Page 3 still has a waiter: a request covering it must be on the port.
+  zx_port_packet_t pk;
+  bool got = tp.get_packet(&pk);
+  if (!got) {
+    tp.supply(vmo, 3, 1);  // unblock the waiter so the failure is reported, not a hang
+    FAIL("no request covering page 3 on the port; its waiter would wait forever");
+  }
+  REQUIRE(pk.page_request.command == ZX_PAGER_VMO_READ);
+  REQUIRE(pk.page_request.offset <= 3 * kPage);
+  REQUIRE(pk.page_request.offset + pk.page_request.length >= 4 * kPage);
+  REQUIRE(tp.supply(vmo, 3, 1) == ZX_OK);
+  require_supplied(waiter);
+}
