@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "pager.h"
+#include "port.h"
 #include "status.h"
 #include "uffd.h"
 
@@ -106,11 +108,31 @@ zx_status_t FaultService::start() {
   user_mode_only_ = probe.user_mode_only;
   fd_ = uffd::open(features_);
   if (fd_ < 0) return status_from_errno(-fd_);
+  auto fail = [&](int err) {
+    for (int fd : {fd_, wake_fd_, poller_wake_fd_, pager_ep_, fault_ep_}) {
+      if (fd >= 0) close(fd);
+    }
+    return status_from_errno(err);
+  };
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) {
-    close(fd_);
-    return status_from_errno(errno);
-  }
+  poller_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // The pollers' epoll is registered on the userfaultfd first, the fault thread's second,
+  // both EPOLLEXCLUSIVE: a message wakes the poller if one is waiting, else the fault
+  // thread, never both.
+  pager_ep_ = epoll_create1(EPOLL_CLOEXEC);
+  fault_ep_ = epoll_create1(EPOLL_CLOEXEC);
+  if (wake_fd_ < 0 || poller_wake_fd_ < 0 || pager_ep_ < 0 || fault_ep_ < 0) return fail(errno);
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  ev.data.fd = fd_;
+  if (epoll_ctl(pager_ep_, EPOLL_CTL_ADD, fd_, &ev) != 0) return fail(errno);
+  if (epoll_ctl(fault_ep_, EPOLL_CTL_ADD, fd_, &ev) != 0) return fail(errno);
+  ev.events = EPOLLIN;
+  ev.data.fd = poller_wake_fd_;
+  if (epoll_ctl(pager_ep_, EPOLL_CTL_ADD, poller_wake_fd_, &ev) != 0) return fail(errno);
+  ev.data.fd = wake_fd_;
+  if (epoll_ctl(fault_ep_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) return fail(errno);
+
   int sig = choose_fail_signal();
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
@@ -118,11 +140,7 @@ zx_status_t FaultService::start() {
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&sa.sa_mask);
   sigaddset(&sa.sa_mask, SIGBUS);
-  if (sigaction(sig, &sa, nullptr) != 0) {
-    close(fd_);
-    close(wake_fd_);
-    return status_from_errno(errno);
-  }
+  if (sigaction(sig, &sa, nullptr) != 0) return fail(errno);
   g_fail_signal.store(sig, std::memory_order_relaxed);
   // The fault thread must not take the fail signal or any signal meant for the program.
   sigset_t all, old;
@@ -155,72 +173,161 @@ std::shared_ptr<PagerVmo> FaultService::lookup(uintptr_t addr, uintptr_t* base) 
   return it->second.vmo.lock();
 }
 
+size_t FaultService::read_batch() {
+  {
+    std::unique_lock lock(gate_mu_);
+    gate_cv_.wait(lock, [&] { return sync_pending_ == 0; });
+    ++inflight_;
+  }
+  ::uffd_msg msgs[kBatch];
+  size_t count = 0;
+  for (;;) {
+    ssize_t n = read(fd_, msgs, sizeof(msgs));
+    if (n >= 0) {
+      count = static_cast<size_t>(n) / sizeof(::uffd_msg);
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) {
+      fprintf(stderr, "zxpager: reading the userfaultfd: %s\n", strerror(errno));
+      abort();
+    }
+    break;
+  }
+  for (size_t i = 0; i < count; ++i) handle_message(msgs[i]);
+  {
+    std::lock_guard lock(gate_mu_);
+    if (--inflight_ == 0 && sync_pending_ > 0) gate_cv_.notify_all();
+  }
+  return count;
+}
+
+void FaultService::drain() {
+  while (read_batch() == static_cast<size_t>(kBatch)) {
+  }
+}
+
 void FaultService::sync() {
-  uint64_t target = sync_requested_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  std::lock_guard serial(sync_serial_mu_);
+  {
+    // Close the gate: no new batch starts, and the ones under way finish.
+    std::unique_lock lock(gate_mu_);
+    ++sync_pending_;
+    gate_cv_.wait(lock, [&] { return inflight_ == 0; });
+  }
+  // Everything queued before now is still in the descriptor: read it here, to the end.
+  ::uffd_msg msgs[kBatch];
+  for (;;) {
+    ssize_t n = read(fd_, msgs, sizeof(msgs));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    size_t count = static_cast<size_t>(n) / sizeof(::uffd_msg);
+    for (size_t i = 0; i < count; ++i) handle_message(msgs[i]);
+  }
+  {
+    std::lock_guard lock(gate_mu_);
+    --sync_pending_;
+    gate_cv_.notify_all();
+  }
+  retry_write_faults();
+}
+
+namespace {
+thread_local bool t_is_poller = false;
+}  // namespace
+
+bool FaultService::on_poller_thread() { return t_is_poller; }
+
+bool FaultService::try_begin_polling(Port*) {
+  if (!poller_mu_.try_lock()) return false;
+  t_is_poller = true;
+  return true;
+}
+
+void FaultService::end_polling() {
+  t_is_poller = false;
+  poller_mu_.unlock();
+}
+
+void FaultService::wake_poller() {
   uint64_t one = 1;
-  ssize_t n = write(wake_fd_, &one, sizeof(one));
+  ssize_t n = write(poller_wake_fd_, &one, sizeof(one));
   (void)n;
-  std::unique_lock lock(sync_mu_);
-  sync_cv_.wait(lock, [&] { return sync_done_ >= target; });
+}
+
+void FaultService::poll_as_poller(zx_time_t deadline) {
+  struct epoll_event evs[2];
+  int n;
+  for (;;) {
+    if (deadline == ZX_TIME_INFINITE) {
+      n = epoll_wait(pager_ep_, evs, 2, -1);
+    } else {
+      zx_time_t left = deadline - monotonic_now();
+      if (left < 0) left = 0;
+      struct timespec ts = {static_cast<time_t>(left / 1000000000),
+                            static_cast<long>(left % 1000000000)};
+      n = epoll_pwait2(pager_ep_, evs, 2, &ts, nullptr);
+    }
+    if (n >= 0 || errno != EINTR) break;
+  }
+  for (int i = 0; i < n; ++i) {
+    if (evs[i].data.fd == poller_wake_fd_) {
+      uint64_t v;
+      ssize_t r = read(poller_wake_fd_, &v, sizeof(v));
+      (void)r;
+    }
+  }
+  // Always read what is there before leaving: the exclusive wakeup that brought this
+  // thread back did not wake the fault thread.
+  drain();
+}
+
+void FaultService::retry_write_faults() {
+  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> retry;
+  {
+    std::lock_guard lock(wp_retry_mu_);
+    retry.swap(wp_retry_);
+  }
+  if (retry.empty()) return;
+  // The events that made UFFDIO_WRITEPROTECT return EAGAIN have been read by now.
+  bool again = false;
+  for (auto& [weak, addr] : retry) {
+    auto vmo = weak.lock();
+    if (vmo && !vmo->on_wp_fault(addr)) {
+      std::lock_guard lock(wp_retry_mu_);
+      wp_retry_.emplace_back(vmo, addr);
+      again = true;
+    }
+  }
+  if (again) {
+    uint64_t one = 1;
+    ssize_t n = write(wake_fd_, &one, sizeof(one));  // the fault thread comes round again
+    (void)n;
+  }
 }
 
 void FaultService::run() {
-  constexpr int kBatch = 64;
-  ::uffd_msg msgs[kBatch];
-  struct pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-  uint64_t last_done = 0;  // the fault thread is the only writer of sync_done_
+  struct epoll_event evs[2];
   for (;;) {
-    int rc = poll(fds, 2, -1);
-    if (rc < 0) {
+    int n = epoll_wait(fault_ep_, evs, 2, -1);
+    if (n < 0) {
       if (errno == EINTR) continue;
-      fprintf(stderr, "zxpager: fault thread: poll: %s\n", strerror(errno));
+      fprintf(stderr, "zxpager: fault thread: epoll_wait: %s\n", strerror(errno));
       abort();
     }
-    uint64_t requested = sync_requested_.load(std::memory_order_acquire);
-    if (fds[1].revents & POLLIN) {
-      uint64_t v;
-      ssize_t n = read(wake_fd_, &v, sizeof(v));
-      (void)n;
+    for (int i = 0; i < n; ++i) {
+      if (evs[i].data.fd == wake_fd_) {
+        uint64_t v;
+        ssize_t r = read(wake_fd_, &v, sizeof(v));
+        (void)r;
+      }
     }
     // Read until the descriptor is empty: munmap/madvise/mremap callers wait for their
-    // events, and sync() callers for everything queued before them.
-    for (;;) {
-      ssize_t n = read(fd_, msgs, sizeof(msgs));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) break;
-        fprintf(stderr, "zxpager: fault thread: read: %s\n", strerror(errno));
-        abort();
-      }
-      size_t count = static_cast<size_t>(n) / sizeof(::uffd_msg);
-      for (size_t i = 0; i < count; ++i) handle_message(msgs[i]);
-      if (count < static_cast<size_t>(kBatch)) {
-        // Probably empty; poll again rather than pay a read that returns EAGAIN, unless
-        // a sync is pending (it needs proof that the queue was empty).
-        if (requested == last_done) break;
-      }
-    }
-    if (!wp_retry_.empty()) {
-      // The events that made UFFDIO_WRITEPROTECT return EAGAIN have been read now.
-      auto retry = std::move(wp_retry_);
-      wp_retry_.clear();
-      for (auto& [weak, addr] : retry) {
-        if (auto vmo = weak.lock()) {
-          if (!vmo->on_wp_fault(addr)) wp_retry_.emplace_back(vmo, addr);
-        }
-      }
-      if (!wp_retry_.empty()) {
-        uint64_t one = 1;
-        ssize_t n = write(wake_fd_, &one, sizeof(one));  // come round again
-        (void)n;
-      }
-    }
-    if (requested != last_done) {
-      last_done = requested;
-      std::lock_guard lock(sync_mu_);
-      sync_done_ = requested;
-      sync_cv_.notify_all();
-    }
+    // events to be read.
+    drain();
+    retry_write_faults();
   }
 }
 
@@ -238,7 +345,13 @@ void FaultService::handle_message(const ::uffd_msg& msg) {
         return;
       }
       if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-        if (!vmo->on_wp_fault(addr)) wp_retry_.emplace_back(vmo, addr);
+        if (!vmo->on_wp_fault(addr)) {
+          std::lock_guard lock(wp_retry_mu_);
+          wp_retry_.emplace_back(vmo, addr);
+          uint64_t one = 1;
+          ssize_t n = write(wake_fd_, &one, sizeof(one));
+          (void)n;
+        }
         return;
       }
       vmo->on_fault(addr, tid);

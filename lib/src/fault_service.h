@@ -29,6 +29,8 @@ struct uffd_msg;
 
 namespace zxp {
 
+class Port;
+
 class FaultService {
  public:
   // The service, started on first call; nullptr (with *status set) if this kernel has no
@@ -40,13 +42,27 @@ class FaultService {
   bool has(uint64_t feature) const { return (features_ & feature) != 0; }
   bool user_mode_only() const { return user_mode_only_; }
 
-  // Registry of pager VMO homes. Thread-safe. The fault thread takes the lock shared.
+  // Registry of pager VMO homes. Thread-safe. Message readers take the lock shared.
   void add_region(uintptr_t base, uint64_t len, const std::shared_ptr<PagerVmo>& vmo);
   void remove_region(uintptr_t base);
 
-  // Returns once the fault thread has read every userfaultfd message queued before the
-  // call. Must not be called from the fault thread or with a pager VMO lock held.
+  // Returns once every userfaultfd message queued before the call has been read and
+  // handled. Must not be called with a pager VMO lock held.
   void sync();
+
+  // Pager threads read the userfaultfd themselves while they wait in zx_port_wait, so a
+  // fault becomes a packet on the waiting thread with no hand-off; the fault thread then
+  // sleeps, and takes over whenever no pager thread is waiting. One pager thread at a
+  // time polls. try_begin_polling: true if the caller became the poller (for `port`).
+  bool try_begin_polling(Port* port);
+  // As the poller: waits until the userfaultfd has messages (and handles them), the
+  // poller is woken (wake_poller), or `deadline` passes.
+  void poll_as_poller(zx_time_t deadline);
+  void end_polling();
+  // Wakes the poller out of poll_as_poller (a packet arrived for its port).
+  void wake_poller();
+  // True on the thread that is the poller right now.
+  static bool on_poller_thread();
 
   // Makes thread `tid` of this process take SIGBUS (BUS_ADRERR) at `addr`, as a fault
   // the kernel could not satisfy would. Returns false if the thread is gone.
@@ -63,14 +79,24 @@ class FaultService {
   };
 
  private:
+  static constexpr int kBatch = 64;
+
   FaultService() = default;
   zx_status_t start();
   void run();
+  // Reads one batch of messages (nonblocking) and handles it; returns how many.
+  size_t read_batch();
+  // Reads and handles until a short batch: the descriptor was (just) empty.
+  void drain();
   void handle_message(const ::uffd_msg& msg);
+  void retry_write_faults();
   std::shared_ptr<PagerVmo> lookup(uintptr_t addr, uintptr_t* base);
 
   int fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: sync requests
+  int wake_fd_ = -1;         // eventfd: wakes the fault thread
+  int poller_wake_fd_ = -1;  // eventfd: wakes the poller
+  int pager_ep_ = -1;        // epoll of pollers: uffd (exclusive, first in line) + poller_wake_fd_
+  int fault_ep_ = -1;        // epoll of the fault thread: uffd (exclusive) + wake_fd_
   uint64_t features_ = 0;
   bool user_mode_only_ = false;
   std::thread thread_;
@@ -82,13 +108,18 @@ class FaultService {
   };
   std::map<uintptr_t, Region> regions_;
 
-  // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
-  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> wp_retry_;
+  // The gate that lets sync() know every batch read before it has been handled.
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  int inflight_ = 0;      // batches being read or handled
+  int sync_pending_ = 0;  // sync() callers waiting or draining
+  std::mutex sync_serial_mu_;
 
-  std::mutex sync_mu_;
-  std::condition_variable sync_cv_;
-  std::atomic<uint64_t> sync_requested_{0};
-  uint64_t sync_done_ = 0;  // guarded by sync_mu_
+  std::mutex poller_mu_;  // held (try_lock) by the poller
+
+  // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
+  std::mutex wp_retry_mu_;
+  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> wp_retry_;
 };
 
 }  // namespace zxp

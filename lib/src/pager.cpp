@@ -77,6 +77,7 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
     }
   }
+  port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         home, std::static_pointer_cast<Pager>(shared_from_this()));
   if (size > 0) service_->add_region(home, size, vmo);
@@ -151,12 +152,16 @@ void PagerVmo::request_missing(uint64_t first, uint64_t end) {
       packet.page_request.command = ZX_PAGER_VMO_READ;
       packet.page_request.offset = p * kPageSize;
       packet.page_request.length = (stop - p) * kPageSize;
-      uint64_t ticket = port_->queue_internal(packet);
-      requests_.emplace(p, Request{stop, ticket});
+      add_request_piece(p, stop, port_->queue_internal(packet));
       stats_->requests.fetch_add(1, std::memory_order_relaxed);
       p = stop;
     }
   });
+}
+
+void PagerVmo::add_request_piece(uint64_t first, uint64_t end, uint64_t ticket) {
+  requests_.emplace(first, Request{end, ticket});
+  ++ticket_pieces_[ticket];
 }
 
 void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdrawn) {
@@ -166,15 +171,20 @@ void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdraw
     uint64_t r_first = it->first;
     Request r = it->second;
     it = requests_.erase(it);
-    if (r_first >= first && r.end <= end) {
+    // Partly covered: what is left stays outstanding under the same packet.
+    if (r_first < first) add_request_piece(r_first, first, r.ticket);
+    if (r.end > end) {
+      add_request_piece(end, r.end, r.ticket);
+      it = requests_.upper_bound(end);
+    }
+    // The packet goes only once no piece of its range is outstanding.
+    auto t = ticket_pieces_.find(r.ticket);
+    if (--t->second == 0) {
+      ticket_pieces_.erase(t);
       if (port_->withdraw(r.ticket) && count_withdrawn) {
         stats_->requests_withdrawn.fetch_add(1, std::memory_order_relaxed);
       }
-      continue;
     }
-    // Partly covered: what is left stays outstanding under the same packet.
-    if (r_first < first) requests_.emplace(r_first, Request{first, r.ticket});
-    if (r.end > end) it = requests_.emplace(end, Request{r.end, r.ticket}).first, ++it;
   }
 }
 
@@ -496,10 +506,10 @@ uint64_t PagerVmo::committed_bytes() {
 }
 
 zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src,
-                                    uint64_t* done, int* err) {
+                                    uint64_t* done, int* err, bool wake) {
   // Write-protected on the way in (for eviction) costs nothing extra with COPY.
   uffd::Progress p = uffd::copy(service_->fd(), home_ + first * kPageSize, src,
-                                (end - first) * kPageSize, true, wp_ && eviction_used_);
+                                (end - first) * kPageSize, wake, wp_ && eviction_used_);
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
   *err = p.err;
@@ -587,6 +597,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   if (st != ZX_OK) return st;
 
   bool skipped = false;
+  bool wake_after = false;
   uint64_t p = first;
   while (p < end && st == ZX_OK) {
     uint64_t a = end, b = end;
@@ -613,10 +624,16 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       if (memfd) {
         st = memfd->source_view(&src);
         if (st != ZX_OK) break;
+        // Map the source pages in one call rather than fault them in one by one inside
+        // UFFDIO_COPY.
+        madvise(const_cast<uint8_t*>(src) + src_off, (b - a) * kPageSize, MADV_POPULATE_READ);
       } else {
         src = anon->base();
       }
-      fill_run_copy(a, b, src + src_off, &done, &err);
+      // From a memfd, wake only after the punch below: a woken thread running on another
+      // CPU while the punch zaps the memfd's mappings costs a TLB shootdown IPI.
+      fill_run_copy(a, b, src + src_off, &done, &err, !memfd);
+      if (memfd && done > 0) wake_after = true;
     }
     uint64_t at = a + done / kPageSize;
     mark_present(a, at, clean);
@@ -634,6 +651,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         break;
       case EAGAIN:
         // The address space is changing; its event must be read before filling resumes.
+        if (wake_after) {
+          uffd::wake(service_->fd(), home_ + first * kPageSize, (at - first) * kPageSize);
+          wake_after = false;
+        }
         unlock_aux();
         lock.unlock();
         service_->sync();
@@ -664,6 +685,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   }
   if (memfd) {
     memfd->decommit(aux_offset, len);
+    if (wake_after) uffd::wake(service_->fd(), home_ + first * kPageSize, len);
   } else if (!use_move || skipped || st != ZX_OK) {
     anon->decommit(aux_offset, len);
   }
@@ -746,8 +768,9 @@ void PagerVmo::detach(bool complete_packet) {
   for (LibWaiter* w : lib_waiters_) {
     if (w->status == ZX_OK) w->status = ZX_ERR_BAD_STATE;
   }
-  for (auto& [first, r] : requests_) port_->withdraw(r.ticket);
+  for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
   requests_.clear();
+  ticket_pieces_.clear();
   if (complete_packet) {
     zx_port_packet_t packet = {};
     packet.key = key_;

@@ -145,6 +145,7 @@ class PagerVmo final : public Vmo {
   // With mu_ held: forgets requests over [first, end), withdrawing queued packets of those
   // wholly covered.
   void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn);
+  void add_request_piece(uint64_t first, uint64_t end, uint64_t ticket);
   // Waits until [first, end) is present; returns ZX_OK, the FAIL code, or BAD_STATE.
   zx_status_t ensure_present(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end);
   // Reads/writes through the home mapping, re-requesting pages that vanished meanwhile.
@@ -153,7 +154,7 @@ class PagerVmo final : public Vmo {
   zx_status_t fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end, Vmo* aux,
                    uint64_t aux_offset);
   zx_status_t fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src, uint64_t* done,
-                            int* err);
+                            int* err, bool wake);
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
   void mark_present(uint64_t first, uint64_t end, bool clean);
@@ -186,6 +187,9 @@ class PagerVmo final : public Vmo {
   PageSet evicting_;
   std::vector<uintptr_t> deferred_writes_;
   std::map<uint64_t, Request> requests_;  // by first page; never overlapping
+  // Outstanding pieces per packet: a request partly supplied or failed is split, and its
+  // packet stays queued until no piece is left.
+  std::unordered_map<uint64_t, uint32_t> ticket_pieces_;
   std::vector<MapWaiter> map_waiters_;
   std::vector<LibWaiter*> lib_waiters_;
 };

@@ -1,5 +1,7 @@
 #include "port.h"
 
+#include "fault_service.h"
+
 #include <time.h>
 
 #include <algorithm>
@@ -13,29 +15,31 @@ zx_time_t monotonic_now() {
   return static_cast<zx_time_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
+void Port::notify_locked(std::unique_lock<std::mutex>& lock) {
+  bool wake_poller = polling_ && !FaultService::on_poller_thread();
+  bool wake_sleeper = waiters_ > 0;
+  FaultService* service = service_.load(std::memory_order_acquire);
+  lock.unlock();
+  if (wake_sleeper) cv_.notify_one();
+  if (wake_poller && service) service->wake_poller();
+}
+
 zx_status_t Port::queue_user(const zx_port_packet_t& packet) {
-  {
-    std::lock_guard lock(mu_);
-    if (user_packets_ >= kMaxUserPackets) return ZX_ERR_SHOULD_WAIT;
-    queue_.push_back(Entry{packet, next_ticket_++, true, false});
-    ++user_packets_;
-    ++live_;
-    if (waiters_ == 0) return ZX_OK;
-  }
-  cv_.notify_one();
+  std::unique_lock lock(mu_);
+  if (user_packets_ >= kMaxUserPackets) return ZX_ERR_SHOULD_WAIT;
+  queue_.push_back(Entry{packet, next_ticket_++, true, false});
+  ++user_packets_;
+  ++live_;
+  notify_locked(lock);
   return ZX_OK;
 }
 
 uint64_t Port::queue_internal(const zx_port_packet_t& packet) {
-  uint64_t ticket;
-  {
-    std::lock_guard lock(mu_);
-    ticket = next_ticket_++;
-    queue_.push_back(Entry{packet, ticket, false, false});
-    ++live_;
-    if (waiters_ == 0) return ticket;
-  }
-  cv_.notify_one();
+  std::unique_lock lock(mu_);
+  uint64_t ticket = next_ticket_++;
+  queue_.push_back(Entry{packet, ticket, false, false});
+  ++live_;
+  notify_locked(lock);
   return ticket;
 }
 
@@ -55,6 +59,19 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   std::unique_lock lock(mu_);
   while (live_ == 0) {
     if (deadline != ZX_TIME_INFINITE && monotonic_now() >= deadline) return ZX_ERR_TIMED_OUT;
+    FaultService* service = service_.load(std::memory_order_acquire);
+    if (service && service->try_begin_polling(this)) {
+      // Read faults here rather than sleep until the fault thread hands them over.
+      polling_ = true;
+      lock.unlock();
+      service->poll_as_poller(deadline);
+      service->end_polling();
+      lock.lock();
+      polling_ = false;
+      // Another thread sleeping here may take over polling.
+      if (waiters_ > 0 && live_ == 0) cv_.notify_one();
+      continue;
+    }
     ++waiters_;
     if (deadline == ZX_TIME_INFINITE) {
       cv_.wait(lock);

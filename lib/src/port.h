@@ -2,6 +2,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <atomic>
 #include <deque>
 #include <mutex>
 
@@ -10,6 +11,8 @@
 #include "object.h"
 
 namespace zxp {
+
+class FaultService;
 
 // A port. Thread-safe: any number of threads may queue, wait and withdraw at once;
 // waiters are served in FIFO order of packets.
@@ -32,7 +35,14 @@ class Port final : public Object {
   // has passed with none queued.
   zx_status_t wait(zx_time_t deadline, zx_port_packet_t* out);
 
+  // Pager VMOs report to this port: a thread waiting on it may read the userfaultfd
+  // itself (see FaultService::try_begin_polling).
+  void serve_faults(FaultService* service) { service_.store(service, std::memory_order_release); }
+
  private:
+  // After queueing: wakes a sleeping waiter, or the one polling for this port.
+  void notify_locked(std::unique_lock<std::mutex>& lock);
+
   struct Entry {
     zx_port_packet_t packet;
     uint64_t ticket;  // strictly increasing along the queue
@@ -46,6 +56,8 @@ class Port final : public Object {
   size_t live_ = 0;  // entries not withdrawn
   size_t user_packets_ = 0;
   size_t waiters_ = 0;
+  bool polling_ = false;  // a waiter of this port is the fault service's poller
+  std::atomic<FaultService*> service_{nullptr};
   uint64_t next_ticket_ = 1;
 };
 

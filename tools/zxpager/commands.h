@@ -11,5 +11,6 @@ namespace zxpager_cli {
 using Runner = std::function<int()>;
 
 Runner add_info(CLI::App& app);
+Runner add_bench(CLI::App& app);
 
 }  // namespace zxpager_cli
