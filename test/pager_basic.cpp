@@ -32,7 +32,7 @@ TEST_CASE("single page: packet fields, supply releases the waiter, no later requ
   CHECK(p.page_request.flags == 0);
   CHECK(p.page_request.offset == 2 * kPage);
   CHECK(p.page_request.length == kPage);
-  CHECK(f.still_blocked());
+  REQUIRE(f.wait_blocked());
 
   REQUIRE(pager.supply(vmo, 2, 1) == ZX_OK);
   REQUIRE(f.wait());
@@ -79,8 +79,8 @@ TEST_CASE("supply before the packet is read wakes the waiter and withdraws the p
 
   Faulter& f = blocked.touch(vmo, 1, access);
   // The request is queued (counted) but nobody dequeues it.
-  REQUIRE(wait_for_state([&] { return stats_of(pager.pager()).requests == 1; }));
-  CHECK(f.still_blocked());
+  REQUIRE(wait_until([&] { return stats_of(pager.pager()).requests == 1; }));
+  REQUIRE(f.wait_blocked());
   REQUIRE(pager.supply(vmo, 1, 1) == ZX_OK);
   REQUIRE(f.wait());
   CHECK(f.outcome() == Faulter::Outcome::kOk);
@@ -99,7 +99,7 @@ TEST_CASE("a supply covering only part of a queued request leaves the packet in 
   AsyncCall& commit = blocked.call(vmo->vmo, [vmo] {
     return zx_vmo_op_range(vmo->vmo, ZX_VMO_OP_COMMIT, 0, 4 * kPage, nullptr, 0);
   });
-  REQUIRE(wait_for_state([&] { return stats_of(pager.pager()).requests == 1; }));
+  REQUIRE(wait_until([&] { return stats_of(pager.pager()).requests == 1; }));
   REQUIRE(pager.supply(vmo, 1, 2) == ZX_OK);
   CHECK(commit.still_blocked());
   // The packet still describes the range it was raised for.
@@ -156,7 +156,7 @@ TEST_CASE("threads on several pages are released by one supply") {
     requested.insert(p.page_request.offset / kPage);
   }
   CHECK(requested.size() == n);
-  for (Faulter* f : faulters) CHECK(f->still_blocked(0));
+  for (Faulter* f : faulters) REQUIRE(f->wait_blocked());
 
   REQUIRE(pager.supply(vmo, 0, n) == ZX_OK);
   for (Faulter* f : faulters) {

@@ -94,16 +94,6 @@ class Blocked {
   std::vector<std::pair<zx_handle_t, std::unique_ptr<AsyncCall>>> calls_;
 };
 
-// Waits (yielding, with a deadline) until `pred` holds.
-inline bool wait_for_state(const std::function<bool()>& pred, zx_duration_t timeout = kWait) {
-  const zx_time_t deadline = zx_deadline_after(timeout);
-  while (!pred()) {
-    if (zx_clock_get_monotonic() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
-
 inline zxp_pager_stats_t stats_of(zx_handle_t pager) {
   zxp_pager_stats_t s = {};
   zxp_pager_get_stats(pager, &s);
