@@ -122,15 +122,16 @@ zx_status_t FaultService::start() {
   pager_ep_ = epoll_create1(EPOLL_CLOEXEC);
   fault_ep_ = epoll_create1(EPOLL_CLOEXEC);
   if (wake_fd_ < 0 || poller_wake_fd_ < 0 || pager_ep_ < 0 || fault_ep_ < 0) return fail(errno);
+  own_.fd = fd_;
   struct epoll_event ev = {};
   ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-  ev.data.fd = fd_;
+  ev.data.ptr = &own_;
   if (epoll_ctl(pager_ep_, EPOLL_CTL_ADD, fd_, &ev) != 0) return fail(errno);
   if (epoll_ctl(fault_ep_, EPOLL_CTL_ADD, fd_, &ev) != 0) return fail(errno);
+  // The eventfds are told apart by a null data pointer.
   ev.events = EPOLLIN;
-  ev.data.fd = poller_wake_fd_;
+  ev.data.ptr = nullptr;
   if (epoll_ctl(pager_ep_, EPOLL_CTL_ADD, poller_wake_fd_, &ev) != 0) return fail(errno);
-  ev.data.fd = wake_fd_;
   if (epoll_ctl(fault_ep_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) return fail(errno);
 
   int sig = choose_fail_signal();
@@ -173,28 +174,62 @@ std::shared_ptr<PagerVmo> FaultService::lookup(uintptr_t addr, uintptr_t* base) 
   return it->second.vmo.lock();
 }
 
-size_t FaultService::read_batch() {
+zx_status_t FaultService::add_remote(int fd, const std::shared_ptr<PagerVmo>& vmo) {
+  std::unique_lock lock(sources_mu_);
+  auto source = std::make_unique<Source>(Source{fd, vmo});
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  ev.data.ptr = source.get();
+  // The pollers' epoll first, as for the process's own descriptor.
+  if (epoll_ctl(pager_ep_, EPOLL_CTL_ADD, fd, &ev) != 0) return status_from_errno(errno);
+  if (epoll_ctl(fault_ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    int e = errno;
+    epoll_ctl(pager_ep_, EPOLL_CTL_DEL, fd, nullptr);
+    return status_from_errno(e);
+  }
+  remotes_[fd] = std::move(source);
+  return ZX_OK;
+}
+
+void FaultService::remove_remote(int fd) {
+  std::unique_lock lock(sources_mu_);
+  epoll_ctl(pager_ep_, EPOLL_CTL_DEL, fd, nullptr);
+  epoll_ctl(fault_ep_, EPOLL_CTL_DEL, fd, nullptr);
+  remotes_.erase(fd);
+}
+
+size_t FaultService::read_batch(Source* source) {
   {
     std::unique_lock lock(gate_mu_);
     gate_cv_.wait(lock, [&] { return sync_pending_ == 0; });
     ++inflight_;
   }
-  ::uffd_msg msgs[kBatch];
   size_t count = 0;
-  for (;;) {
-    ssize_t n = read(fd_, msgs, sizeof(msgs));
-    if (n >= 0) {
-      count = static_cast<size_t>(n) / sizeof(::uffd_msg);
-      break;
+  {
+    std::shared_lock sources(sources_mu_);
+    // An event may name a remote source removed since: only read live ones.
+    bool live = source == &own_;
+    if (!live) {
+      for (auto& [fd, s] : remotes_) live = live || s.get() == source;
     }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) {
-      fprintf(stderr, "zxpager: reading the userfaultfd: %s\n", strerror(errno));
-      abort();
+    if (live) {
+      ::uffd_msg msgs[kBatch];
+      for (;;) {
+        ssize_t n = read(source->fd, msgs, sizeof(msgs));
+        if (n >= 0) {
+          count = static_cast<size_t>(n) / sizeof(::uffd_msg);
+          break;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && source == &own_) {
+          fprintf(stderr, "zxpager: reading the userfaultfd: %s\n", strerror(errno));
+          abort();
+        }
+        break;
+      }
+      for (size_t i = 0; i < count; ++i) handle_message(msgs[i], source);
     }
-    break;
   }
-  for (size_t i = 0; i < count; ++i) handle_message(msgs[i]);
   {
     std::lock_guard lock(gate_mu_);
     if (--inflight_ == 0 && sync_pending_ > 0) gate_cv_.notify_all();
@@ -202,8 +237,23 @@ size_t FaultService::read_batch() {
   return count;
 }
 
-void FaultService::drain() {
-  while (read_batch() == static_cast<size_t>(kBatch)) {
+void FaultService::drain(Source* source) {
+  while (read_batch(source) == static_cast<size_t>(kBatch)) {
+  }
+}
+
+void FaultService::drain_ready(const struct epoll_event* events, int n, int wake_fd) {
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == nullptr) {
+      uint64_t v;
+      ssize_t r = read(wake_fd, &v, sizeof(v));
+      (void)r;
+    }
+  }
+  // Always read what is there: the exclusive wakeup that brought this thread back went
+  // to it alone.
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr) drain(static_cast<Source*>(events[i].data.ptr));
   }
 }
 
@@ -215,16 +265,24 @@ void FaultService::sync() {
     ++sync_pending_;
     gate_cv_.wait(lock, [&] { return inflight_ == 0; });
   }
-  // Everything queued before now is still in the descriptor: read it here, to the end.
-  ::uffd_msg msgs[kBatch];
-  for (;;) {
-    ssize_t n = read(fd_, msgs, sizeof(msgs));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break;
+  // Everything queued before now is still in the descriptors: read it here, to the end.
+  {
+    std::shared_lock sources(sources_mu_);
+    std::vector<Source*> all = {&own_};
+    for (auto& [fd, s] : remotes_) all.push_back(s.get());
+    ::uffd_msg msgs[kBatch];
+    for (Source* source : all) {
+      for (;;) {
+        ssize_t n = read(source->fd, msgs, sizeof(msgs));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          break;
+        }
+        size_t count = static_cast<size_t>(n) / sizeof(::uffd_msg);
+        for (size_t i = 0; i < count; ++i) handle_message(msgs[i], source);
+        if (count == 0) break;
+      }
     }
-    size_t count = static_cast<size_t>(n) / sizeof(::uffd_msg);
-    for (size_t i = 0; i < count; ++i) handle_message(msgs[i]);
   }
   {
     std::lock_guard lock(gate_mu_);
@@ -258,30 +316,21 @@ void FaultService::wake_poller() {
 }
 
 void FaultService::poll_as_poller(zx_time_t deadline) {
-  struct epoll_event evs[2];
+  struct epoll_event evs[16];
   int n;
   for (;;) {
     if (deadline == ZX_TIME_INFINITE) {
-      n = epoll_wait(pager_ep_, evs, 2, -1);
+      n = epoll_wait(pager_ep_, evs, 16, -1);
     } else {
       zx_time_t left = deadline - monotonic_now();
       if (left < 0) left = 0;
       struct timespec ts = {static_cast<time_t>(left / 1000000000),
                             static_cast<long>(left % 1000000000)};
-      n = epoll_pwait2(pager_ep_, evs, 2, &ts, nullptr);
+      n = epoll_pwait2(pager_ep_, evs, 16, &ts, nullptr);
     }
     if (n >= 0 || errno != EINTR) break;
   }
-  for (int i = 0; i < n; ++i) {
-    if (evs[i].data.fd == poller_wake_fd_) {
-      uint64_t v;
-      ssize_t r = read(poller_wake_fd_, &v, sizeof(v));
-      (void)r;
-    }
-  }
-  // Always read what is there before leaving: the exclusive wakeup that brought this
-  // thread back did not wake the fault thread.
-  drain();
+  if (n > 0) drain_ready(evs, n, poller_wake_fd_);
 }
 
 void FaultService::retry_write_faults() {
@@ -309,29 +358,33 @@ void FaultService::retry_write_faults() {
 }
 
 void FaultService::run() {
-  struct epoll_event evs[2];
+  struct epoll_event evs[16];
   for (;;) {
-    int n = epoll_wait(fault_ep_, evs, 2, -1);
+    int n = epoll_wait(fault_ep_, evs, 16, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       fprintf(stderr, "zxpager: fault thread: epoll_wait: %s\n", strerror(errno));
       abort();
     }
-    for (int i = 0; i < n; ++i) {
-      if (evs[i].data.fd == wake_fd_) {
-        uint64_t v;
-        ssize_t r = read(wake_fd_, &v, sizeof(v));
-        (void)r;
-      }
-    }
-    // Read until the descriptor is empty: munmap/madvise/mremap callers wait for their
+    // Read until the descriptors are empty: munmap/madvise/mremap callers wait for their
     // events to be read.
-    drain();
+    drain_ready(evs, n, wake_fd_);
     retry_write_faults();
   }
 }
 
-void FaultService::handle_message(const ::uffd_msg& msg) {
+void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
+  if (source != &own_) {
+    // A remote VMO: its descriptor covers exactly its mapping in the other process.
+    auto vmo = source->remote.lock();
+    if (!vmo) return;
+    if (msg.event == UFFD_EVENT_PAGEFAULT && !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+      vmo->on_fault(msg.arg.pagefault.address, 0);
+    } else if (msg.event == UFFD_EVENT_REMOVE || msg.event == UFFD_EVENT_UNMAP) {
+      vmo->on_remove(msg.arg.remove.start, msg.arg.remove.end);
+    }
+    return;
+  }
   uintptr_t base = 0;
   switch (msg.event) {
     case UFFD_EVENT_PAGEFAULT: {

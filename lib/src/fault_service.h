@@ -26,6 +26,7 @@ class PagerVmo;
 }  // namespace zxp
 
 struct uffd_msg;
+struct epoll_event;
 
 namespace zxp {
 
@@ -45,6 +46,11 @@ class FaultService {
   // Registry of pager VMO homes. Thread-safe. Message readers take the lock shared.
   void add_region(uintptr_t base, uint64_t len, const std::shared_ptr<PagerVmo>& vmo);
   void remove_region(uintptr_t base);
+
+  // A pager VMO whose memory lives in another process brings that process's own
+  // userfaultfd; its messages are read like the process's own. Thread-safe.
+  zx_status_t add_remote(int fd, const std::shared_ptr<PagerVmo>& vmo);
+  void remove_remote(int fd);
 
   // Returns once every userfaultfd message queued before the call has been read and
   // handled. Must not be called with a pager VMO lock held.
@@ -81,14 +87,24 @@ class FaultService {
  private:
   static constexpr int kBatch = 64;
 
+  // A userfaultfd to read: the process's own (its faults are looked up in the registry),
+  // or a remote VMO's.
+  struct Source {
+    int fd;
+    std::weak_ptr<PagerVmo> remote;  // empty for the process's own
+  };
+
   FaultService() = default;
   zx_status_t start();
   void run();
-  // Reads one batch of messages (nonblocking) and handles it; returns how many.
-  size_t read_batch();
+  // Reads one batch of messages (nonblocking) from `source` and handles it; returns how
+  // many. A source removed meanwhile reads as empty.
+  size_t read_batch(Source* source);
   // Reads and handles until a short batch: the descriptor was (just) empty.
-  void drain();
-  void handle_message(const ::uffd_msg& msg);
+  void drain(Source* source);
+  // Drains the sources of the ready events of an epoll_wait.
+  void drain_ready(const struct epoll_event* events, int n, int skip_fd);
+  void handle_message(const ::uffd_msg& msg, Source* source);
   void retry_write_faults();
   std::shared_ptr<PagerVmo> lookup(uintptr_t addr, uintptr_t* base);
 
@@ -100,6 +116,10 @@ class FaultService {
   uint64_t features_ = 0;
   bool user_mode_only_ = false;
   std::thread thread_;
+
+  Source own_;
+  std::shared_mutex sources_mu_;  // readers shared; adding/removing remote sources exclusive
+  std::map<int, std::unique_ptr<Source>> remotes_;
 
   std::shared_mutex regions_mu_;
   struct Region {

@@ -79,8 +79,30 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
   }
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
-                                        home, std::static_pointer_cast<Pager>(shared_from_this()));
+                                        home, std::static_pointer_cast<Pager>(shared_from_this()),
+                                        service_->fd(), false);
   if (size > 0) service_->add_region(home, size, vmo);
+  track(vmo);
+  *out = std::move(vmo);
+  return ZX_OK;
+}
+
+zx_status_t Pager::create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, int uffd,
+                                     uintptr_t remote_addr, uint64_t size,
+                                     std::shared_ptr<PagerVmo>* out) {
+  port->serve_faults(service_);
+  auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
+                                        remote_addr,
+                                        std::static_pointer_cast<Pager>(shared_from_this()), uffd,
+                                        true);
+  zx_status_t st = service_->add_remote(uffd, vmo);
+  if (st != ZX_OK) return st;
+  track(vmo);
+  *out = std::move(vmo);
+  return ZX_OK;
+}
+
+void Pager::track(const std::shared_ptr<PagerVmo>& vmo) {
   bool closed;
   {
     std::lock_guard lock(mu_);
@@ -90,8 +112,6 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
   if (closed) vmo->detach(false);
   stats_->vmos_created.fetch_add(1, std::memory_order_relaxed);
   stats_->vmos_live.fetch_add(1, std::memory_order_relaxed);
-  *out = std::move(vmo);
-  return ZX_OK;
 }
 
 void Pager::forget(PagerVmo* vmo) {
@@ -115,7 +135,7 @@ void Pager::on_zero_handles() {
 
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-                   std::weak_ptr<Pager> pager)
+                   std::weak_ptr<Pager> pager, int uffd, bool remote)
     : service_(service),
       pager_koid_(pager_koid),
       stats_(std::move(stats)),
@@ -123,8 +143,10 @@ PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<
       key_(key),
       size_(size),
       pager_(std::move(pager)),
+      uffd_(uffd),
+      remote_(remote),
       home_(home),
-      wp_(service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {}
+      wp_(!remote && service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {}
 
 PagerVmo::~PagerVmo() {
   // Normally on_unreferenced already tore everything down; this covers a VMO that never
@@ -202,14 +224,15 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
   stats_->faults.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   if (torn_down_ || addr < home_ || addr - home_ >= size_) {
-    uffd::wake(service_->fd(), addr & ~(kPageSize - 1), kPageSize);
+    uffd::wake(uffd_, addr & ~(kPageSize - 1), kPageSize);
     return;
   }
   uint64_t page = (addr - home_) / kPageSize;
   if (present_.test(page)) {
-    if (page_resident(addr)) {
+    // (Another process's memory cannot be checked: take the fault at its word.)
+    if (!remote_ && page_resident(addr)) {
       // A message read before the supply that woke its thread: nothing to do.
-      uffd::wake(service_->fd(), addr & ~(kPageSize - 1), kPageSize);
+      uffd::wake(uffd_, addr & ~(kPageSize - 1), kPageSize);
       return;
     }
     // The page vanished without a REMOVE event we could order before the supply (a
@@ -218,7 +241,7 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
   }
   if (detached_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    FaultService::fail_thread(tid, addr);
+    fail_waiter(tid, addr);
     return;
   }
   bool known = false;
@@ -230,6 +253,16 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
   }
   if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page});
   request_missing(page, page + 1);
+}
+
+void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr) {
+  if (!remote_) {
+    FaultService::fail_thread(tid, addr);
+    return;
+  }
+  // The marker makes the woken thread take SIGBUS at its address; it stays until the
+  // page is supplied (UFFDIO_COPY replaces it) or the other process drops the page.
+  uffd::poison(uffd_, addr & ~(kPageSize - 1), kPageSize, true);
 }
 
 void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
@@ -280,6 +313,7 @@ zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_
 
 zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool write) {
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (remote_) return ZX_ERR_NOT_SUPPORTED;  // the memory is in another process
   if (len == 0) return ZX_OK;
   const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
   std::unique_lock lock(mu_);
@@ -333,7 +367,7 @@ zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, ui
                                           uint64_t end) {
   if (!wp_ || !eviction_used_) return ZX_OK;
   for (;;) {
-    int err = uffd::writeprotect(service_->fd(), home_ + first * kPageSize,
+    int err = uffd::writeprotect(uffd_, home_ + first * kPageSize,
                                  (end - first) * kPageSize, false, true);
     if (err == 0) break;
     if (err != EAGAIN) return ZX_ERR_BAD_STATE;
@@ -350,7 +384,7 @@ bool PagerVmo::on_wp_fault(uintptr_t addr) {
   std::lock_guard lock(mu_);
   const uintptr_t page_addr = addr & ~(kPageSize - 1);
   if (torn_down_ || addr < home_ || addr - home_ >= size_) {
-    uffd::wake(service_->fd(), page_addr, kPageSize);
+    uffd::wake(uffd_, page_addr, kPageSize);
     return true;
   }
   uint64_t page = (addr - home_) / kPageSize;
@@ -362,9 +396,9 @@ bool PagerVmo::on_wp_fault(uintptr_t addr) {
   }
   stats_->write_faults.fetch_add(1, std::memory_order_relaxed);
   clean_.clear(page, page + 1);
-  int err = uffd::writeprotect(service_->fd(), page_addr, kPageSize, false, true);
+  int err = uffd::writeprotect(uffd_, page_addr, kPageSize, false, true);
   if (err == EAGAIN) return false;
-  if (err != 0) uffd::wake(service_->fd(), page_addr, kPageSize);
+  if (err != 0) uffd::wake(uffd_, page_addr, kPageSize);
   return true;
 }
 
@@ -375,7 +409,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
   {
     std::lock_guard lock(mu_);
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
-    if (!wp_) return ZX_ERR_NOT_SUPPORTED;
+    if (!wp_ || remote_) return ZX_ERR_NOT_SUPPORTED;
     eviction_used_ = true;
     // Clean pages are still write-protected (a write would have cleared them, in the
     // fault thread, before it could land), so marking them as evicting now makes any
@@ -406,7 +440,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     deferred.swap(deferred_writes_);
     cv_.notify_all();
   }
-  for (uintptr_t addr : deferred) uffd::wake(service_->fd(), addr, kPageSize);
+  for (uintptr_t addr : deferred) uffd::wake(uffd_, addr, kPageSize);
   stats_->pages_evicted.fetch_add(evicted, std::memory_order_relaxed);
   if (evicted_bytes) *evicted_bytes = evicted * kPageSize;
   return ZX_OK;
@@ -450,7 +484,7 @@ zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
 zx_status_t PagerVmo::map(zx_vm_option_t, uintptr_t fixed, uint64_t vmo_offset, uint64_t,
                           uintptr_t* out) {
   // The VMO's memory is one mapping; it can be handed out, not duplicated elsewhere.
-  if (fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
+  if (remote_ || fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
   std::lock_guard lock(mu_);
   if (torn_down_) return ZX_ERR_BAD_STATE;
   *out = home_ + vmo_offset;
@@ -496,7 +530,7 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
     graveyard_.emplace_back(old, size_);
     map_waiters_.clear();
   }
-  uffd::wake(service_->fd(), old, size_);
+  uffd::wake(uffd_, old, size_);
   return ZX_OK;
 }
 
@@ -508,7 +542,7 @@ uint64_t PagerVmo::committed_bytes() {
 zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src,
                                     uint64_t* done, int* err, bool wake) {
   // Write-protected on the way in (for eviction) costs nothing extra with COPY.
-  uffd::Progress p = uffd::copy(service_->fd(), home_ + first * kPageSize, src,
+  uffd::Progress p = uffd::copy(uffd_, home_ + first * kPageSize, src,
                                 (end - first) * kPageSize, wake, wp_ && eviction_used_);
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
@@ -518,7 +552,7 @@ zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t*
 
 zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                                     int* err) {
-  const int fd = service_->fd();
+  const int fd = uffd_;
   const uintptr_t dst = home_ + first * kPageSize;
   const uint64_t len = (end - first) * kPageSize;
   // For eviction the pages must be write-protected before anyone can write them: move
@@ -577,7 +611,8 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   const uint64_t len = (end - first) * kPageSize;
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
   auto* anon = aux->kind() == Vmo::Kind::kAnonymous ? static_cast<AnonVmo*>(aux) : nullptr;
-  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE);
+  // MOVE cannot cross address spaces: a remote VMO is always filled by COPY.
+  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_;
   std::shared_lock<std::shared_mutex> memfd_lock;
   std::unique_lock<std::mutex> anon_lock;
   auto lock_aux = [&]() -> zx_status_t {
@@ -652,7 +687,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       case EAGAIN:
         // The address space is changing; its event must be read before filling resumes.
         if (wake_after) {
-          uffd::wake(service_->fd(), home_ + first * kPageSize, (at - first) * kPageSize);
+          uffd::wake(uffd_, home_ + first * kPageSize, (at - first) * kPageSize);
           wake_after = false;
         }
         unlock_aux();
@@ -685,7 +720,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   }
   if (memfd) {
     memfd->decommit(aux_offset, len);
-    if (wake_after) uffd::wake(service_->fd(), home_ + first * kPageSize, len);
+    if (wake_after) uffd::wake(uffd_, home_ + first * kPageSize, len);
   } else if (!use_move || skipped || st != ZX_OK) {
     anon->decommit(aux_offset, len);
   }
@@ -738,7 +773,7 @@ zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
   std::erase_if(map_waiters_, [&](const MapWaiter& w) {
     if (w.page < first || w.page >= end || present_.test(w.page)) return false;
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    FaultService::fail_thread(w.tid, w.addr);
+    fail_waiter(w.tid, w.addr);
     return true;
   });
   bool woke = false;
@@ -762,7 +797,7 @@ void PagerVmo::detach(bool complete_packet) {
   detached_ = true;
   for (const MapWaiter& w : map_waiters_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    FaultService::fail_thread(w.tid, w.addr);
+    fail_waiter(w.tid, w.addr);
   }
   map_waiters_.clear();
   for (LibWaiter* w : lib_waiters_) {
@@ -799,14 +834,17 @@ void PagerVmo::teardown() {
     graveyard.swap(graveyard_);
     cv_.notify_all();
   }
-  if (size_ > 0) {
+  if (remote_) {
+    service_->remove_remote(uffd_);
+    close(uffd_);
+  } else if (size_ > 0) {
     service_->remove_region(home);
     // Unregister before unmapping: munmap of a registered range would wait for its UNMAP
     // event to be read, which must not depend on who drops the last reference.
-    uffd::unregister_range(service_->fd(), home, size_);
+    uffd::unregister_range(uffd_, home, size_);
     munmap(reinterpret_cast<void*>(home), size_);
     for (auto& [addr, len] : graveyard) {
-      uffd::unregister_range(service_->fd(), addr, len);
+      uffd::unregister_range(uffd_, addr, len);
       munmap(reinterpret_cast<void*>(addr), len);
     }
   }

@@ -63,6 +63,11 @@ class Pager final : public Object {
 
   zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                          uint64_t size, std::shared_ptr<PagerVmo>* out);
+  // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process,
+  // registered there with `uffd` (which this takes over on success).
+  zx_status_t create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, int uffd,
+                                uintptr_t remote_addr, uint64_t size,
+                                std::shared_ptr<PagerVmo>* out);
   // Called by a pager VMO that goes away.
   void forget(PagerVmo* vmo);
   const std::shared_ptr<PagerStats>& stats() const { return stats_; }
@@ -72,6 +77,8 @@ class Pager final : public Object {
   void on_zero_handles() override;
 
  private:
+  void track(const std::shared_ptr<PagerVmo>& vmo);
+
   FaultService* const service_;
   const std::shared_ptr<PagerStats> stats_;
   std::mutex mu_;
@@ -81,9 +88,11 @@ class Pager final : public Object {
 
 class PagerVmo final : public Vmo {
  public:
+  // `uffd` is the descriptor the home range is registered with: the process's own, or,
+  // when `remote`, another process's (owned by this VMO).
   PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
            std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-           std::weak_ptr<Pager> pager);
+           std::weak_ptr<Pager> pager, int uffd, bool remote);
   ~PagerVmo() override;
 
   // Vmo
@@ -101,6 +110,7 @@ class PagerVmo final : public Vmo {
   }
 
   zx_koid_t pager_koid() const { return pager_koid_; }
+  bool remote() const { return remote_; }
 
   // zx_pager_supply_pages, arguments validated. `legacy` applies zx_pager_vmo_op's rule
   // that every aux page must be committed.
@@ -158,6 +168,9 @@ class PagerVmo final : public Vmo {
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
   void mark_present(uint64_t first, uint64_t end, bool clean);
+  // Makes a thread blocked at `addr` fail: SIGBUS through the fail signal here, or, for a
+  // remote VMO (whose threads this process cannot signal), a poison marker on the page.
+  void fail_waiter(pid_t tid, uintptr_t addr);
   // With mu_ held: pages of [first, end) are about to be written by the library.
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                   uint64_t end);
@@ -170,6 +183,8 @@ class PagerVmo final : public Vmo {
   const uint64_t key_;
   const uint64_t size_;
   const std::weak_ptr<Pager> pager_;
+  const int uffd_;
+  const bool remote_;
 
   std::mutex mu_;
   std::condition_variable cv_;  // lib waiters

@@ -1,6 +1,9 @@
 // The C ABI of the pager calls and the zxp_ extensions: validates arguments in Zircon's
 // order and calls into the objects.
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <zircon/syscalls.h>
 #include <zxpager/zxpager.h>
@@ -95,6 +98,58 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
   st = pager->create_vmo(options, std::move(port), key, rounded, &vmo);
   if (st != ZX_OK) return st;
   return HandleTable::get().add(std::move(vmo), ZX_DEFAULT_VMO_RIGHTS, out);
+}
+
+zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager_handle, uint32_t options,
+                                        zx_handle_t port_handle, uint64_t key, int uffd,
+                                        uint64_t remote_addr, uint64_t size, zx_handle_t* out) {
+  std::shared_ptr<zxp::Pager> pager;
+  zx_status_t st = HandleTable::get().lookup_as(pager_handle, ZX_RIGHT_ATTACH_VMO, &pager);
+  if (st != ZX_OK) return st;
+  std::shared_ptr<zxp::Port> port;
+  st = HandleTable::get().lookup_as(port_handle, ZX_RIGHT_WRITE, &port);
+  if (st != ZX_OK) return st;
+  if (options != 0 || !out || !zxp::page_aligned(remote_addr)) return ZX_ERR_INVALID_ARGS;
+  if (!zxp::uffd::is_userfaultfd(uffd)) return ZX_ERR_INVALID_ARGS;
+  uint64_t rounded;
+  if (size == 0 || !zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize ||
+      remote_addr > UINT64_MAX - rounded) {
+    return size == 0 ? ZX_ERR_INVALID_ARGS : ZX_ERR_OUT_OF_RANGE;
+  }
+  std::shared_ptr<zxp::PagerVmo> vmo;
+  st = pager->create_remote_vmo(std::move(port), key, uffd, remote_addr, rounded, &vmo);
+  if (st != ZX_OK) return st;
+  st = HandleTable::get().add(vmo, ZX_DEFAULT_VMO_RIGHTS, out);
+  return st;
+}
+
+zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) {
+  if (!addr || !uffd || size == 0) return ZX_ERR_INVALID_ARGS;
+  uint64_t rounded;
+  if (!zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize) {
+    return ZX_ERR_OUT_OF_RANGE;
+  }
+  if (!zxp::uffd::probe().available) return ZX_ERR_NOT_SUPPORTED;
+  // No events: the client's munmap/madvise must never wait for the pager process.
+  int fd = zxp::uffd::open(zxp::uffd::probe().features & UFFD_FEATURE_POISON);
+  if (fd < 0) return ZX_ERR_NOT_SUPPORTED;
+  void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    close(fd);
+    return ZX_ERR_NO_MEMORY;
+  }
+  madvise(p, rounded, MADV_DONTFORK);
+  int err = zxp::uffd::register_range(fd, reinterpret_cast<uintptr_t>(p), rounded, false,
+                                      nullptr);
+  if (err != 0) {
+    munmap(p, rounded);
+    close(fd);
+    return err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
+  }
+  *addr = reinterpret_cast<uintptr_t>(p);
+  *uffd = fd;
+  return ZX_OK;
 }
 
 zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) {

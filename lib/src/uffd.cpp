@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -81,6 +82,10 @@ int open(uint64_t features) {
   bool via_dev;
   int flags = O_CLOEXEC | O_NONBLOCK | (p.user_mode_only ? UFFD_USER_MODE_ONLY : 0);
   int fd = open_raw(flags, &via_dev);
+  if (fd < 0 && (errno == EPERM || errno == EACCES) && !p.user_mode_only) {
+    // The probe ran with more privilege (in a parent before fork, say): fall back.
+    fd = open_raw(flags | UFFD_USER_MODE_ONLY, &via_dev);
+  }
   if (fd < 0) return -errno;
   struct uffdio_api api = {};
   api.api = UFFD_API;
@@ -177,6 +182,16 @@ int writeprotect(int fd, uintptr_t addr, uint64_t len, bool protect, bool wake) 
   // The kernel refuses DONTWAKE with WP (EINVAL): protecting never wakes anyway.
   wp.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
   return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : errno;
+}
+
+bool is_userfaultfd(int fd) {
+  if (fd < 0) return false;
+  char link[64], target[64];
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof(target) - 1);
+  if (n <= 0) return false;
+  target[n] = 0;
+  return strcmp(target, "anon_inode:[userfaultfd]") == 0;
 }
 
 int wake(int fd, uintptr_t addr, uint64_t len) {

@@ -95,6 +95,8 @@ Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 // Only clearing wakes (unless !wake); setting never wakes.
 // Returns 0 or an errno (EAGAIN: the address space is changing; read events, retry).
 int writeprotect(int fd, uintptr_t addr, uint64_t len, bool protect, bool wake);
+// True if `fd` is a userfaultfd descriptor.
+bool is_userfaultfd(int fd);
 // Wakes threads waiting on [addr, addr+len). Returns 0 or an errno.
 int wake(int fd, uintptr_t addr, uint64_t len);
 // Registers [addr, addr+len) in MISSING mode (plus WP if asked). Returns 0 or an errno.

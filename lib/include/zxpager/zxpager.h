@@ -80,9 +80,111 @@ zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out);
 zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
                           uint64_t* evicted_bytes);
 
+// ---- Pager VMOs whose memory lives in another process ----
+//
+// The client process (the one whose memory is paged) calls zxp_remote_map_create, sends
+// the descriptor (SCM_RIGHTS over a Unix socket), the address and the size to the pager
+// process, which adopts them with zxp_pager_create_remote_vmo. Faults in the client then
+// reach the pager's port as ordinary page requests, and zx_pager_supply_pages fills the
+// client's memory with UFFDIO_COPY (UFFDIO_MOVE cannot cross address spaces).
+// ZX_PAGER_OP_FAIL and detach fail a client thread with a poison marker (the pager
+// cannot signal another process's threads): the thread takes SIGBUS at its address, and
+// so does any later access to that page until it is supplied again (which replaces the
+// marker) or the client drops it (madvise MADV_DONTNEED). zx_vmo_read/write and
+// zx_vmar_map of a remote VMO are ZX_ERR_NOT_SUPPORTED (the memory is not here);
+// ZX_VMO_OP_COMMIT, supply, FAIL, detach and ZX_INFO_VMO work.
+
+// Client side: reserves `size` bytes (rounded up to pages) of anonymous memory at *addr,
+// opens a userfaultfd (user-mode-only when the process may not have more) and registers
+// the range with it in MISSING mode. The caller owns both: munmap and close them when
+// done (after which the pager's VMO sees no more faults). Thread-safe.
+// Errors: ZX_ERR_INVALID_ARGS (NULL out pointer, size 0), ZX_ERR_OUT_OF_RANGE (size),
+// ZX_ERR_NOT_SUPPORTED (no usable userfaultfd), ZX_ERR_NO_MEMORY.
+zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd);
+
+// Pager side: a pager VMO of `size` bytes whose memory is [remote_addr,
+// remote_addr+size) of the process that registered it with `uffd`. On success the VMO
+// owns `uffd` (it is closed when the VMO goes away); on failure the caller still does.
+// Requests arrive on `port` with `key`. Rights and errors as zx_pager_create_vmo, plus
+// ZX_ERR_INVALID_ARGS if `uffd` is not a userfaultfd or remote_addr is not page aligned.
+zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_handle_t port,
+                                        uint64_t key, int uffd, uint64_t remote_addr,
+                                        uint64_t size, zx_handle_t* out);
+
 // Returns the name of the supply path that `aux_vmo` would take ("move", "copy").
 // Errors as for zx_vmo_get_size.
 zx_status_t zxp_vmo_supply_path(zx_handle_t aux_vmo, const char** out);
+
+// ---------------------------------------------------------------------------------
+// Paged sources and the file pager (<zxpager/paged_source.h>, <zxpager/file_pager.h>).
+
+// Statistics of a pager service (and so of a file pager), cumulative.
+typedef struct zxp_service_stats {
+  uint64_t requests;          // page request packets handled
+  uint64_t fills;             // fills asked of the source
+  uint64_t pages_supplied;    // pages put in place
+  uint64_t bytes_read;        // bytes the source produced (for a file: read from it)
+  uint64_t readahead_pages;   // pages supplied beyond what was requested
+  uint64_t readahead_hits;    // of those, pages a sequential stream then went past
+  uint64_t readahead_waste;   // of those, pages of windows abandoned untouched
+  uint64_t prefetch_pages;    // pages fetched by prefetch/WILLNEED/trace replay
+  uint64_t pages_failed;      // pages answered with ZX_PAGER_OP_FAIL
+  uint64_t pages_evicted;     // pages dropped by DONTNEED or the memory budget
+  uint64_t resident_bytes;    // supplied and not evicted (as the service counts them)
+  uint64_t peak_resident_bytes;
+  uint64_t latency_p50_ns;    // request received to its pages supplied
+  uint64_t latency_p99_ns;
+  uint64_t latency_max_ns;
+  uint8_t uses_move;          // supply by UFFDIO_MOVE from anonymous aux
+  uint8_t direct_io;          // file pager: O_DIRECT reads in effect
+  uint8_t reserved[6];
+} zxp_service_stats_t;
+
+// A file mapped through a pager VMO, pages read on demand with io_uring.
+typedef struct zxp_file zxp_file_t;
+
+#define ZXP_FILE_DIRECT ((uint32_t)1u << 0)    // O_DIRECT where the file system takes it
+#define ZXP_FILE_COPY ((uint32_t)1u << 1)      // supply by COPY from memfd aux (not MOVE)
+#define ZXP_FILE_WRITABLE ((uint32_t)1u << 2)  // private copy-on-write mapping
+
+typedef struct zxp_file_options {
+  uint32_t flags;             // ZXP_FILE_*
+  uint32_t pager_threads;     // 0: 1
+  uint64_t readahead_max;     // bytes, 0: 2 MiB (the cap)
+  uint64_t budget_bytes;      // resident supplied bytes, 0: unbounded
+  const char* record_path;    // write the working set here on close (NULL: no trace)
+  const char* prefetch_path;  // replay this working set at open (NULL: none)
+} zxp_file_options_t;
+
+// Opens a regular file or block device read-only and maps all of it through a pager
+// VMO: *out's mapping (zxp_file_data) reads the file's bytes, the tail of the last page
+// zero-filled. A read that fails answers the touching thread with ZX_ERR_IO (SIGBUS
+// through the mapping); pages past a new end of a file that shrank fail the same way.
+// Errors: ZX_ERR_INVALID_ARGS (NULL path or out), ZX_ERR_NOT_FOUND, ZX_ERR_ACCESS_DENIED,
+// ZX_ERR_WRONG_TYPE (not a regular file or block device), ZX_ERR_IO, ZX_ERR_NO_MEMORY.
+// Thread-safe; the returned object may be used from any thread.
+zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
+                          zxp_file_t** out);
+// The mapping (NULL for an empty file) and the file's size in bytes.
+const void* zxp_file_data(const zxp_file_t* file);
+uint64_t zxp_file_size(const zxp_file_t* file);
+// The pager VMO (borrowed: valid until zxp_file_close).
+zx_handle_t zxp_file_vmo(const zxp_file_t* file);
+
+#define ZXP_ADVICE_NORMAL 0u
+#define ZXP_ADVICE_SEQUENTIAL 1u
+#define ZXP_ADVICE_RANDOM 2u
+#define ZXP_ADVICE_WILLNEED 3u
+#define ZXP_ADVICE_DONTNEED 4u
+// Read-ahead hints for [offset, offset+length) (SEQUENTIAL/RANDOM/NORMAL apply to the
+// whole file). Errors: ZX_ERR_INVALID_ARGS (unknown advice), ZX_ERR_OUT_OF_RANGE.
+zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
+                            uint32_t advice);
+zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out);
+// Writes the working set recorded so far (needs record_path or a path here).
+zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path);
+// Unmaps, detaches, writes the trace if asked for, frees. NULL is a no-op.
+zx_status_t zxp_file_close(zxp_file_t* file);
 
 #pragma GCC visibility pop
 

@@ -1,0 +1,260 @@
+// Pager VMOs whose memory lives in another process: a forked client registers its own
+// mapping with its own userfaultfd and passes the descriptor over a Unix socket; this
+// process adopts it and serves the client's faults.
+#include <catch2/catch.hpp>
+
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zircon/syscalls.h>
+#include <zxpager/zxpager.h>
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kPages = 8;
+
+uint8_t pattern(uint64_t page, uint64_t i) { return static_cast<uint8_t>(page * 13 + i + 5); }
+
+// ---- the client (a forked child) ----
+
+sigjmp_buf g_jmp;
+uintptr_t g_addr;
+void on_sigbus(int, siginfo_t* si, void*) {
+  g_addr = reinterpret_cast<uintptr_t>(si->si_addr);
+  siglongjmp(g_jmp, 1);
+}
+
+struct Reply {
+  int32_t kind;  // 0 read ok, 1 SIGBUS
+  uint8_t byte;
+  uint64_t addr;
+};
+
+// Sends the descriptor, then answers "touch page N" commands until the socket closes.
+[[noreturn]] void client(int sock, bool drop_root) {
+  if (drop_root && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
+  uintptr_t base;
+  int uffd;
+  if (zxp_remote_map_create(kPages * kPage, &base, &uffd) != ZX_OK) _exit(4);
+  struct msghdr msg = {};
+  uint64_t payload[2] = {base, kPages * kPage};
+  struct iovec iov = {payload, sizeof(payload)};
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+  if (sendmsg(sock, &msg, 0) < 0) _exit(5);
+  struct sigaction sa = {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, nullptr);
+  uint64_t page;
+  while (read(sock, &page, sizeof(page)) == sizeof(page)) {
+    Reply r = {};
+    volatile uint8_t* p = reinterpret_cast<volatile uint8_t*>(base + page * kPage + 8);
+    if (sigsetjmp(g_jmp, 1) == 0) {
+      r.byte = *p;
+      r.kind = 0;
+    } else {
+      r.kind = 1;
+      r.addr = g_addr;
+    }
+    r.addr = r.kind ? r.addr : reinterpret_cast<uintptr_t>(p);
+    if (write(sock, &r, sizeof(r)) != sizeof(r)) _exit(6);
+  }
+  _exit(0);
+}
+
+// ---- the pager side ----
+
+struct Remote {
+  pid_t pid = -1;
+  int sock = -1;
+  uintptr_t base = 0;
+  zx_handle_t pager = ZX_HANDLE_INVALID, port = ZX_HANDLE_INVALID, vmo = ZX_HANDLE_INVALID;
+
+  explicit Remote(bool drop_root) {
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      close(sv[0]);
+      client(sv[1], drop_root);
+    }
+    close(sv[1]);
+    sock = sv[0];
+    uint64_t payload[2];
+    struct iovec iov = {payload, sizeof(payload)};
+    char control[CMSG_SPACE(sizeof(int))] = {};
+    struct msghdr msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    REQUIRE(recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) == sizeof(payload));
+    int uffd;
+    memcpy(&uffd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    base = payload[0];
+    REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+    REQUIRE(zx_port_create(0, &port) == ZX_OK);
+    REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 7, uffd, payload[0], payload[1], &vmo) ==
+            ZX_OK);
+  }
+  ~Remote() {
+    if (sock >= 0) close(sock);
+    if (pid > 0) {
+      int status;
+      waitpid(pid, &status, 0);
+    }
+    zx_handle_close(vmo);
+    zx_handle_close(port);
+    zx_handle_close(pager);
+  }
+  void touch(uint64_t page) {
+    REQUIRE(write(sock, &page, sizeof(page)) == sizeof(page));
+  }
+  Reply reply() {
+    Reply r;
+    REQUIRE(read(sock, &r, sizeof(r)) == sizeof(r));
+    return r;
+  }
+  bool request(uint64_t page) {
+    zx_port_packet_t p;
+    if (zx_port_wait(port, zx_deadline_after(ZX_SEC(10)), &p) != ZX_OK) return false;
+    return p.key == 7 && p.type == ZX_PKT_TYPE_PAGE_REQUEST &&
+           p.page_request.command == ZX_PAGER_VMO_READ && p.page_request.offset == page * kPage &&
+           p.page_request.length == kPage;
+  }
+  zx_status_t supply(uint64_t page, uint32_t aux_options) {
+    zx_handle_t aux;
+    REQUIRE(zx_vmo_create(kPage, aux_options, &aux) == ZX_OK);
+    uint8_t buf[kPage];
+    for (uint64_t i = 0; i < kPage; ++i) buf[i] = pattern(page, i);
+    REQUIRE(zx_vmo_write(aux, buf, 0, kPage) == ZX_OK);
+    zx_status_t st = zx_pager_supply_pages(pager, vmo, page * kPage, kPage, aux, 0);
+    zx_handle_close(aux);
+    return st;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a client's fault is a request here, and supply fills the client's memory") {
+  auto drop_root = GENERATE(false, true);
+  auto aux_options = GENERATE(0u, ZXP_VMO_ANONYMOUS);
+  Remote r(drop_root);
+  for (uint64_t page : {3u, 0u, 7u}) {
+    r.touch(page);
+    REQUIRE(r.request(page));
+    REQUIRE(r.supply(page, aux_options) == ZX_OK);
+    Reply rep = r.reply();
+    REQUIRE(rep.kind == 0);
+    REQUIRE(rep.byte == pattern(page, 8));
+  }
+  // Present pages raise nothing.
+  r.touch(3);
+  REQUIRE(r.reply().kind == 0);
+  zx_port_packet_t p;
+  REQUIRE(zx_port_wait(r.port, zx_deadline_after(ZX_MSEC(50)), &p) == ZX_ERR_TIMED_OUT);
+  zx_info_vmo_t info;
+  REQUIRE(zx_object_get_info(r.vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) == ZX_OK);
+  REQUIRE(info.committed_bytes == 3 * kPage);
+  REQUIRE((info.flags & ZX_INFO_VMO_PAGER_BACKED) != 0);
+}
+
+TEST_CASE("FAIL and detach reach the client as SIGBUS at its address") {
+  Remote r(false);
+  r.touch(2);
+  REQUIRE(r.request(2));
+  REQUIRE(zx_pager_op_range(r.pager, ZX_PAGER_OP_FAIL, r.vmo, 2 * kPage, kPage,
+                            static_cast<uint64_t>(ZX_ERR_IO)) == ZX_OK);
+  Reply rep = r.reply();
+  REQUIRE(rep.kind == 1);
+  REQUIRE(rep.addr == r.base + 2 * kPage + 8);
+  // Supplying the failed page replaces the marker.
+  REQUIRE(r.supply(2, 0) == ZX_OK);
+  r.touch(2);
+  rep = r.reply();
+  REQUIRE(rep.kind == 0);
+  REQUIRE(rep.byte == pattern(2, 8));
+
+  r.touch(5);
+  REQUIRE(r.request(5));
+  REQUIRE(zx_pager_detach_vmo(r.pager, r.vmo) == ZX_OK);
+  rep = r.reply();
+  REQUIRE(rep.kind == 1);
+  REQUIRE(rep.addr == r.base + 5 * kPage + 8);
+  zx_port_packet_t p;
+  REQUIRE(zx_port_wait(r.port, zx_deadline_after(ZX_SEC(10)), &p) == ZX_OK);
+  REQUIRE(p.page_request.command == ZX_PAGER_VMO_COMPLETE);
+  // A new fault after detach fails at once, without a request; present pages still read.
+  r.touch(6);
+  REQUIRE(r.reply().kind == 1);
+  r.touch(2);
+  REQUIRE(r.reply().kind == 0);
+  REQUIRE(zx_port_wait(r.port, zx_deadline_after(ZX_MSEC(50)), &p) == ZX_ERR_TIMED_OUT);
+  REQUIRE(r.supply(6, 0) == ZX_ERR_BAD_STATE);
+}
+
+TEST_CASE("a client that exits: supply fails cleanly, closing the VMO sends COMPLETE") {
+  Remote r(false);
+  r.touch(1);
+  REQUIRE(r.request(1));
+  kill(r.pid, SIGKILL);
+  int status;
+  REQUIRE(waitpid(r.pid, &status, 0) == r.pid);
+  r.pid = -1;
+  REQUIRE(r.supply(1, 0) == ZX_ERR_BAD_STATE);
+  REQUIRE(zx_handle_close(r.vmo) == ZX_OK);
+  r.vmo = ZX_HANDLE_INVALID;
+  zx_port_packet_t p;
+  REQUIRE(zx_port_wait(r.port, zx_deadline_after(ZX_SEC(10)), &p) == ZX_OK);
+  REQUIRE(p.page_request.command == ZX_PAGER_VMO_COMPLETE);
+}
+
+TEST_CASE("remote VMO argument errors") {
+  zx_handle_t pager, port;
+  REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+  REQUIRE(zx_port_create(0, &port) == ZX_OK);
+  zx_handle_t out;
+  int pipefd[2];
+  REQUIRE(pipe(pipefd) == 0);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, pipefd[0], 0x10000, kPage, &out) ==
+          ZX_ERR_INVALID_ARGS);
+  uintptr_t base;
+  int uffd;
+  REQUIRE(zxp_remote_map_create(kPage, &base, &uffd) == ZX_OK);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, uffd, base + 1, kPage, &out) ==
+          ZX_ERR_INVALID_ARGS);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 1, port, 1, uffd, base, kPage, &out) ==
+          ZX_ERR_INVALID_ARGS);
+  REQUIRE(zxp_pager_create_remote_vmo(port, 0, port, 1, uffd, base, kPage, &out) ==
+          ZX_ERR_WRONG_TYPE);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, pager, 1, uffd, base, kPage, &out) ==
+          ZX_ERR_WRONG_TYPE);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, uffd, base, kPage, &out) == ZX_OK);
+  uint8_t b;
+  REQUIRE(zx_vmo_read(out, &b, 0, 1) == ZX_ERR_NOT_SUPPORTED);
+  zx_vaddr_t addr;
+  REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, out, 0, kPage,
+                      &addr) == ZX_ERR_NOT_SUPPORTED);
+  REQUIRE(zxp_remote_map_create(0, &base, &uffd) == ZX_ERR_INVALID_ARGS);
+  REQUIRE(zxp_remote_map_create(kPage, nullptr, &uffd) == ZX_ERR_INVALID_ARGS);
+  zx_handle_close(out);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  zx_handle_close(port);
+  zx_handle_close(pager);
+}
