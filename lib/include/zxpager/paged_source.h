@@ -1,0 +1,128 @@
+// The paged-source layer: a pager service that owns the request loop, read-ahead,
+// batching, supply, failure reporting and statistics, and the PagedSource interface a
+// content provider implements (a file, a blob that decompresses and verifies, a test
+// pattern). Every pager in the project sits on it.
+//
+// A source is asked to fill [offset, offset+length) of a VMO into aux memory it is
+// handed (zeroed on entry), asynchronously, and reports the outcome per range:
+// PagerService::fail_range() for the parts it could not produce, then exactly one
+// PagerService::complete(). The service supplies the good parts (UFFDIO_MOVE from
+// anonymous aux memory where the kernel has it, else UFFDIO_COPY from a memfd) and
+// answers the rest with ZX_PAGER_OP_FAIL and the source's status.
+//
+// C++17, no exceptions: every call returns a zx_status_t.
+#ifndef ZXPAGER_PAGED_SOURCE_H_
+#define ZXPAGER_PAGED_SOURCE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memory>
+
+#include <zircon/types.h>
+#include <zxpager/export.h>
+#include <zxpager/zxpager.h>
+
+namespace zxp {
+
+class PagerService;
+
+// One fill the service asks of a source. `dst` points at `length` bytes of aux memory,
+// zero on entry, valid until the fill is completed. `token` belongs to the service.
+struct FillRequest {
+  uint32_t vmo_id;   // as returned by PagerService::create_vmo
+  uint64_t offset;   // byte offset in the VMO, page aligned
+  uint64_t length;   // bytes, a page multiple, at most Options::max_fill
+  uint8_t* dst;
+  void* token;
+};
+
+// Content provider. fill() is called on a pager thread (or the prefetch thread) and must
+// not block for long: start the work and return; finish it from any thread.
+// Thread-safety: fill() may be called from several threads at once.
+class ZXP_EXPORT PagedSource {
+ public:
+  virtual ~PagedSource();
+  virtual void fill(PagerService* service, const FillRequest& request) = 0;
+};
+
+// Read-ahead hints (zxp_file_advise takes the same values).
+enum class Advice : uint32_t {
+  kNormal = 0,      // adaptive: sequential runs grow the window, random access gets exact pages
+  kSequential = 1,  // full window from the first fault
+  kRandom = 2,      // exact pages (or granules), no read-ahead
+  kWillNeed = 3,    // fetch the range now, asynchronously
+  kDontNeed = 4,    // drop the range's clean supplied pages (requested again when touched)
+};
+
+// One range of a working-set trace, in pages.
+struct PageRange {
+  uint64_t first;
+  uint64_t count;
+};
+
+// The pager service: one pager, one port, pager threads waiting in zx_port_wait, a pool
+// of aux slots. Thread-safety: every method is thread-safe; complete()/fail_range() may
+// be called from any thread, including from inside PagedSource::fill().
+class ZXP_EXPORT PagerService {
+ public:
+  struct Options {
+    uint32_t pager_threads = 1;
+    uint32_t aux_slots = 64;                 // fills in flight at most
+    uint64_t max_fill = 2u << 20;            // bytes per fill (the read-ahead cap)
+    bool force_copy = false;                 // memfd aux and UFFDIO_COPY even where MOVE exists
+    uint64_t budget_bytes = 0;               // resident supplied bytes (0: unbounded)
+  };
+  struct VmoOptions {
+    uint64_t readahead_max = 2u << 20;       // bytes; capped at Options::max_fill
+    uint64_t granule = 4096;                 // fills are whole granules (e.g. 32 KiB clusters)
+    Advice advice = Advice::kNormal;
+    bool record = false;                     // keep the requested pages for a working-set trace
+    bool evictable = false;                  // track writes so DONTNEED/budget can evict
+  };
+
+  static zx_status_t create(const Options& options, std::unique_ptr<PagerService>* out);
+  ~PagerService();
+  PagerService(const PagerService&) = delete;
+  PagerService& operator=(const PagerService&) = delete;
+
+  // A pager VMO of `size` bytes (rounded up to pages) served by `source`, which must
+  // outlive the VMO's detach. *vmo receives a handle the caller owns (close it after
+  // detach_vmo). *id names the VMO in FillRequests and the calls below.
+  zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& options,
+                         uint32_t* id, zx_handle_t* vmo);
+  // Detaches the VMO (waiters fail, supplied pages stay readable) and waits until no fill
+  // of it is in flight. Afterwards its source is no longer called.
+  zx_status_t detach_vmo(uint32_t id);
+
+  // Completion of a fill, exactly once per FillRequest. A non-OK status fails the whole
+  // range; fail_range() before it fails a part. Statuses Zircon's FAIL does not take
+  // become ZX_ERR_IO.
+  void complete(const FillRequest& request, zx_status_t status);
+  void fail_range(const FillRequest& request, uint64_t offset, uint64_t length,
+                  zx_status_t status);
+
+  zx_status_t advise(uint32_t id, uint64_t offset, uint64_t length, Advice advice);
+  // Fetches these ranges now with many fills in flight (working-set replay). Returns at
+  // once; pages still in flight are waited on by whoever touches them.
+  zx_status_t prefetch(uint32_t id, const PageRange* ranges, size_t count);
+  // The pages requested so far (VmoOptions::record), merged, in first-request order.
+  zx_status_t working_set(uint32_t id, PageRange* ranges, size_t capacity, size_t* actual);
+  // Waits until nothing is in flight (prefetches included) or the deadline passes.
+  zx_status_t wait_idle(zx_time_t deadline);
+
+  // Service-wide statistics (all VMOs).
+  zx_status_t get_stats(zxp_service_stats_t* out);
+  bool uses_move() const;
+  zx_handle_t pager() const;
+
+  class Impl;
+
+ private:
+  explicit PagerService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zxp
+
+#endif  // ZXPAGER_PAGED_SOURCE_H_

@@ -1,0 +1,315 @@
+// The file pager: a FileSource behind a PagerService, one pager VMO mapped whole.
+//
+// Working-set trace format (little-endian): "ZXPTRACE", u32 version (1), u32 page size,
+// u64 file size, u64 range count, then per range u64 first page, u64 page count, in the
+// order the pages were first requested.
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <zircon/syscalls.h>
+#include <zxpager/file_pager.h>
+
+#include "file_source.h"
+
+namespace zxp {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr char kTraceMagic[8] = {'Z', 'X', 'P', 'T', 'R', 'A', 'C', 'E'};
+
+zx_status_t status_from_errno(int e) {
+  switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+      return ZX_ERR_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+      return ZX_ERR_ACCESS_DENIED;
+    case ENOMEM:
+      return ZX_ERR_NO_MEMORY;
+    case EINVAL:
+      return ZX_ERR_INVALID_ARGS;
+    default:
+      return ZX_ERR_IO;
+  }
+}
+
+struct TraceHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t page_size;
+  uint64_t file_size;
+  uint64_t count;
+};
+
+}  // namespace
+
+class FilePager::Impl {
+ public:
+  ~Impl() { close(); }
+
+  zx_status_t open(const char* path, const Options& o) {
+    opt_ = o;
+    if (o.record_path) record_path_ = o.record_path;
+    fd_ = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) return status_from_errno(errno);
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return status_from_errno(errno);
+    if (S_ISREG(st.st_mode)) {
+      size_ = static_cast<uint64_t>(st.st_size);
+    } else if (S_ISBLK(st.st_mode)) {
+      if (ioctl(fd_, BLKGETSIZE64, &size_) != 0) return status_from_errno(errno);
+    } else {
+      return ZX_ERR_WRONG_TYPE;
+    }
+    bool direct = false;
+    if (o.direct) {
+      // Reopen with O_DIRECT; a file system that refuses it at open (EINVAL) keeps the
+      // buffered descriptor, one that refuses it at read is handled by the source.
+      int dfd = ::open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+      if (dfd >= 0) {
+        ::close(fd_);
+        fd_ = dfd;
+        direct = true;
+      }
+    }
+    PagerService::Options so;
+    so.pager_threads = o.pager_threads ? o.pager_threads : 1;
+    so.aux_slots = o.queue_depth ? o.queue_depth : 64;
+    so.max_fill = std::max<uint64_t>(2u << 20, (o.readahead_max + kPage - 1) & ~(kPage - 1));
+    so.force_copy = o.force_copy;
+    so.budget_bytes = o.budget_bytes;
+    zx_status_t s = PagerService::create(so, &service_);
+    if (s != ZX_OK) return s;
+    source_ = std::make_unique<FileSource>();
+    s = source_->init(fd_, size_, direct, so.aux_slots);
+    if (s != ZX_OK) return s;
+    PagerService::VmoOptions vo;
+    vo.readahead_max = o.readahead_max;
+    vo.record = o.record_path != nullptr;
+    vo.evictable = o.budget_bytes != 0;
+    s = service_->create_vmo(source_.get(), size_, vo, &id_, &vmo_);
+    if (s != ZX_OK) return s;
+    have_vmo_ = true;
+    if (size_ > 0) {
+      uint64_t len = (size_ + kPage - 1) & ~(kPage - 1);
+      zx_vaddr_t addr;
+      zx_vm_option_t perm = ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS;
+      if (o.writable) perm |= ZX_VM_PERM_WRITE;
+      s = zx_vmar_map(zx_vmar_root_self(), perm, 0, vmo_, 0, len, &addr);
+      if (s != ZX_OK) return s;
+      addr_ = reinterpret_cast<uint8_t*>(addr);
+      map_len_ = len;
+    }
+    if (o.prefetch_path) {
+      s = prefetch_trace(o.prefetch_path);
+      if (s != ZX_OK) return s;
+    }
+    return ZX_OK;
+  }
+
+  zx_status_t save_trace(const char* path) {
+    if (!path || !have_vmo_) return ZX_ERR_INVALID_ARGS;
+    std::vector<PageRange> ranges;
+    size_t n = 0;
+    zx_status_t s;
+    do {
+      ranges.resize(n);
+      s = service_->working_set(id_, ranges.data(), ranges.size(), &n);
+    } while (s == ZX_ERR_BUFFER_TOO_SMALL);
+    if (s != ZX_OK) return s;
+    ranges.resize(n);
+    std::string tmp = std::string(path) + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    if (!f) return status_from_errno(errno);
+    TraceHeader h;
+    memcpy(h.magic, kTraceMagic, sizeof(h.magic));
+    h.version = 1;
+    h.page_size = kPage;
+    h.file_size = size_;
+    h.count = ranges.size();
+    bool ok = fwrite(&h, sizeof(h), 1, f) == 1;
+    for (const PageRange& r : ranges) {
+      uint64_t rec[2] = {r.first, r.count};
+      ok = ok && fwrite(rec, sizeof(rec), 1, f) == 1;
+    }
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp.c_str(), path) != 0) {
+      unlink(tmp.c_str());
+      return ZX_ERR_IO;
+    }
+    return ZX_OK;
+  }
+
+  zx_status_t prefetch_trace(const char* path) {
+    if (!path || !have_vmo_) return ZX_ERR_INVALID_ARGS;
+    FILE* f = fopen(path, "rb");
+    if (!f) return status_from_errno(errno);
+    TraceHeader h;
+    std::vector<PageRange> ranges;
+    zx_status_t s = ZX_OK;
+    if (fread(&h, sizeof(h), 1, f) != 1 || memcmp(h.magic, kTraceMagic, 8) != 0 ||
+        h.version != 1 || h.page_size != kPage || h.count > (1ull << 32)) {
+      s = ZX_ERR_IO_DATA_INTEGRITY;  // not a trace
+    } else if (h.file_size != size_) {
+      s = ZX_ERR_BAD_STATE;  // a trace of another version of the file
+    } else {
+      ranges.resize(h.count);
+      for (PageRange& r : ranges) {
+        uint64_t rec[2];
+        if (fread(rec, sizeof(rec), 1, f) != 1) {
+          s = ZX_ERR_IO_DATA_INTEGRITY;
+          break;
+        }
+        r = {rec[0], rec[1]};
+      }
+    }
+    fclose(f);
+    if (s != ZX_OK) return s;
+    return service_->prefetch(id_, ranges.data(), ranges.size());
+  }
+
+  zx_status_t close() {
+    zx_status_t s = ZX_OK;
+    if (have_vmo_ && !record_path_.empty()) s = save_trace(record_path_.c_str());
+    if (addr_) {
+      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
+      addr_ = nullptr;
+    }
+    if (have_vmo_) {
+      service_->detach_vmo(id_);
+      zx_handle_close(vmo_);
+      have_vmo_ = false;
+    }
+    service_.reset();  // no fill in flight any more: the source can go
+    source_.reset();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    return s;
+  }
+
+  Options opt_;
+  std::string record_path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  std::unique_ptr<PagerService> service_;
+  std::unique_ptr<FileSource> source_;
+  uint32_t id_ = 0;
+  zx_handle_t vmo_ = ZX_HANDLE_INVALID;
+  bool have_vmo_ = false;
+  uint8_t* addr_ = nullptr;
+  uint64_t map_len_ = 0;
+};
+
+FilePager::FilePager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FilePager::~FilePager() = default;
+
+zx_status_t FilePager::open(const char* path, const Options& options,
+                            std::unique_ptr<FilePager>* out) {
+  if (!path || !out) return ZX_ERR_INVALID_ARGS;
+  auto impl = std::make_unique<Impl>();
+  zx_status_t s = impl->open(path, options);
+  if (s != ZX_OK) return s;
+  out->reset(new FilePager(std::move(impl)));
+  return ZX_OK;
+}
+
+const uint8_t* FilePager::data() const { return impl_->addr_; }
+uint8_t* FilePager::mutable_data() const { return impl_->opt_.writable ? impl_->addr_ : nullptr; }
+uint64_t FilePager::size() const { return impl_->size_; }
+zx_handle_t FilePager::vmo() const { return impl_->vmo_; }
+
+zx_status_t FilePager::advise(uint64_t offset, uint64_t length, Advice advice) {
+  if (!impl_->have_vmo_) return ZX_ERR_BAD_STATE;
+  if (static_cast<uint32_t>(advice) > static_cast<uint32_t>(Advice::kDontNeed)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  if (offset > impl_->size_ || length > impl_->size_ - offset) return ZX_ERR_OUT_OF_RANGE;
+  return impl_->service_->advise(impl_->id_, offset, length, advice);
+}
+
+zx_status_t FilePager::get_stats(zxp_service_stats_t* out) {
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  if (!impl_->service_) return ZX_ERR_BAD_STATE;
+  zx_status_t s = impl_->service_->get_stats(out);
+  if (s != ZX_OK) return s;
+  out->bytes_read = impl_->source_->bytes_read();
+  out->direct_io = impl_->source_->direct() ? 1 : 0;
+  return ZX_OK;
+}
+
+zx_status_t FilePager::save_trace(const char* path) { return impl_->save_trace(path); }
+zx_status_t FilePager::prefetch_trace(const char* path) { return impl_->prefetch_trace(path); }
+zx_status_t FilePager::wait_idle(zx_time_t deadline) {
+  if (!impl_->service_) return ZX_ERR_BAD_STATE;
+  return impl_->service_->wait_idle(deadline);
+}
+zx_status_t FilePager::close() { return impl_->close(); }
+
+}  // namespace zxp
+
+// ---- The C API ----
+
+struct zxp_file {
+  std::unique_ptr<zxp::FilePager> pager;
+};
+
+zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
+                          zxp_file_t** out) {
+  if (!path || !out) return ZX_ERR_INVALID_ARGS;
+  zxp::FilePager::Options o;
+  if (options) {
+    o.direct = options->flags & ZXP_FILE_DIRECT;
+    o.force_copy = options->flags & ZXP_FILE_COPY;
+    o.writable = options->flags & ZXP_FILE_WRITABLE;
+    if (options->pager_threads) o.pager_threads = options->pager_threads;
+    if (options->readahead_max) o.readahead_max = options->readahead_max;
+    o.budget_bytes = options->budget_bytes;
+    o.record_path = options->record_path;
+    o.prefetch_path = options->prefetch_path;
+  }
+  auto f = std::make_unique<zxp_file>();
+  zx_status_t s = zxp::FilePager::open(path, o, &f->pager);
+  if (s != ZX_OK) return s;
+  *out = f.release();
+  return ZX_OK;
+}
+
+const void* zxp_file_data(const zxp_file_t* file) { return file ? file->pager->data() : nullptr; }
+uint64_t zxp_file_size(const zxp_file_t* file) { return file ? file->pager->size() : 0; }
+zx_handle_t zxp_file_vmo(const zxp_file_t* file) {
+  return file ? file->pager->vmo() : ZX_HANDLE_INVALID;
+}
+
+zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
+                            uint32_t advice) {
+  if (!file || advice > ZXP_ADVICE_DONTNEED) return ZX_ERR_INVALID_ARGS;
+  return file->pager->advise(offset, length, static_cast<zxp::Advice>(advice));
+}
+
+zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) {
+  if (!file) return ZX_ERR_INVALID_ARGS;
+  return file->pager->get_stats(out);
+}
+
+zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) {
+  if (!file) return ZX_ERR_INVALID_ARGS;
+  return file->pager->save_trace(path);
+}
+
+zx_status_t zxp_file_close(zxp_file_t* file) {
+  if (!file) return ZX_OK;
+  zx_status_t s = file->pager->close();
+  delete file;
+  return s;
+}

@@ -1,0 +1,136 @@
+#include "file_source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+#include <algorithm>
+
+namespace zxp {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kQuit = 0;  // user_data of the NOP that stops the reaper
+}  // namespace
+
+FileSource::~FileSource() {
+  if (!ring_ok_) return;
+  {
+    std::lock_guard lock(sq_mu_);
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (!sqe) {
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, kQuit);
+    io_uring_submit(&ring_);
+  }
+  reaper_.join();
+  io_uring_queue_exit(&ring_);
+}
+
+zx_status_t FileSource::init(int fd, uint64_t size, bool direct, unsigned depth) {
+  fd_ = fd;
+  size_ = size;
+  direct_ = direct;
+  unsigned entries = 1;
+  while (entries < depth * 2 && entries < 4096) entries <<= 1;
+  int r = io_uring_queue_init(entries, &ring_, 0);
+  if (r < 0) return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
+  ring_ok_ = true;
+  // The file registered once: no fget/fput per read.
+  io_uring_register_files(&ring_, &fd_, 1);
+  reaper_ = std::thread([this] { reap(); });
+  return ZX_OK;
+}
+
+void FileSource::fill(PagerService* service, const FillRequest& req) {
+  uint64_t want = 0;
+  if (req.offset < size_) want = std::min(size_, req.offset + req.length) - req.offset;
+  if (direct()) want = std::min(req.length, (want + kPage - 1) & ~(kPage - 1));
+  if (want == 0) {
+    // Past the original end (the VMO's rounding cannot get here): nothing to read.
+    service->complete(req, ZX_OK);
+    return;
+  }
+  auto* r = new Read{service, req, want};
+  submit(r);
+}
+
+void FileSource::submit(Read* r) {
+  std::lock_guard lock(sq_mu_);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (!sqe) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  io_uring_prep_read(sqe, 0, r->req.dst + r->done, static_cast<unsigned>(r->want - r->done),
+                     r->req.offset + r->done);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data(sqe, r);
+  io_uring_submit(&ring_);
+}
+
+void FileSource::finish(Read* r, bool error) {
+  const uint64_t end = r->req.offset + r->req.length;
+  // The page holding the last good byte is supplied (its tail zero, as mmap does at EOF);
+  // on an error, that page is failed too.
+  uint64_t good = r->req.offset + r->done;
+  good = error ? (good & ~(kPage - 1)) : ((good + kPage - 1) & ~(kPage - 1));
+  if (good < end) r->service->fail_range(r->req, good, end - good, ZX_ERR_IO);
+  r->service->complete(r->req, ZX_OK);
+  delete r;
+}
+
+void FileSource::reap() {
+  for (;;) {
+    io_uring_cqe* cqe;
+    int w = io_uring_wait_cqe(&ring_, &cqe);
+    if (w == -EINTR || w == -EAGAIN) continue;
+    if (w < 0) return;
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    if (data == kQuit) return;
+    auto* r = reinterpret_cast<Read*>(data);
+    if (res == -EAGAIN || res == -EINTR) {
+      submit(r);
+      continue;
+    }
+    if (res == -EINVAL && direct()) {
+      // The file system refuses O_DIRECT (for this size or alignment): go buffered, for
+      // good. The registered file shares the descriptor's file status flags.
+      int fl = fcntl(fd_, F_GETFL);
+      if (fl >= 0) fcntl(fd_, F_SETFL, fl & ~O_DIRECT);
+      direct_ = false;
+      uint64_t exact = 0;
+      if (r->req.offset < size_) {
+        exact = std::min(size_, r->req.offset + r->req.length) - r->req.offset;
+      }
+      r->want = std::max(r->done, exact);
+      if (r->done < r->want) {
+        submit(r);
+      } else {
+        finish(r, false);
+      }
+      continue;
+    }
+    if (res < 0) {
+      read_errors_.fetch_add(1, std::memory_order_relaxed);
+      finish(r, true);
+      continue;
+    }
+    bytes_read_.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+    r->done += static_cast<uint64_t>(res);
+    const uint64_t at = r->req.offset + r->done;
+    if (r->done >= r->want || at >= size_) {
+      finish(r, false);  // complete, or the original end reached
+    } else if (res == 0 || (direct() && (at % 512) != 0)) {
+      finish(r, false);  // the file ends early now: it shrank
+    } else {
+      submit(r);  // a short read: read the rest
+    }
+  }
+}
+
+}  // namespace zxp

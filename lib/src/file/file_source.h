@@ -1,0 +1,55 @@
+// A paged source reading a file with io_uring: many reads in flight, one reaper thread
+// completing them (supply happens there), the file registered with the ring once.
+#pragma once
+
+#include <liburing.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include <zxpager/paged_source.h>
+
+namespace zxp {
+
+// Thread-safety: fill() from any thread; the reaper thread calls the service back.
+class FileSource final : public PagedSource {
+ public:
+  FileSource() = default;
+  ~FileSource() override;
+
+  // `fd` stays the caller's. `size` is the file's size when opened: reads that come up
+  // short of it mean the file shrank. `direct`: fd was opened with O_DIRECT; a read the
+  // file system refuses (EINVAL) turns it off and is retried buffered.
+  zx_status_t init(int fd, uint64_t size, bool direct, unsigned depth);
+  void fill(PagerService* service, const FillRequest& request) override;
+
+  uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+  bool direct() const { return direct_.load(std::memory_order_relaxed); }
+  uint64_t read_errors() const { return read_errors_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Read {
+    PagerService* service;
+    FillRequest req;
+    uint64_t want;  // bytes to read (to EOF, page-rounded for O_DIRECT)
+    uint64_t done = 0;
+  };
+  void submit(Read* r);
+  void reap();
+  // Finishes a read that stopped at `r->done` (EOF, error): pages wholly past the good
+  // bytes fail with ZX_ERR_IO, unless they lie past the original end of the file.
+  void finish(Read* r, bool error);
+
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  std::atomic<bool> direct_{false};
+  bool ring_ok_ = false;
+  io_uring ring_{};
+  std::mutex sq_mu_;
+  std::thread reaper_;
+  std::atomic<uint64_t> bytes_read_{0};
+  std::atomic<uint64_t> read_errors_{0};
+};
+
+}  // namespace zxp

@@ -1,0 +1,811 @@
+// The pager service: the request loop, read-ahead, batching, supply, failure reporting,
+// eviction under a budget, and statistics, on the public Zircon calls alone (so it
+// behaves like any user of the pager, and could live outside the library).
+//
+// Locking: Vmo::mu guards one VMO's read-ahead streams, in-flight ranges, resident
+// bitmap and trace; slots_mu_ the free aux slots; budget_mu_ the eviction queue;
+// vmos_mu_ the id table. None is held across a source's fill(), a supply or an
+// eviction, so a source may complete inline.
+#include <time.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <zircon/syscalls.h>
+#include <zircon/syscalls/port.h>
+#include <zxpager/paged_source.h>
+
+#include "latency.h"
+
+namespace zxp {
+
+PagedSource::~PagedSource() = default;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kQuitKey = ~0ull;
+constexpr unsigned kStreams = 8;
+constexpr uint64_t kInitialWindowPages = 32;  // 128 KiB, the kernel's default read-ahead
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool fail_status_allowed(zx_status_t st) {
+  return st == ZX_ERR_IO || st == ZX_ERR_IO_DATA_INTEGRITY || st == ZX_ERR_BAD_STATE ||
+         st == ZX_ERR_NO_SPACE || st == ZX_ERR_BUFFER_TOO_SMALL;
+}
+
+// A sequential stream within one VMO.
+struct Stream {
+  bool used = false;
+  uint64_t last = 0;       // first page of the stream's latest request
+  uint64_t ahead_end = 0;  // one past the last page fetched for it
+  uint64_t window = 0;     // pages
+  uint64_t ra_start = 0;   // speculative pages [ra_start, ra_end) not yet gone past
+  uint64_t ra_end = 0;
+  uint64_t lru = 0;
+};
+
+}  // namespace
+
+class PagerService::Impl {
+ public:
+  struct Vmo;
+  struct Batch {
+    std::shared_ptr<Vmo> vmo;
+    uint32_t slot;
+    uint64_t first, end;  // pages
+    uint64_t t0 = 0;      // request received, if this batch holds a requested first page
+    uint64_t speculative = 0;
+    bool prefetch = false;
+    std::mutex mu;
+    struct Failed {
+      uint64_t first, end;
+      zx_status_t status;
+    };
+    std::vector<Failed> failed;
+  };
+  struct Waiter {
+    uint64_t first, end, t0;
+  };
+  struct Vmo {
+    uint32_t id;
+    PagedSource* source;
+    zx_handle_t handle;
+    uint64_t pages;
+    VmoOptions opt;
+    uint64_t granule;  // pages
+    uint64_t ra_max;   // pages
+    std::mutex mu;
+    std::condition_variable idle;
+    bool detached = false;
+    uint32_t batches = 0;
+    std::map<uint64_t, uint64_t> inflight;  // first page -> end, disjoint
+    std::vector<uint64_t> resident;         // bitmap
+    Stream streams[kStreams];
+    uint64_t lru_clock = 0;
+    std::vector<PageRange> trace;
+    std::vector<Waiter> waiters;
+
+    bool is_resident(uint64_t p) const { return (resident[p / 64] >> (p % 64)) & 1; }
+    void set_resident(uint64_t a, uint64_t b, bool on) {
+      for (uint64_t p = a; p < b; p++) {
+        if (on) {
+          resident[p / 64] |= 1ull << (p % 64);
+        } else {
+          resident[p / 64] &= ~(1ull << (p % 64));
+        }
+      }
+    }
+    // The in-flight range holding p, or false.
+    bool in_flight(uint64_t p, uint64_t* end) const {
+      auto it = inflight.upper_bound(p);
+      if (it == inflight.begin()) return false;
+      --it;
+      if (p < it->second) {
+        if (end) *end = it->second;
+        return true;
+      }
+      return false;
+    }
+    bool any_in_flight(uint64_t a, uint64_t b) const {
+      auto it = inflight.upper_bound(a);
+      if (it != inflight.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second > a) return true;
+      }
+      return it != inflight.end() && it->first < b;
+    }
+  };
+  struct Slot {
+    zx_handle_t aux = ZX_HANDLE_INVALID;
+    uint8_t* base = nullptr;
+  };
+  struct Resident {
+    std::weak_ptr<Vmo> vmo;
+    uint64_t first, end;
+  };
+
+  Options opt_;
+  bool move_ = false;
+  zx_handle_t pager_ = ZX_HANDLE_INVALID;
+  zx_handle_t port_ = ZX_HANDLE_INVALID;
+  std::vector<std::thread> threads_;
+
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+
+  std::mutex vmos_mu_;
+  std::unordered_map<uint32_t, std::shared_ptr<Vmo>> vmos_;
+  uint32_t next_id_ = 1;
+
+  std::mutex budget_mu_;
+  std::deque<Resident> fifo_;
+  std::atomic<uint64_t> inflight_bytes_{0};
+
+  std::mutex prefetch_mu_;
+  std::condition_variable prefetch_cv_;
+  std::deque<std::pair<std::shared_ptr<Vmo>, PageRange>> prefetch_q_;
+  bool prefetch_busy_ = false;
+  bool stopping_ = false;
+  std::thread prefetch_thread_;
+
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+  uint64_t batches_total_ = 0;  // in flight, all VMOs (guarded by idle_mu_)
+
+  struct Counters {
+    std::atomic<uint64_t> requests{0}, fills{0}, pages_supplied{0}, bytes_read{0},
+        readahead_pages{0}, readahead_hits{0}, readahead_waste{0}, prefetch_pages{0},
+        pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0};
+  } c_;
+  LatencyHistogram latency_;
+
+  ~Impl() { shutdown(); }
+
+  zx_status_t init(const Options& o) {
+    opt_ = o;
+    if (opt_.pager_threads == 0) opt_.pager_threads = 1;
+    if (opt_.aux_slots == 0) opt_.aux_slots = 1;
+    opt_.max_fill = std::max<uint64_t>(kPage, opt_.max_fill & ~(kPage - 1));
+    zxp_features_t f;
+    zx_status_t st = zxp_get_features(&f);
+    if (st != ZX_OK) return st;
+    if (!f.uffd_available) return ZX_ERR_NOT_SUPPORTED;
+    move_ = f.anon_supply_by_move && !opt_.force_copy;
+    if ((st = zx_pager_create(0, &pager_)) != ZX_OK) return st;
+    if ((st = zx_port_create(0, &port_)) != ZX_OK) return st;
+    slots_.resize(opt_.aux_slots);
+    for (uint32_t i = 0; i < opt_.aux_slots; i++) {
+      Slot& s = slots_[i];
+      st = zx_vmo_create(opt_.max_fill, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+      if (st != ZX_OK) return st;
+      zx_vaddr_t addr;
+      st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux, 0,
+                       opt_.max_fill, &addr);
+      if (st != ZX_OK) return st;
+      s.base = reinterpret_cast<uint8_t*>(addr);
+      free_slots_.push_back(opt_.aux_slots - 1 - i);
+    }
+    for (uint32_t i = 0; i < opt_.pager_threads; i++) threads_.emplace_back([this] { loop(); });
+    prefetch_thread_ = std::thread([this] { prefetch_loop(); });
+    return ZX_OK;
+  }
+
+  void shutdown() {
+    std::vector<uint32_t> ids;
+    {
+      std::lock_guard lock(vmos_mu_);
+      for (auto& [id, v] : vmos_) ids.push_back(id);
+    }
+    for (uint32_t id : ids) detach(id);
+    {
+      std::lock_guard lock(prefetch_mu_);
+      stopping_ = true;
+    }
+    prefetch_cv_.notify_all();
+    if (prefetch_thread_.joinable()) prefetch_thread_.join();
+    for (size_t i = 0; i < threads_.size(); i++) {
+      zx_port_packet_t pkt = {};
+      pkt.key = kQuitKey;
+      pkt.type = ZX_PKT_TYPE_USER;
+      zx_port_queue(port_, &pkt);
+    }
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    for (Slot& s : slots_) {
+      if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base),
+                                opt_.max_fill);
+      if (s.aux != ZX_HANDLE_INVALID) zx_handle_close(s.aux);
+      s = Slot{};
+    }
+    if (port_ != ZX_HANDLE_INVALID) zx_handle_close(port_);
+    if (pager_ != ZX_HANDLE_INVALID) zx_handle_close(pager_);
+    port_ = pager_ = ZX_HANDLE_INVALID;
+  }
+
+  std::shared_ptr<Vmo> find(uint32_t id) {
+    std::lock_guard lock(vmos_mu_);
+    auto it = vmos_.find(id);
+    return it == vmos_.end() ? nullptr : it->second;
+  }
+
+  zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& o, uint32_t* id,
+                         zx_handle_t* out) {
+    if (!source || !id || !out) return ZX_ERR_INVALID_ARGS;
+    if (o.granule == 0 || (o.granule % kPage) != 0 || o.granule > opt_.max_fill) {
+      return ZX_ERR_INVALID_ARGS;
+    }
+    auto v = std::make_shared<Vmo>();
+    v->source = source;
+    v->opt = o;
+    v->granule = o.granule / kPage;
+    v->ra_max = std::min(o.readahead_max, opt_.max_fill) / kPage;
+    {
+      std::lock_guard lock(vmos_mu_);
+      v->id = next_id_++;
+    }
+    zx_status_t st = zx_pager_create_vmo(pager_, 0, port_, v->id, size, &v->handle);
+    if (st != ZX_OK) return st;
+    uint64_t rounded = 0;
+    zx_vmo_get_size(v->handle, &rounded);
+    v->pages = rounded / kPage;
+    v->resident.assign((v->pages + 63) / 64, 0);
+    if ((o.evictable || opt_.budget_bytes) && v->pages > 0) {
+      // The first zxp_vmo_evict on a VMO turns on write tracking, so that pages supplied
+      // from now on can be proven clean and dropped.
+      st = zxp_vmo_evict(v->handle, 0, kPage, nullptr);
+      if (st != ZX_OK && st != ZX_ERR_NOT_SUPPORTED) {
+        zx_handle_close(v->handle);
+        return st;
+      }
+    }
+    zx_handle_t dup;
+    st = zx_handle_duplicate(v->handle, ZX_RIGHT_SAME_RIGHTS, &dup);
+    if (st != ZX_OK) {
+      zx_handle_close(v->handle);
+      return st;
+    }
+    {
+      std::lock_guard lock(vmos_mu_);
+      vmos_[v->id] = v;
+    }
+    *id = v->id;
+    *out = dup;
+    return ZX_OK;
+  }
+
+  zx_status_t detach(uint32_t id) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    {
+      std::lock_guard lock(v->mu);
+      v->detached = true;
+    }
+    zx_pager_detach_vmo(pager_, v->handle);
+    {
+      std::unique_lock lock(v->mu);
+      // The streams' last windows are counted neither as hits nor as waste: whether the
+      // program touched them is not known.
+      v->idle.wait(lock, [&] { return v->batches == 0; });
+    }
+    {
+      std::lock_guard lock(vmos_mu_);
+      vmos_.erase(id);
+    }
+    zx_handle_close(v->handle);
+    return ZX_OK;
+  }
+
+  // ---- The request loop ----
+
+  void loop() {
+    for (;;) {
+      zx_port_packet_t pkt;
+      if (zx_port_wait(port_, ZX_TIME_INFINITE, &pkt) != ZX_OK) return;
+      if (pkt.type == ZX_PKT_TYPE_USER) {
+        if (pkt.key == kQuitKey) return;
+        continue;
+      }
+      if (pkt.type != ZX_PKT_TYPE_PAGE_REQUEST ||
+          pkt.page_request.command != ZX_PAGER_VMO_READ) {
+        continue;
+      }
+      std::shared_ptr<Vmo> v = find(static_cast<uint32_t>(pkt.key));
+      if (v) on_request(v, pkt.page_request.offset, pkt.page_request.length);
+    }
+  }
+
+  struct Run {
+    uint64_t first, end;
+    uint64_t t0;
+    bool speculative;
+  };
+
+  // Appends the runs of [a, b) neither in flight nor (if skip_resident) resident.
+  static void collect(Vmo& v, uint64_t a, uint64_t b, bool skip_resident, uint64_t t0,
+                      bool speculative, std::vector<Run>* out) {
+    uint64_t p = a;
+    while (p < b) {
+      uint64_t e;
+      if (v.in_flight(p, &e)) {
+        p = std::min(b, e);
+        continue;
+      }
+      if (skip_resident && v.is_resident(p)) {
+        p++;
+        continue;
+      }
+      uint64_t q = p + 1;
+      while (q < b && !v.in_flight(q, nullptr) && !(skip_resident && v.is_resident(q))) q++;
+      out->push_back({p, q, t0, speculative});
+      p = q;
+    }
+  }
+
+  uint64_t align_down(const Vmo& v, uint64_t p) const { return p - p % v.granule; }
+  uint64_t align_up(const Vmo& v, uint64_t p) const {
+    return std::min(v.pages, (p + v.granule - 1) / v.granule * v.granule);
+  }
+
+  // Read-ahead: the end of what should be fetched beyond a request [first, end).
+  uint64_t plan_readahead(Vmo& v, uint64_t first, uint64_t end, uint64_t* from) {
+    *from = end;
+    if (v.opt.advice == Advice::kRandom || v.ra_max == 0) return end;
+    Stream* s = nullptr;
+    for (Stream& c : v.streams) {
+      if (c.used && first >= c.last && first <= c.ahead_end) {
+        s = &c;
+        break;
+      }
+    }
+    if (!s) {
+      Stream* victim = &v.streams[0];
+      for (Stream& c : v.streams) {
+        if (!c.used) {
+          victim = &c;
+          break;
+        }
+        if (c.lru < victim->lru) victim = &c;
+      }
+      if (victim->used && victim->ra_end > victim->ra_start) {
+        c_.readahead_waste.fetch_add(victim->ra_end - victim->ra_start,
+                                     std::memory_order_relaxed);
+      }
+      s = victim;
+      *s = Stream{};
+      s->used = true;
+      s->last = first;
+      s->ahead_end = end;
+      s->ra_start = s->ra_end = end;
+      s->lru = ++v.lru_clock;
+      if (v.opt.advice != Advice::kSequential) return end;  // random until proven otherwise
+      s->window = v.ra_max;
+    } else {
+      s->lru = ++v.lru_clock;
+      if (first > s->ra_start) {
+        uint64_t passed = std::min(first, s->ra_end) - std::min(s->ra_start, s->ra_end);
+        c_.readahead_hits.fetch_add(passed, std::memory_order_relaxed);
+        s->ra_start = std::min(first, s->ra_end);
+      }
+      s->last = first;
+      s->window = v.opt.advice == Advice::kSequential
+                      ? v.ra_max
+                      : std::min(v.ra_max, std::max(kInitialWindowPages, s->window * 2));
+    }
+    uint64_t target = std::min(v.pages, end + s->window);
+    uint64_t start = std::max(s->ahead_end, end);
+    // Extend only by a worthwhile piece (a quarter window), or to the end of the VMO.
+    if (target <= start || (target - start < s->window / 4 && target != v.pages)) return end;
+    *from = start;
+    s->ahead_end = target;
+    s->ra_start = std::max(s->ra_start, end);
+    if (s->ra_end < s->ra_start) s->ra_end = s->ra_start;
+    s->ra_end = std::max(s->ra_end, target);
+    return target;
+  }
+
+  void on_request(const std::shared_ptr<Vmo>& vp, uint64_t offset, uint64_t length) {
+    Vmo& v = *vp;
+    const uint64_t t0 = now_ns();
+    c_.requests.fetch_add(1, std::memory_order_relaxed);
+    std::vector<Run> runs;
+    uint64_t chunk = opt_.max_fill / kPage;
+    {
+      std::lock_guard lock(v.mu);
+      if (v.detached) return;
+      uint64_t first = offset / kPage, end = std::min(v.pages, (offset + length) / kPage);
+      if (first >= end) return;
+      if (v.opt.record) {
+        if (!v.trace.empty() && v.trace.back().first + v.trace.back().count == first) {
+          v.trace.back().count += end - first;
+        } else {
+          v.trace.push_back({first, end - first});
+        }
+      }
+      // Requested pages are missing by definition: fetch all of them not in flight, even
+      // if our bitmap says resident (the program may have dropped them).
+      uint64_t a = align_down(v, first), b = align_up(v, end);
+      collect(v, a, b, false, t0, false, &runs);
+      if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
+      uint64_t from;
+      uint64_t ra_end = plan_readahead(v, first, end, &from);
+      if (ra_end > from) {
+        from = std::max(from, b);
+        ra_end = align_up(v, ra_end);
+        collect(v, from, ra_end, true, 0, true, &runs);
+        // Pieces of a quarter window: the faulting thread waits for the first only, and
+        // a later fault on a piece still in flight tells us the reader has got there.
+        uint64_t window = 0;
+        for (Stream& s : v.streams) {
+          if (s.used && s.ahead_end == ra_end) window = std::max(window, s.window);
+        }
+        if (window >= 16) chunk = std::max<uint64_t>(v.granule, window / 4);
+      }
+      for (const Run& r : runs) mark_in_flight(v, r.first, r.end, chunk);
+    }
+    for (const Run& r : runs) issue(vp, r, chunk, false);
+  }
+
+  // With v.mu held: records [a, b) as in flight in pieces of `chunk` pages, as issue()
+  // will cut it.
+  void mark_in_flight(Vmo& v, uint64_t a, uint64_t b, uint64_t chunk) {
+    chunk = std::max<uint64_t>(v.granule, chunk / v.granule * v.granule);
+    for (uint64_t p = a; p < b; p += chunk) {
+      v.inflight[p] = std::min(b, p + chunk);
+      v.batches++;
+    }
+    std::lock_guard lock(idle_mu_);
+    batches_total_ += (b - a + chunk - 1) / chunk;
+  }
+
+  uint32_t acquire_slot() {
+    std::unique_lock lock(slots_mu_);
+    slots_cv_.wait(lock, [&] { return !free_slots_.empty(); });
+    uint32_t s = free_slots_.back();
+    free_slots_.pop_back();
+    return s;
+  }
+  void release_slot(uint32_t s) {
+    {
+      std::lock_guard lock(slots_mu_);
+      free_slots_.push_back(s);
+    }
+    slots_cv_.notify_one();
+  }
+
+  void issue(const std::shared_ptr<Vmo>& v, const Run& r, uint64_t chunk, bool prefetch) {
+    chunk = std::max<uint64_t>(v->granule, chunk / v->granule * v->granule);
+    for (uint64_t p = r.first; p < r.end; p += chunk) {
+      uint64_t e = std::min(r.end, p + chunk);
+      uint32_t slot = acquire_slot();
+      auto* b = new Batch;
+      b->vmo = v;
+      b->slot = slot;
+      b->first = p;
+      b->end = e;
+      b->t0 = p == r.first ? r.t0 : 0;
+      b->speculative = r.speculative ? e - p : 0;
+      b->prefetch = prefetch;
+      if (prefetch) c_.prefetch_pages.fetch_add(e - p, std::memory_order_relaxed);
+      c_.fills.fetch_add(1, std::memory_order_relaxed);
+      inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
+      FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b};
+      v->source->fill(owner_, req);
+    }
+  }
+
+  void fail_range(const FillRequest& req, uint64_t offset, uint64_t length, zx_status_t st) {
+    auto* b = static_cast<Batch*>(req.token);
+    if (length == 0) return;
+    uint64_t a = std::max(b->first, offset / kPage);
+    uint64_t e = std::min(b->end, (offset + length + kPage - 1) / kPage);
+    if (a >= e) return;
+    std::lock_guard lock(b->mu);
+    b->failed.push_back({a, e, fail_status_allowed(st) ? st : ZX_ERR_IO});
+  }
+
+  void complete(const FillRequest& req, zx_status_t status) {
+    std::unique_ptr<Batch> b(static_cast<Batch*>(req.token));
+    Vmo& v = *b->vmo;
+    const Slot& slot = slots_[b->slot];
+    std::vector<Batch::Failed> failed;
+    {
+      std::lock_guard batch_lock(b->mu);
+      failed = std::move(b->failed);
+    }
+    if (status != ZX_OK) {
+      failed.push_back({b->first, b->end, fail_status_allowed(status) ? status : ZX_ERR_IO});
+    }
+    // Pages failed: a bitmap over the batch.
+    const uint64_t n = b->end - b->first;
+    std::vector<zx_status_t> fail_of(n, ZX_OK);
+    for (const auto& f : failed) {
+      for (uint64_t p = f.first; p < f.end; p++) fail_of[p - b->first] = f.status;
+    }
+    std::vector<std::pair<uint64_t, uint64_t>> supplied;
+    uint64_t failed_pages = 0;
+    bool leftovers = false;
+    for (uint64_t i = 0; i < n;) {
+      uint64_t j = i + 1;
+      while (j < n && fail_of[j] == fail_of[i]) j++;
+      const uint64_t off = (b->first + i) * kPage, len = (j - i) * kPage;
+      if (fail_of[i] == ZX_OK) {
+        zx_status_t st = zx_pager_supply_pages(pager_, v.handle, off, len, slot.aux, i * kPage);
+        if (st == ZX_OK) {
+          supplied.push_back({b->first + i, b->first + j});
+        } else {
+          leftovers = true;  // detached meanwhile: the aux pages stay behind
+        }
+      } else {
+        zx_pager_op_range(pager_, ZX_PAGER_OP_FAIL, v.handle, off, len, fail_of[i]);
+        failed_pages += j - i;
+        leftovers = true;
+      }
+      i = j;
+    }
+    if (leftovers) {
+      zx_vmo_op_range(slot.aux, ZX_VMO_OP_DECOMMIT, 0, n * kPage, nullptr, 0);
+    }
+    uint64_t good = 0;
+    for (auto& [a, e] : supplied) good += e - a;
+    c_.pages_supplied.fetch_add(good, std::memory_order_relaxed);
+    c_.bytes_read.fetch_add(good * kPage, std::memory_order_relaxed);
+    c_.pages_failed.fetch_add(failed_pages, std::memory_order_relaxed);
+    if (b->speculative) c_.readahead_pages.fetch_add(good, std::memory_order_relaxed);
+    const uint64_t t_done = now_ns();
+    if (b->t0) latency_.record(t_done - b->t0);
+    inflight_bytes_.fetch_sub(n * kPage, std::memory_order_relaxed);
+    release_slot(b->slot);
+    {
+      std::lock_guard lock(v.mu);
+      v.inflight.erase(b->first);
+      for (auto& [a, e] : supplied) v.set_resident(a, e, true);
+      if (!v.waiters.empty()) {
+        std::erase_if(v.waiters, [&](const Waiter& w) {
+          if (v.any_in_flight(w.first, w.end)) return false;
+          latency_.record(t_done - w.t0);
+          return true;
+        });
+      }
+      if (--v.batches == 0) v.idle.notify_all();
+    }
+    if (good) {
+      uint64_t r = c_.resident_bytes.fetch_add(good * kPage, std::memory_order_relaxed) +
+                   good * kPage;
+      uint64_t peak = c_.peak_resident_bytes.load(std::memory_order_relaxed);
+      while (r > peak &&
+             !c_.peak_resident_bytes.compare_exchange_weak(peak, r, std::memory_order_relaxed)) {
+      }
+      if (opt_.budget_bytes) {
+        {
+          std::lock_guard lock(budget_mu_);
+          for (auto& [a, e] : supplied) fifo_.push_back({b->vmo, a, e});
+        }
+        enforce_budget();
+      }
+    }
+    b.reset();
+    {
+      std::lock_guard lock(idle_mu_);
+      if (--batches_total_ == 0) idle_cv_.notify_all();
+    }
+  }
+
+  // Drops the oldest supplied ranges until resident + in flight fits the budget.
+  void enforce_budget() {
+    for (;;) {
+      Resident r;
+      {
+        std::lock_guard lock(budget_mu_);
+        uint64_t used = c_.resident_bytes.load(std::memory_order_relaxed) +
+                        inflight_bytes_.load(std::memory_order_relaxed);
+        if (used <= opt_.budget_bytes || fifo_.empty()) return;
+        r = fifo_.front();
+        fifo_.pop_front();
+      }
+      evict_range(r.vmo.lock(), r.first, r.end);
+    }
+  }
+
+  // Forgets [a, b) as resident and drops its clean pages.
+  void evict_range(const std::shared_ptr<Vmo>& vp, uint64_t a, uint64_t b) {
+    if (!vp) return;
+    Vmo& v = *vp;
+    uint64_t was = 0;
+    {
+      std::lock_guard lock(v.mu);
+      if (v.detached) return;
+      for (uint64_t p = a; p < b; p++) was += v.is_resident(p) ? 1 : 0;
+      v.set_resident(a, b, false);
+    }
+    c_.resident_bytes.fetch_sub(was * kPage, std::memory_order_relaxed);
+    uint64_t evicted = 0;
+    zxp_vmo_evict(v.handle, a * kPage, (b - a) * kPage, &evicted);
+    c_.pages_evicted.fetch_add(evicted / kPage, std::memory_order_relaxed);
+  }
+
+  // ---- Hints and prefetch ----
+
+  zx_status_t advise(uint32_t id, uint64_t offset, uint64_t length, Advice advice) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    uint64_t first = offset / kPage;
+    uint64_t end = std::min(v->pages, (offset + length + kPage - 1) / kPage);
+    if (offset / kPage > v->pages) return ZX_ERR_OUT_OF_RANGE;
+    switch (advice) {
+      case Advice::kNormal:
+      case Advice::kSequential:
+      case Advice::kRandom: {
+        std::lock_guard lock(v->mu);
+        v->opt.advice = advice;
+        return ZX_OK;
+      }
+      case Advice::kWillNeed: {
+        if (first >= end) return ZX_OK;
+        PageRange r{first, end - first};
+        return prefetch(id, &r, 1);
+      }
+      case Advice::kDontNeed:
+        if (first < end) evict_range(v, first, end);
+        return ZX_OK;
+    }
+    return ZX_ERR_INVALID_ARGS;
+  }
+
+  zx_status_t prefetch(uint32_t id, const PageRange* ranges, size_t count) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    if (count && !ranges) return ZX_ERR_INVALID_ARGS;
+    {
+      std::lock_guard lock(prefetch_mu_);
+      for (size_t i = 0; i < count; i++) {
+        if (ranges[i].first >= v->pages || ranges[i].count == 0) continue;
+        prefetch_q_.push_back({v, {ranges[i].first,
+                                   std::min(ranges[i].count, v->pages - ranges[i].first)}});
+      }
+    }
+    prefetch_cv_.notify_one();
+    return ZX_OK;
+  }
+
+  void prefetch_loop() {
+    std::unique_lock lock(prefetch_mu_);
+    for (;;) {
+      prefetch_cv_.wait(lock, [&] { return stopping_ || !prefetch_q_.empty(); });
+      if (prefetch_q_.empty()) return;
+      auto [v, r] = prefetch_q_.front();
+      prefetch_q_.pop_front();
+      prefetch_busy_ = true;
+      lock.unlock();
+      std::vector<Run> runs;
+      const uint64_t chunk = opt_.max_fill / kPage;
+      {
+        std::lock_guard vl(v->mu);
+        if (!v->detached) {
+          uint64_t a = align_down(*v, r.first), b = align_up(*v, r.first + r.count);
+          collect(*v, a, b, true, 0, false, &runs);
+          for (const Run& run : runs) mark_in_flight(*v, run.first, run.end, chunk);
+        }
+      }
+      for (const Run& run : runs) issue(v, run, chunk, true);
+      lock.lock();
+      prefetch_busy_ = false;
+      if (prefetch_q_.empty()) prefetch_cv_.notify_all();
+    }
+  }
+
+  zx_status_t wait_idle(zx_time_t deadline) {
+    auto until = [&](std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                     auto pred) {
+      for (;;) {
+        if (pred()) return true;
+        zx_time_t now = zx_clock_get_monotonic();
+        if (deadline != ZX_TIME_INFINITE && now >= deadline) return false;
+        cv.wait_for(lock, std::chrono::milliseconds(50));
+      }
+    };
+    {
+      std::unique_lock lock(prefetch_mu_);
+      if (!until(lock, prefetch_cv_, [&] { return prefetch_q_.empty() && !prefetch_busy_; })) {
+        return ZX_ERR_TIMED_OUT;
+      }
+    }
+    std::unique_lock lock(idle_mu_);
+    if (!until(lock, idle_cv_, [&] { return batches_total_ == 0; })) return ZX_ERR_TIMED_OUT;
+    return ZX_OK;
+  }
+
+  zx_status_t working_set(uint32_t id, PageRange* ranges, size_t capacity, size_t* actual) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    std::lock_guard lock(v->mu);
+    if (actual) *actual = v->trace.size();
+    if (capacity < v->trace.size()) return ZX_ERR_BUFFER_TOO_SMALL;
+    if (!v->trace.empty()) std::copy(v->trace.begin(), v->trace.end(), ranges);
+    return ZX_OK;
+  }
+
+  void stats(zxp_service_stats_t* o) {
+    *o = {};
+    o->requests = c_.requests.load();
+    o->fills = c_.fills.load();
+    o->pages_supplied = c_.pages_supplied.load();
+    o->bytes_read = c_.bytes_read.load();
+    o->readahead_pages = c_.readahead_pages.load();
+    o->readahead_hits = c_.readahead_hits.load();
+    o->readahead_waste = c_.readahead_waste.load();
+    o->prefetch_pages = c_.prefetch_pages.load();
+    o->pages_failed = c_.pages_failed.load();
+    o->pages_evicted = c_.pages_evicted.load();
+    o->resident_bytes = c_.resident_bytes.load();
+    o->peak_resident_bytes = c_.peak_resident_bytes.load();
+    o->latency_p50_ns = latency_.quantile(0.50);
+    o->latency_p99_ns = latency_.quantile(0.99);
+    o->latency_max_ns = latency_.max();
+    o->uses_move = move_ ? 1 : 0;
+  }
+
+  PagerService* owner_ = nullptr;
+};
+
+PagerService::PagerService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->owner_ = this;
+}
+PagerService::~PagerService() = default;
+
+zx_status_t PagerService::create(const Options& options, std::unique_ptr<PagerService>* out) {
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  auto impl = std::make_unique<Impl>();
+  std::unique_ptr<PagerService> s(new PagerService(std::move(impl)));
+  zx_status_t st = s->impl_->init(options);
+  if (st != ZX_OK) return st;
+  *out = std::move(s);
+  return ZX_OK;
+}
+
+zx_status_t PagerService::create_vmo(PagedSource* source, uint64_t size,
+                                     const VmoOptions& options, uint32_t* id,
+                                     zx_handle_t* vmo) {
+  return impl_->create_vmo(source, size, options, id, vmo);
+}
+zx_status_t PagerService::detach_vmo(uint32_t id) { return impl_->detach(id); }
+void PagerService::complete(const FillRequest& request, zx_status_t status) {
+  impl_->complete(request, status);
+}
+void PagerService::fail_range(const FillRequest& request, uint64_t offset, uint64_t length,
+                              zx_status_t status) {
+  impl_->fail_range(request, offset, length, status);
+}
+zx_status_t PagerService::advise(uint32_t id, uint64_t offset, uint64_t length, Advice advice) {
+  return impl_->advise(id, offset, length, advice);
+}
+zx_status_t PagerService::prefetch(uint32_t id, const PageRange* ranges, size_t count) {
+  return impl_->prefetch(id, ranges, count);
+}
+zx_status_t PagerService::working_set(uint32_t id, PageRange* ranges, size_t capacity,
+                                      size_t* actual) {
+  return impl_->working_set(id, ranges, capacity, actual);
+}
+zx_status_t PagerService::wait_idle(zx_time_t deadline) { return impl_->wait_idle(deadline); }
+zx_status_t PagerService::get_stats(zxp_service_stats_t* out) {
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  impl_->stats(out);
+  return ZX_OK;
+}
+bool PagerService::uses_move() const { return impl_->move_; }
+zx_handle_t PagerService::pager() const { return impl_->pager_; }
+
+}  // namespace zxp
