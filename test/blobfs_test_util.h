@@ -1,0 +1,75 @@
+// Helpers for the blobfs image tests: scratch directories, file contents, image bytes.
+#pragma once
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace blobfs_test {
+
+// A directory under $TMPDIR, removed with everything in it.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "blobfs-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+inline std::vector<uint8_t> Random(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    for (size_t k = 0; k < 8 && i + k < n; k++) out[i + k] = static_cast<uint8_t>(v >> (8 * k));
+  }
+  return out;
+}
+
+// Text from a small vocabulary: compresses several times over.
+inline std::vector<uint8_t> Compressible(size_t n, uint64_t seed) {
+  static const char* const kWords[] = {"pager ", "vmo ", "supply ", "request ", "port ", "fault ",
+                                       "blob ", "merkle ", "frame ", "zircon\n"};
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> out;
+  out.reserve(n + 16);
+  while (out.size() < n) {
+    const char* w = kWords[rng() % 10];
+    out.insert(out.end(), w, w + strlen(w));
+  }
+  out.resize(n);
+  return out;
+}
+
+inline void WriteFile(const std::string& path, const std::vector<uint8_t>& data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+}
+
+inline std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+}  // namespace blobfs_test
