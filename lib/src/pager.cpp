@@ -318,6 +318,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
   const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
   std::unique_lock lock(mu_);
   size_t done = 0;
+  bool synced = false;
   while (done < len) {
     uint64_t cur = offset + done;
     zx_status_t st = ensure_present(lock, cur / kPageSize, end_page);
@@ -349,12 +350,22 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     }
     lock.lock();
     done += n;
+    if (n > 0) synced = false;
     if (err == 0) continue;
     if (err != EFAULT) return status_from_errno(err);
     if (torn_down_) return ZX_ERR_BAD_STATE;
     if (home != home_) continue;  // the home moved (unmapped); retry there
     uint64_t page = (offset + done) / kPageSize;
     if (present_.test(page)) {
+      if (!synced) {
+        // An event read but not yet applied (a move of the home, a removal) may explain
+        // it: apply those first.
+        lock.unlock();
+        service_->sync();
+        lock.lock();
+        synced = true;
+        continue;
+      }
       // Either the caller's buffer is bad, or the page was dropped behind the record.
       if (page_resident(home_ + page * kPageSize)) return ZX_ERR_INVALID_ARGS;
       present_.clear(page, page + 1);
@@ -519,6 +530,9 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
       return status_from_errno(e);
     }
   }
+  // mremap returned once its REMAP event was read; wait until it was also applied (the
+  // registry and home_ moved), so nobody uses the old home after this returns.
+  service_->sync();
   if (dontunmap) {
     mprotect(reinterpret_cast<void*>(old), size_, PROT_NONE);
   } else {
