@@ -299,3 +299,29 @@ TEST_CASE("Unmapping under a blocked thread wakes it into SIGSEGV") {
     REQUIRE(vmo->check_read(0, 8));
   }
 }
+
+// Regression: zx_vmar_unmap returned once its REMAP event was read but before it was
+// applied, so a zx_vmo_read right after it copied from the old (now inaccessible) home,
+// took the supplied pages for lost and waited forever for a request nobody served.
+TEST_CASE("regression: zx_vmo_read right after unmapping finds the supplied pages") {
+  for (int i = 0; i < 300; ++i) {
+    TestPager p;
+    TestVmo* v = p.create_vmo(4);
+    REQUIRE(v);
+    REQUIRE(p.supply(v, 0, 2) == ZX_OK);
+    REQUIRE(zx_vmar_unmap(zx_vmar_root_self(), v->base, 4 * kPage) == ZX_OK);
+    v->base = 0;
+    std::atomic<bool> done{false};
+    bool ok = false;
+    std::thread reader([&] {
+      ok = v->check_read(0, 2);
+      done = true;
+    });
+    // Bounded wait: on the bug the read never returns; detach releases it then.
+    bool finished = wait_until([&] { return done.load(); }, kWait);
+    if (!finished) p.detach(v);
+    reader.join();
+    REQUIRE(finished);
+    REQUIRE(ok);
+  }
+}
