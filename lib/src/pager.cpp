@@ -467,21 +467,14 @@ zx_status_t PagerVmo::write(const void* buffer, uint64_t offset, size_t len) {
 
 zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (vmo_op_is_hint(op)) return ZX_OK;
   switch (op) {
     case ZX_VMO_OP_COMMIT: {
       if (len == 0) return ZX_OK;
       std::unique_lock lock(mu_);
       return ensure_present(lock, offset / kPageSize, (offset + len + kPageSize - 1) / kPageSize);
     }
-    case ZX_VMO_OP_DONT_NEED:
-    case ZX_VMO_OP_ALWAYS_NEED:
-    case ZX_VMO_OP_PREFETCH:
-    case ZX_VMO_OP_CACHE_SYNC:
-    case ZX_VMO_OP_CACHE_INVALIDATE:
-    case ZX_VMO_OP_CACHE_CLEAN:
-    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
-      return ZX_OK;
-    case ZX_VMO_OP_DECOMMIT:
+    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for pager-backed VMOs (see zxp_vmo_evict)
     case ZX_VMO_OP_ZERO:
     case ZX_VMO_OP_LOCK:
     case ZX_VMO_OP_TRY_LOCK:

@@ -256,26 +256,12 @@ zx_status_t zx_vmo_op_range(zx_handle_t handle, uint32_t op, uint64_t offset, ui
   zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmo, &rights);
   if (st != ZX_OK) return st;
   zx_rights_t needed;
-  switch (op) {
-    case ZX_VMO_OP_COMMIT:
-    case ZX_VMO_OP_DECOMMIT:
-    case ZX_VMO_OP_ZERO:
-      needed = ZX_RIGHT_WRITE;
-      break;
-    case ZX_VMO_OP_LOCK:
-    case ZX_VMO_OP_TRY_LOCK:
-    case ZX_VMO_OP_UNLOCK:
-    case ZX_VMO_OP_DONT_NEED:
-    case ZX_VMO_OP_ALWAYS_NEED:
-    case ZX_VMO_OP_PREFETCH:
-    case ZX_VMO_OP_CACHE_SYNC:
-    case ZX_VMO_OP_CACHE_INVALIDATE:
-    case ZX_VMO_OP_CACHE_CLEAN:
-    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
-      needed = ZX_RIGHT_READ;
-      break;
-    default:
-      return ZX_ERR_INVALID_ARGS;
+  if (op == ZX_VMO_OP_COMMIT || op == ZX_VMO_OP_DECOMMIT || op == ZX_VMO_OP_ZERO) {
+    needed = ZX_RIGHT_WRITE;
+  } else if (zxp::vmo_op_is_hint(op) || zxp::vmo_op_is_lock(op)) {
+    needed = ZX_RIGHT_READ;
+  } else {
+    return ZX_ERR_INVALID_ARGS;
   }
   if ((rights & needed) != needed) return ZX_ERR_ACCESS_DENIED;
   return vmo->op_range(op, offset, size);

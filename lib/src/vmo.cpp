@@ -209,6 +209,8 @@ zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   uint64_t start = offset & ~(kPageSize - 1);
   uint64_t end;
   if (!round_up_page(offset + len, &end)) return ZX_ERR_OUT_OF_RANGE;
+  if (vmo_op_is_hint(op)) return ZX_OK;
+  if (vmo_op_is_lock(op)) return ZX_ERR_NOT_SUPPORTED;
   switch (op) {
     case ZX_VMO_OP_COMMIT:
       if (end > start &&
@@ -243,18 +245,6 @@ zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
       if (offset + len > inner_end) st = write(zeros, inner_end, offset + len - inner_end);
       return st;
     }
-    case ZX_VMO_OP_DONT_NEED:
-    case ZX_VMO_OP_ALWAYS_NEED:
-    case ZX_VMO_OP_PREFETCH:
-    case ZX_VMO_OP_CACHE_SYNC:
-    case ZX_VMO_OP_CACHE_INVALIDATE:
-    case ZX_VMO_OP_CACHE_CLEAN:
-    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
-      return ZX_OK;
-    case ZX_VMO_OP_LOCK:
-    case ZX_VMO_OP_TRY_LOCK:
-    case ZX_VMO_OP_UNLOCK:
-      return ZX_ERR_NOT_SUPPORTED;  // only discardable VMOs can be locked
     default:
       return ZX_ERR_INVALID_ARGS;
   }
@@ -361,6 +351,8 @@ zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   uint64_t start = offset & ~(kPageSize - 1);
   uint64_t end;
   if (!round_up_page(offset + len, &end)) return ZX_ERR_OUT_OF_RANGE;
+  if (vmo_op_is_hint(op)) return ZX_OK;
+  if (vmo_op_is_lock(op)) return ZX_ERR_NOT_SUPPORTED;
   switch (op) {
     case ZX_VMO_OP_COMMIT: {
       if (end == start) return ZX_OK;
@@ -386,18 +378,6 @@ zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
       memset(base_ + inner_end, 0, offset + len - inner_end);
       return decommit(inner_start, inner_end - inner_start);
     }
-    case ZX_VMO_OP_DONT_NEED:
-    case ZX_VMO_OP_ALWAYS_NEED:
-    case ZX_VMO_OP_PREFETCH:
-    case ZX_VMO_OP_CACHE_SYNC:
-    case ZX_VMO_OP_CACHE_INVALIDATE:
-    case ZX_VMO_OP_CACHE_CLEAN:
-    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
-      return ZX_OK;
-    case ZX_VMO_OP_LOCK:
-    case ZX_VMO_OP_TRY_LOCK:
-    case ZX_VMO_OP_UNLOCK:
-      return ZX_ERR_NOT_SUPPORTED;
     default:
       return ZX_ERR_INVALID_ARGS;
   }

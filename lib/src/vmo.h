@@ -9,6 +9,7 @@
 #include <shared_mutex>
 
 #include <zircon/syscalls/object.h>
+#include <zircon/types.h>
 
 #include "object.h"
 
@@ -29,6 +30,26 @@ inline bool round_up_page(uint64_t v, uint64_t* out) {
 // [offset, offset+len) lies within [0, size), overflow included.
 inline bool range_within(uint64_t offset, uint64_t len, uint64_t size) {
   return offset <= size && len <= size - offset;
+}
+
+// zx_vmo_op_range operations that are hints or cache maintenance: nothing to do on Linux.
+inline bool vmo_op_is_hint(uint32_t op) {
+  switch (op) {
+    case ZX_VMO_OP_DONT_NEED:
+    case ZX_VMO_OP_ALWAYS_NEED:
+    case ZX_VMO_OP_PREFETCH:
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return true;
+    default:
+      return false;
+  }
+}
+// Locking is for discardable VMOs only, which zxpager does not have.
+inline bool vmo_op_is_lock(uint32_t op) {
+  return op == ZX_VMO_OP_LOCK || op == ZX_VMO_OP_TRY_LOCK || op == ZX_VMO_OP_UNLOCK;
 }
 
 // Raises the soft RLIMIT_NOFILE to the hard limit, once: every memfd VMO is a descriptor.
