@@ -253,6 +253,11 @@ class PagerService::Impl {
     v->opt = o;
     v->granule = o.granule / kPage;
     v->ra_max = std::min(o.readahead_max, opt_.max_fill) / kPage;
+    if (opt_.budget_bytes) {
+      // Windows in flight count against the budget: keep them to a quarter of it, or
+      // what was just read would be dropped to make room for what is read ahead.
+      v->ra_max = std::min(v->ra_max, opt_.budget_bytes / 4 / kPage);
+    }
     {
       std::lock_guard lock(vmos_mu_);
       v->id = next_id_++;
@@ -428,13 +433,6 @@ class PagerService::Impl {
       if (v.detached) return;
       uint64_t first = offset / kPage, end = std::min(v.pages, (offset + length) / kPage);
       if (first >= end) return;
-      if (v.opt.record) {
-        if (!v.trace.empty() && v.trace.back().first + v.trace.back().count == first) {
-          v.trace.back().count += end - first;
-        } else {
-          v.trace.push_back({first, end - first});
-        }
-      }
       // Requested pages are missing by definition: fetch all of them not in flight, even
       // if our bitmap says resident (the program may have dropped them).
       uint64_t a = align_down(v, first), b = align_up(v, end);
@@ -454,9 +452,28 @@ class PagerService::Impl {
         }
         if (window >= 16) chunk = std::max<uint64_t>(v.granule, window / 4);
       }
+      if (v.opt.record) {
+        // The trace holds what this request made us fetch, read-ahead included: a page a
+        // run got by read-ahead must be in the set replayed for the next run.
+        record(v, first, end);
+        for (const Run& r : runs) record(v, r.first, r.end);
+      }
       for (const Run& r : runs) mark_in_flight(v, r.first, r.end, chunk);
     }
     for (const Run& r : runs) issue(vp, r, chunk, false);
+  }
+
+  // With v.mu held: appends [a, b) to the working-set trace.
+  static void record(Vmo& v, uint64_t a, uint64_t b) {
+    if (!v.trace.empty()) {
+      PageRange& last = v.trace.back();
+      if (a >= last.first && b <= last.first + last.count) return;
+      if (last.first + last.count == a) {
+        last.count += b - a;
+        return;
+      }
+    }
+    v.trace.push_back({a, b - a});
   }
 
   // With v.mu held: records [a, b) as in flight in pieces of `chunk` pages, as issue()
@@ -612,7 +629,8 @@ class PagerService::Impl {
         std::lock_guard lock(budget_mu_);
         uint64_t used = c_.resident_bytes.load(std::memory_order_relaxed) +
                         inflight_bytes_.load(std::memory_order_relaxed);
-        if (used <= opt_.budget_bytes || fifo_.empty()) return;
+        // The newest range stays: it was supplied for someone about to touch it.
+        if (used <= opt_.budget_bytes || fifo_.size() <= 1) return;
         r = fifo_.front();
         fifo_.pop_front();
       }
