@@ -11,6 +11,7 @@ namespace zxpager_cli {
 using Runner = std::function<int()>;
 
 Runner add_info(CLI::App& app);
+Runner add_stress(CLI::App& app);
 Runner add_bench(CLI::App& app);
 
 }  // namespace zxpager_cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   std::map<std::string, zxpager_cli::Runner> runners;
   runners["info"] = zxpager_cli::add_info(app);
   runners["bench"] = zxpager_cli::add_bench(app);
+  runners["stress"] = zxpager_cli::add_stress(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* sub : app.get_subcommands()) {
     auto it = runners.find(sub->get_name());
