@@ -91,6 +91,17 @@ class ZXP_EXPORT PagerService {
   // detach_vmo). *id names the VMO in FillRequests and the calls below.
   zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& options,
                          uint32_t* id, zx_handle_t* vmo);
+  // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process, which
+  // registered it with `uffd` (zxp_remote_map_create there, the descriptor passed here
+  // with SCM_RIGHTS): the service adopts it with zxp_pager_create_remote_vmo and serves
+  // its faults from `source` as for create_vmo. On success the VMO owns `uffd`; on
+  // failure the caller still does. Supply is UFFDIO_COPY (MOVE cannot cross address
+  // spaces); FAIL and detach reach the other process's faulting threads as SIGBUS.
+  // Errors as create_vmo and zxp_pager_create_remote_vmo, plus ZX_ERR_NOT_SUPPORTED for
+  // an evictable VMO or a service with a memory budget (remote pages cannot be evicted).
+  zx_status_t create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+                                uint64_t size, const VmoOptions& options, uint32_t* id,
+                                zx_handle_t* vmo);
   // Detaches the VMO (waiters fail, supplied pages stay readable) and waits until no fill
   // of it is in flight. Afterwards its source is no longer called.
   zx_status_t detach_vmo(uint32_t id);

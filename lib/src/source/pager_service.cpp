@@ -244,6 +244,25 @@ class PagerService::Impl {
 
   zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& o, uint32_t* id,
                          zx_handle_t* out) {
+    return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
+      return zx_pager_create_vmo(pager_, 0, port_, key, size, vmo);
+    });
+  }
+
+  // A VMO whose memory is another process's (zxp_pager_create_remote_vmo): supplied by
+  // COPY, never evicted (the pages cannot be proven clean from here).
+  zx_status_t create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+                                uint64_t size, const VmoOptions& o, uint32_t* id,
+                                zx_handle_t* out) {
+    if (o.evictable || opt_.budget_bytes) return ZX_ERR_NOT_SUPPORTED;
+    return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
+      return zxp_pager_create_remote_vmo(pager_, 0, port_, key, uffd, remote_addr, size, vmo);
+    });
+  }
+
+  template <typename MakeVmo>
+  zx_status_t create_common(PagedSource* source, const VmoOptions& o, uint32_t* id,
+                            zx_handle_t* out, MakeVmo make_vmo) {
     if (!source || !id || !out) return ZX_ERR_INVALID_ARGS;
     if (o.granule == 0 || (o.granule % kPage) != 0 || o.granule > opt_.max_fill) {
       return ZX_ERR_INVALID_ARGS;
@@ -262,7 +281,7 @@ class PagerService::Impl {
       std::lock_guard lock(vmos_mu_);
       v->id = next_id_++;
     }
-    zx_status_t st = zx_pager_create_vmo(pager_, 0, port_, v->id, size, &v->handle);
+    zx_status_t st = make_vmo(v->id, &v->handle);
     if (st != ZX_OK) return st;
     uint64_t rounded = 0;
     zx_vmo_get_size(v->handle, &rounded);
@@ -798,6 +817,11 @@ zx_status_t PagerService::create_vmo(PagedSource* source, uint64_t size,
                                      const VmoOptions& options, uint32_t* id,
                                      zx_handle_t* vmo) {
   return impl_->create_vmo(source, size, options, id, vmo);
+}
+zx_status_t PagerService::create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+                                            uint64_t size, const VmoOptions& options,
+                                            uint32_t* id, zx_handle_t* vmo) {
+  return impl_->create_remote_vmo(source, uffd, remote_addr, size, options, id, vmo);
 }
 zx_status_t PagerService::detach_vmo(uint32_t id) { return impl_->detach(id); }
 void PagerService::complete(const FillRequest& request, zx_status_t status) {
