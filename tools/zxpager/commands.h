@@ -13,5 +13,7 @@ using Runner = std::function<int()>;
 Runner add_info(CLI::App& app);
 Runner add_stress(CLI::App& app);
 Runner add_bench(CLI::App& app);
+// `bench file`, registered on the bench subcommand.
+Runner add_bench_file(CLI::App& bench);
 
 }  // namespace zxpager_cli

@@ -14,9 +14,12 @@ int main(int argc, char** argv) {
   std::map<std::string, zxpager_cli::Runner> runners;
   runners["info"] = zxpager_cli::add_info(app);
   runners["bench"] = zxpager_cli::add_bench(app);
+  // `bench file FILE`: the file pager against the kernel, a subcommand of bench.
+  zxpager_cli::Runner bench_file = zxpager_cli::add_bench_file(*app.get_subcommand("bench"));
   runners["stress"] = zxpager_cli::add_stress(app);
   CLI11_PARSE(app, argc, argv);
   for (CLI::App* sub : app.get_subcommands()) {
+    if (sub->get_name() == "bench" && sub->got_subcommand("file")) return bench_file();
     auto it = runners.find(sub->get_name());
     if (it != runners.end()) return it->second();
   }

@@ -1,0 +1,438 @@
+// zxpager bench file FILE: the file pager against the kernel's own ways to read a file
+// (mmap, mmap with MADV_RANDOM, pread), cold and warm, sequential and 1% random.
+//
+// Cold means the file's page cache was dropped with fsync + posix_fadvise(DONTNEED)
+// before each run (only this file's pages; the rest of the machine's cache is left
+// alone), checked with mincore. Where that leaves pages cached (not the owner, or pages
+// mapped elsewhere), cold runs are skipped and the output says so.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <zircon/status.h>
+#include <zxpager/file_pager.h>
+
+#include "commands.h"
+
+namespace zxpager_cli {
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+struct Options {
+  std::string file;
+  double random_pct = 1.0;
+  int repeat = 3;
+  uint64_t seed = 1;
+  std::vector<std::string> only;
+  bool no_cold = false;
+  bool json = false;
+  bool no_rss = false;
+};
+
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+uint64_t file_size(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// Pages of the file in the page cache (mincore of a fresh mapping).
+uint64_t cached_pages(const std::string& path, uint64_t size) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || size == 0) {
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return 0;
+  std::vector<unsigned char> v((size + kPage - 1) / kPage);
+  uint64_t n = 0;
+  if (mincore(p, size, v.data()) == 0) {
+    for (unsigned char c : v) n += c & 1;
+  }
+  munmap(p, size);
+  return n;
+}
+
+bool drop_cache(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  fsync(fd);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  close(fd);
+  return true;
+}
+
+void warm_cache(const std::string& path, uint64_t size) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  std::vector<uint8_t> buf(4 << 20);
+  for (uint64_t off = 0; off < size; off += buf.size()) {
+    if (pread(fd, buf.data(), buf.size(), static_cast<off_t>(off)) <= 0) break;
+  }
+  close(fd);
+}
+
+enum class Pattern { kSeq, kRand };
+
+// Touches one byte of each page in `order` (or of every page), returning a sum so the
+// loads happen.
+uint64_t touch(const uint8_t* p, uint64_t size, Pattern pat, const std::vector<uint64_t>& order) {
+  uint64_t sum = 0;
+  if (pat == Pattern::kSeq) {
+    for (uint64_t off = 0; off < size; off += kPage) sum += p[off];
+  } else {
+    for (uint64_t pg : order) sum += p[pg * kPage];
+  }
+  return sum;
+}
+
+struct Method {
+  std::string name;
+  bool seq = true, rand = true;
+};
+
+// One run: seconds, or nullopt if the method failed.
+std::optional<double> run_once(const std::string& m, const Options& o, uint64_t size,
+                               Pattern pat, const std::vector<uint64_t>& order,
+                               const std::string& trace, uint64_t* sink) {
+  const double t0 = now_s();
+  if (m == "mmap" || m == "mmap-random") {
+    int fd = open(o.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return std::nullopt;
+    if (m == "mmap-random") madvise(p, size, MADV_RANDOM);
+    *sink += touch(static_cast<const uint8_t*>(p), size, pat, order);
+    munmap(p, size);
+  } else if (m == "pread") {
+    int fd = open(o.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    if (pat == Pattern::kSeq) {
+      // Into a fresh buffer the size of the file, in 2 MiB reads.
+      void* b = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (b == MAP_FAILED) {
+        close(fd);
+        return std::nullopt;
+      }
+      auto* buf = static_cast<uint8_t*>(b);
+      for (uint64_t off = 0; off < size; off += 2 << 20) {
+        ssize_t r = pread(fd, buf + off, std::min<uint64_t>(2 << 20, size - off),
+                          static_cast<off_t>(off));
+        if (r <= 0) break;
+      }
+      *sink += touch(buf, size, pat, order);
+      munmap(b, size);
+    } else {
+      std::vector<uint8_t> page(kPage);
+      for (uint64_t pg : order) {
+        if (pread(fd, page.data(), kPage, static_cast<off_t>(pg * kPage)) > 0) *sink += page[0];
+      }
+    }
+    close(fd);
+  } else {
+    zxp::FilePager::Options fo;
+    if (m == "zxpager-copy") fo.force_copy = true;
+    if (m == "zxpager-direct") fo.direct = true;
+    if (m == "zxpager-replay") fo.prefetch_path = trace.c_str();
+    std::unique_ptr<zxp::FilePager> fp;
+    zx_status_t st = zxp::FilePager::open(o.file.c_str(), fo, &fp);
+    if (st != ZX_OK) {
+      fmt::print(stderr, "bench file: {}: {}\n", m, zx_status_get_string(st));
+      return std::nullopt;
+    }
+    const double t1 = now_s();
+    *sink += touch(fp->data(), size, pat, order);
+    const double t2 = now_s();
+    fp->close();
+    if (getenv("ZXP_BENCH_DEBUG")) {
+      fmt::print(stderr, "    {} open {:.3f} ms, touch {:.3f} ms, close {:.3f} ms\n", m,
+                 (t1 - t0) * 1e3, (t2 - t1) * 1e3, (now_s() - t2) * 1e3);
+    }
+  }
+  return now_s() - t0;
+}
+
+// Records the working set of the random pattern (the trace replayed by zxpager-replay).
+bool record_trace(const Options& o, uint64_t size, const std::vector<uint64_t>& order,
+                  const std::string& trace) {
+  zxp::FilePager::Options fo;
+  fo.record_path = trace.c_str();
+  std::unique_ptr<zxp::FilePager> fp;
+  if (zxp::FilePager::open(o.file.c_str(), fo, &fp) != ZX_OK) return false;
+  volatile uint64_t s = touch(fp->data(), size, Pattern::kRand, order);
+  (void)s;
+  return fp->close() == ZX_OK;
+}
+
+// Peak RSS growth of a child scanning the file with a budget of a quarter of it. Runs
+// in a child forked before this process uses the library (a forked child cannot).
+struct RssResult {
+  uint64_t budget = 0, peak_growth = 0;
+  bool ok = false;
+};
+
+uint64_t status_kb(const char* key) {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  uint64_t v = 0;
+  size_t kl = strlen(key);
+  while (fgets(line, sizeof(line), f)) {
+    if (strncmp(line, key, kl) == 0) {
+      v = strtoull(line + kl, nullptr, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+RssResult measure_budget_rss(const std::string& path, uint64_t size) {
+  RssResult r;
+  r.budget = std::max<uint64_t>(1 << 20, size / 4 / kPage * kPage);
+  int pfd[2];
+  if (pipe(pfd) != 0) return r;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    zxp::FilePager::Options fo;
+    fo.budget_bytes = r.budget;
+    std::unique_ptr<zxp::FilePager> fp;
+    uint64_t out[2] = {0, 0};
+    if (zxp::FilePager::open(path.c_str(), fo, &fp) == ZX_OK) {
+      // Baseline after open: the library's threads, ring and aux slots are there.
+      uint64_t base = status_kb("VmRSS:");
+      volatile uint64_t s = touch(fp->data(), size, Pattern::kSeq, {});
+      (void)s;
+      out[0] = 1;
+      uint64_t hwm = status_kb("VmHWM:");
+      out[1] = (hwm > base ? hwm - base : 0) * 1024;
+    }
+    (void)!write(pfd[1], out, sizeof(out));
+    _exit(0);
+  }
+  close(pfd[1]);
+  uint64_t in[2] = {0, 0};
+  if (pid > 0 && read(pfd[0], in, sizeof(in)) == sizeof(in)) {
+    r.ok = in[0] == 1;
+    r.peak_growth = in[1];
+  }
+  close(pfd[0]);
+  if (pid > 0) waitpid(pid, nullptr, 0);
+  return r;
+}
+
+std::string ratio(double num, double den) {
+  if (num <= 0 || den <= 0) return "-";
+  return fmt::format("{:.2f}x", num / den);
+}
+
+int run_bench_file(const Options& o) {
+  const uint64_t size = file_size(o.file);
+  if (size < kPage) {
+    fmt::print(stderr, "bench file: {}: missing or smaller than a page\n", o.file);
+    return 2;
+  }
+  const uint64_t pages = size / kPage;
+  std::vector<uint64_t> order(pages);
+  for (uint64_t i = 0; i < pages; i++) order[i] = i;
+  std::mt19937_64 rng(o.seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  order.resize(std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(pages) *
+                                                           o.random_pct / 100.0)));
+
+  RssResult rss;
+  if (!o.no_rss) {
+    warm_cache(o.file, size);
+    rss = measure_budget_rss(o.file, size);
+  }
+
+  // Cold runs need this file's cache dropped; check that it works here.
+  bool cold = !o.no_cold;
+  std::string cold_note = "fsync + posix_fadvise(POSIX_FADV_DONTNEED) before each cold run";
+  if (cold) {
+    warm_cache(o.file, size);
+    drop_cache(o.file);
+    uint64_t left = cached_pages(o.file, size);
+    if (left > pages / 100) {
+      cold = false;
+      cold_note = fmt::format("cold runs skipped: {} of {} pages stayed cached after "
+                              "POSIX_FADV_DONTNEED (not root, or mapped elsewhere)",
+                              left, pages);
+    }
+  }
+
+  std::vector<std::string> methods = {"mmap",         "mmap-random",    "pread", "zxpager",
+                                      "zxpager-copy", "zxpager-direct", "zxpager-replay"};
+  if (!o.only.empty()) {
+    std::erase_if(methods, [&](const std::string& m) {
+      return std::find(o.only.begin(), o.only.end(), m) == o.only.end();
+    });
+  }
+  std::string trace = fmt::format("/tmp/zxpager-bench-{}.trace", getpid());
+  bool have_trace = false;
+  if (std::find(methods.begin(), methods.end(), "zxpager-replay") != methods.end()) {
+    have_trace = record_trace(o, size, order, trace);
+  }
+
+  // results[method][cold?][pattern] = median seconds
+  std::map<std::string, std::map<int, std::map<int, double>>> res;
+  uint64_t sink = 0;
+  for (int c = cold ? 1 : 0; c >= 0; c--) {
+    for (Pattern pat : {Pattern::kSeq, Pattern::kRand}) {
+      for (const std::string& m : methods) {
+        if (m == "zxpager-replay" && (pat == Pattern::kSeq || !have_trace)) continue;
+        std::vector<double> ts;
+        for (int i = 0; i < o.repeat; i++) {
+          if (c) {
+            drop_cache(o.file);
+          } else {
+            warm_cache(o.file, size);
+          }
+          auto t = run_once(m, o, size, pat, order, trace, &sink);
+          if (t) ts.push_back(*t);
+        }
+        if (ts.empty()) continue;
+        std::sort(ts.begin(), ts.end());
+        res[m][c][static_cast<int>(pat)] = ts[ts.size() / 2];
+        if (!o.json) {
+          fmt::print(stderr, "  {:<15} {:<4} {:<4} {:9.2f} ms\n", m, c ? "cold" : "warm",
+                     pat == Pattern::kSeq ? "seq" : "rand", ts[ts.size() / 2] * 1e3);
+        }
+      }
+    }
+  }
+  unlink(trace.c_str());
+
+  auto get = [&](const std::string& m, int c, Pattern p) -> double {
+    auto a = res.find(m);
+    if (a == res.end()) return 0;
+    auto b = a->second.find(c);
+    if (b == a->second.end()) return 0;
+    auto d = b->second.find(static_cast<int>(p));
+    return d == b->second.end() ? 0 : d->second;
+  };
+  const double mib = static_cast<double>(size) / (1 << 20);
+  const double nrand = static_cast<double>(order.size());
+
+  if (o.json) {
+    fmt::print("{{\"file\": \"{}\", \"size\": {}, \"random_pages\": {}, \"cold\": {}, "
+               "\"results\": [",
+               o.file, size, order.size(), cold ? "true" : "false");
+    bool first = true;
+    for (auto& [m, cs] : res) {
+      for (auto& [c, ps] : cs) {
+        for (auto& [p, t] : ps) {
+          fmt::print("{}{{\"method\": \"{}\", \"cold\": {}, \"pattern\": \"{}\", "
+                     "\"seconds\": {:.6f}}}",
+                     first ? "" : ", ", m, c ? "true" : "false", p == 0 ? "seq" : "rand", t);
+          first = false;
+        }
+      }
+    }
+    fmt::print("], \"budget\": {}, \"budget_peak_rss_growth\": {}}}\n", rss.budget,
+               rss.peak_growth);
+    return 0;
+  }
+
+  fmt::print("zxpager bench file {}: {:.0f} MiB, random sample {} pages ({}%), median of {}\n",
+             o.file, mib, order.size(), o.random_pct, o.repeat);
+  fmt::print("{}\n\n", cold_note);
+  fmt::print("{:<16} {:>14} {:>14} {:>14} {:>14}\n", "method", "cold seq MB/s",
+             "cold rand us/pg", "warm seq MB/s", "warm rand us/pg");
+  for (const std::string& m : methods) {
+    auto cell_seq = [&](int c) {
+      double t = get(m, c, Pattern::kSeq);
+      return t > 0 ? fmt::format("{:.0f}", mib / t) : std::string("-");
+    };
+    auto cell_rand = [&](int c) {
+      double t = get(m, c, Pattern::kRand);
+      return t > 0 ? fmt::format("{:.1f}", t * 1e6 / nrand) : std::string("-");
+    };
+    fmt::print("{:<16} {:>14} {:>14} {:>14} {:>14}\n", m, cell_seq(1), cell_rand(1),
+               cell_seq(0), cell_rand(0));
+  }
+  fmt::print("\nRatios (speed of zxpager / speed of the reference; target in brackets):\n");
+  auto speed_ratio = [&](const std::string& a, const std::string& b, int c, Pattern p) {
+    double ta = get(a, c, p), tb = get(b, c, p);
+    return ratio(tb, ta);  // time of b / time of a
+  };
+  if (cold) {
+    for (const char* z : {"zxpager", "zxpager-copy", "zxpager-direct"}) {
+      fmt::print("  cold rand  {:<15} vs mmap            {:>7}  [>= 3x]\n", z,
+                 speed_ratio(z, "mmap", 1, Pattern::kRand));
+      fmt::print("  cold rand  {:<15} vs mmap-random     {:>7}  [>= 0.7x]\n", z,
+                 speed_ratio(z, "mmap-random", 1, Pattern::kRand));
+    }
+    fmt::print("  cold rand  {:<15} vs mmap-random     {:>7}  [>= 2x, prefetch included]\n",
+               "zxpager-replay", speed_ratio("zxpager-replay", "mmap-random", 1, Pattern::kRand));
+    for (const char* z : {"zxpager", "zxpager-copy", "zxpager-direct"}) {
+      fmt::print("  cold seq   {:<15} vs mmap            {:>7}  [>= 0.9x]\n", z,
+                 speed_ratio(z, "mmap", 1, Pattern::kSeq));
+    }
+  }
+  for (const char* z : {"zxpager", "zxpager-copy", "zxpager-direct"}) {
+    fmt::print("  warm seq   {:<15} vs pread           {:>7}  [>= 0.8x]\n", z,
+               speed_ratio(z, "pread", 0, Pattern::kSeq));
+    fmt::print("  warm seq   {:<15} vs mmap            {:>7}  [reference only]\n", z,
+               speed_ratio(z, "mmap", 0, Pattern::kSeq));
+  }
+  if (rss.ok) {
+    fmt::print("  budget {} MiB scanning {:.0f} MiB: peak RSS growth {:.1f} MiB = {:.2f} of "
+               "the budget  [<= 1.10]\n",
+               rss.budget >> 20, mib, static_cast<double>(rss.peak_growth) / (1 << 20),
+               static_cast<double>(rss.peak_growth) / static_cast<double>(rss.budget));
+  }
+  if (sink == 42) fmt::print("\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench_file(CLI::App& bench) {
+  auto o = std::make_shared<Options>();
+  CLI::App* sub = bench.add_subcommand(
+      "file",
+      "The file pager against kernel mmap, mmap + MADV_RANDOM and pread on FILE: cold "
+      "(this file's page cache dropped with POSIX_FADV_DONTNEED) and warm, sequential and "
+      "random pages; prints ratios against the targets");
+  sub->add_option("FILE", o->file, "The file (put it on a real disk, not tmpfs)")->required();
+  sub->add_option("--random-pct", o->random_pct, "Percentage of pages sampled at random")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 100.0));
+  sub->add_option("--repeat", o->repeat, "Runs per configuration (the median is kept)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  sub->add_option("--seed", o->seed, "Seed of the random sample")->capture_default_str();
+  sub->add_option("--only", o->only,
+                  "Only these methods (mmap, mmap-random, pread, zxpager, zxpager-copy, "
+                  "zxpager-direct, zxpager-replay)");
+  sub->add_flag("--no-cold", o->no_cold, "Warm runs only");
+  sub->add_flag("--no-rss", o->no_rss, "Skip the memory-budget scan");
+  sub->add_flag("--json", o->json, "Print the results as JSON");
+  return [o] { return run_bench_file(*o); };
+}
+
+}  // namespace zxpager_cli
