@@ -4,6 +4,12 @@
 // VMO may be detached mid-run. Every byte read is checked against what the pager
 // supplied; every failure a thread sees must be one the pager caused; a thread blocked
 // past the deadline is a lost wakeup. Exit status 0 only if nothing went wrong.
+//
+// The pager side is the paged-source layer (zxp::PagerService, --pager service, the
+// default): a source fills pages with their content or fails the fill, and the service
+// runs the request loop, read-ahead and supply. --pager raw answers the packets with the
+// Zircon calls directly instead (and also checks the COMPLETE packets the service
+// consumes itself).
 #include <fmt/core.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -25,6 +31,7 @@
 #include <vector>
 
 #include <zircon/syscalls.h>
+#include <zxpager/paged_source.h>
 #include <zxpager/zxpager.h>
 
 #include "commands.h"
@@ -106,6 +113,7 @@ struct Options {
   double write_ratio = 0.1;
   std::string access = "mixed";
   std::string supply = "move";
+  std::string pager = "service";
   uint32_t batch = 1;
   double fail_rate = 0;
   double detach_after = 0;
@@ -259,6 +267,7 @@ struct VmoState {
   zx_handle_t handle = ZX_HANDLE_INVALID;
   uintptr_t base = 0;
   uint64_t pages = 0;
+  uint32_t svc_id = 0;  // --pager service
   std::atomic<bool> detached{false};
   std::atomic<uint64_t> completes{0};
   // Per page: how many times the pager filled it (the header's generation is at most
@@ -378,10 +387,25 @@ class ScopedFaultHandlers {
 
 class Stress {
  public:
-  explicit Stress(const Options& o) : o_(o) {}
+  explicit Stress(const Options& o) : o_(o), source_(this) {}
   int run();
 
  private:
+  // --pager service: the source the pager service asks for pages.
+  class Source final : public zxp::PagedSource {
+   public:
+    explicit Source(Stress* s) : s_(s) {}
+    void fill(zxp::PagerService* svc, const zxp::FillRequest& req) override {
+      s_->service_fill(svc, req);
+    }
+
+   private:
+    Stress* s_;
+  };
+  void service_fill(zxp::PagerService* svc, const zxp::FillRequest& req);
+  void fill_page(VmoState& v, uint64_t page, uint64_t* dst);
+  uint32_t pager_threads_run() const { return service_mode_ ? 0 : o_.pager_threads; }
+
   bool setup();
   void build_zipf();
   uint64_t next_page(Rng& rng, uint64_t* cursor);
@@ -417,8 +441,13 @@ class Stress {
   uint64_t zipf_mult_ = 1;
   const char* supply_path_ = "?";
 
-  zx_handle_t pager_ = ZX_HANDLE_INVALID;
+  zx_handle_t pager_ = ZX_HANDLE_INVALID;  // borrowed from svc_ in service mode
   zx_handle_t port_ = ZX_HANDLE_INVALID;
+  bool service_mode_ = true;
+  Source source_;
+  std::unique_ptr<zxp::PagerService> svc_;
+  std::vector<uint32_t> vmo_of_id_;  // service VMO id -> index
+  std::atomic<uint64_t> fill_seq_{0};
   std::vector<std::unique_ptr<VmoState>> vmos_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<PagerThread>> pagers_;
@@ -457,12 +486,25 @@ bool Stress::setup() {
   deadline_ns_ = static_cast<uint64_t>(o_.deadline_ms) * 1000000ull;
   if (pattern_ == Pattern::kZipf) build_zipf();
 
-  zx_status_t st = zx_pager_create(0, &pager_);
-  if (st != ZX_OK) {
+  service_mode_ = o_.pager == "service";
+  zx_status_t st;
+  if (service_mode_) {
+    zxp::PagerService::Options so;
+    so.pager_threads = o_.pager_threads;
+    so.aux_slots = std::max<uint32_t>(8, o_.pager_threads * 4);
+    so.max_fill = std::max<uint64_t>(o_.batch, 16) * kPage;
+    so.force_copy = !use_move_;
+    if ((st = zxp::PagerService::create(so, &svc_)) != ZX_OK) {
+      fmt::print(stderr, "zxpager stress: zxp::PagerService::create: {}\n", status_name(st));
+      return false;
+    }
+    pager_ = svc_->pager();
+    supply_path_ = svc_->uses_move() ? "move" : "copy";
+  } else if ((st = zx_pager_create(0, &pager_)) != ZX_OK) {
     fmt::print(stderr, "zxpager stress: zx_pager_create: {}\n", status_name(st));
     return false;
   }
-  if ((st = zx_port_create(0, &port_)) != ZX_OK) {
+  if (!service_mode_ && (st = zx_port_create(0, &port_)) != ZX_OK) {
     fmt::print(stderr, "zxpager stress: zx_port_create: {}\n", status_name(st));
     return false;
   }
@@ -473,7 +515,20 @@ bool Stress::setup() {
     v->gen = std::make_unique<std::atomic<uint32_t>[]>(v->pages);
     v->failing = std::make_unique<std::atomic<uint32_t>[]>(v->pages);
     v->fail_end = std::make_unique<std::atomic<uint64_t>[]>(v->pages);
-    st = zx_pager_create_vmo(pager_, 0, port_, kKeyBase + i, vmo_bytes_, &v->handle);
+    if (service_mode_) {
+      // Read-ahead as --batch asks: the requested page and batch-1 more.
+      zxp::PagerService::VmoOptions vo;
+      vo.advice = o_.batch > 1 ? zxp::Advice::kSequential : zxp::Advice::kRandom;
+      vo.readahead_max = (o_.batch > 1 ? o_.batch - 1 : 1) * kPage;
+      vo.evictable = o_.evict;
+      st = svc_->create_vmo(&source_, vmo_bytes_, vo, &v->svc_id, &v->handle);
+      if (st == ZX_OK) {
+        if (vmo_of_id_.size() <= v->svc_id) vmo_of_id_.resize(v->svc_id + 1, 0);
+        vmo_of_id_[v->svc_id] = i;
+      }
+    } else {
+      st = zx_pager_create_vmo(pager_, 0, port_, kKeyBase + i, vmo_bytes_, &v->handle);
+    }
     if (st != ZX_OK) {
       fmt::print(stderr, "zxpager stress: zx_pager_create_vmo: {}\n", status_name(st));
       return false;
@@ -500,7 +555,7 @@ bool Stress::setup() {
     vmos_.push_back(std::move(v));
   }
   const uint64_t aux_pages = std::max<uint64_t>(o_.batch, kAuxMinPages);
-  for (uint32_t i = 0; i < o_.pager_threads; ++i) {
+  for (uint32_t i = 0; i < pager_threads_run(); ++i) {
     auto pt = std::make_unique<PagerThread>();
     pt->aux_pages = aux_pages;
     st = zx_vmo_create(aux_pages * kPage, use_move_ ? ZXP_VMO_ANONYMOUS : 0, &pt->aux);
@@ -784,14 +839,7 @@ void Stress::supply(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t leng
   for (uint64_t cur = offset; cur < end;) {
     const uint64_t n = std::min((end - cur) / kPage, pt.aux_pages);
     for (uint64_t q = 0; q < n; ++q) {
-      const uint64_t page = cur / kPage + q;
-      if (is_zero_page(v.index, page)) continue;
-      uint64_t* dst = reinterpret_cast<uint64_t*>(pt.aux_base + q * kPage);
-      for (uint64_t j = kHeaderWords; j < kWords; ++j) dst[j] = content_word(v.index, page, j);
-      dst[0] = kMagic;
-      dst[1] = v.index;
-      dst[2] = page;
-      dst[3] = v.gen[page].fetch_add(1) + 1;
+      fill_page(v, cur / kPage + q, reinterpret_cast<uint64_t*>(pt.aux_base + q * kPage));
     }
     pt.watch.where.store(v.index, std::memory_order_relaxed);
     pt.watch.since.store(now_ns(), std::memory_order_relaxed);
@@ -816,6 +864,42 @@ void Stress::supply(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t leng
     supply_calls_.fetch_add(1, std::memory_order_relaxed);
     cur += n * kPage;
   }
+}
+
+void Stress::fill_page(VmoState& v, uint64_t page, uint64_t* dst) {
+  if (is_zero_page(v.index, page)) return;  // a hole in the aux memory: a zero page
+  for (uint64_t j = kHeaderWords; j < kWords; ++j) dst[j] = content_word(v.index, page, j);
+  dst[0] = kMagic;
+  dst[1] = v.index;
+  dst[2] = page;
+  dst[3] = v.gen[page].fetch_add(1) + 1;
+}
+
+// --pager service: fill the pages, or fail the whole fill (ZX_ERR_IO) at --fail-rate. The
+// service FAILs inside complete(), so the FAIL bookkeeping brackets that call.
+void Stress::service_fill(zxp::PagerService* svc, const zxp::FillRequest& req) {
+  VmoState& v = *vmos_[vmo_of_id_[req.vmo_id]];
+  const uint64_t first = req.offset / kPage, end = (req.offset + req.length) / kPage;
+  const uint64_t draw = mix64(o_.seed ^ (0x5eed0000ull + fill_seq_.fetch_add(1)));
+  if (o_.fail_rate > 0 && static_cast<double>(draw >> 11) * 0x1.0p-53 < o_.fail_rate) {
+    for (uint64_t p = first; p < end; ++p) v.failing[p].fetch_add(1);
+    svc->complete(req, ZX_ERR_IO);
+    const uint64_t seq = fail_seq_.fetch_add(1) + 1;
+    for (uint64_t p = first; p < end; ++p) {
+      uint64_t cur = v.fail_end[p].load();
+      while (cur < seq && !v.fail_end[p].compare_exchange_weak(cur, seq)) {
+      }
+    }
+    for (uint64_t p = first; p < end; ++p) v.failing[p].fetch_sub(1);
+    fails_issued_.fetch_add(1, std::memory_order_relaxed);
+    fail_pages_.fetch_add(end - first, std::memory_order_relaxed);
+    return;
+  }
+  for (uint64_t p = first; p < end; ++p) {
+    fill_page(v, p, reinterpret_cast<uint64_t*>(req.dst + (p - first) * kPage));
+  }
+  supply_calls_.fetch_add(1, std::memory_order_relaxed);
+  svc->complete(req, ZX_OK);
 }
 
 void Stress::fail(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length) {
@@ -949,7 +1033,7 @@ void Stress::detach_now() {
   VmoState& v = *vmos_[0];
   // Marked first: from here on a failed access to a missing page of it is expected.
   v.detached.store(true);
-  zx_status_t st = zx_pager_detach_vmo(pager_, v.handle);
+  zx_status_t st = service_mode_ ? svc_->detach_vmo(v.svc_id) : zx_pager_detach_vmo(pager_, v.handle);
   if (st != ZX_OK) {
     errors_.add(kPagerCall, fmt::format("zx_pager_detach_vmo(vmo 0): {}", status_name(st)));
   }
@@ -978,10 +1062,15 @@ void Stress::teardown() {
       errors_.add(kHandle, fmt::format("zx_vmar_unmap(vmo {}): {}", v->index, status_name(st)));
     }
     close_checked(v->handle, "pager VMO");
+    // The service holds a handle of its own until the VMO is detached from it.
+    if (service_mode_ && !v->detached.load() && (st = svc_->detach_vmo(v->svc_id)) != ZX_OK) {
+      errors_.add(kPagerCall, fmt::format("detach_vmo(vmo {}): {}", v->index, status_name(st)));
+    }
   }
-  // Each VMO that went away queues ZX_PAGER_VMO_COMPLETE (the detached one had its own).
+  // Each VMO that went away queues ZX_PAGER_VMO_COMPLETE (the detached one had its own);
+  // the service consumes its own.
   zx_port_packet_t pkt;
-  while (zx_port_wait(port_, 0, &pkt) == ZX_OK) {
+  while (!service_mode_ && zx_port_wait(port_, 0, &pkt) == ZX_OK) {
     if (pkt.type == ZX_PKT_TYPE_PAGE_REQUEST && pkt.page_request.command == ZX_PAGER_VMO_COMPLETE) {
       ++completes_at_close_;
     } else {
@@ -1000,6 +1089,10 @@ void Stress::teardown() {
     }
     close_checked(pt->aux, "aux VMO");
   }
+  if (service_mode_) {
+    svc_.reset();  // closes its pager and port
+    return;
+  }
   close_checked(port_, "port");
   close_checked(pager_, "pager");
 }
@@ -1016,7 +1109,9 @@ int Stress::run() {
                                        : UINT64_MAX;
 
   std::vector<std::thread> pagers, workers;
-  for (uint32_t i = 0; i < o_.pager_threads; ++i) pagers.emplace_back([this, i] { pager_thread(i); });
+  for (uint32_t i = 0; i < pager_threads_run(); ++i) {
+    pagers.emplace_back([this, i] { pager_thread(i); });
+  }
   std::thread watchdog([this] { watchdog_thread(); });
   std::thread progress_t;
   if (progress) progress_t = std::thread([this] { progress_thread(); });
@@ -1039,13 +1134,13 @@ int Stress::run() {
   const uint64_t grace = now_ns() + deadline_ns_ + 2000000000ull;
   bool clean = wait_until([&] { return workers_done_.load() == o_.threads; }, grace) &&
                wait_until([&] { return evictor_done_.load() == (o_.evict ? 1u : 0u); }, grace);
-  if (clean && detaches_ > 0) {
+  if (clean && detaches_ > 0 && !service_mode_) {
     if (!wait_until([&] { return vmos_[0]->completes.load() > 0; }, now_ns() + deadline_ns_)) {
       errors_.add(kMissingComplete, "no ZX_PAGER_VMO_COMPLETE for the detached VMO");
     }
   }
   pager_stop_.store(true);
-  clean = clean && wait_until([&] { return pagers_done_.load() == o_.pager_threads; },
+  clean = clean && wait_until([&] { return pagers_done_.load() == pager_threads_run(); },
                               now_ns() + deadline_ns_ + 1000000000ull);
   if (!clean) {
     // Let the watchdog name whoever is stuck before reporting.
@@ -1239,6 +1334,11 @@ Runner add_stress(CLI::App& app) {
                   "Aux VMO: anonymous (ZXP_VMO_ANONYMOUS, UFFDIO_MOVE) or memfd (UFFDIO_COPY)")
       ->capture_default_str()
       ->check(CLI::IsMember({"move", "copy"}));
+  sub->add_option("--pager", o->pager,
+                  "Pager side: the paged-source layer (zxp::PagerService) or a raw loop of "
+                  "Zircon calls")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"service", "raw"}));
   sub->add_option("--batch", o->batch,
                   "Read-ahead: pages supplied from each request on, clipped to the VMO")
       ->capture_default_str()

@@ -571,6 +571,14 @@ class PagerService::Impl {
     for (const auto& f : failed) {
       for (uint64_t p = f.first; p < f.end; p++) fail_of[p - b->first] = f.status;
     }
+    // No longer in flight from here on, before the supply: once a page is supplied it may
+    // be evicted and requested again at once, and that request must not be taken for
+    // one this fill will answer. (A request that comes meanwhile for a page this fill is
+    // about to supply reads it again: redundant, never lost.)
+    {
+      std::lock_guard lock(v.mu);
+      v.inflight.erase(b->first);
+    }
     std::vector<std::pair<uint64_t, uint64_t>> supplied;
     uint64_t failed_pages = 0;
     bool leftovers = false;
@@ -607,7 +615,6 @@ class PagerService::Impl {
     release_slot(b->slot);
     {
       std::lock_guard lock(v.mu);
-      v.inflight.erase(b->first);
       for (auto& [a, e] : supplied) v.set_resident(a, e, true);
       if (!v.waiters.empty()) {
         std::erase_if(v.waiters, [&](const Waiter& w) {
