@@ -1,0 +1,116 @@
+// The blobfsd client: connect to the daemon, open blobs by name or Merkle root, and use
+// each as a read-only mapping whose pages the daemon reads, verifies and decompresses on
+// first touch (a userfaultfd of this process, served by the daemon: see README, "blobfsd").
+//
+// Two ways to read a blob:
+//  - data(): the mapping. A page that cannot be produced (it fails verification: the
+//    blob is corrupt) is SIGBUS at its address in the touching thread, as on Fuchsia.
+//  - read(): copies out after asking the daemon to make the range present, and returns
+//    the status (ZX_ERR_IO_DATA_INTEGRITY, ...) instead of a signal. Use it whenever the
+//    bytes go to the kernel: an ordinary user has only user-mode userfaultfd, where a
+//    kernel access to a page not yet present (write(2) straight from data()) fails with
+//    EFAULT instead of paging it in.
+//
+// C++17, no exceptions: every call returns a zx_status_t. Thread-safety: a client and
+// its blobs may be used from any number of threads; requests on one connection are
+// serialized (one outstanding at a time). Touching data() from many threads at once is
+// fine. A blob keeps its connection alive: the BlobfsClient may be destroyed first.
+#ifndef ZXPAGER_BLOBFS_CLIENT_H_
+#define ZXPAGER_BLOBFS_CLIENT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zircon/types.h>
+
+namespace zxp {
+
+class BlobfsConnection;
+
+// One open blob, mapped. Destroying it unmaps it and tells the daemon.
+class BlobfsBlob {
+ public:
+  ~BlobfsBlob();
+  BlobfsBlob(const BlobfsBlob&) = delete;
+  BlobfsBlob& operator=(const BlobfsBlob&) = delete;
+
+  // The blob's bytes (nullptr for an empty blob). Read-only by contract.
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  // The Merkle root, 64 lowercase hex digits.
+  const std::string& root() const { return root_; }
+  bool compressed() const { return format_ != 0; }
+
+  // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets
+  // the count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
+  // ZX_ERR_IO_DATA_INTEGRITY if any page of the range fails verification (buffer
+  // contents then unspecified); ZX_ERR_PEER_CLOSED if the daemon is gone.
+  zx_status_t read(uint64_t offset, void* buffer, size_t length, size_t* actual = nullptr);
+  // Makes [offset, offset+length) present (the pages are then read without a fault).
+  zx_status_t commit(uint64_t offset, uint64_t length);
+
+ private:
+  friend class BlobfsClient;
+  BlobfsBlob() = default;
+  std::shared_ptr<BlobfsConnection> conn_;
+  uint32_t handle_ = 0;
+  uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t map_size_ = 0;
+  uint32_t format_ = 0;
+  std::string root_;
+};
+
+// Statistics of one blob in the daemon (BlobfsClient::stats).
+struct BlobfsBlobStats {
+  std::string name;  // one of its names
+  std::string root;  // hex
+  uint64_t size = 0;
+  bool compressed = false;
+  bool corrupt = false;
+  uint32_t opens = 0;
+  uint64_t page_ins = 0;
+  uint64_t pages_supplied = 0;
+  uint64_t bytes_read = 0;
+  uint64_t bytes_decompressed = 0;
+  uint64_t verify_failures = 0;
+  uint64_t latency_p50_ns = 0;
+  uint64_t latency_p99_ns = 0;
+};
+
+class BlobfsClient {
+ public:
+  // $XDG_RUNTIME_DIR/blobfsd.sock, else /tmp/blobfsd-<uid>.sock. Reentrant.
+  static std::string default_socket_path();
+
+  // Connects and says HELLO. `socket_path` nullptr or "": the default.
+  // ZX_ERR_NOT_FOUND / ZX_ERR_ACCESS_DENIED / ZX_ERR_PEER_CLOSED if there is no daemon
+  // there (or it cannot be reached), ZX_ERR_NOT_SUPPORTED for a daemon of another
+  // protocol version.
+  static zx_status_t connect(const char* socket_path, std::unique_ptr<BlobfsClient>* out);
+  ~BlobfsClient();
+
+  // Opens a blob by name (a path relative to the directory given to mkblobfs) or by Merkle
+  // root (64 hex digits) and maps it. ZX_ERR_NOT_FOUND if the image has no such blob;
+  // ZX_ERR_NOT_SUPPORTED if this process cannot use userfaultfd; ZX_ERR_NO_RESOURCES if
+  // the connection has too many blobs open; ZX_ERR_PEER_CLOSED if the daemon is gone.
+  zx_status_t open(const char* name, std::unique_ptr<BlobfsBlob>* out);
+  zx_status_t open_by_root(const char* root_hex, std::unique_ptr<BlobfsBlob>* out);
+
+  // Per-blob statistics of every blob the daemon has served.
+  zx_status_t stats(std::vector<BlobfsBlobStats>* out);
+
+ private:
+  BlobfsClient() = default;
+  zx_status_t open_common(uint16_t op, const void* body, size_t length,
+                          std::unique_ptr<BlobfsBlob>* out);
+  std::shared_ptr<BlobfsConnection> conn_;
+};
+
+}  // namespace zxp
+
+#endif  // ZXPAGER_BLOBFS_CLIENT_H_

@@ -1,0 +1,114 @@
+// blobfsd: serves the blobs of an image to client processes on demand (see README,
+// "blobfsd"). `blobfsd stats` prints the per-blob statistics of a running daemon.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+#include <zircon/status.h>
+
+#include <CLI/CLI.hpp>
+
+#include <zxpager/blobfs_client.h>
+
+#include "blob_store.h"
+#include "server.h"
+
+namespace {
+
+std::string Bytes(uint64_t b) {
+  if (b >= (10ull << 20)) return fmt::format("{}M", b >> 20);
+  if (b >= (10ull << 10)) return fmt::format("{}K", b >> 10);
+  return std::to_string(b);
+}
+
+std::string Micros(uint64_t ns) { return fmt::format("{:.1f}", static_cast<double>(ns) / 1000.0); }
+
+int Stats(const std::string& socket_path) {
+  std::unique_ptr<zxp::BlobfsClient> client;
+  zx_status_t st = zxp::BlobfsClient::connect(socket_path.c_str(), &client);
+  std::vector<zxp::BlobfsBlobStats> stats;
+  if (st == ZX_OK) st = client->stats(&stats);
+  if (st != ZX_OK) {
+    fmt::print(stderr, "blobfsd stats: {}: {}\n", socket_path, zx_status_get_string(st));
+    return 1;
+  }
+  fmt::print("{:<32} {:>10} {:<5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9}\n", "NAME",
+             "SIZE", "FMT", "OPEN", "PAGE-INS", "PAGES", "READ", "DECOMP", "VERIFY", "P50(us)",
+             "P99(us)");
+  for (const auto& s : stats) {
+    fmt::print("{:<32} {:>10} {:<5} {:>5} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9}{}\n", s.name,
+               s.size, s.compressed ? "zstd" : "raw", s.opens, s.page_ins, s.pages_supplied,
+               Bytes(s.bytes_read), Bytes(s.bytes_decompressed), s.verify_failures,
+               Micros(s.latency_p50_ns), Micros(s.latency_p99_ns), s.corrupt ? "  CORRUPT" : "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "blobfsd: serves the blobs of a blob image (mkblobfs) to other processes: each client\n"
+      "maps a blob, and the daemon reads, verifies (Merkle tree) and decompresses its pages\n"
+      "on first touch, through the client's userfaultfd."};
+  std::string image_path;
+  std::string socket_path = zxp::BlobfsClient::default_socket_path();
+  uint32_t threads = 2;
+  uint64_t cache = 64u << 20;
+  app.add_option("--image", image_path, "The blob image");
+  app.add_option("--socket", socket_path, "Where to listen")->capture_default_str();
+  app.add_option("--threads", threads, "Pager threads and io_uring lanes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--cache", cache,
+                 "Bytes of verified Merkle tree nodes kept for blobs no client has open")
+      ->capture_default_str();
+  auto* stats = app.add_subcommand("stats", "Per-blob statistics of a running daemon");
+  stats->add_option("--socket", socket_path, "The daemon's socket")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (stats->parsed()) return Stats(socket_path);
+  if (image_path.empty()) {
+    fmt::print(stderr, "blobfsd: --image is required\n");
+    return 2;
+  }
+
+  // SIGTERM and SIGINT are read from a signalfd; blocked before any thread starts so
+  // that every thread inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  if (sfd < 0) {
+    perror("blobfsd: signalfd");
+    return 1;
+  }
+
+  std::unique_ptr<blobfsd::BlobStore> store;
+  std::string error;
+  blobfsd::BlobStore::Options options;
+  options.threads = threads;
+  options.cache_bytes = cache;
+  zx_status_t st = blobfsd::BlobStore::Create(image_path, options, &store, &error);
+  if (st != ZX_OK) {
+    fmt::print(stderr, "blobfsd: {}: {} ({})\n", image_path, error, zx_status_get_string(st));
+    return 1;
+  }
+  std::unique_ptr<blobfsd::Server> server;
+  st = blobfsd::Server::Create(store.get(), socket_path, &server, &error);
+  if (st != ZX_OK) {
+    fmt::print(stderr, "blobfsd: {} ({})\n", error, zx_status_get_string(st));
+    return 1;
+  }
+  fmt::print(stderr, "blobfsd: serving {} ({} blobs) on {}\n", image_path,
+             store->image().blob_count(), socket_path);
+  int rc = server->Run(sfd);
+  server.reset();
+  store.reset();
+  close(sfd);
+  return rc;
+}

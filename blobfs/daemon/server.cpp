@@ -1,0 +1,613 @@
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include <blobfs/protocol.h>
+#include <zircon/status.h>
+#include <zircon/syscalls.h>
+
+// Debian 12's linux-libc-dev (6.1) predates UFFDIO_POISON (Linux 6.6).
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+  struct uffdio_range range;
+  __u64 mode;
+  __s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
+namespace blobfsd {
+
+namespace proto = blobfs::proto;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr int kMidMessageTimeoutMs = 10000;
+constexpr size_t kMaxConnections = 1024;
+constexpr size_t kMaxFdsPerMessage = 8;
+
+// After the daemon lets go of a client mapping, pages it never supplied must not read
+// as zeros in the client (the kernel fills a range no userfaultfd covers any more with
+// zero pages): they get a poison marker, so touching one is SIGBUS, as a detached pager
+// VMO faults on Zircon. Present pages are skipped (EEXIST); a mapping the client has
+// unmapped already (ENOENT) or a client that exited (ESRCH) needs nothing.
+void PoisonMissing(int uffd, uint64_t addr, uint64_t size) {
+  uint64_t pos = 0;
+  int stalls = 0;
+  while (pos < size && stalls < 100) {
+    uffdio_poison p = {};
+    p.range.start = addr + pos;
+    p.range.len = size - pos;
+    if (ioctl(uffd, UFFDIO_POISON, &p) == 0) return;
+    if (errno == EEXIST) {
+      pos += kPage;
+    } else if (errno == EAGAIN) {
+      if (p.updated > 0) {
+        pos += static_cast<uint64_t>(p.updated);
+      } else {
+        stalls++;
+      }
+    } else {
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+// One client connection, served on its own thread.
+class Connection {
+ public:
+  Connection(Server* server, int fd) : server_(server), fd_(fd) {}
+  ~Connection() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void Start() { thread_ = std::thread([this] { Serve(); }); }
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+  // From the main thread at SIGTERM: no new mappings; every mapping detached (its
+  // waiters fail); the thread wakes (reads end) and tears down.
+  void Shutdown() {
+    std::vector<uint32_t> ids;
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+      for (auto& [h, o] : opens_) {
+        if (o.vmo != ZX_HANDLE_INVALID) ids.push_back(o.vmo_id);
+      }
+    }
+    for (uint32_t id : ids) server_->store()->service()->detach_vmo(id);
+    shutdown(fd_, SHUT_RD);
+  }
+
+ private:
+  struct Open {
+    BlobSource* source;
+    uint64_t size;
+    zx_handle_t vmo = ZX_HANDLE_INVALID;
+    uint32_t vmo_id = 0;
+    int poison_fd = -1;  // a duplicate of the client's userfaultfd, for PoisonMissing
+    uint64_t addr = 0, map_size = 0;
+  };
+  enum class ReadResult { kOk, kEof, kTruncated, kTimedOut };
+
+  void Serve();
+  ReadResult ReadFull(void* buf, size_t n, bool first);
+  bool Dispatch(const proto::Header& h, const std::vector<uint8_t>& body);
+  bool Reply(const proto::Header& h, const void* body, size_t n);
+  bool ReplyStatus(const proto::Header& h, zx_status_t st);
+  // A protocol error: ERROR reply, and the connection closes (returns false).
+  bool Error(const proto::Header& h, zx_status_t st, const char* what);
+  bool OpenBlob(const proto::Header& h, uint32_t blob);
+  bool Map(const proto::Header& h, const proto::MapRequest& m);
+  bool Commit(const proto::Header& h, const proto::CommitRequest& c);
+  bool Stats(const proto::Header& h);
+  void Release(Open& o);
+  void CloseFds() {
+    for (int fd : fds_) close(fd);
+    fds_.clear();
+  }
+
+  Server* server_;
+  int fd_;
+  std::thread thread_;
+  std::atomic<bool> done_{false};
+  bool hello_ = false;
+  std::vector<int> fds_;  // descriptors received with the current message
+  std::mutex mu_;         // opens_ and closing_ (Shutdown comes from the main thread)
+  std::map<uint32_t, Open> opens_;
+  uint32_t next_handle_ = 1;
+  bool closing_ = false;
+};
+
+Connection::ReadResult Connection::ReadFull(void* buf, size_t n, bool first) {
+  auto* p = static_cast<uint8_t*>(buf);
+  size_t got = 0;
+  while (got < n) {
+    if (!(first && got == 0)) {
+      // Inside a message: a client that stops mid-way is cut off.
+      pollfd pfd = {fd_, POLLIN, 0};
+      int r = poll(&pfd, 1, kMidMessageTimeoutMs);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) return ReadResult::kTimedOut;
+    }
+    char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+    iovec iov = {p + got, n - got};
+    msghdr msg = {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t r = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return got == 0 && first ? ReadResult::kEof : ReadResult::kTruncated;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        fds_.push_back(fd);
+      }
+    }
+    got += static_cast<size_t>(r);
+  }
+  return ReadResult::kOk;
+}
+
+bool Connection::Reply(const proto::Header& req, const void* body, size_t n) {
+  proto::Header h = {static_cast<uint32_t>(n), static_cast<uint16_t>(req.op | proto::kReplyBit), 0,
+                     req.tag};
+  iovec iov[2] = {{&h, sizeof(h)}, {const_cast<void*>(body), n}};
+  msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  size_t total = sizeof(h) + n, sent = 0;
+  while (sent < total) {
+    ssize_t r = sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    sent += static_cast<size_t>(r);
+    // Advance the iovecs past what went out.
+    size_t skip = static_cast<size_t>(r);
+    while (skip > 0 && msg.msg_iovlen > 0) {
+      if (skip >= msg.msg_iov[0].iov_len) {
+        skip -= msg.msg_iov[0].iov_len;
+        msg.msg_iov++;
+        msg.msg_iovlen--;
+      } else {
+        msg.msg_iov[0].iov_base = static_cast<uint8_t*>(msg.msg_iov[0].iov_base) + skip;
+        msg.msg_iov[0].iov_len -= skip;
+        skip = 0;
+      }
+    }
+  }
+  return true;
+}
+
+bool Connection::ReplyStatus(const proto::Header& h, zx_status_t st) {
+  proto::StatusReply r = {st, 0};
+  return Reply(h, &r, sizeof(r));
+}
+
+bool Connection::Error(const proto::Header& req, zx_status_t st, const char* what) {
+  fprintf(stderr, "blobfsd: client error (%s: %s); closing the connection\n", what,
+          zx_status_get_string(st));
+  proto::Header h = req;
+  h.op = proto::kError;
+  ReplyStatus(h, st);
+  return false;
+}
+
+void Connection::Serve() {
+  for (;;) {
+    proto::Header h = {};
+    ReadResult r = ReadFull(&h, sizeof(h), true);
+    if (r == ReadResult::kEof) break;
+    if (r != ReadResult::kOk) {
+      Error(h, r == ReadResult::kTimedOut ? ZX_ERR_TIMED_OUT : ZX_ERR_INVALID_ARGS,
+            "truncated header");
+      break;
+    }
+    if (h.length > proto::kMaxRequestBody) {
+      Error(h, ZX_ERR_OUT_OF_RANGE, "oversized message");
+      break;
+    }
+    std::vector<uint8_t> body(h.length);
+    if (h.length > 0) {
+      r = ReadFull(body.data(), body.size(), false);
+      if (r != ReadResult::kOk) {
+        Error(h, r == ReadResult::kTimedOut ? ZX_ERR_TIMED_OUT : ZX_ERR_INVALID_ARGS,
+              "truncated message");
+        break;
+      }
+    }
+    bool keep;
+    if (h.flags != 0) {
+      keep = Error(h, ZX_ERR_INVALID_ARGS, "flags set");
+    } else if (!fds_.empty() && (h.op != proto::kMap || fds_.size() != 1)) {
+      keep = Error(h, ZX_ERR_INVALID_ARGS, "unexpected descriptors");
+    } else {
+      keep = Dispatch(h, body);
+    }
+    CloseFds();
+    if (!keep) break;
+  }
+  CloseFds();
+  std::map<uint32_t, Open> opens;
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    opens.swap(opens_);
+  }
+  for (auto& [handle, o] : opens) Release(o);
+  close(fd_);
+  done_.store(true, std::memory_order_release);
+  server_->ConnectionDone();
+}
+
+bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& body) {
+  const bool exact = [&] {
+    switch (h.op) {
+      case proto::kHello:
+        return body.size() == sizeof(proto::HelloRequest);
+      case proto::kOpenName:
+        return !body.empty() && body.size() <= blobfs::kMaxNameLength;
+      case proto::kOpenRoot:
+        return body.size() == blobfs::kDigestSize;
+      case proto::kMap:
+        return body.size() == sizeof(proto::MapRequest);
+      case proto::kCommit:
+        return body.size() == sizeof(proto::CommitRequest);
+      case proto::kClose:
+        return body.size() == sizeof(proto::HandleRequest);
+      case proto::kStats:
+        return body.empty();
+      default:
+        return true;
+    }
+  }();
+  if (!exact) return Error(h, ZX_ERR_INVALID_ARGS, "malformed message");
+  if (h.op == proto::kHello) {
+    if (hello_) return Error(h, ZX_ERR_BAD_STATE, "second HELLO");
+    proto::HelloRequest req;
+    memcpy(&req, body.data(), sizeof(req));
+    if (req.magic != proto::kMagic) return Error(h, ZX_ERR_INVALID_ARGS, "bad magic");
+    if (req.min_version > proto::kVersion || req.max_version < proto::kVersion) {
+      return Error(h, ZX_ERR_NOT_SUPPORTED, "no common protocol version");
+    }
+    hello_ = true;
+    proto::HelloReply rep = {ZX_OK, proto::kVersion, kPage};
+    return Reply(h, &rep, sizeof(rep));
+  }
+  if (!hello_) return Error(h, ZX_ERR_BAD_STATE, "request before HELLO");
+  const blobfs::Image& image = server_->store()->image();
+  switch (h.op) {
+    case proto::kOpenName: {
+      uint32_t blob;
+      std::string_view name(reinterpret_cast<const char*>(body.data()), body.size());
+      if (image.FindByName(name, &blob) != ZX_OK) {
+        proto::OpenReply rep = {};
+        rep.status = ZX_ERR_NOT_FOUND;
+        return Reply(h, &rep, sizeof(rep));
+      }
+      return OpenBlob(h, blob);
+    }
+    case proto::kOpenRoot: {
+      blobfs::Digest root;
+      memcpy(root.bytes.data(), body.data(), blobfs::kDigestSize);
+      uint32_t blob;
+      if (image.FindByRoot(root, &blob) != ZX_OK) {
+        proto::OpenReply rep = {};
+        rep.status = ZX_ERR_NOT_FOUND;
+        return Reply(h, &rep, sizeof(rep));
+      }
+      return OpenBlob(h, blob);
+    }
+    case proto::kMap: {
+      proto::MapRequest m;
+      memcpy(&m, body.data(), sizeof(m));
+      return Map(h, m);
+    }
+    case proto::kCommit: {
+      proto::CommitRequest c;
+      memcpy(&c, body.data(), sizeof(c));
+      return Commit(h, c);
+    }
+    case proto::kClose: {
+      proto::HandleRequest c;
+      memcpy(&c, body.data(), sizeof(c));
+      Open o;
+      {
+        std::lock_guard lock(mu_);
+        auto it = opens_.find(c.handle);
+        if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "CLOSE of an unknown handle");
+        o = it->second;
+        opens_.erase(it);
+      }
+      Release(o);
+      return ReplyStatus(h, ZX_OK);
+    }
+    case proto::kStats:
+      return Stats(h);
+    default:
+      return Error(h, ZX_ERR_NOT_SUPPORTED, "unknown request");
+  }
+}
+
+bool Connection::OpenBlob(const proto::Header& h, uint32_t blob) {
+  const blobfs::BlobInfo& info = server_->store()->image().blob(blob);
+  proto::OpenReply rep = {};
+  {
+    std::lock_guard lock(mu_);
+    if (closing_) {
+      rep.status = ZX_ERR_BAD_STATE;
+    } else if (opens_.size() >= proto::kMaxOpensPerConnection) {
+      rep.status = ZX_ERR_NO_RESOURCES;
+    } else {
+      BlobSource* src = server_->store()->source(blob);
+      src->opens.fetch_add(1, std::memory_order_relaxed);
+      rep.handle = next_handle_++;
+      opens_[rep.handle] = Open{src, info.size};
+    }
+  }
+  if (rep.status == ZX_OK) {
+    rep.size = info.size;
+    rep.format = static_cast<uint32_t>(info.format);
+    memcpy(rep.root, info.root.bytes.data(), sizeof(rep.root));
+  }
+  return Reply(h, &rep, sizeof(rep));
+}
+
+bool Connection::Map(const proto::Header& h, const proto::MapRequest& m) {
+  if (fds_.size() != 1) return Error(h, ZX_ERR_INVALID_ARGS, "MAP without a userfaultfd");
+  std::lock_guard lock(mu_);
+  auto it = opens_.find(m.handle);
+  if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "MAP of an unknown handle");
+  Open& o = it->second;
+  if (o.vmo != ZX_HANDLE_INVALID) return Error(h, ZX_ERR_BAD_STATE, "second MAP of a handle");
+  const uint64_t want = (o.size + kPage - 1) / kPage * kPage;
+  if (o.size == 0 || m.size != want || m.addr % kPage != 0) {
+    return Error(h, ZX_ERR_INVALID_ARGS, "MAP of the wrong size or address");
+  }
+  if (closing_) return ReplyStatus(h, ZX_ERR_BAD_STATE);
+  int poison_fd = fcntl(fds_[0], F_DUPFD_CLOEXEC, 0);
+  if (poison_fd < 0) return ReplyStatus(h, ZX_ERR_NO_RESOURCES);
+  zxp::PagerService::VmoOptions vo;
+  // blobfs's read-ahead: 32 KiB clusters of raw blobs, whole 32 KiB frames of zstd ones,
+  // and the service's adaptive window on top for sequential readers.
+  vo.granule = blobfs::kChunkSize;
+  vo.readahead_max = 1u << 20;
+  zx_status_t st = server_->store()->service()->create_remote_vmo(
+      o.source, fds_[0], m.addr, m.size, vo, &o.vmo_id, &o.vmo);
+  if (st != ZX_OK) {
+    close(poison_fd);
+    o.vmo = ZX_HANDLE_INVALID;
+    return Error(h, st, "MAP: not a usable userfaultfd mapping");
+  }
+  fds_.clear();  // the VMO owns the descriptor now
+  o.poison_fd = poison_fd;
+  o.addr = m.addr;
+  o.map_size = m.size;
+  return ReplyStatus(h, ZX_OK);
+}
+
+bool Connection::Commit(const proto::Header& h, const proto::CommitRequest& c) {
+  zx_handle_t vmo;
+  uint64_t size;
+  {
+    std::lock_guard lock(mu_);
+    auto it = opens_.find(c.handle);
+    if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "COMMIT of an unknown handle");
+    if (it->second.vmo == ZX_HANDLE_INVALID) {
+      return Error(h, ZX_ERR_BAD_STATE, "COMMIT before MAP");
+    }
+    vmo = it->second.vmo;
+    size = it->second.map_size;
+  }
+  if (c.offset > size || c.length > size - c.offset) return ReplyStatus(h, ZX_ERR_OUT_OF_RANGE);
+  if (c.length == 0) return ReplyStatus(h, ZX_OK);
+  const uint64_t a = c.offset / kPage * kPage;
+  const uint64_t b = (c.offset + c.length + kPage - 1) / kPage * kPage;
+  // Only this thread releases the handle, so it stays valid while the commit waits.
+  zx_status_t st = zx_vmo_op_range(vmo, ZX_VMO_OP_COMMIT, a, b - a, nullptr, 0);
+  return ReplyStatus(h, st);
+}
+
+bool Connection::Stats(const proto::Header& h) {
+  std::vector<uint8_t> out(sizeof(proto::StatsReply));
+  uint32_t count = 0;
+  for (BlobSource* s : server_->store()->sources()) {
+    const blobfs::BlobInfo& info = server_->store()->image().blob(s->blob());
+    const std::string& name = server_->name_of(s->blob());
+    proto::BlobStatsRecord r = {};
+    memcpy(r.root, info.root.bytes.data(), sizeof(r.root));
+    r.size = info.size;
+    r.page_ins = s->page_ins.load();
+    r.pages_supplied = s->pages_supplied.load();
+    r.bytes_read = s->bytes_read.load();
+    r.bytes_decompressed = s->bytes_decompressed.load();
+    r.verify_failures = s->verify_failures.load();
+    r.latency_p50_ns = s->latency.Quantile(0.50);
+    r.latency_p99_ns = s->latency.Quantile(0.99);
+    r.format = static_cast<uint32_t>(info.format);
+    r.opens = s->opens.load();
+    r.corrupt = s->corrupt() ? 1 : 0;
+    r.name_length = static_cast<uint32_t>(name.size());
+    const size_t padded = (name.size() + 7) / 8 * 8;
+    if (out.size() + sizeof(r) + padded > proto::kMaxReplyBody) break;
+    size_t at = out.size();
+    out.resize(at + sizeof(r) + padded, 0);
+    memcpy(out.data() + at, &r, sizeof(r));
+    memcpy(out.data() + at + sizeof(r), name.data(), name.size());
+    count++;
+  }
+  proto::StatsReply rep = {ZX_OK, count};
+  memcpy(out.data(), &rep, sizeof(rep));
+  return Reply(h, out.data(), out.size());
+}
+
+void Connection::Release(Open& o) {
+  if (o.vmo != ZX_HANDLE_INVALID) {
+    server_->store()->service()->detach_vmo(o.vmo_id);
+    PoisonMissing(o.poison_fd, o.addr, o.map_size);
+    zx_handle_close(o.vmo);
+    close(o.poison_fd);
+  }
+  o.source->opens.fetch_sub(1, std::memory_order_relaxed);
+  server_->store()->Released(o.source);
+}
+
+// ---- Server ----
+
+zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
+                           std::unique_ptr<Server>* out, std::string* error) {
+  std::unique_ptr<Server> s(new Server());
+  s->store_ = store;
+  s->path_ = socket_path;
+  const blobfs::Image& image = store->image();
+  s->names_.resize(image.blob_count());
+  for (uint32_t i = 0; i < image.name_count(); i++) {
+    std::string& n = s->names_[image.name_blob(i)];
+    if (n.empty()) n = image.name(i);
+  }
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
+    *error = "socket path empty or too long: " + socket_path;
+    return ZX_ERR_INVALID_ARGS;
+  }
+  memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  s->listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  s->done_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->listen_fd_ < 0 || s->done_fd_ < 0) {
+    *error = std::string("socket: ") + strerror(errno);
+    return ZX_ERR_NO_RESOURCES;
+  }
+  struct stat stt;
+  if (lstat(socket_path.c_str(), &stt) == 0) {
+    if (!S_ISSOCK(stt.st_mode)) {
+      *error = socket_path + " exists and is not a socket";
+      return ZX_ERR_ALREADY_EXISTS;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = probe >= 0 && connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      *error = "a daemon already listens on " + socket_path;
+      return ZX_ERR_ALREADY_EXISTS;
+    }
+    unlink(socket_path.c_str());  // stale, from a daemon that did not exit cleanly
+  }
+  if (bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    *error = "bind " + socket_path + ": " + strerror(errno);
+    return ZX_ERR_ACCESS_DENIED;
+  }
+  // Any local user may read blobs: they are verified, read-only content.
+  chmod(socket_path.c_str(), 0666);
+  if (listen(s->listen_fd_, 128) != 0) {
+    *error = std::string("listen: ") + strerror(errno);
+    unlink(socket_path.c_str());
+    return ZX_ERR_IO;
+  }
+  *out = std::move(s);
+  return ZX_OK;
+}
+
+Server::~Server() {
+  Reap(true);
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    unlink(path_.c_str());
+  }
+  if (done_fd_ >= 0) close(done_fd_);
+}
+
+void Server::ConnectionDone() {
+  uint64_t one = 1;
+  ssize_t n = write(done_fd_, &one, sizeof(one));
+  (void)n;
+}
+
+void Server::Reap(bool all) {
+  std::vector<std::unique_ptr<Connection>> finished;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (all || (*it)->done()) {
+        finished.push_back(std::move(*it));
+        it = connections_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  finished.clear();  // joins
+}
+
+int Server::Run(int signal_fd) {
+  for (;;) {
+    pollfd pfds[3] = {{listen_fd_, POLLIN, 0}, {signal_fd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
+    int r = poll(pfds, 3, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      perror("blobfsd: poll");
+      break;
+    }
+    if (pfds[1].revents) {
+      signalfd_siginfo si;
+      ssize_t n = read(signal_fd, &si, sizeof(si));
+      (void)n;
+      fprintf(stderr, "blobfsd: %s: shutting down\n", strsignal(static_cast<int>(si.ssi_signo)));
+      break;
+    }
+    if (pfds[2].revents) {
+      uint64_t v;
+      ssize_t n = read(done_fd_, &v, sizeof(v));
+      (void)n;
+      Reap(false);
+    }
+    if (pfds[0].revents) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      std::lock_guard lock(mu_);
+      if (connections_.size() >= kMaxConnections) {
+        close(fd);
+        continue;
+      }
+      connections_.push_back(std::make_unique<Connection>(this, fd));
+      connections_.back()->Start();
+    }
+  }
+  // Stop taking clients; finish what is in flight; fail whoever still waits.
+  close(listen_fd_);
+  listen_fd_ = -1;
+  unlink(path_.c_str());
+  store_->service()->wait_idle(zx_deadline_after(ZX_SEC(5)));
+  {
+    std::lock_guard lock(mu_);
+    for (auto& c : connections_) c->Shutdown();
+  }
+  Reap(true);
+  return 0;
+}
+
+}  // namespace blobfsd

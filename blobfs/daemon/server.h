@@ -1,0 +1,50 @@
+// The daemon's socket side: accepts clients, speaks the protocol (<blobfs/protocol.h>),
+// turns each client mapping into a remote pager VMO of the blob served by its BlobSource.
+// One thread per connection (a COMMIT blocks until its pages are in); the main thread
+// accepts and watches for SIGTERM/SIGINT.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "blob_store.h"
+
+namespace blobfsd {
+
+class Connection;
+
+class Server {
+ public:
+  // Binds `socket_path` (a stale socket nobody listens on is replaced; a live one is
+  // ZX_ERR_ALREADY_EXISTS), mode 0666 so that any user may connect.
+  static zx_status_t Create(BlobStore* store, const std::string& socket_path,
+                            std::unique_ptr<Server>* out, std::string* error);
+  ~Server();
+
+  // Serves until `signal_fd` (a signalfd) reads: then stops accepting, removes the
+  // socket, lets fills in flight finish, fails the waiters that remain (detach), closes
+  // every connection. Returns 0.
+  int Run(int signal_fd);
+
+  BlobStore* store() const { return store_; }
+  const std::string& name_of(uint32_t blob) const { return names_[blob]; }
+  void ConnectionDone();
+
+ private:
+  Server() = default;
+  void Reap(bool all);
+
+  BlobStore* store_ = nullptr;
+  std::string path_;
+  int listen_fd_ = -1;
+  int done_fd_ = -1;  // eventfd: a connection thread finished
+  std::vector<std::string> names_;  // first name of each blob
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+};
+
+}  // namespace blobfsd

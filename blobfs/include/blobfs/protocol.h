@@ -1,0 +1,108 @@
+// The blobfsd wire protocol (README "The blobfsd protocol" describes it for users).
+//
+// A Unix stream socket. Every message, either way, is a 12-byte Header followed by
+// `length` bytes of body; integers are little-endian, structs are sent with memcpy.
+// The client sends requests one at a time and reads each reply (same op with kReplyBit,
+// same tag) before the next. The first request must be HELLO. A malformed, truncated,
+// oversized or out-of-order request gets an ERROR reply (a StatusReply) and the daemon
+// closes the connection; a request that is well-formed but fails (no such blob, a range
+// past the end) gets its own reply with the status, and the connection stays.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace blobfs::proto {
+
+inline constexpr uint32_t kMagic = 0x46424c42;  // "BLBF"
+inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kMaxRequestBody = 8192;      // client to daemon
+inline constexpr uint32_t kMaxReplyBody = 64u << 20;   // daemon to client
+inline constexpr uint32_t kMaxOpensPerConnection = 4096;
+
+enum Op : uint16_t {
+  kHello = 1,     // HelloRequest -> HelloReply
+  kOpenName = 2,  // the name's bytes (1..4096) -> OpenReply
+  kOpenRoot = 3,  // 32-byte Merkle root -> OpenReply
+  kMap = 4,       // MapRequest + one userfaultfd (SCM_RIGHTS) -> StatusReply
+  kCommit = 5,    // CommitRequest -> StatusReply
+  kClose = 6,     // HandleRequest -> StatusReply
+  kStats = 7,     // empty -> StatsReply + records
+  kError = 0x7f,  // daemon only: a StatusReply, then the daemon closes the connection
+};
+inline constexpr uint16_t kReplyBit = 0x8000;
+
+struct Header {
+  uint32_t length;  // body bytes after the header
+  uint16_t op;
+  uint16_t flags;   // 0
+  uint32_t tag;     // chosen by the client, echoed in the reply
+};
+static_assert(sizeof(Header) == 12);
+
+struct HelloRequest {
+  uint32_t magic;
+  uint32_t min_version;
+  uint32_t max_version;
+  uint32_t reserved;
+};
+struct HelloReply {
+  int32_t status;
+  uint32_t version;  // chosen by the daemon
+  uint64_t page_size;
+};
+struct OpenReply {
+  int32_t status;
+  uint32_t handle;  // names the open blob in MAP, COMMIT, CLOSE (per connection)
+  uint64_t size;    // bytes
+  uint32_t format;  // blobfs::BlobFormat
+  uint32_t reserved;
+  uint8_t root[32];
+};
+// The client's mapping of the open blob: `size` is the blob's size rounded up to pages,
+// registered MISSING with the userfaultfd sent along (zxp_remote_map_create).
+struct MapRequest {
+  uint32_t handle;
+  uint32_t reserved;
+  uint64_t addr;
+  uint64_t size;
+};
+// Supplies [offset, offset+length) of a mapped blob (page-rounded outward) and replies
+// when every page is present (ZX_OK) or could not be produced (the status).
+struct CommitRequest {
+  uint32_t handle;
+  uint32_t reserved;
+  uint64_t offset;
+  uint64_t length;
+};
+struct HandleRequest {
+  uint32_t handle;
+  uint32_t reserved;
+};
+struct StatusReply {
+  int32_t status;
+  uint32_t reserved;
+};
+struct StatsReply {
+  int32_t status;
+  uint32_t count;  // BlobStatsRecords follow, each followed by name_length bytes of name
+                   // padded to 8
+};
+struct BlobStatsRecord {
+  uint8_t root[32];
+  uint64_t size;
+  uint64_t page_ins;            // fills (one read + verify + supply each)
+  uint64_t pages_supplied;
+  uint64_t bytes_read;          // from the image
+  uint64_t bytes_decompressed;
+  uint64_t verify_failures;
+  uint64_t latency_p50_ns;      // fill started to pages supplied
+  uint64_t latency_p99_ns;
+  uint32_t format;
+  uint32_t opens;               // open now
+  uint32_t corrupt;             // 1 once a block failed verification
+  uint32_t name_length;
+};
+static_assert(sizeof(BlobStatsRecord) == 112);
+
+}  // namespace blobfs::proto
