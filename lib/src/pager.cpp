@@ -562,15 +562,11 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
   const int fd = uffd_;
   const uintptr_t dst = home_ + first * kPageSize;
   const uint64_t len = (end - first) * kPageSize;
-  // For eviction the pages must be write-protected before anyone can write them: move
-  // without waking, protect, then wake.
-  const bool protect = wp_ && eviction_used_;
-  const bool wake = !protect;
   uint64_t off = 0;
   *err = 0;
   while (off < len) {
-    uffd::Progress p = uffd::move(fd, dst + off, reinterpret_cast<uintptr_t>(src) + off,
-                                  len - off, false, wake);
+    uffd::Progress p =
+        uffd::move(fd, dst + off, reinterpret_cast<uintptr_t>(src) + off, len - off, false);
     stats_->pages_move.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
     off += p.done;
     if (p.err == 0) break;
@@ -584,7 +580,7 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
           run += kPageSize;
         }
       }
-      uffd::Progress z = uffd::zeropage(fd, dst + off, run, wake);
+      uffd::Progress z = uffd::zeropage(fd, dst + off, run);
       stats_->pages_zero.fetch_add(z.done / kPageSize, std::memory_order_relaxed);
       off += z.done;
       if (z.err == 0) continue;
@@ -593,7 +589,7 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
     }
     if (p.err == EBUSY) {
       // The source page is shared or pinned (MOVE needs it exclusive): copy that one.
-      uffd::Progress c = uffd::copy(fd, dst + off, src + off, kPageSize, wake, protect);
+      uffd::Progress c = uffd::copy(fd, dst + off, src + off, kPageSize);
       stats_->pages_copy.fetch_add(c.done / kPageSize, std::memory_order_relaxed);
       off += c.done;
       if (c.err == 0) continue;
@@ -604,12 +600,6 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
     break;
   }
   *done = off;
-  if (protect && off > 0) {
-    // UFFDIO_WRITEPROTECT only wakes when it removes protection: wake explicitly.
-    int wp_err = uffd::writeprotect(fd, dst, off, true, false);
-    uffd::wake(fd, dst, off);
-    if (wp_err != 0) return ZX_ERR_BAD_STATE;  // filled, but not provably clean
-  }
   return ZX_OK;
 }
 
@@ -618,8 +608,12 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   const uint64_t len = (end - first) * kPageSize;
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
   auto* anon = aux->kind() == Vmo::Kind::kAnonymous ? static_cast<AnonVmo*>(aux) : nullptr;
-  // MOVE cannot cross address spaces: a remote VMO is always filled by COPY.
-  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_;
+  // MOVE cannot cross address spaces: a remote VMO is always filled by COPY. Nor can it
+  // install a page write-protected: once eviction tracks writes, a page moved in is
+  // writable until protected, and a store in that window would be taken for clean and
+  // lost to eviction; COPY with UFFDIO_COPY_MODE_WP protects as it installs.
+  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_ &&
+                        !(wp_ && eviction_used_);
   std::shared_lock<std::shared_mutex> memfd_lock;
   std::unique_lock<std::mutex> anon_lock;
   auto lock_aux = [&]() -> zx_status_t {
@@ -658,9 +652,9 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     uint64_t done = 0;
     int err = 0;
     const uint64_t src_off = aux_offset + (a - first) * kPageSize;
-    bool clean = wp_ && eviction_used_;
+    const bool clean = wp_ && eviction_used_;
     if (use_move) {
-      if (fill_run_move(a, b, anon->base() + src_off, &done, &err) != ZX_OK) clean = false;
+      fill_run_move(a, b, anon->base() + src_off, &done, &err);
     } else {
       const uint8_t* src;
       if (memfd) {
