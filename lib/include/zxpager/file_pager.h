@@ -40,7 +40,7 @@ class ZXP_EXPORT FilePager {
     bool force_copy = false;
     bool writable = false;
     uint32_t pager_threads = 1;
-    uint32_t queue_depth = 64;          // reads in flight at most (aux slots)
+    uint32_t queue_depth = 128;         // reads in flight at most (aux slots)
     uint64_t readahead_max = 2u << 20;
     uint64_t budget_bytes = 0;          // resident supplied bytes, 0: unbounded
     const char* record_path = nullptr;  // working set written here by close()

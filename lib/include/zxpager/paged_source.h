@@ -44,6 +44,10 @@ class ZXP_EXPORT PagedSource {
  public:
   virtual ~PagedSource();
   virtual void fill(PagerService* service, const FillRequest& request) = 0;
+  // Called after a batch of fill() calls (and before the service waits for a free aux
+  // slot): a source that queues its work (an io_uring that submits many reads at once)
+  // starts it here. The default does nothing.
+  virtual void flush();
 };
 
 // Read-ahead hints (zxp_file_advise takes the same values).

@@ -85,7 +85,7 @@ class FilePager::Impl {
     }
     PagerService::Options so;
     so.pager_threads = o.pager_threads ? o.pager_threads : 1;
-    so.aux_slots = o.queue_depth ? o.queue_depth : 64;
+    so.aux_slots = o.queue_depth ? o.queue_depth : 128;
     so.max_fill = std::max<uint64_t>(2u << 20, (o.readahead_max + kPage - 1) & ~(kPage - 1));
     so.force_copy = o.force_copy;
     so.budget_bytes = o.budget_bytes;

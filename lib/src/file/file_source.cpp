@@ -54,10 +54,17 @@ void FileSource::fill(PagerService* service, const FillRequest& req) {
     return;
   }
   auto* r = new Read{service, req, want};
-  submit(r);
+  submit(r, false);
 }
 
-void FileSource::submit(Read* r) {
+void FileSource::flush() {
+  std::lock_guard lock(sq_mu_);
+  if (unsubmitted_ == 0) return;
+  io_uring_submit(&ring_);
+  unsubmitted_ = 0;
+}
+
+void FileSource::submit(Read* r, bool now) {
   std::lock_guard lock(sq_mu_);
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (!sqe) {
@@ -68,7 +75,12 @@ void FileSource::submit(Read* r) {
                      r->req.offset + r->done);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, r);
-  io_uring_submit(&ring_);
+  // Held back until flush() (the service calls it after each batch of fills), so a
+  // batch is one io_uring_enter; but never more than a few dozen.
+  if (now || ++unsubmitted_ >= 32) {
+    io_uring_submit(&ring_);
+    unsubmitted_ = 0;
+  }
 }
 
 void FileSource::finish(Read* r, bool error) {

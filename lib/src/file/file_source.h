@@ -23,6 +23,7 @@ class FileSource final : public PagedSource {
   // file system refuses (EINVAL) turns it off and is retried buffered.
   zx_status_t init(int fd, uint64_t size, bool direct, unsigned depth);
   void fill(PagerService* service, const FillRequest& request) override;
+  void flush() override;
 
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   bool direct() const { return direct_.load(std::memory_order_relaxed); }
@@ -35,7 +36,8 @@ class FileSource final : public PagedSource {
     uint64_t want;  // bytes to read (to EOF, page-rounded for O_DIRECT)
     uint64_t done = 0;
   };
-  void submit(Read* r);
+  // Queues a read; `now` submits it (and anything queued) at once.
+  void submit(Read* r, bool now = true);
   void reap();
   // Finishes a read that stopped at `r->done` (EOF, error): pages wholly past the good
   // bytes fail with ZX_ERR_IO, unless they lie past the original end of the file.
@@ -47,6 +49,7 @@ class FileSource final : public PagedSource {
   bool ring_ok_ = false;
   io_uring ring_{};
   std::mutex sq_mu_;
+  unsigned unsubmitted_ = 0;  // guarded by sq_mu_
   std::thread reaper_;
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> read_errors_{0};

@@ -6,6 +6,7 @@
 // bitmap and trace; slots_mu_ the free aux slots; budget_mu_ the eviction queue;
 // vmos_mu_ the id table. None is held across a source's fill(), a supply or an
 // eviction, so a source may complete inline.
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 namespace zxp {
 
 PagedSource::~PagedSource() = default;
+void PagedSource::flush() {}
 
 namespace {
 
@@ -429,7 +431,9 @@ class PagerService::Impl {
                       ? v.ra_max
                       : std::min(v.ra_max, std::max(kInitialWindowPages, s->window * 2));
     }
-    uint64_t target = std::min(v.pages, end + s->window);
+    // Two windows ahead keep reads in flight while the reader consumes the first; under a
+    // budget one (the window is a quarter of the budget already).
+    uint64_t target = std::min(v.pages, end + s->window * (opt_.budget_bytes ? 1 : 2));
     uint64_t start = std::max(s->ahead_end, end);
     // Extend only by a worthwhile piece (a quarter window), or to the end of the VMO.
     if (target <= start || (target - start < s->window / 4 && target != v.pages)) return end;
@@ -480,6 +484,7 @@ class PagerService::Impl {
       for (const Run& r : runs) mark_in_flight(v, r.first, r.end, chunk);
     }
     for (const Run& r : runs) issue(vp, r, chunk, false);
+    if (!runs.empty()) v.source->flush();
   }
 
   // With v.mu held: appends [a, b) to the working-set trace.
@@ -507,8 +512,14 @@ class PagerService::Impl {
     batches_total_ += (b - a + chunk - 1) / chunk;
   }
 
-  uint32_t acquire_slot() {
+  uint32_t acquire_slot(PagedSource* source) {
     std::unique_lock lock(slots_mu_);
+    if (free_slots_.empty()) {
+      // Fills the source holds back would never free a slot: start them first.
+      lock.unlock();
+      source->flush();
+      lock.lock();
+    }
     slots_cv_.wait(lock, [&] { return !free_slots_.empty(); });
     uint32_t s = free_slots_.back();
     free_slots_.pop_back();
@@ -526,7 +537,7 @@ class PagerService::Impl {
     chunk = std::max<uint64_t>(v->granule, chunk / v->granule * v->granule);
     for (uint64_t p = r.first; p < r.end; p += chunk) {
       uint64_t e = std::min(r.end, p + chunk);
-      uint32_t slot = acquire_slot();
+      uint32_t slot = acquire_slot(v->source);
       auto* b = new Batch;
       b->vmo = v;
       b->slot = slot;
@@ -538,6 +549,9 @@ class PagerService::Impl {
       if (prefetch) c_.prefetch_pages.fetch_add(e - p, std::memory_order_relaxed);
       c_.fills.fetch_add(1, std::memory_order_relaxed);
       inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
+      // Allocate the slot's pages in one call: a source copying into holes would take a
+      // page fault per page, under the mmap lock the supplies take too.
+      if (e - p >= 16) madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
       FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b};
       v->source->fill(owner_, req);
     }
@@ -730,21 +744,30 @@ class PagerService::Impl {
     for (;;) {
       prefetch_cv_.wait(lock, [&] { return stopping_ || !prefetch_q_.empty(); });
       if (prefetch_q_.empty()) return;
-      auto [v, r] = prefetch_q_.front();
-      prefetch_q_.pop_front();
+      // Everything queued at once, then one flush: a trace replay becomes many reads in
+      // flight, submitted together.
+      auto batch = std::move(prefetch_q_);
+      prefetch_q_.clear();
       prefetch_busy_ = true;
       lock.unlock();
-      std::vector<Run> runs;
       const uint64_t chunk = opt_.max_fill / kPage;
-      {
-        std::lock_guard vl(v->mu);
-        if (!v->detached) {
-          uint64_t a = align_down(*v, r.first), b = align_up(*v, r.first + r.count);
-          collect(*v, a, b, true, 0, false, &runs);
-          for (const Run& run : runs) mark_in_flight(*v, run.first, run.end, chunk);
+      std::vector<PagedSource*> sources;
+      for (auto& [v, r] : batch) {
+        std::vector<Run> runs;
+        {
+          std::lock_guard vl(v->mu);
+          if (!v->detached) {
+            uint64_t a = align_down(*v, r.first), b = align_up(*v, r.first + r.count);
+            collect(*v, a, b, true, 0, false, &runs);
+            for (const Run& run : runs) mark_in_flight(*v, run.first, run.end, chunk);
+          }
+        }
+        for (const Run& run : runs) issue(v, run, chunk, true);
+        if (!runs.empty() && std::find(sources.begin(), sources.end(), v->source) == sources.end()) {
+          sources.push_back(v->source);
         }
       }
-      for (const Run& run : runs) issue(v, run, chunk, true);
+      for (PagedSource* src : sources) src->flush();
       lock.lock();
       prefetch_busy_ = false;
       if (prefetch_q_.empty()) prefetch_cv_.notify_all();
