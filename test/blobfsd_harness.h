@@ -313,7 +313,9 @@ class RawClient {
     pollfd p = {fd_, POLLIN, 0};
     if (poll(&p, 1, timeout_ms) <= 0) return false;
     char c;
-    return recv(fd_, &c, 1, 0) == 0;
+    // A daemon that closes with our bytes unread resets the stream: also the end.
+    ssize_t r = recv(fd_, &c, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
   }
   uint16_t last_op() const { return last_op_; }
 

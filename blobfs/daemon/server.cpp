@@ -521,11 +521,11 @@ zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
     *error = "bind " + socket_path + ": " + strerror(errno);
     return ZX_ERR_ACCESS_DENIED;
   }
+  s->bound_ = true;
   // Any local user may read blobs: they are verified, read-only content.
   chmod(socket_path.c_str(), 0666);
   if (listen(s->listen_fd_, 128) != 0) {
     *error = std::string("listen: ") + strerror(errno);
-    unlink(socket_path.c_str());
     return ZX_ERR_IO;
   }
   *out = std::move(s);
@@ -534,10 +534,8 @@ zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
 
 Server::~Server() {
   Reap(true);
-  if (listen_fd_ >= 0) {
-    close(listen_fd_);
-    unlink(path_.c_str());
-  }
+  if (listen_fd_ >= 0) close(listen_fd_);
+  if (bound_) unlink(path_.c_str());
   if (done_fd_ >= 0) close(done_fd_);
 }
 
@@ -601,6 +599,7 @@ int Server::Run(int signal_fd) {
   close(listen_fd_);
   listen_fd_ = -1;
   unlink(path_.c_str());
+  bound_ = false;
   store_->service()->wait_idle(zx_deadline_after(ZX_SEC(5)));
   {
     std::lock_guard lock(mu_);

@@ -41,6 +41,7 @@ class Server {
   BlobStore* store_ = nullptr;
   std::string path_;
   int listen_fd_ = -1;
+  bool bound_ = false;  // the socket file is ours to remove
   int done_fd_ = -1;  // eventfd: a connection thread finished
   std::vector<std::string> names_;  // first name of each blob
   std::mutex mu_;
