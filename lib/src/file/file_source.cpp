@@ -54,14 +54,67 @@ void FileSource::fill(PagerService* service, const FillRequest& req) {
     return;
   }
   auto* r = new Read{service, req, want};
+  if (want <= kSyncMax && read_sync(r)) return;
   submit(r, false);
 }
 
+namespace {
+// A small ring per thread for reads the thread waits for itself.
+struct ThreadRing {
+  io_uring ring{};
+  bool ok = false;
+  ThreadRing() { ok = io_uring_queue_init(4, &ring, 0) == 0; }
+  ~ThreadRing() {
+    if (ok) io_uring_queue_exit(&ring);
+  }
+};
+}  // namespace
+
+// A read of a few pages (a random fault's exact page) is done on the calling pager
+// thread and waited for there: with nothing else to overlap it, going through the reaper
+// only adds two thread hops to the fault's latency.
+bool FileSource::read_sync(Read* r) {
+  static thread_local ThreadRing tr;
+  if (!tr.ok) return false;
+  io_uring_sqe* sqe = io_uring_get_sqe(&tr.ring);
+  if (!sqe) return false;
+  io_uring_prep_read(sqe, fd_, r->req.dst + r->done, static_cast<unsigned>(r->want - r->done),
+                     r->req.offset + r->done);
+  io_uring_sqe_set_data(sqe, r);
+  io_uring_cqe* cqe;
+  if (io_uring_submit_and_wait(&tr.ring, 1) < 0 || io_uring_wait_cqe(&tr.ring, &cqe) != 0) {
+    return false;  // nothing read into r: the shared ring takes it
+  }
+  const int res = cqe->res;
+  io_uring_cqe_seen(&tr.ring, cqe);
+  // handle() finishes the read, or resubmits the rest (short read, EAGAIN) to the shared
+  // ring.
+  handle(reinterpret_cast<uint64_t>(r), res);
+  return true;
+}
+
 void FileSource::flush() {
-  std::lock_guard lock(sq_mu_);
-  if (unsubmitted_ == 0) return;
-  io_uring_submit(&ring_);
-  unsubmitted_ = 0;
+  {
+    std::lock_guard lock(sq_mu_);
+    if (unsubmitted_ != 0) io_uring_submit(&ring_);
+    unsubmitted_ = 0;
+  }
+  // Reads of cached pages complete inside the submit: finish them here, on this pager
+  // thread, rather than wake the reaper for them.
+  uint64_t data;
+  int res;
+  while (take(&data, &res, false)) handle(data, res);
+}
+
+bool FileSource::take(uint64_t* data, int* res, bool quit_too) {
+  std::lock_guard lock(cq_mu_);
+  io_uring_cqe* cqe;
+  if (io_uring_peek_cqe(&ring_, &cqe) != 0) return false;
+  *data = io_uring_cqe_get_data64(cqe);
+  if (*data == kQuit && !quit_too) return false;  // the reaper's to see
+  *res = cqe->res;
+  io_uring_cqe_seen(&ring_, cqe);
+  return true;
 }
 
 void FileSource::submit(Read* r, bool now) {
@@ -96,52 +149,58 @@ void FileSource::finish(Read* r, bool error) {
 
 void FileSource::reap() {
   for (;;) {
-    io_uring_cqe* cqe;
-    int w = io_uring_wait_cqe(&ring_, &cqe);
-    if (w == -EINTR || w == -EAGAIN) continue;
-    if (w < 0) return;
-    const uint64_t data = io_uring_cqe_get_data64(cqe);
-    const int res = cqe->res;
-    io_uring_cqe_seen(&ring_, cqe);
+    uint64_t data;
+    int res;
+    if (!take(&data, &res, true)) {
+      // Wait for a completion without taking it: a pager thread may take it first.
+      io_uring_cqe* cqe;
+      int w = io_uring_wait_cqe(&ring_, &cqe);
+      if (w < 0 && w != -EINTR && w != -EAGAIN) return;
+      continue;
+    }
     if (data == kQuit) return;
-    auto* r = reinterpret_cast<Read*>(data);
-    if (res == -EAGAIN || res == -EINTR) {
+    handle(data, res);
+  }
+}
+
+void FileSource::handle(uint64_t data, int res) {
+  auto* r = reinterpret_cast<Read*>(data);
+  if (res == -EAGAIN || res == -EINTR) {
+    submit(r);
+    return;
+  }
+  if (res == -EINVAL && direct()) {
+    // The file system refuses O_DIRECT (for this size or alignment): go buffered, for
+    // good. The registered file shares the descriptor's file status flags.
+    int fl = fcntl(fd_, F_GETFL);
+    if (fl >= 0) fcntl(fd_, F_SETFL, fl & ~O_DIRECT);
+    direct_ = false;
+    uint64_t exact = 0;
+    if (r->req.offset < size_) {
+      exact = std::min(size_, r->req.offset + r->req.length) - r->req.offset;
+    }
+    r->want = std::max(r->done, exact);
+    if (r->done < r->want) {
       submit(r);
-      continue;
-    }
-    if (res == -EINVAL && direct()) {
-      // The file system refuses O_DIRECT (for this size or alignment): go buffered, for
-      // good. The registered file shares the descriptor's file status flags.
-      int fl = fcntl(fd_, F_GETFL);
-      if (fl >= 0) fcntl(fd_, F_SETFL, fl & ~O_DIRECT);
-      direct_ = false;
-      uint64_t exact = 0;
-      if (r->req.offset < size_) {
-        exact = std::min(size_, r->req.offset + r->req.length) - r->req.offset;
-      }
-      r->want = std::max(r->done, exact);
-      if (r->done < r->want) {
-        submit(r);
-      } else {
-        finish(r, false);
-      }
-      continue;
-    }
-    if (res < 0) {
-      read_errors_.fetch_add(1, std::memory_order_relaxed);
-      finish(r, true);
-      continue;
-    }
-    bytes_read_.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
-    r->done += static_cast<uint64_t>(res);
-    const uint64_t at = r->req.offset + r->done;
-    if (r->done >= r->want || at >= size_) {
-      finish(r, false);  // complete, or the original end reached
-    } else if (res == 0 || (direct() && (at % 512) != 0)) {
-      finish(r, false);  // the file ends early now: it shrank
     } else {
-      submit(r);  // a short read: read the rest
+      finish(r, false);
     }
+    return;
+  }
+  if (res < 0) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    finish(r, true);
+    return;
+  }
+  bytes_read_.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+  r->done += static_cast<uint64_t>(res);
+  const uint64_t at = r->req.offset + r->done;
+  if (r->done >= r->want || at >= size_) {
+    finish(r, false);  // complete, or the original end reached
+  } else if (res == 0 || (direct() && (at % 512) != 0)) {
+    finish(r, false);  // the file ends early now: it shrank
+  } else {
+    submit(r);  // a short read: read the rest
   }
 }
 

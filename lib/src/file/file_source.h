@@ -39,6 +39,11 @@ class FileSource final : public PagedSource {
   // Queues a read; `now` submits it (and anything queued) at once.
   void submit(Read* r, bool now = true);
   void reap();
+  // Takes a completion off the ring if one is there (the reaper's quit only if quit_too).
+  bool take(uint64_t* data, int* res, bool quit_too);
+  void handle(uint64_t data, int res);
+  bool read_sync(Read* r);
+  static constexpr uint64_t kSyncMax = 16 * 1024;
   // Finishes a read that stopped at `r->done` (EOF, error): pages wholly past the good
   // bytes fail with ZX_ERR_IO, unless they lie past the original end of the file.
   void finish(Read* r, bool error);
@@ -50,6 +55,7 @@ class FileSource final : public PagedSource {
   io_uring ring_{};
   std::mutex sq_mu_;
   unsigned unsubmitted_ = 0;  // guarded by sq_mu_
+  std::mutex cq_mu_;          // taking completions: the reaper and pager threads
   std::thread reaper_;
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> read_errors_{0};
