@@ -35,7 +35,12 @@ struct FillRequest {
   uint64_t length;   // bytes, a page multiple, at most Options::max_fill
   uint8_t* dst;
   void* token;
+  uint32_t flags;    // kFill* below
 };
+
+// FillRequest::flags: nobody waits for these pages yet (read-ahead, prefetch): a source
+// may queue the work rather than do it at once.
+inline constexpr uint32_t kFillSpeculative = 1u << 0;
 
 // Content provider. fill() is called on a pager thread (or the prefetch thread) and must
 // not block for long: start the work and return; finish it from any thread.

@@ -54,7 +54,7 @@ void FileSource::fill(PagerService* service, const FillRequest& req) {
     return;
   }
   auto* r = new Read{service, req, want};
-  if (want <= kSyncMax && read_sync(r)) return;
+  if (want <= kSyncMax && !(req.flags & kFillSpeculative) && read_sync(r)) return;
   submit(r, false);
 }
 

@@ -552,7 +552,8 @@ class PagerService::Impl {
       // Allocate the slot's pages in one call: a source copying into holes would take a
       // page fault per page, under the mmap lock the supplies take too.
       if (e - p >= 16) madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
-      FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b};
+      FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b,
+                      (prefetch || r.speculative) ? kFillSpeculative : 0u};
       v->source->fill(owner_, req);
     }
   }
