@@ -570,7 +570,8 @@ class PagerService::Impl {
 
   void complete(const FillRequest& req, zx_status_t status) {
     std::unique_ptr<Batch> b(static_cast<Batch*>(req.token));
-    Vmo& v = *b->vmo;
+    const std::shared_ptr<Vmo> keep = b->vmo;
+    Vmo& v = *keep;
     const Slot& slot = slots_[b->slot];
     std::vector<Batch::Failed> failed;
     {
@@ -638,7 +639,6 @@ class PagerService::Impl {
           return true;
         });
       }
-      if (--v.batches == 0) v.idle.notify_all();
     }
     if (good) {
       uint64_t r = c_.resident_bytes.fetch_add(good * kPage, std::memory_order_relaxed) +
@@ -660,6 +660,10 @@ class PagerService::Impl {
       std::lock_guard lock(idle_mu_);
       if (--batches_total_ == 0) idle_cv_.notify_all();
     }
+    // Last: detach_vmo, and so the service's destruction, waits for this, so nothing of
+    // the service may be touched after it.
+    std::lock_guard lock(v.mu);
+    if (--v.batches == 0) v.idle.notify_all();
   }
 
   // Drops the oldest supplied ranges until resident + in flight fits the budget.
