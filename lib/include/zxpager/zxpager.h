@@ -122,7 +122,7 @@ zx_status_t zxp_vmo_supply_path(zx_handle_t aux_vmo, const char** out);
 typedef struct zxp_service_stats {
   uint64_t requests;          // page request packets handled
   uint64_t fills;             // fills asked of the source
-  uint64_t pages_supplied;    // pages put in place
+  uint64_t pages_supplied;    // pages supplied (one filled twice by racing fills: twice)
   uint64_t bytes_read;        // bytes the source produced (for a file: read from it)
   uint64_t readahead_pages;   // pages supplied beyond what was requested
   uint64_t readahead_hits;    // of those, pages a sequential stream then went past
