@@ -623,3 +623,39 @@ TEST_CASE("Many VMOs on one port, two pager threads serving concurrently") {
     REQUIRE(tp.no_packet(ZX_MSEC(1)));
   }
 }
+
+// Regression: a waiter giving up the poller role cleared its port's "someone polls" flag
+// after another waiter of the port had already taken the role, so a packet queued for the
+// new poller did not wake it (it slept until its deadline).
+TEST_CASE("regression: every packet on a pager port with two waiters is taken at once",
+          "[concurrency]") {
+  TestPager p;
+  TestVmo* v = p.create_vmo(1);  // makes the port one that pager threads poll faults on
+  REQUIRE(v);
+  constexpr int kPackets = 20000;
+  std::atomic<int> taken{0};
+  std::atomic<bool> stop{false};
+  auto waiter = [&] {
+    while (!stop) {
+      zx_port_packet_t pk;
+      if (zx_port_wait(p.port(), zx_deadline_after(ZX_SEC(2)), &pk) == ZX_OK) taken++;
+    }
+  };
+  std::thread a(waiter), b(waiter);
+  int late = 0;
+  for (int i = 0; i < kPackets && late == 0; i += 2) {
+    // Two at once, so both waiters come back into zx_port_wait while the role changes.
+    for (int k = 0; k < 2; ++k) {
+      zx_port_packet_t pk = {};
+      pk.key = static_cast<uint64_t>(i + k);
+      REQUIRE(zx_port_queue(p.port(), &pk) == ZX_OK);
+    }
+    // Taken long before the waiters' deadlines, unless a wakeup was lost.
+    if (!wait_until([&] { return taken.load() == i + 2; }, ZX_MSEC(100))) late = i + 2;
+  }
+  stop = true;
+  a.join();
+  b.join();
+  INFO("packet " << late << " waited for a deadline");
+  REQUIRE(late == 0);
+}

@@ -258,3 +258,23 @@ TEST_CASE("remote VMO argument errors") {
   zx_handle_close(port);
   zx_handle_close(pager);
 }
+
+TEST_CASE("regression: a remote VMO torn down leaves its unsupplied pages failing, not zero") {
+  Remote r(false);
+  r.touch(4);
+  REQUIRE(r.request(4));
+  REQUIRE(r.supply(4, 0) == ZX_OK);
+  REQUIRE(r.reply().kind == 0);
+  // The pager lets the VMO go (its userfaultfd is closed): the client must not read
+  // silent zeros from pages never supplied.
+  REQUIRE(zx_handle_close(r.vmo) == ZX_OK);
+  r.vmo = ZX_HANDLE_INVALID;
+  r.touch(1);
+  Reply rep = r.reply();
+  REQUIRE(rep.kind == 1);
+  REQUIRE(rep.addr == r.base + 1 * kPage + 8);
+  r.touch(4);
+  rep = r.reply();
+  REQUIRE(rep.kind == 0);
+  REQUIRE(rep.byte == pattern(4, 8));
+}

@@ -836,6 +836,14 @@ void PagerVmo::teardown() {
     cv_.notify_all();
   }
   if (remote_) {
+    // Once its descriptor closes, the other process would read zeros from every page
+    // never supplied: poison them first, so they fail (SIGBUS) instead.
+    {
+      std::lock_guard lock(mu_);
+      present_.for_each_missing_run(0, size_ / kPageSize, [&](uint64_t a, uint64_t b) {
+        uffd::poison(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
+      });
+    }
     service_->remove_remote(uffd_);
     close(uffd_);
   } else if (size_ > 0) {

@@ -65,8 +65,11 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
       polling_ = true;
       lock.unlock();
       service->poll_as_poller(deadline);
-      service->end_polling();
       lock.lock();
+      // Give up the role and clear polling_ in one step under mu_: another waiter may
+      // become the poller right after, and must find polling_ set only while it polls,
+      // or a packet queued for it would not wake it.
+      service->end_polling();
       polling_ = false;
       // Another thread sleeping here may take over polling.
       if (waiters_ > 0 && live_ == 0) cv_.notify_one();
