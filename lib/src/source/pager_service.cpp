@@ -462,7 +462,10 @@ class PagerService::Impl {
       collect(v, a, b, false, t0, false, &runs);
       if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
       uint64_t from;
-      uint64_t ra_end = plan_readahead(v, first, end, &from);
+      // The stream continues at the end of the whole granules fetched, not at the end of
+      // the pages asked for: a reader of a VMO with 32 KiB granules faults next at the
+      // granule after, which would otherwise never match its stream (no read-ahead).
+      uint64_t ra_end = plan_readahead(v, first, b, &from);
       if (ra_end > from) {
         from = std::max(from, b);
         ra_end = align_up(v, ra_end);
