@@ -88,12 +88,12 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  std::unique_ptr<blobfsd::BlobStore> store;
+  std::unique_ptr<blobfs::BlobStore> store;
   std::string error;
-  blobfsd::BlobStore::Options options;
+  blobfs::BlobStore::Options options;
   options.threads = threads;
   options.cache_bytes = cache;
-  zx_status_t st = blobfsd::BlobStore::Create(image_path, options, &store, &error);
+  zx_status_t st = blobfs::BlobStore::Create(image_path, options, &store, &error);
   if (st != ZX_OK) {
     fmt::print(stderr, "blobfsd: {}: {} ({})\n", image_path, error, zx_status_get_string(st));
     return 1;

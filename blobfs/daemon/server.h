@@ -15,6 +15,9 @@
 
 namespace blobfsd {
 
+using blobfs::BlobSource;
+using blobfs::BlobStore;
+
 class Connection;
 
 class Server {

@@ -10,7 +10,7 @@
 #include <blobfs/compression.h>
 #include <zircon/status.h>
 
-namespace blobfsd {
+namespace blobfs {
 
 namespace {
 
@@ -79,9 +79,9 @@ zx_status_t BlobSource::MarkCorrupt(uint64_t offset, zx_status_t status) {
   if (!corrupt_.exchange(true, std::memory_order_acq_rel)) {
     const blobfs::BlobInfo& info = store_->image().blob(blob_);
     fprintf(stderr,
-            "blobfsd: blob %s (%s, %llu bytes): data near offset %llu fails verification "
+            "%s: blob %s (%s, %llu bytes): data near offset %llu fails verification "
             "(%s); the blob is marked corrupt and every later read of it fails\n",
-            info.root.hex().c_str(), blobfs::FormatName(info.format),
+            store_->options().log_name, info.root.hex().c_str(), blobfs::FormatName(info.format),
             static_cast<unsigned long long>(info.size), static_cast<unsigned long long>(offset),
             zx_status_get_string(status));
   }
@@ -161,6 +161,7 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
   so.pager_threads = s->options_.threads;
   so.aux_slots = 64;
   so.max_fill = 1u << 20;
+  so.force_copy = s->options_.force_copy;
   st = zxp::PagerService::create(so, &s->service_);
   if (st != ZX_OK) {
     *error = std::string("cannot start the pager service: ") + zx_status_get_string(st);
@@ -326,4 +327,4 @@ void BlobStore::Finish(Job* job, zx_status_t st) {
   job->svc->complete(job->req, st);
 }
 
-}  // namespace blobfsd
+}  // namespace blobfs

@@ -1,6 +1,8 @@
-// The daemon's blobs: the open image, one BlobSource (a zxp::PagedSource) per blob that
-// reads frames or clusters with io_uring, verifies the touched blocks against the Merkle
-// tree (verified interior nodes cached), decompresses and fills; per-blob statistics.
+// The blobs of an open image as paged sources, shared by blobfsd (remote pager VMOs in
+// client processes) and blobfs::Store (pager VMOs in this process): one BlobSource (a
+// zxp::PagedSource) per blob that reads frames or clusters with io_uring, verifies the
+// touched blocks against the Merkle tree (verified interior nodes cached), decompresses
+// and fills; per-blob statistics. A private header of the blobfs_store library.
 #pragma once
 
 #include <liburing.h>
@@ -16,7 +18,7 @@
 #include <blobfs/merkle.h>
 #include <zxpager/paged_source.h>
 
-namespace blobfsd {
+namespace blobfs {
 
 // Fill latencies, log-linear (8 sub-buckets per power of two). Thread-safe.
 class Latency {
@@ -60,6 +62,8 @@ class BlobStore {
   struct Options {
     uint32_t threads = 2;             // io_uring lanes, each with a completion thread
     uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
+    bool force_copy = false;           // supply by UFFDIO_COPY even where MOVE exists
+    const char* log_name = "blobfsd";  // prefix of the corruption message
   };
 
   // Opens and validates the image (every table; the data is verified as it is read).
@@ -68,6 +72,7 @@ class BlobStore {
                             std::unique_ptr<BlobStore>* out, std::string* error);
   ~BlobStore();
 
+  const Options& options() const { return options_; }
   const blobfs::Image& image() const { return *image_; }
   zxp::PagerService* service() const { return service_.get(); }
   // The source of blob `index` (created on first use; lives as long as the store).
@@ -103,4 +108,4 @@ class BlobStore {
   std::vector<std::unique_ptr<BlobSource>> sources_;  // by blob index, null until used
 };
 
-}  // namespace blobfsd
+}  // namespace blobfs

@@ -1,0 +1,138 @@
+// blobfs::Store: the in-process mode of blobfsd. Opens a blob image and maps its blobs
+// into this process, each a pager VMO (zxp::PagerService::create_vmo) whose pages are
+// read, verified against the blob's Merkle tree and decompressed on first touch, by the
+// same blob sources the daemon uses. Supply is UFFDIO_MOVE from anonymous aux memory
+// where the kernel has it (Linux 6.8+), else UFFDIO_COPY.
+//
+// Two ways to read a blob, as with the daemon's client library:
+//  - data(): the mapping. A page that fails verification is SIGBUS at its address in the
+//    touching thread, as on Fuchsia.
+//  - Read(): zx_vmo_read on the pager VMO, which returns the failure
+//    (ZX_ERR_IO_DATA_INTEGRITY) instead of a signal. Use it where a signal cannot be
+//    handled, and whenever the bytes go to the kernel (with user-mode-only userfaultfd a
+//    system call reading a page not yet present fails with EFAULT).
+// Once a block of a blob fails verification the blob is marked corrupt and every later
+// request for its missing pages fails at once; other blobs are unaffected.
+//
+// No exceptions: every call returns a zx_status_t. Thread-safety: a Store and its Blobs
+// are thread-safe; a Blob keeps its Store's machinery alive (the Store may be destroyed
+// first).
+#pragma once
+
+#include <zircon/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <zxpager/zxpager.h>
+
+namespace blobfs {
+
+class BlobStore;
+
+// Per-blob statistics (blobs opened at least once), as `blobfsd stats` shows them.
+struct StoreBlobStats {
+  uint32_t index = 0;  // in the image's blob table
+  std::string root;    // hex
+  uint64_t size = 0;
+  bool compressed = false;
+  bool corrupt = false;
+  uint32_t opens = 0;             // views open now
+  uint64_t page_ins = 0;          // fills asked of the blob's source
+  uint64_t pages_supplied = 0;    // pages produced (read-ahead included)
+  uint64_t bytes_read = 0;        // from the image file
+  uint64_t bytes_decompressed = 0;
+  uint64_t verify_failures = 0;
+  uint64_t latency_p50_ns = 0;    // a fill, read issued to verified
+  uint64_t latency_p99_ns = 0;
+};
+
+// One open blob, mapped read-only. Destroying it unmaps it and detaches its VMO.
+// Thread-safe.
+class StoreBlob {
+ public:
+  ~StoreBlob();
+  StoreBlob(const StoreBlob&) = delete;
+  StoreBlob& operator=(const StoreBlob&) = delete;
+
+  // The blob's bytes (nullptr for an empty blob); pages come in on first touch.
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  const std::string& root() const { return root_; }
+  bool compressed() const { return compressed_; }
+  // The pager VMO (owned by the view).
+  zx_handle_t vmo() const { return vmo_; }
+
+  // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets the
+  // count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
+  // ZX_ERR_IO_DATA_INTEGRITY if a page of the range fails verification (buffer contents
+  // then unspecified); ZX_ERR_INVALID_ARGS for a null buffer with a non-zero length.
+  zx_status_t Read(uint64_t offset, void* buffer, size_t length, size_t* actual = nullptr) const;
+
+ private:
+  friend class Store;
+  StoreBlob() = default;
+  std::shared_ptr<BlobStore> store_;
+  uint32_t index_ = 0;
+  uint32_t vmo_id_ = 0;
+  zx_handle_t vmo_ = ZX_HANDLE_INVALID;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t map_size_ = 0;
+  bool compressed_ = false;
+  std::string root_;
+};
+
+class Store {
+ public:
+  struct Options {
+    uint32_t threads = 2;              // pager threads and io_uring lanes
+    uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
+    bool force_copy = false;           // UFFDIO_COPY from memfd aux even where MOVE exists
+    uint64_t readahead_max = 1u << 20; // the service's adaptive window, at most (bytes)
+  };
+
+  // Opens and validates the image (every table; data is verified as it is read) and
+  // starts the pager service. Errors as blobfs::Image::Open (with *error, optional,
+  // saying what is wrong), or the service's (ZX_ERR_NOT_SUPPORTED without userfaultfd
+  // or io_uring).
+  static zx_status_t Open(const std::string& image_path, const Options& options,
+                          std::unique_ptr<Store>* out, std::string* error = nullptr);
+  static zx_status_t Open(const std::string& image_path, std::unique_ptr<Store>* out,
+                          std::string* error = nullptr) {
+    return Open(image_path, Options{}, out, error);
+  }
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Maps a blob by name (a path relative to the directory given to mkblobfs) or by its
+  // Merkle root (64 hex digits). ZX_ERR_NOT_FOUND if there is no such blob;
+  // ZX_ERR_INVALID_ARGS for a malformed root; errors of zx_vmar_map otherwise.
+  zx_status_t OpenBlob(std::string_view name, std::unique_ptr<StoreBlob>* out);
+  zx_status_t OpenBlobByRoot(std::string_view root_hex, std::unique_ptr<StoreBlob>* out);
+
+  uint32_t blob_count() const;
+  // Statistics of every blob opened at least once, in blob table order.
+  zx_status_t BlobStats(std::vector<StoreBlobStats>* out) const;
+  // The pager service's and the pager's own statistics (pages_supplied_move counts the
+  // pages put in place by UFFDIO_MOVE).
+  zx_status_t ServiceStats(zxp_service_stats_t* out) const;
+  zx_status_t PagerStats(zxp_pager_stats_t* out) const;
+  bool uses_move() const;
+  // Waits until no fill is in flight (read-ahead included) or `deadline` passes
+  // (ZX_ERR_TIMED_OUT): the statistics are then settled (a woken reader can run ahead of
+  // the counters of the fill that woke it).
+  zx_status_t WaitIdle(zx_time_t deadline) const;
+
+ private:
+  Store() = default;
+  zx_status_t Map(uint32_t index, std::unique_ptr<StoreBlob>* out);
+  Options options_;
+  std::shared_ptr<BlobStore> store_;
+};
+
+}  // namespace blobfs

@@ -1,0 +1,319 @@
+// blobfs::Store, the in-process mode: blobs mapped in this process through local pager
+// VMOs read byte-identical to their sources, page in lazily, fail a corrupted block with
+// ZX_ERR_IO_DATA_INTEGRITY (Read) or SIGBUS (the mapping) while other blobs keep working,
+// and are supplied by UFFDIO_MOVE where the kernel has it.
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <blobfs/builder.h>
+#include <blobfs/image.h>
+#include <blobfs/store.h>
+#include <catch2/catch.hpp>
+#include <zircon/syscalls.h>
+#include <zxpager/zxpager.h>
+
+#include "blobfs_test_util.h"
+
+namespace {
+
+using blobfs_test::Compressible;
+using blobfs_test::Random;
+using blobfs_test::ScratchDir;
+
+constexpr uint64_t kPage = 4096;
+
+std::map<std::string, std::vector<uint8_t>> Files() {
+  return {
+      {"empty", {}},
+      {"tiny", Random(5, 1)},
+      {"page.bin", Random(4096, 2)},
+      {"block-plus-one.bin", Random(8193, 3)},
+      {"dir/random-3m.bin", Random(3 * 1048576 + 12345, 4)},
+      {"dir/text-100k.txt", Compressible(100 * 1024 + 7, 5)},
+      {"dir/sub/text-6m.txt", Compressible(6 * 1048576 + 999, 6)},
+  };
+}
+
+struct TestImage {
+  ScratchDir dir;
+  std::map<std::string, std::vector<uint8_t>> files = Files();
+  std::string path = dir / "image";
+
+  TestImage() {
+    blobfs::ImageBuilder b;
+    std::string error;
+    for (auto& [name, data] : files) REQUIRE(b.AddBytes(name, data, &error) == ZX_OK);
+    REQUIRE(b.Write(path, &error) == ZX_OK);
+  }
+};
+
+sigjmp_buf g_jmp;
+uintptr_t g_fault_addr;
+
+void OnSigbus(int, siginfo_t* info, void*) {
+  g_fault_addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  siglongjmp(g_jmp, 1);
+}
+
+// Touches one byte through the mapping: 0 read, 1 SIGBUS at that very address, 2 SIGBUS
+// elsewhere.
+int Touch(const volatile uint8_t* p, uint8_t* byte) {
+  struct sigaction sa = {}, old;
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, &old);
+  int r;
+  if (sigsetjmp(g_jmp, 1) == 0) {
+    *byte = *p;
+    r = 0;
+  } else {
+    r = g_fault_addr == reinterpret_cast<uintptr_t>(p) ? 1 : 2;
+  }
+  sigaction(SIGBUS, &old, nullptr);
+  return r;
+}
+
+const blobfs::StoreBlobStats* Find(const std::vector<blobfs::StoreBlobStats>& stats,
+                                   const std::string& root) {
+  for (const auto& s : stats) {
+    if (s.root == root) return &s;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("every blob reads byte-identical to its source, through the mapping and Read()") {
+  TestImage img;
+  std::unique_ptr<blobfs::Store> store;
+  std::string error;
+  REQUIRE(blobfs::Store::Open(img.path, &store, &error) == ZX_OK);
+  for (auto& [name, want] : img.files) {
+    INFO(name);
+    std::unique_ptr<blobfs::StoreBlob> b;
+    REQUIRE(store->OpenBlob(name, &b) == ZX_OK);
+    REQUIRE(b->size() == want.size());
+    if (want.empty()) {
+      CHECK(b->data() == nullptr);
+      size_t actual = 1;
+      CHECK(b->Read(0, nullptr, 0, &actual) == ZX_OK);
+      CHECK(actual == 0);
+      continue;
+    }
+    REQUIRE(memcmp(b->data(), want.data(), want.size()) == 0);
+    // The tail of the last page is zeros.
+    for (uint64_t i = want.size(); i % kPage != 0; i++) REQUIRE(b->data()[i] == 0);
+    std::vector<uint8_t> got(want.size() + 100);
+    size_t actual = 0;
+    REQUIRE(b->Read(0, got.data(), got.size(), &actual) == ZX_OK);
+    REQUIRE(actual == want.size());
+    got.resize(actual);
+    REQUIRE(got == want);
+    CHECK(b->Read(want.size() + 1, got.data(), 1) == ZX_ERR_OUT_OF_RANGE);
+  }
+  // By root, a second view of the same blob alongside a first, in a fresh store (the
+  // pages of the second come from Read, those of the first from the mapping).
+  std::unique_ptr<blobfs::Store> s2;
+  REQUIRE(blobfs::Store::Open(img.path, &s2) == ZX_OK);
+  std::unique_ptr<blobfs::StoreBlob> a, b;
+  REQUIRE(s2->OpenBlob("dir/sub/text-6m.txt", &a) == ZX_OK);
+  REQUIRE(s2->OpenBlobByRoot(a->root(), &b) == ZX_OK);
+  const auto& want = img.files["dir/sub/text-6m.txt"];
+  std::vector<uint8_t> got(want.size());
+  REQUIRE(b->Read(0, got.data(), got.size()) == ZX_OK);
+  REQUIRE(got == want);
+  REQUIRE(memcmp(a->data(), want.data(), want.size()) == 0);
+  std::unique_ptr<blobfs::StoreBlob> none;
+  CHECK(s2->OpenBlob("no/such/blob", &none) == ZX_ERR_NOT_FOUND);
+  CHECK(s2->OpenBlobByRoot("xyz", &none) == ZX_ERR_INVALID_ARGS);
+  CHECK(s2->OpenBlobByRoot(std::string(64, '0'), &none) == ZX_ERR_NOT_FOUND);
+}
+
+TEST_CASE("pages come in lazily: only what is touched (and its cluster or frame) is read") {
+  TestImage img;
+  std::unique_ptr<blobfs::Store> store;
+  REQUIRE(blobfs::Store::Open(img.path, &store) == ZX_OK);
+  std::unique_ptr<blobfs::StoreBlob> raw, zst, idle;
+  REQUIRE(store->OpenBlob("dir/random-3m.bin", &raw) == ZX_OK);
+  REQUIRE(store->OpenBlob("dir/sub/text-6m.txt", &zst) == ZX_OK);
+  REQUIRE(store->OpenBlob("dir/text-100k.txt", &idle) == ZX_OK);
+  REQUIRE(!raw->compressed());
+  REQUIRE(zst->compressed());
+
+  // Opening reads nothing.
+  std::vector<blobfs::StoreBlobStats> stats;
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  for (const auto& s : stats) {
+    CHECK(s.page_ins == 0);
+    CHECK(s.pages_supplied == 0);
+    CHECK(s.bytes_read == 0);
+  }
+
+  const auto& rw = img.files["dir/random-3m.bin"];
+  const auto& zw = img.files["dir/sub/text-6m.txt"];
+  uint8_t byte;
+  REQUIRE(Touch(raw->data() + 1500000, &byte) == 0);
+  CHECK(byte == rw[1500000]);
+  REQUIRE(Touch(zst->data() + 4000000, &byte) == 0);
+  CHECK(byte == zw[4000000]);
+
+  REQUIRE(store->WaitIdle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  const auto* r = Find(stats, raw->root());
+  const auto* z = Find(stats, zst->root());
+  const auto* i = Find(stats, idle->root());
+  REQUIRE(r);
+  REQUIRE(z);
+  REQUIRE(i);
+  // One fault each: its 32 KiB cluster or frame (two at a boundary), no more.
+  CHECK(r->page_ins == 1);
+  CHECK(r->pages_supplied >= 1);
+  CHECK(r->pages_supplied <= 2 * blobfs::kChunkSize / kPage);
+  CHECK(r->bytes_read <= 2 * blobfs::kChunkSize);
+  CHECK(z->page_ins == 1);
+  CHECK(z->pages_supplied <= 2 * blobfs::kChunkSize / kPage);
+  CHECK(z->bytes_decompressed <= 2 * blobfs::kChunkSize);
+  CHECK(z->bytes_read < z->bytes_decompressed);  // compressed on disk
+  CHECK(i->page_ins == 0);
+  CHECK(i->bytes_read == 0);
+  zxp_service_stats_t ss;
+  REQUIRE(store->ServiceStats(&ss) == ZX_OK);
+  CHECK(ss.pages_supplied == r->pages_supplied + z->pages_supplied);
+  CHECK(ss.pages_supplied * kPage < (rw.size() + zw.size()) / 50);
+
+  // A sequential read then brings the rest, mostly by read-ahead (fills ahead of the
+  // reader, still cut into clusters).
+  REQUIRE(memcmp(raw->data(), rw.data(), rw.size()) == 0);
+  REQUIRE(store->WaitIdle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  r = Find(stats, raw->root());
+  REQUIRE(r);
+  CHECK(r->pages_supplied >= rw.size() / kPage);
+  REQUIRE(store->ServiceStats(&ss) == ZX_OK);
+  INFO("requests " << ss.requests << " fills " << ss.fills << " supplied " << ss.pages_supplied);
+  CHECK(ss.readahead_pages > rw.size() / kPage / 2);
+}
+
+TEST_CASE("a corrupted block fails with ZX_ERR_IO_DATA_INTEGRITY from Read and SIGBUS through "
+          "the mapping; other blobs keep working") {
+  TestImage img;
+  // Damage a raw blob (block 100 of 3 MiB of random bytes) and a compressed one (a byte in
+  // the middle of one of its frames).
+  uint64_t raw_bad, raw_at, zst_bad, zst_at;
+  {
+    std::unique_ptr<blobfs::Image> image;
+    std::string error;
+    REQUIRE(blobfs::Image::Open(img.path, &image, &error) == ZX_OK);
+    uint32_t raw, zst;
+    REQUIRE(image->FindByName("dir/random-3m.bin", &raw) == ZX_OK);
+    REQUIRE(image->FindByName("dir/sub/text-6m.txt", &zst) == ZX_OK);
+    REQUIRE(image->blob(zst).format == blobfs::BlobFormat::kZstdChunked);
+    raw_bad = 100 * blobfs::kBlockSize + 17;
+    raw_at = image->blob(raw).data.offset() + raw_bad;
+    blobfs::FrameInfo frame;
+    REQUIRE(image->GetFrame(zst, image->blob(zst).frame_count / 2, &frame) == ZX_OK);
+    zst_at = frame.image_offset + frame.compressed_size / 2;
+    zst_bad = frame.uncompressed_offset;
+  }
+  {
+    int fd = open(img.path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    for (uint64_t at : {raw_at, zst_at}) {
+      uint8_t b;
+      REQUIRE(pread(fd, &b, 1, static_cast<off_t>(at)) == 1);
+      b ^= 0x5a;
+      REQUIRE(pwrite(fd, &b, 1, static_cast<off_t>(at)) == 1);
+    }
+    close(fd);
+  }
+  std::unique_ptr<blobfs::Store> store;
+  REQUIRE(blobfs::Store::Open(img.path, &store) == ZX_OK);  // tables are intact
+  std::unique_ptr<blobfs::StoreBlob> r, z, t;
+  REQUIRE(store->OpenBlob("dir/random-3m.bin", &r) == ZX_OK);
+  REQUIRE(store->OpenBlob("dir/sub/text-6m.txt", &z) == ZX_OK);
+  REQUIRE(store->OpenBlob("dir/text-100k.txt", &t) == ZX_OK);
+  std::vector<uint8_t> buf(8192);
+  // Good parts before the damage read fine.
+  REQUIRE(r->Read(0, buf.data(), buf.size()) == ZX_OK);
+  REQUIRE(memcmp(buf.data(), img.files["dir/random-3m.bin"].data(), buf.size()) == 0);
+  REQUIRE(r->Read(raw_bad - 3, buf.data(), 10) == ZX_ERR_IO_DATA_INTEGRITY);
+  // Through the mapping: SIGBUS at the address touched (the compressed blob's damaged
+  // frame first reached this way).
+  uint8_t byte;
+  CHECK(Touch(z->data() + zst_bad + 100, &byte) == 1);
+  CHECK(z->Read(zst_bad + 100, buf.data(), 10) == ZX_ERR_IO_DATA_INTEGRITY);
+  // Marked corrupt: pages not yet in fail at once, wherever they are.
+  CHECK(r->Read(2 * 1048576, buf.data(), 10) == ZX_ERR_IO_DATA_INTEGRITY);
+  CHECK(Touch(r->data() + 1048576, &byte) == 1);
+  // Pages supplied before the damage was seen stay readable.
+  CHECK(Touch(r->data() + 10, &byte) == 0);
+  CHECK(byte == img.files["dir/random-3m.bin"][10]);
+  // Other blobs keep working, open already or opened now, through both paths.
+  const auto& tw = img.files["dir/text-100k.txt"];
+  REQUIRE(memcmp(t->data(), tw.data(), tw.size()) == 0);
+  for (const char* name : {"block-plus-one.bin", "tiny", "page.bin"}) {
+    INFO(name);
+    std::unique_ptr<blobfs::StoreBlob> o;
+    REQUIRE(store->OpenBlob(name, &o) == ZX_OK);
+    std::vector<uint8_t> all(o->size());
+    REQUIRE(o->Read(0, all.data(), all.size()) == ZX_OK);
+    REQUIRE(all == img.files[name]);
+  }
+  std::vector<blobfs::StoreBlobStats> stats;
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  int corrupt = 0;
+  for (const auto& s : stats) {
+    if (s.corrupt) {
+      corrupt++;
+      CHECK(s.verify_failures >= 1);
+      CHECK((s.root == r->root() || s.root == z->root()));
+    }
+  }
+  CHECK(corrupt == 2);
+  zxp_service_stats_t ss;
+  REQUIRE(store->ServiceStats(&ss) == ZX_OK);
+  CHECK(ss.pages_failed > 0);
+}
+
+TEST_CASE("pages are supplied by UFFDIO_MOVE where the kernel has it, by COPY when forced") {
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  TestImage img;
+  const auto& want = img.files["dir/sub/text-6m.txt"];
+  for (bool force_copy : {false, true}) {
+    INFO("force_copy " << force_copy);
+    blobfs::Store::Options o;
+    o.force_copy = force_copy;
+    std::unique_ptr<blobfs::Store> store;
+    REQUIRE(blobfs::Store::Open(img.path, o, &store) == ZX_OK);
+    std::unique_ptr<blobfs::StoreBlob> b;
+    REQUIRE(store->OpenBlob("dir/sub/text-6m.txt", &b) == ZX_OK);
+    REQUIRE(memcmp(b->data(), want.data(), want.size()) == 0);
+    REQUIRE(store->WaitIdle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    zxp_pager_stats_t ps;
+    REQUIRE(store->PagerStats(&ps) == ZX_OK);
+    zxp_service_stats_t ss;
+    REQUIRE(store->ServiceStats(&ss) == ZX_OK);
+    const uint64_t pages = (want.size() + kPage - 1) / kPage;
+    CHECK(ps.pages_supplied_move + ps.pages_supplied_copy >= pages);
+    if (force_copy || !f.anon_supply_by_move) {
+      if (!force_copy) WARN("this kernel has no UFFDIO_MOVE (Linux 6.8+): COPY only");
+      CHECK(!store->uses_move());
+      CHECK(ps.pages_supplied_move == 0);
+      CHECK(ps.pages_supplied_copy >= pages);
+    } else {
+      CHECK(store->uses_move());
+      CHECK(ss.uses_move == 1);
+      CHECK(ps.pages_supplied_move >= pages);
+      CHECK(ps.pages_supplied_copy == 0);
+    }
+  }
+}
