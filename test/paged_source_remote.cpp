@@ -141,6 +141,9 @@ TEST_CASE("the service fills another process's memory; a failed range is SIGBUS 
   Client c(drop_root);
   zxp::PagerService::VmoOptions o;
   o.granule = 8 * kPage;
+  // Exact granules: the commit of pages 8-23 below continues the stream of the first
+  // touch, and read-ahead would supply the page that must stay missing after detach.
+  o.advice = zxp::Advice::kRandom;
   uint32_t id;
   zx_handle_t vmo;
   REQUIRE(svc->create_remote_vmo(&source, c.uffd, c.base, kPages * kPage, o, &id, &vmo) ==
