@@ -15,5 +15,7 @@ Runner add_stress(CLI::App& app);
 Runner add_bench(CLI::App& app);
 // `bench file`, registered on the bench subcommand.
 Runner add_bench_file(CLI::App& bench);
+// `bench blobfs`, registered on the bench subcommand.
+Runner add_bench_blobfs(CLI::App& bench);
 
 }  // namespace zxpager_cli
