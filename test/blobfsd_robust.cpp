@@ -16,6 +16,15 @@
 
 using namespace blobfsd_test;
 
+// Under AddressSanitizer freed memory sits in its quarantine (up to 256 MiB) instead of
+// going back, so the daemon's RSS grows without a leak: only descriptors are checked
+// exactly there; the normal build checks memory.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr uint64_t kSanitizerSlackKb = 300 * 1024;
+#else
+constexpr uint64_t kSanitizerSlackKb = 0;
+#endif
+
 namespace {
 
 // The daemon serves `name` correctly over a fresh connection.
@@ -269,7 +278,7 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
   const uint64_t rss0 = d.RssKb();
   for (int i = 0; i < 20; i++) run_all();
   REQUIRE(d.FdsBackTo(fds0));
-  CHECK(d.RssKb() < rss0 + 2048);
+  CHECK(d.RssKb() < rss0 + 2048 + kSanitizerSlackKb);
   REQUIRE(d.alive());
   REQUIRE(Serves(d, img, "dir/sub/text-6m.txt"));
   REQUIRE(d.Stop() == 0);
@@ -496,7 +505,7 @@ TEST_CASE("10,000 open/close cycles leave no descriptor or memory behind") {
   cycles(10000);
   REQUIRE(d.FdCount() == fds0);
   INFO("VmRSS " << rss0 << " kB -> " << d.RssKb() << " kB");
-  CHECK(d.RssKb() < rss0 + 4096);
+  CHECK(d.RssKb() < rss0 + 4096 + kSanitizerSlackKb);
   // Connections too.
   c.reset();
   REQUIRE(Serves(d, img, "tiny"));
