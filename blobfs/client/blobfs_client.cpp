@@ -90,27 +90,8 @@ class BlobfsConnection {
       c->cmsg_len = CMSG_LEN(sizeof(int));
       memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
     }
-    size_t total = sizeof(h) + length, sent = 0;
-    while (sent < total) {
-      ssize_t r = sendmsg(fd_, &msg, MSG_NOSIGNAL);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return r == 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(errno);
-      sent += static_cast<size_t>(r);
-      msg.msg_control = nullptr;  // the descriptor went with the first byte
-      msg.msg_controllen = 0;
-      size_t skip = static_cast<size_t>(r);
-      while (skip > 0 && msg.msg_iovlen > 0) {
-        if (skip >= msg.msg_iov[0].iov_len) {
-          skip -= msg.msg_iov[0].iov_len;
-          msg.msg_iov++;
-          msg.msg_iovlen--;
-        } else {
-          msg.msg_iov[0].iov_base = static_cast<uint8_t*>(msg.msg_iov[0].iov_base) + skip;
-          msg.msg_iov[0].iov_len -= skip;
-          skip = 0;
-        }
-      }
-    }
+    int err = proto::SendAll(fd_, &msg);
+    if (err != 0) return err < 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(err);
     return ZX_OK;
   }
   zx_status_t ReadFull(void* buf, size_t n) {

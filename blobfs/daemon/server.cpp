@@ -180,27 +180,7 @@ bool Connection::Reply(const proto::Header& req, const void* body, size_t n) {
   msghdr msg = {};
   msg.msg_iov = iov;
   msg.msg_iovlen = 2;
-  size_t total = sizeof(h) + n, sent = 0;
-  while (sent < total) {
-    ssize_t r = sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    sent += static_cast<size_t>(r);
-    // Advance the iovecs past what went out.
-    size_t skip = static_cast<size_t>(r);
-    while (skip > 0 && msg.msg_iovlen > 0) {
-      if (skip >= msg.msg_iov[0].iov_len) {
-        skip -= msg.msg_iov[0].iov_len;
-        msg.msg_iov++;
-        msg.msg_iovlen--;
-      } else {
-        msg.msg_iov[0].iov_base = static_cast<uint8_t*>(msg.msg_iov[0].iov_base) + skip;
-        msg.msg_iov[0].iov_len -= skip;
-        skip = 0;
-      }
-    }
-  }
-  return true;
+  return proto::SendAll(fd_, &msg) == 0;
 }
 
 bool Connection::ReplyStatus(const proto::Header& h, zx_status_t st) {

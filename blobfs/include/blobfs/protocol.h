@@ -9,10 +9,43 @@
 // past the end) gets its own reply with the status, and the connection stays.
 #pragma once
 
+#include <errno.h>
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 
 namespace blobfs::proto {
+
+// Sends every byte of `msg` (and its ancillary data, with the first byte) on a stream
+// socket, resuming after short writes. Returns 0, -1 if the peer closed, else an errno.
+inline int SendAll(int fd, msghdr* msg) {
+  size_t total = 0;
+  for (size_t i = 0; i < msg->msg_iovlen; ++i) total += msg->msg_iov[i].iov_len;
+  for (size_t sent = 0; sent < total;) {
+    ssize_t r = sendmsg(fd, msg, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) return -1;
+    sent += static_cast<size_t>(r);
+    msg->msg_control = nullptr;  // a descriptor goes with the first byte only
+    msg->msg_controllen = 0;
+    // Advance the iovecs past what went out.
+    size_t skip = static_cast<size_t>(r);
+    while (skip > 0 && msg->msg_iovlen > 0) {
+      if (skip >= msg->msg_iov[0].iov_len) {
+        skip -= msg->msg_iov[0].iov_len;
+        msg->msg_iov++;
+        msg->msg_iovlen--;
+      } else {
+        msg->msg_iov[0].iov_base = static_cast<uint8_t*>(msg->msg_iov[0].iov_base) + skip;
+        msg->msg_iov[0].iov_len -= skip;
+        skip = 0;
+      }
+    }
+  }
+  return 0;
+}
 
 inline constexpr uint32_t kMagic = 0x46424c42;  // "BLBF"
 inline constexpr uint32_t kVersion = 1;
