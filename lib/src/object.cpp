@@ -38,7 +38,7 @@ HandleTable::Slot* HandleTable::slot_for(zx_handle_t handle) {
 zx_status_t HandleTable::add(std::shared_ptr<Object> object, zx_rights_t rights,
                              zx_handle_t* out) {
   object->add_handle();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   uint32_t index;
   if (!free_.empty() && (free_.size() > 1024 || next_unused_ == kMaxHandles)) {
     index = free_.front();
@@ -59,7 +59,7 @@ zx_status_t HandleTable::add(std::shared_ptr<Object> object, zx_rights_t rights,
 }
 
 zx_status_t HandleTable::lookup(zx_handle_t handle, Entry* out) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Slot* s = slot_for(handle);
   if (!s) return ZX_ERR_BAD_HANDLE;
   out->object = s->object;
@@ -70,7 +70,7 @@ zx_status_t HandleTable::lookup(zx_handle_t handle, Entry* out) {
 zx_status_t HandleTable::remove(zx_handle_t handle) {
   std::shared_ptr<Object> object;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     Slot* s = slot_for(handle);
     if (!s) return ZX_ERR_BAD_HANDLE;
     object = std::move(s->object);
@@ -84,7 +84,7 @@ zx_status_t HandleTable::remove(zx_handle_t handle) {
 }
 
 zx_status_t HandleTable::replace(zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   Slot* s = slot_for(handle);
   if (!s) return ZX_ERR_BAD_HANDLE;
   if (rights == ZX_RIGHT_SAME_RIGHTS) rights = s->rights;
@@ -103,7 +103,7 @@ zx_status_t HandleTable::replace(zx_handle_t handle, zx_rights_t rights, zx_hand
 }
 
 size_t HandleTable::live_count() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return live_;
 }
 

@@ -11,6 +11,8 @@
 
 #include <zircon/types.h>
 
+#include "thread_annotations.h"
+
 namespace zxp {
 
 // Base of every object a handle can name. Objects are shared_ptr-owned: by handles, by
@@ -90,13 +92,13 @@ class HandleTable {
   static constexpr uint32_t kMaxHandles = 1u << kIndexBits;
 
   static zx_handle_t encode(uint32_t index, uint32_t generation);
-  Slot* slot_for(zx_handle_t handle);  // with mu_ held
+  Slot* slot_for(zx_handle_t handle) REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Slot[]>> chunks_;
-  uint32_t next_unused_ = 0;
-  std::deque<uint32_t> free_;  // FIFO, so a freed slot is reused as late as possible
-  size_t live_ = 0;
+  Mutex mu_;
+  std::vector<std::unique_ptr<Slot[]>> chunks_ GUARDED_BY(mu_);
+  uint32_t next_unused_ GUARDED_BY(mu_) = 0;
+  std::deque<uint32_t> free_ GUARDED_BY(mu_);  // FIFO: a freed slot is reused as late as possible
+  size_t live_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace zxp

@@ -15,36 +15,41 @@ zx_time_t monotonic_now() {
   return static_cast<zx_time_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
-void Port::notify_locked(std::unique_lock<std::mutex>& lock) {
-  bool wake_poller = polling_ && !FaultService::on_poller_thread();
-  bool wake_sleeper = waiters_ > 0;
-  FaultService* service = service_.load(std::memory_order_acquire);
-  lock.unlock();
-  if (wake_sleeper) cv_.notify_one();
-  if (wake_poller && service) service->wake_poller();
+Port::Wakeup Port::wakeup_locked() {
+  return Wakeup{waiters_ > 0, polling_ && !FaultService::on_poller_thread(),
+                service_.load(std::memory_order_acquire)};
+}
+
+void Port::wake(const Wakeup& w) {
+  if (w.sleeper) cv_.notify_one();
+  if (w.poller && w.service) w.service->wake_poller();
 }
 
 zx_status_t Port::queue_user(const zx_port_packet_t& packet) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (user_packets_ >= kMaxUserPackets) return ZX_ERR_SHOULD_WAIT;
   queue_.push_back(Entry{packet, next_ticket_++, true, false});
   ++user_packets_;
   ++live_;
-  notify_locked(lock);
+  Wakeup w = wakeup_locked();
+  lock.unlock();
+  wake(w);
   return ZX_OK;
 }
 
 uint64_t Port::queue_internal(const zx_port_packet_t& packet) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   uint64_t ticket = next_ticket_++;
   queue_.push_back(Entry{packet, ticket, false, false});
   ++live_;
-  notify_locked(lock);
+  Wakeup w = wakeup_locked();
+  lock.unlock();
+  wake(w);
   return ticket;
 }
 
 bool Port::withdraw(uint64_t ticket) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = std::lower_bound(queue_.begin(), queue_.end(), ticket,
                              [](const Entry& e, uint64_t t) { return e.ticket < t; });
   if (it == queue_.end() || it->ticket != ticket || it->withdrawn) return false;
@@ -56,7 +61,7 @@ bool Port::withdraw(uint64_t ticket) {
 }
 
 zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (live_ == 0) {
     if (deadline != ZX_TIME_INFINITE && monotonic_now() >= deadline) return ZX_ERR_TIMED_OUT;
     FaultService* service = service_.load(std::memory_order_acquire);
@@ -77,11 +82,11 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
     }
     ++waiters_;
     if (deadline == ZX_TIME_INFINITE) {
-      cv_.wait(lock);
+      cv_.wait(lock.native());
     } else {
       // steady_clock is CLOCK_MONOTONIC on Linux, the clock zx_time_t deadlines use.
       auto tp = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline));
-      cv_.wait_until(lock, tp);
+      cv_.wait_until(lock.native(), tp);
     }
     --waiters_;
   }

@@ -9,6 +9,7 @@
 #include <zircon/syscalls/port.h>
 
 #include "object.h"
+#include "thread_annotations.h"
 
 namespace zxp {
 
@@ -40,8 +41,15 @@ class Port final : public Object {
   void serve_faults(FaultService* service) { service_.store(service, std::memory_order_release); }
 
  private:
-  // After queueing: wakes a sleeping waiter, or the one polling for this port.
-  void notify_locked(std::unique_lock<std::mutex>& lock);
+  // After queueing: whom to wake (a sleeping waiter, or the one polling for this port),
+  // decided under mu_ and done after it is dropped.
+  struct Wakeup {
+    bool sleeper;
+    bool poller;
+    FaultService* service;
+  };
+  Wakeup wakeup_locked() REQUIRES(mu_);
+  void wake(const Wakeup& w);
 
   struct Entry {
     zx_port_packet_t packet;
@@ -50,15 +58,15 @@ class Port final : public Object {
     bool withdrawn;
   };
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Entry> queue_;
-  size_t live_ = 0;  // entries not withdrawn
-  size_t user_packets_ = 0;
-  size_t waiters_ = 0;
-  bool polling_ = false;  // a waiter of this port is the fault service's poller
+  std::deque<Entry> queue_ GUARDED_BY(mu_);
+  size_t live_ GUARDED_BY(mu_) = 0;  // entries not withdrawn
+  size_t user_packets_ GUARDED_BY(mu_) = 0;
+  size_t waiters_ GUARDED_BY(mu_) = 0;
+  bool polling_ GUARDED_BY(mu_) = false;  // a waiter of this port is the fault service's poller
   std::atomic<FaultService*> service_{nullptr};
-  uint64_t next_ticket_ = 1;
+  uint64_t next_ticket_ GUARDED_BY(mu_) = 1;
 };
 
 // Monotonic clock in nanoseconds (CLOCK_MONOTONIC, as zx_clock_get_monotonic).
