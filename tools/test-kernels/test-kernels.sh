@@ -72,7 +72,7 @@ copy_with_libs() {
   for f in "$@"; do
     install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
     while read -r lib; do
-      [ -n "$lib" ] && [ ! -e "$root$lib" ] && install -D -m 0755 "$lib" "$root$lib"
+      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then install -D -m 0755 "$lib" "$root$lib"; fi
     done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
   done
 }
