@@ -119,9 +119,10 @@ Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src
 Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 // Poisons every page of [dst, dst+len) that is not present, skipping the present ones
 // (EEXIST: supplied, or poisoned already) instead of stopping at them, so no page of the
-// range is left to read as zero once the descriptor closes. Returns 0 or the errno that
-// stopped it (ENOENT/ESRCH: the mapping or the process is gone; EINVAL/ENOTTY: no
-// UFFDIO_POISON on this kernel, or disabled).
+// range is left to read as zero once the descriptor closes. Never blocks. Returns 0 or
+// the errno that stopped it: ENOENT/ESRCH the mapping or the process is gone; EAGAIN
+// the address space is changing (events negotiated on `fd` are unread); EINVAL no
+// UFFDIO_POISON on this kernel (or disabled, or not negotiated on `fd`).
 int poison_missing(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 
 // Sets or clears write protection of [addr, addr+len) (a range registered in WP mode).
