@@ -29,8 +29,14 @@ mkdir -p "$cache"
 
 # resolve PACKAGE: the concrete linux-image-<version>-amd64 package apt would install
 # (a meta-package is followed to the image it depends on); empty if apt offers none.
+updated=0
 resolve() {
   local pkg=$1 dep
+  if ! apt-cache show "$pkg" >/dev/null 2>&1 && [ "$updated" -eq 0 ]; then
+    # The package lists may predate the package, or never have been fetched.
+    apt-get update -qq >/dev/null 2>&1 || true
+    updated=1
+  fi
   apt-cache show "$pkg" >/dev/null 2>&1 || return 0
   dep=$(apt-cache depends "$pkg" 2>/dev/null |
         sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1)
@@ -113,7 +119,7 @@ for t in ${tests[*]}; do
   if [ \$rc -eq 0 ]; then passed=\$((passed+1)); r=ok
   elif [ \$rc -eq 77 ]; then skipped=\$((skipped+1)); r=skip
   else failed=\$((failed+1)); names="\$names \$t"; r="fail(rc=\$rc)"; tail -n 80 /tmp/out; fi
-  grep -E "^test cases|^All tests|warning:|with message" /tmp/out | tail -n 6
+  grep -E "^SKIP|^test cases|^All tests|warning:|with message" /tmp/out | tail -n 6
   echo "ZXPAGER-TEST \$t \$r"
 done
 echo "ZXPAGER-RESULT \$(uname -r) passed=\$passed failed=\$failed skipped=\$skipped names=\$names"
