@@ -13,6 +13,11 @@
 #include <zxpager/zxpager.h>
 
 #include "blobfsd_harness.h"
+#include "kernel_require.h"
+
+// blobfsd serves clients through remote pager VMOs; where the kernel lacks POISON both
+// the client library and the daemon refuse them (ZX_ERR_NOT_SUPPORTED).
+ZXP_TEST_REQUIRES(remote_vmos, "blobfsd's clients are remote VMOs (POISON, 6.6)");
 
 using namespace blobfsd_test;
 

@@ -18,6 +18,10 @@
 #include <zxpager/paged_source.h>
 #include <zxpager/zxpager.h>
 
+#include "kernel_require.h"
+
+ZXP_TEST_REQUIRES(remote_vmos, "remote pager VMOs depend on UFFDIO_POISON (Linux 6.6)");
+
 namespace {
 
 constexpr uint64_t kPage = 4096;

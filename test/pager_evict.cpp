@@ -4,7 +4,10 @@
 
 #include <random>
 
+#include "kernel_require.h"
 #include "pager_harness.h"
+
+ZXP_TEST_REQUIRES(wp, "eviction write-protects pages to prove them clean (Linux 5.7)");
 
 using namespace pager_test;
 

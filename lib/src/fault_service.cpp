@@ -1,6 +1,7 @@
 #include "fault_service.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "pager.h"
@@ -105,6 +107,10 @@ zx_status_t FaultService::start() {
   const uffd::Probe& probe = uffd::probe();
   if (!probe.available) return ZX_ERR_NOT_SUPPORTED;
   features_ = uffd::wanted_features();
+  // A fault through a mapping is failed by a signal to its thread (THREAD_ID names it) or,
+  // failing that, by a poison marker; with neither, ZX_PAGER_OP_FAIL and detach could
+  // not release a faulting thread.
+  if (!(features_ & (UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON))) return ZX_ERR_NOT_SUPPORTED;
   user_mode_only_ = probe.user_mode_only;
   fd_ = uffd::open(features_);
   if (fd_ < 0) return status_from_errno(-fd_);
@@ -315,19 +321,33 @@ void FaultService::wake_poller() {
   (void)n;
 }
 
+namespace {
+
+// epoll_wait until `deadline`: epoll_pwait2's nanoseconds where the kernel has it (5.11),
+// else epoll_wait's milliseconds rounded up, so the wait never ends before the deadline
+// and never turns into a zero-timeout spin while time remains.
+int epoll_wait_until(int ep, struct epoll_event* evs, int max, zx_time_t deadline) {
+  if (deadline == ZX_TIME_INFINITE) return epoll_wait(ep, evs, max, -1);
+  zx_time_t left = deadline - monotonic_now();
+  if (left < 0) left = 0;
+  if (uffd::kernel_has(uffd::kEpollPwait2)) {
+    struct timespec ts = {static_cast<time_t>(left / 1000000000),
+                          static_cast<long>(left % 1000000000)};
+    int n = epoll_pwait2(ep, evs, max, &ts, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    uffd::kernel_lacks(uffd::kEpollPwait2);
+  }
+  zx_time_t ms = left / 1000000 + (left % 1000000 != 0);
+  return epoll_wait(ep, evs, max, static_cast<int>(std::min<zx_time_t>(ms, INT_MAX)));
+}
+
+}  // namespace
+
 void FaultService::poll_as_poller(zx_time_t deadline) {
   struct epoll_event evs[16];
   int n;
   for (;;) {
-    if (deadline == ZX_TIME_INFINITE) {
-      n = epoll_wait(pager_ep_, evs, 16, -1);
-    } else {
-      zx_time_t left = deadline - monotonic_now();
-      if (left < 0) left = 0;
-      struct timespec ts = {static_cast<time_t>(left / 1000000000),
-                            static_cast<long>(left % 1000000000)};
-      n = epoll_pwait2(pager_ep_, evs, 16, &ts, nullptr);
-    }
+    n = epoll_wait_until(pager_ep_, evs, 16, deadline);
     if (n >= 0 || errno != EINTR) break;
   }
   if (n > 0) drain_ready(evs, n, poller_wake_fd_);

@@ -90,6 +90,10 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
 zx_status_t Pager::create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, int uffd,
                                      uintptr_t remote_addr, uint64_t size,
                                      std::shared_ptr<PagerVmo>* out) {
+  // This process cannot signal the other one's threads: ZX_PAGER_OP_FAIL, detach and
+  // teardown keep their promise (SIGBUS, never a hang or zeros) only through poison
+  // markers, which need UFFDIO_POISON (Linux 6.6).
+  if (!service_->has(UFFD_FEATURE_POISON)) return ZX_ERR_NOT_SUPPORTED;
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         remote_addr,
@@ -132,6 +136,8 @@ void Pager::on_zero_handles() {
 }
 
 // ---- PagerVmo ----
+
+void (*PagerVmo::test_hook_after_move_)(uintptr_t, uint64_t) = nullptr;
 
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
@@ -256,13 +262,15 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
 }
 
 void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr) {
-  if (!remote_) {
+  if (!remote_ && service_->has(UFFD_FEATURE_THREAD_ID)) {
     FaultService::fail_thread(tid, addr);
     return;
   }
   // The marker makes the woken thread take SIGBUS at its address; it stays until the
   // page is supplied (UFFDIO_COPY replaces it) or the other process drops the page.
-  uffd::poison(uffd_, addr & ~(kPageSize - 1), kPageSize, true);
+  // Without THREAD_ID a local VMO takes this path too (FaultService::start made sure one
+  // of the two exists); the marker then fails later accesses too until a supply.
+  uffd::poison_missing(uffd_, addr & ~(kPageSize - 1), kPageSize, true);
 }
 
 void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
@@ -511,8 +519,14 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   // MREMAP_DONTUNMAP leaves the old range mapped (empty), so no other mapping can land
   // there while library copies may still hold the old address. The fault thread reads the
   // REMAP event (mremap waits for it) and moves the registry entry and home_.
-  void* moved = mremap(reinterpret_cast<void*>(old), size_, size_,
-                       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, reserve);
+  void* moved = MAP_FAILED;
+  if (uffd::kernel_has(uffd::kDontUnmap)) {
+    moved = mremap(reinterpret_cast<void*>(old), size_, size_,
+                   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, reserve);
+    // Before 5.7 the flag is unknown (EINVAL); until 5.13 it is refused for anything but
+    // private anonymous memory, which a pager VMO is, so EINVAL means the kernel lacks it.
+    if (moved == MAP_FAILED && errno == EINVAL) uffd::kernel_lacks(uffd::kDontUnmap);
+  }
   bool dontunmap = moved != MAP_FAILED;
   if (!dontunmap) {
     moved = mremap(reinterpret_cast<void*>(old), size_, size_, MREMAP_MAYMOVE | MREMAP_FIXED,
@@ -526,15 +540,23 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   // mremap returned once its REMAP event was read; wait until it was also applied (the
   // registry and home_ moved), so nobody uses the old home after this returns.
   service_->sync();
+  if (test_hook_after_move_) test_hook_after_move_(old, size_);
+  // The old range joins the graveyard (unmapped at teardown) only while this VMO holds
+  // it. Without DONTUNMAP it was unmapped by the move, and another mapping may have
+  // landed there since: then the placeholder fails (EEXIST) or, before 4.17, where
+  // MAP_FIXED_NOREPLACE is only a hint, lands elsewhere; either way the range is not ours.
+  bool hold_old = true;
   if (dontunmap) {
     mprotect(reinterpret_cast<void*>(old), size_, PROT_NONE);
   } else {
-    mmap(reinterpret_cast<void*>(old), size_, PROT_NONE,
-         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    void* p = mmap(reinterpret_cast<void*>(old), size_, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p != MAP_FAILED && p != reinterpret_cast<void*>(old)) munmap(p, size_);
+    hold_old = p == reinterpret_cast<void*>(old);
   }
   {
     std::lock_guard lock(mu_);
-    graveyard_.emplace_back(old, size_);
+    if (hold_old) graveyard_.emplace_back(old, size_);
     map_waiters_.clear();
   }
   uffd::wake(uffd_, old, size_);
@@ -662,7 +684,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         if (st != ZX_OK) break;
         // Map the source pages in one call rather than fault them in one by one inside
         // UFFDIO_COPY.
-        madvise(const_cast<uint8_t*>(src) + src_off, (b - a) * kPageSize, MADV_POPULATE_READ);
+        uffd::populate(const_cast<uint8_t*>(src) + src_off, (b - a) * kPageSize, false);
       } else {
         src = anon->base();
       }
@@ -840,8 +862,9 @@ void PagerVmo::teardown() {
     // never supplied: poison them first, so they fail (SIGBUS) instead.
     {
       std::lock_guard lock(mu_);
+      // A marker fail_waiter left answers EEXIST: skip it, not stop there.
       present_.for_each_missing_run(0, size_ / kPageSize, [&](uint64_t a, uint64_t b) {
-        uffd::poison(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
+        uffd::poison_missing(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
       });
     }
     service_->remove_remote(uffd_);

@@ -130,6 +130,10 @@ class PagerVmo final : public Vmo {
   // events are read (the kernel said EAGAIN).
   bool on_wp_fault(uintptr_t addr);
 
+  // Tests only: called by unmap() between moving the memory out of its old range and
+  // claiming that range back, the window in which another mapping can land there.
+  static void (*test_hook_after_move_)(uintptr_t old_home, uint64_t size);
+
  protected:
   void on_unreferenced() override;
 

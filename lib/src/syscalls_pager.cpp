@@ -130,6 +130,10 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) {
     return ZX_ERR_OUT_OF_RANGE;
   }
   if (!zxp::uffd::probe().available) return ZX_ERR_NOT_SUPPORTED;
+  // The pager fails this mapping's faults, and guards it against zeros at teardown, with
+  // poison markers: without UFFDIO_POISON (before 6.6) a remote VMO cannot keep its
+  // promise, and the pager refuses it anyway (zxp_pager_create_remote_vmo).
+  if (!(zxp::uffd::probe().features & UFFD_FEATURE_POISON)) return ZX_ERR_NOT_SUPPORTED;
   // No events: the client's munmap/madvise must never wait for the pager process.
   int fd = zxp::uffd::open(zxp::uffd::probe().features & UFFD_FEATURE_POISON);
   if (fd < 0) return ZX_ERR_NOT_SUPPORTED;
@@ -237,6 +241,14 @@ zx_status_t zxp_get_features(zxp_features_t* out) {
   f.event_unmap = (p.features & UFFD_FEATURE_EVENT_UNMAP) != 0;
   f.anon_supply_by_move = f.move;
   strncpy(f.uffd_error, p.error.c_str(), sizeof(f.uffd_error) - 1);
+  f.mremap_dontunmap = zxp::uffd::kernel_has(zxp::uffd::kDontUnmap);
+  f.epoll_pwait2 = zxp::uffd::kernel_has(zxp::uffd::kEpollPwait2);
+  f.madv_populate = zxp::uffd::kernel_has(zxp::uffd::kPopulate);
+  f.remote_vmos = p.available && f.poison;
+  f.fail_by_signal = f.thread_id;
+  f.uffd_kernel_features = p.kernel_features;
+  f.uffd_disabled_features = p.disabled_features;
+  strncpy(f.disabled, p.disabled_names.c_str(), sizeof(f.disabled) - 1);
   static const bool uring = [] {
     struct io_uring ring;
     if (io_uring_queue_init(2, &ring, 0) != 0) return false;

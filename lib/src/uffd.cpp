@@ -4,12 +4,90 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+
 namespace zxp::uffd {
 namespace {
+
+struct Disable {
+  uint64_t features = 0;
+  uint32_t kernel = 0;
+  std::string names;
+};
+
+// ZXPAGER_DISABLE, read once. `all` is everything the library has a fallback for;
+// thread_id is not in it: without it a fault through a mapping can only be failed by a
+// poison marker, and with both gone zx_pager_create refuses (see FaultService::start).
+Disable parse_disable() {
+  struct Name {
+    const char* name;
+    uint64_t features;
+    uint32_t kernel;
+    bool in_all;
+  };
+  static const Name kNames[] = {
+      {"move", UFFD_FEATURE_MOVE, 0, true},
+      {"poison", UFFD_FEATURE_POISON, 0, true},
+      {"wp",
+       UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED |
+           UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_ASYNC,
+       0, true},
+      {"minor", UFFD_FEATURE_MINOR_HUGETLBFS | UFFD_FEATURE_MINOR_SHMEM, 0, true},
+      {"thread_id", UFFD_FEATURE_THREAD_ID, 0, false},
+      {"dontunmap", 0, kDontUnmap, true},
+      {"epoll_pwait2", 0, kEpollPwait2, true},
+      {"populate", 0, kPopulate, true},
+  };
+  constexpr size_t kCount = sizeof(kNames) / sizeof(kNames[0]);
+  Disable d;
+  const char* env = getenv("ZXPAGER_DISABLE");
+  if (!env || !*env) return d;
+  bool chosen[kCount] = {};
+  std::string list(env);
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    std::string word = list.substr(pos, comma - pos);
+    pos = comma + 1;
+    if (word.empty()) continue;
+    bool known = false;
+    for (size_t i = 0; i < kCount; ++i) {
+      if (word == kNames[i].name || (word == "all" && kNames[i].in_all)) {
+        known = true;
+        chosen[i] = true;
+      }
+    }
+    if (!known) {
+      fprintf(stderr,
+              "zxpager: ZXPAGER_DISABLE: unknown feature '%s' ignored (known: move, poison, "
+              "wp, minor, thread_id, dontunmap, epoll_pwait2, populate, all)\n",
+              word.c_str());
+    }
+  }
+  for (size_t i = 0; i < kCount; ++i) {
+    if (!chosen[i]) continue;
+    d.features |= kNames[i].features;
+    d.kernel |= kNames[i].kernel;
+    if (!d.names.empty()) d.names += ',';
+    d.names += kNames[i].name;
+  }
+  return d;
+}
+
+const Disable& disable() {
+  static const Disable d = parse_disable();
+  return d;
+}
+
+std::atomic<uint32_t> g_kernel_lacks{0};
 
 int open_raw(int flags, bool* via_dev) {
   *via_dev = false;
@@ -33,8 +111,35 @@ int open_raw(int flags, bool* via_dev) {
   return -1;
 }
 
+// Which of the KernelFeature calls this kernel knows: each is tried once on scratch
+// memory or a scratch epoll. Returns the bits it lacks.
+uint32_t probe_kernel_calls() {
+  uint32_t lacks = 0;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* a = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (a != MAP_FAILED) {
+    if (madvise(a, page, MADV_POPULATE_READ) != 0 && errno == EINVAL) lacks |= kPopulate;
+    void* to = static_cast<char*>(a) + page;
+    void* moved = mremap(a, page, page, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+    if (moved == MAP_FAILED && errno == EINVAL) lacks |= kDontUnmap;
+    munmap(a, 2 * page);
+  }
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep >= 0) {
+    struct epoll_event ev;
+    struct timespec zero = {0, 0};
+    if (epoll_pwait2(ep, &ev, 1, &zero, nullptr) < 0 && errno == ENOSYS) lacks |= kEpollPwait2;
+    close(ep);
+  }
+  return lacks;
+}
+
 Probe do_probe() {
   Probe p;
+  g_kernel_lacks.fetch_or(probe_kernel_calls(), std::memory_order_relaxed);
+  p.kernel_lacks = g_kernel_lacks.load(std::memory_order_relaxed);
+  p.disabled_kernel = disable().kernel;
+  p.disabled_names = disable().names;
   const int flags = O_CLOEXEC | O_NONBLOCK;
   int fd = open_raw(flags, &p.via_dev);
   if (fd < 0 && (errno == EPERM || errno == EACCES)) {
@@ -57,7 +162,9 @@ Probe do_probe() {
   }
   close(fd);
   p.available = true;
-  p.features = api.features;
+  p.kernel_features = api.features;
+  p.disabled_features = api.features & disable().features;
+  p.features = api.features & ~disable().features;
   return p;
 }
 
@@ -66,6 +173,22 @@ Probe do_probe() {
 const Probe& probe() {
   static const Probe p = do_probe();
   return p;
+}
+
+bool kernel_has(KernelFeature f) {
+  if (disable().kernel & f) return false;
+  probe();
+  return !(g_kernel_lacks.load(std::memory_order_relaxed) & f);
+}
+
+void kernel_lacks(KernelFeature f) { g_kernel_lacks.fetch_or(f, std::memory_order_relaxed); }
+
+int populate(void* addr, uint64_t len, bool write) {
+  if (!kernel_has(kPopulate)) return EINVAL;
+  if (madvise(addr, len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return 0;
+  int e = errno;
+  if (e == EINVAL) kernel_lacks(kPopulate);
+  return e;
 }
 
 uint64_t wanted_features() {
@@ -150,6 +273,8 @@ Progress zeropage(int fd, uintptr_t dst, uint64_t len, bool wake) {
 
 Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src_holes,
               bool wake) {
+  // Disabled, the ioctl answers as a kernel without it does (an unknown command: EINVAL).
+  if (disable().features & UFFD_FEATURE_MOVE) return Progress{0, EINVAL};
   return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
     struct uffdio_move m = {};
     m.dst = dst + off;
@@ -164,6 +289,7 @@ Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src
 }
 
 Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake) {
+  if (disable().features & UFFD_FEATURE_POISON) return Progress{0, EINVAL};
   return fill_loop(len, [&](uint64_t off, uint64_t n, int64_t* field) {
     struct uffdio_poison pz = {};
     pz.range.start = dst + off;
@@ -173,6 +299,24 @@ Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake) {
     *field = pz.updated;
     return rc;
   });
+}
+
+int poison_missing(int fd, uintptr_t dst, uint64_t len, bool wake) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t off = 0;
+  while (off < len) {
+    Progress p = poison(fd, dst + off, len - off, wake);
+    off += p.done;
+    if (p.err == 0) break;
+    // A present page (or a marker fail_waiter left): it needs nothing; the pages after it
+    // still do.
+    if (p.err == EEXIST) {
+      off += page;
+      continue;
+    }
+    return p.err;
+  }
+  return 0;
 }
 
 int writeprotect(int fd, uintptr_t addr, uint64_t len, bool protect, bool wake) {

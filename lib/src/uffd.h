@@ -49,16 +49,43 @@ struct uffdio_poison {
 
 namespace zxp::uffd {
 
+// Kernel features outside userfaultfd that the library uses where the kernel has them.
+enum KernelFeature : uint32_t {
+  kDontUnmap = 1u << 0,    // mremap(MREMAP_DONTUNMAP), Linux 5.7
+  kEpollPwait2 = 1u << 1,  // epoll_pwait2 (nanosecond timeouts), Linux 5.11
+  kPopulate = 1u << 2,     // madvise(MADV_POPULATE_READ/WRITE), Linux 5.14
+};
+
 // What this kernel offers, found once with a probe descriptor. Thread-safe.
+//
+// ZXPAGER_DISABLE=move,poison,wp,minor,thread_id,dontunmap,epoll_pwait2,populate (any
+// comma-separated subset; `all` for every one) makes the library behave as on a kernel
+// without those features: they are masked here, once, and every path below takes its
+// fallback. Unknown names are reported on stderr once and ignored.
 struct Probe {
   bool available = false;
   bool via_dev = false;         // opened through /dev/userfaultfd
   bool user_mode_only = false;  // only UFFD_USER_MODE_ONLY was allowed
-  uint64_t features = 0;        // what UFFDIO_API reported
+  uint64_t features = 0;        // what UFFDIO_API reported, less the disabled features
+  uint64_t kernel_features = 0; // what UFFDIO_API reported
+  uint64_t disabled_features = 0;  // UFFD_FEATURE_* masked by ZXPAGER_DISABLE
+  uint32_t disabled_kernel = 0;    // KernelFeature bits masked by ZXPAGER_DISABLE
+  uint32_t kernel_lacks = 0;       // KernelFeature bits this kernel does not have
+  std::string disabled_names;      // the recognised names of ZXPAGER_DISABLE, comma-separated
   int open_errno = 0;
   std::string error;            // why it is unavailable
 };
 const Probe& probe();
+
+// False if the kernel lacks `f` (found when first used) or ZXPAGER_DISABLE masks it.
+// Thread-safe.
+bool kernel_has(KernelFeature f);
+// Records that a call of `f` failed as on a kernel without it (ENOSYS/EINVAL): later
+// calls take the fallback at once. Thread-safe.
+void kernel_lacks(KernelFeature f);
+// madvise(MADV_POPULATE_WRITE or _READ) over [addr, addr+len): 0 or an errno; EINVAL, as
+// before Linux 5.14, where the kernel lacks it or it is disabled.
+int populate(void* addr, uint64_t len, bool write);
 
 // The features the library asks for (those of them the kernel has).
 uint64_t wanted_features();
@@ -90,6 +117,13 @@ Progress zeropage(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 Progress move(int fd, uintptr_t dst, uintptr_t src, uint64_t len, bool allow_src_holes,
               bool wake = true);
 Progress poison(int fd, uintptr_t dst, uint64_t len, bool wake = true);
+// Poisons every page of [dst, dst+len) that is not present, skipping the present ones
+// (EEXIST: supplied, or poisoned already) instead of stopping at them, so no page of the
+// range is left to read as zero once the descriptor closes. Never blocks. Returns 0 or
+// the errno that stopped it: ENOENT/ESRCH the mapping or the process is gone; EAGAIN
+// the address space is changing (events negotiated on `fd` are unread); EINVAL no
+// UFFDIO_POISON on this kernel (or disabled, or not negotiated on `fd`).
+int poison_missing(int fd, uintptr_t dst, uint64_t len, bool wake = true);
 
 // Sets or clears write protection of [addr, addr+len) (a range registered in WP mode).
 // Only clearing wakes (unless !wake); setting never wakes.

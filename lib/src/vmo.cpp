@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "status.h"
+#include "uffd.h"
 
 namespace zxp {
 
@@ -356,8 +357,9 @@ zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   switch (op) {
     case ZX_VMO_OP_COMMIT: {
       if (end == start) return ZX_OK;
-      if (madvise(base_ + start, end - start, MADV_POPULATE_WRITE) == 0) return ZX_OK;
-      if (errno != EINVAL) return status_from_errno(errno);
+      int err = uffd::populate(base_ + start, end - start, true);
+      if (err == 0) return ZX_OK;
+      if (err != EINVAL) return status_from_errno(err);
       // Kernels before 5.14: touch each page.
       for (uint64_t o = start; o < end; o += kPageSize) {
         volatile uint8_t* p = base_ + o;

@@ -36,13 +36,27 @@ typedef struct zxp_features {
   uint8_t io_uring;              // io_uring_setup works here
   uint8_t anon_supply_by_move;   // supply from ZXP_VMO_ANONYMOUS aux uses MOVE (else COPY)
   uint8_t reserved0;
-  uint64_t uffd_api_features;    // the raw feature word UFFDIO_API reported
+  uint64_t uffd_api_features;    // the feature word the library uses (UFFDIO_API's, less
+                                 // what ZXPAGER_DISABLE masks)
   char uffd_error[64];           // why userfaultfd is unavailable, if it is
+  // Calls outside userfaultfd, each with a fallback (see README, "What Linux needs").
+  uint8_t mremap_dontunmap;      // mremap(MREMAP_DONTUNMAP), Linux 5.7
+  uint8_t epoll_pwait2;          // epoll_pwait2, Linux 5.11 (else epoll_wait, milliseconds)
+  uint8_t madv_populate;         // MADV_POPULATE_READ/WRITE, Linux 5.14
+  uint8_t remote_vmos;           // zxp_pager_create_remote_vmo works: needs POISON (6.6)
+  uint8_t fail_by_signal;        // FAIL/detach reach a local faulting thread by a signal
+                                 // (THREAD_ID); else by a poison marker
+  uint8_t reserved1[3];
+  uint64_t uffd_kernel_features; // the raw feature word UFFDIO_API reported
+  uint64_t uffd_disabled_features;  // UFFD_FEATURE_* masked by ZXPAGER_DISABLE
+  char disabled[96];             // ZXPAGER_DISABLE's recognised names, comma-separated
 } zxp_features_t;
 
-// Fills *out with the kernel's features. Opens (and closes) a probe userfaultfd on the
-// first call; later calls return the cached result. Errors: ZX_ERR_INVALID_ARGS if out
-// is NULL.
+// Fills *out with the kernel's features, less those the environment variable
+// ZXPAGER_DISABLE masks (move, poison, wp, minor, thread_id, dontunmap, epoll_pwait2,
+// populate, or all: the library then behaves as on a kernel without them). Probes
+// userfaultfd (a descriptor opened and closed) and the calls above on the first call;
+// later calls return the cached result. Errors: ZX_ERR_INVALID_ARGS if out is NULL.
 zx_status_t zxp_get_features(zxp_features_t* out);
 
 // Statistics of one pager, cumulative since zx_pager_create.
@@ -93,20 +107,24 @@ zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
 // marker) or the client drops it (madvise MADV_DONTNEED). zx_vmo_read/write and
 // zx_vmar_map of a remote VMO are ZX_ERR_NOT_SUPPORTED (the memory is not here);
 // ZX_VMO_OP_COMMIT, supply, FAIL, detach and ZX_INFO_VMO work.
+// Remote VMOs need UFFDIO_POISON (Linux 6.6; zxp_features_t.remote_vmos): without it
+// nothing could release a client thread blocked on a failed page, nor keep a torn-down
+// mapping from reading zeros, so both calls below refuse with ZX_ERR_NOT_SUPPORTED.
 
 // Client side: reserves `size` bytes (rounded up to pages) of anonymous memory at *addr,
 // opens a userfaultfd (user-mode-only when the process may not have more) and registers
 // the range with it in MISSING mode. The caller owns both: munmap and close them when
 // done (after which the pager's VMO sees no more faults). Thread-safe.
 // Errors: ZX_ERR_INVALID_ARGS (NULL out pointer, size 0), ZX_ERR_OUT_OF_RANGE (size),
-// ZX_ERR_NOT_SUPPORTED (no usable userfaultfd), ZX_ERR_NO_MEMORY.
+// ZX_ERR_NOT_SUPPORTED (no usable userfaultfd, or no UFFDIO_POISON), ZX_ERR_NO_MEMORY.
 zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd);
 
 // Pager side: a pager VMO of `size` bytes whose memory is [remote_addr,
 // remote_addr+size) of the process that registered it with `uffd`. On success the VMO
 // owns `uffd` (it is closed when the VMO goes away); on failure the caller still does.
 // Requests arrive on `port` with `key`. Rights and errors as zx_pager_create_vmo, plus
-// ZX_ERR_INVALID_ARGS if `uffd` is not a userfaultfd or remote_addr is not page aligned.
+// ZX_ERR_INVALID_ARGS if `uffd` is not a userfaultfd or remote_addr is not page aligned,
+// and ZX_ERR_NOT_SUPPORTED where the kernel lacks UFFDIO_POISON.
 zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_handle_t port,
                                         uint64_t key, int uffd, uint64_t remote_addr,
                                         uint64_t size, zx_handle_t* out);

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Boots Debian's stock kernels (the ones apt offers: 6.1 from bookworm, 6.12 where offered)
+# in qemu (TCG: no KVM needed) with an initramfs holding the pager, remote and blobfsd
+# tests, runs them there, and prints one result line per kernel:
+#   test-kernels: KERNEL: N passed, M failed, S skipped (FAILED: names)
+# Usage: test-kernels.sh BUILD_DIR [KERNEL_PACKAGE...]
+#   KERNEL_PACKAGE: an apt package name (linux-image-amd64, linux-image-6.12-amd64, or an
+#   exact linux-image-6.1.0-N-amd64). Default: linux-image-amd64 and linux-image-6.12-amd64.
+# Environment: TEST_KERNELS_CACHE (default ~/.cache/zxpager-test-kernels): downloaded
+# packages and extracted kernels; TEST_KERNELS_TIMEOUT (seconds per kernel, default 3600);
+# TEST_KERNELS_TESTS (space-separated test names, default below).
+# The kernel packages are unpacked with dpkg-deb -x into the cache, never installed.
+set -euo pipefail
+
+build=$(realpath "${1:?usage: test-kernels.sh BUILD_DIR [KERNEL_PACKAGE...]}")
+shift
+packages=("$@")
+[ ${#packages[@]} -eq 0 ] && packages=(linux-image-amd64 linux-image-6.12-amd64)
+cache=${TEST_KERNELS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zxpager-test-kernels}
+per_kernel_timeout=${TEST_KERNELS_TIMEOUT:-3600}
+tests=(${TEST_KERNELS_TESTS:-kernel_paths vmo vmar pager_basic pager_supply pager_errors
+       pager_fail pager_lifecycle pager_process pager_evict paged_source file_pager
+       pager_remote paged_source_remote blobfsd_serve blobfsd_robust})
+# Seconds each test may take under TCG (tens of times slower than the host).
+per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
+
+log() { printf 'test-kernels: %s\n' "$*" >&2; }
+mkdir -p "$cache"
+
+# resolve PACKAGE: the concrete linux-image-<version>-amd64 package apt would install
+# (a meta-package is followed to the image it depends on); empty if apt offers none.
+updated=0
+resolve() {
+  local pkg=$1 dep
+  if ! apt-cache show "$pkg" >/dev/null 2>&1 && [ "$updated" -eq 0 ]; then
+    # The package lists may predate the package, or never have been fetched.
+    apt-get update -qq >/dev/null 2>&1 || true
+    updated=1
+  fi
+  apt-cache show "$pkg" >/dev/null 2>&1 || return 0
+  dep=$(apt-cache depends "$pkg" 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1)
+  if [ -n "$dep" ]; then echo "$dep"; else echo "$pkg"; fi
+}
+
+# fetch PACKAGE: downloads and unpacks it once; prints the directory it was unpacked into.
+fetch() {
+  local pkg=$1 dir="$cache/$1"
+  if [ ! -f "$dir/.unpacked" ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir/deb"
+    (cd "$dir/deb" && apt-get download "$pkg" >/dev/null 2>&1) || {
+      log "apt-get download $pkg failed"; return 1; }
+    dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
+    rm -rf "$dir/deb"
+    touch "$dir/.unpacked"
+  fi
+  echo "$dir"
+}
+
+# check_config CONFIG: what the tests need is built in (no modules in the initramfs).
+check_config() {
+  local config=$1 missing=()
+  for opt in USERFAULTFD IO_URING SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP \
+             DEVTMPFS TMPFS UNIX MEMFD_CREATE EPOLL; do
+    grep -q "^CONFIG_$opt=y" "$config" || missing+=("$opt")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    log "$(basename "$config"): not built in: ${missing[*]}"
+    return 1
+  fi
+}
+
+# copy_with_libs ROOT FILE...: the files and the shared libraries they load.
+copy_with_libs() {
+  local root=$1; shift
+  local f lib
+  for f in "$@"; do
+    install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
+    while read -r lib; do
+      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then install -D -m 0755 "$lib" "$root$lib"; fi
+    done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
+  done
+}
+
+make_initramfs() {
+  local out=$1 root
+  root=$(mktemp -d)
+  mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,etc,var/tmp}
+  cp /bin/busybox "$root/bin/busybox"
+  ln -s busybox "$root/bin/sh"
+  local files=()
+  for t in "${tests[@]}"; do
+    [ -x "$build/test/test_$t" ] || { log "missing $build/test/test_$t (build first)"; return 1; }
+    files+=("$build/test/test_$t")
+  done
+  files+=("$build/blobfs/daemon/blobfsd" "$build/blobfs/blobfs-cat" "$build/tools/zxpager/zxpager")
+  copy_with_libs "$root" "${files[@]}"
+  echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
+  echo "nobody:x:65534:65534:nobody:/:/bin/sh" >>"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  cat >"$root/init" <<EOF
+#!/bin/sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs -o size=1g tmp /tmp
+mount -t tmpfs -o size=512m vartmp /var/tmp
+mkdir -p /dev/shm && mount -t tmpfs -o size=256m shm /dev/shm
+export PATH=/bin TMPDIR=/tmp HOME=/tmp
+export BLOBFSD=/tests/blobfsd BLOBFS_CAT=/tests/blobfs-cat
+ulimit -n 65536 2>/dev/null
+echo "ZXPAGER-KERNEL \$(uname -r)"
+/tests/zxpager info
+passed=0; failed=0; skipped=0; names=""
+for t in ${tests[*]}; do
+  echo "ZXPAGER-RUN \$t"
+  timeout $per_test_timeout /tests/test_\$t >/tmp/out 2>&1
+  rc=\$?
+  if [ \$rc -eq 0 ]; then passed=\$((passed+1)); r=ok
+  elif [ \$rc -eq 77 ]; then skipped=\$((skipped+1)); r=skip
+  else failed=\$((failed+1)); names="\$names \$t"; r="fail(rc=\$rc)"; tail -n 80 /tmp/out; fi
+  grep -E "^SKIP|^test cases|^All tests|warning:|with message" /tmp/out | tail -n 6
+  echo "ZXPAGER-TEST \$t \$r"
+done
+echo "ZXPAGER-RESULT \$(uname -r) passed=\$passed failed=\$failed skipped=\$skipped names=\$names"
+sync
+poweroff -f
+EOF
+  chmod +x "$root/init"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out"
+  rm -rf "$root"
+}
+
+total_failed=0
+summary=()
+for want in "${packages[@]}"; do
+  pkg=$(resolve "$want")
+  if [ -z "$pkg" ]; then
+    log "apt offers no $want here: skipped"
+    summary+=("$want: skipped (not offered by apt)")
+    continue
+  fi
+  dir=$(fetch "$pkg") || { summary+=("$pkg: could not be fetched"); total_failed=$((total_failed+1)); continue; }
+  vmlinuz=$(ls "$dir"/root/boot/vmlinuz-* | head -n1)
+  config=$(ls "$dir"/root/boot/config-* | head -n1)
+  check_config "$config" || { summary+=("$pkg: kernel config lacks what the tests need");
+                              total_failed=$((total_failed+1)); continue; }
+  initrd="$cache/initrd-$pkg.cpio.gz"
+  make_initramfs "$initrd"
+  out="$cache/console-$pkg.log"
+  log "booting $pkg ($(basename "$vmlinuz")) under qemu (TCG); console in $out"
+  accel=tcg
+  # -cpu max: TCG's default CPU model lacks instructions the host build may use.
+  timeout "$per_kernel_timeout" qemu-system-x86_64 -accel "$accel" -cpu max -smp 2 -m 2G \
+    -nographic -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3" >"$out" 2>&1 || true
+  grep -E '^ZXPAGER-TEST ' "$out" | sed 's/\r$//' >&2 || true
+  line=$(grep -a '^ZXPAGER-RESULT ' "$out" | tr -d '\r' | tail -n1)
+  if [ -z "$line" ]; then
+    log "$pkg: no result line (timed out or crashed); see $out"
+    summary+=("$pkg: no result (see $out)")
+    total_failed=$((total_failed+1))
+    continue
+  fi
+  read -r _ release p f s names <<<"$line"
+  p=${p#passed=}; f=${f#failed=}; s=${s#skipped=}; names=${names#names=}
+  res="$release: $p passed, $f failed, $s skipped"
+  [ "$f" -ne 0 ] && res="$res (FAILED:$names)"
+  summary+=("$res")
+  total_failed=$((total_failed + f))
+done
+for l in "${summary[@]}"; do echo "test-kernels: $l"; done
+[ "$total_failed" -eq 0 ]
