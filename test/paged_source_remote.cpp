@@ -146,8 +146,10 @@ TEST_CASE("the service fills another process's memory; a failed range is SIGBUS 
   o.advice = zxp::Advice::kRandom;
   uint32_t id;
   zx_handle_t vmo;
-  REQUIRE(svc->create_remote_vmo(&source, c.uffd, c.base, kPages * kPage, o, &id, &vmo) ==
+  zxp::UniqueFd client_uffd(c.uffd);
+  REQUIRE(svc->create_remote_vmo(&source, &client_uffd, c.base, kPages * kPage, o, &id, &vmo) ==
           ZX_OK);
+  REQUIRE(!client_uffd);  // moved into the VMO
   for (uint64_t page : {3u, 0u, 63u, 17u, 3u}) {
     INFO("page " << page);
     REQUIRE(c.touch(page) == 0);
@@ -177,21 +179,27 @@ TEST_CASE("create_remote_vmo refuses what a remote VMO cannot do") {
   REQUIRE(zxp::PagerService::create({}, &svc) == ZX_OK);
   PatternSource source;
   uintptr_t base;
-  int uffd;
-  REQUIRE(zxp_remote_map_create(kPage, &base, &uffd) == ZX_OK);
+  int raw;
+  REQUIRE(zxp_remote_map_create(kPage, &base, &raw) == ZX_OK);
+  zxp::UniqueFd uffd(raw);
   zxp::PagerService::VmoOptions o;
   o.evictable = true;
   uint32_t id;
   zx_handle_t vmo;
-  REQUIRE(svc->create_remote_vmo(&source, uffd, base, kPage, o, &id, &vmo) ==
+  REQUIRE(svc->create_remote_vmo(&source, &uffd, base, kPage, o, &id, &vmo) ==
           ZX_ERR_NOT_SUPPORTED);
   o.evictable = false;
-  REQUIRE(svc->create_remote_vmo(&source, -1, base, kPage, o, &id, &vmo) == ZX_ERR_INVALID_ARGS);
-  REQUIRE(svc->create_remote_vmo(nullptr, uffd, base, kPage, o, &id, &vmo) ==
+  zxp::UniqueFd none;
+  REQUIRE(svc->create_remote_vmo(&source, &none, base, kPage, o, &id, &vmo) == ZX_ERR_INVALID_ARGS);
+  REQUIRE(svc->create_remote_vmo(&source, nullptr, base, kPage, o, &id, &vmo) ==
+          ZX_ERR_INVALID_ARGS);
+  REQUIRE(svc->create_remote_vmo(nullptr, &uffd, base, kPage, o, &id, &vmo) ==
           ZX_ERR_INVALID_ARGS);
   // Failure left the descriptor with the caller; success hands it over.
-  REQUIRE(fcntl(uffd, F_GETFD) >= 0);
-  REQUIRE(svc->create_remote_vmo(&source, uffd, base, kPage, o, &id, &vmo) == ZX_OK);
+  REQUIRE(uffd.get() == raw);
+  REQUIRE(fcntl(raw, F_GETFD) >= 0);
+  REQUIRE(svc->create_remote_vmo(&source, &uffd, base, kPage, o, &id, &vmo) == ZX_OK);
+  REQUIRE(!uffd);
   REQUIRE(svc->detach_vmo(id) == ZX_OK);
   REQUIRE(zx_handle_close(vmo) == ZX_OK);
   munmap(reinterpret_cast<void*>(base), kPage);

@@ -6,6 +6,8 @@
 // bitmap and trace; slots_mu_ the free aux slots; budget_mu_ the eviction queue;
 // vmos_mu_ the id table. None is held across a source's fill(), a supply or an
 // eviction, so a source may complete inline.
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -91,6 +93,7 @@ class PagerService::Impl {
     std::mutex mu;
     std::condition_variable idle;
     bool detached = false;
+    bool detach_done = false;  // the handle is closed (guarded by mu)
     uint32_t batches = 0;
     std::map<uint64_t, uint64_t> inflight;  // first page -> end, disjoint
     std::vector<uint64_t> resident;         // bitmap
@@ -253,13 +256,24 @@ class PagerService::Impl {
 
   // A VMO whose memory is another process's (zxp_pager_create_remote_vmo): supplied by
   // COPY, never evicted (the pages cannot be proven clean from here).
-  zx_status_t create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+  // The VMO is given a duplicate of the caller's descriptor: if a step after its creation
+  // fails, closing the VMO closes the duplicate, and the caller's descriptor is untouched.
+  // Only on success does the caller's copy go (the VMO holds the same open file).
+  zx_status_t create_remote_vmo(PagedSource* source, UniqueFd* uffd, uintptr_t remote_addr,
                                 uint64_t size, const VmoOptions& o, uint32_t* id,
                                 zx_handle_t* out) {
+    if (!uffd || !uffd->is_valid()) return ZX_ERR_INVALID_ARGS;
     if (o.evictable || opt_.budget_bytes) return ZX_ERR_NOT_SUPPORTED;
-    return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
-      return zxp_pager_create_remote_vmo(pager_, 0, port_, key, uffd, remote_addr, size, vmo);
+    zx_status_t st = create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
+      UniqueFd dup(fcntl(uffd->get(), F_DUPFD_CLOEXEC, 0));
+      if (!dup) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_INVALID_ARGS;
+      zx_status_t made =
+          zxp_pager_create_remote_vmo(pager_, 0, port_, key, dup.get(), remote_addr, size, vmo);
+      if (made == ZX_OK) (void)dup.release();  // the VMO owns it now
+      return made;
     });
+    if (st == ZX_OK) uffd->reset();
+    return st;
   }
 
   template <typename MakeVmo>
@@ -317,7 +331,13 @@ class PagerService::Impl {
     std::shared_ptr<Vmo> v = find(id);
     if (!v) return ZX_ERR_NOT_FOUND;
     {
-      std::lock_guard lock(v->mu);
+      // One detach per VMO: a second caller racing the first must not close the handle
+      // again (by then it may name another object); it waits until the detach is done.
+      std::unique_lock lock(v->mu);
+      if (v->detached) {
+        v->idle.wait(lock, [&] { return v->detach_done; });
+        return ZX_ERR_NOT_FOUND;
+      }
       v->detached = true;
     }
     zx_pager_detach_vmo(pager_, v->handle);
@@ -332,6 +352,11 @@ class PagerService::Impl {
       vmos_.erase(id);
     }
     zx_handle_close(v->handle);
+    {
+      std::lock_guard lock(v->mu);
+      v->detach_done = true;
+    }
+    v->idle.notify_all();
     return ZX_OK;
   }
 
@@ -610,7 +635,15 @@ class PagerService::Impl {
         if (st == ZX_OK) {
           supplied.push_back({b->first + i, b->first + j});
         } else {
-          leftovers = true;  // detached meanwhile: the aux pages stay behind
+          leftovers = true;  // the aux pages stay behind
+          // BAD_STATE: detached meanwhile, its waiters failed already. Anything else
+          // (PEER_CLOSED: a remote VMO's process is gone; NO_MEMORY) must still end the
+          // wait of whoever needs these pages, never leave the request outstanding.
+          if (st != ZX_ERR_BAD_STATE) {
+            zx_pager_op_range(pager_, ZX_PAGER_OP_FAIL, v.handle, off, len,
+                              st == ZX_ERR_PEER_CLOSED ? ZX_ERR_BAD_STATE : ZX_ERR_IO);
+            failed_pages += j - i;
+          }
         }
       } else {
         zx_pager_op_range(pager_, ZX_PAGER_OP_FAIL, v.handle, off, len, fail_of[i]);
@@ -856,7 +889,8 @@ zx_status_t PagerService::create_vmo(PagedSource* source, uint64_t size,
                                      zx_handle_t* vmo) {
   return impl_->create_vmo(source, size, options, id, vmo);
 }
-zx_status_t PagerService::create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+zx_status_t PagerService::create_remote_vmo(PagedSource* source, UniqueFd* uffd,
+                                            uintptr_t remote_addr,
                                             uint64_t size, const VmoOptions& options,
                                             uint32_t* id, zx_handle_t* vmo) {
   return impl_->create_remote_vmo(source, uffd, remote_addr, size, options, id, vmo);
