@@ -5,11 +5,13 @@
 // descriptors are back to where they were.
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
 #include <atomic>
 #include <random>
+#include <set>
 
 #include <zircon/status.h>
 #include <zxpager/blobfs_client.h>
@@ -293,4 +295,68 @@ TEST_CASE("regression: clients killed at random moments during reads and COMMIT:
   CHECK(fds_back);
   REQUIRE(Serves(d, img, "dir/random-3m.bin"));
   REQUIRE(d.Stop(10000) == 0);
+}
+
+namespace {
+
+// The daemon's user + system CPU time so far, in clock ticks.
+uint64_t CpuTicks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) in parentheses.
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; i++) {
+    if (i == 14) utime = strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = strtoull(field.c_str(), nullptr, 10);
+  }
+  return utime + stime;
+}
+
+}  // namespace
+
+TEST_CASE("regression: out of descriptors, blobfsd stops accepting for a while instead of "
+          "spinning, and accepts again once descriptors are free") {
+  TestImage img(StandardFiles());
+  Daemon d(img.path, img.dir.path());
+  REQUIRE(Serves(d, img, "tiny"));
+  const int threads0 = d.Threads();
+  REQUIRE(WaitUntil([&] { return d.Threads() <= threads0; }));
+  const int fds0 = d.FdCount();
+  struct rlimit old_limit;
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, nullptr, &old_limit) == 0);
+  // Room for two connections; the third waits in the listen queue, unaccepted. The limit
+  // bounds descriptor numbers: it goes just past the second free number.
+  std::set<int> used_numbers;
+  DIR* dir = opendir(("/proc/" + std::to_string(d.pid()) + "/fd").c_str());
+  REQUIRE(dir != nullptr);
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] != '.') used_numbers.insert(atoi(e->d_name));
+  }
+  closedir(dir);
+  int free_seen = 0, number = 0;
+  for (; free_seen < 2; number++) free_seen += used_numbers.count(number) ? 0 : 1;
+  const rlim_t n = static_cast<rlim_t>(number);
+  // The soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE.
+  struct rlimit tight = {n, old_limit.rlim_max};
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &tight, nullptr) == 0);
+  std::vector<std::unique_ptr<RawClient>> held;
+  for (int i = 0; i < 4; i++) held.push_back(std::make_unique<RawClient>(d.socket()));
+  // Two accepted (a thread each), the others queued behind a failing accept4.
+  REQUIRE(WaitUntil([&] { return d.Threads() >= threads0 + 2; }));
+  // A measurement window, not a wait for a state: a daemon spinning on accept4 would
+  // use most of a CPU in it; a paused one wakes ten times a second.
+  const uint64_t t0 = CpuTicks(d.pid());
+  poll(nullptr, 0, 1000);
+  const uint64_t used = CpuTicks(d.pid()) - t0;
+  INFO("CPU ticks in 1 s out of descriptors: " << used << " (of " << sysconf(_SC_CLK_TCK) << ")");
+  CHECK(used < static_cast<uint64_t>(sysconf(_SC_CLK_TCK)) / 5);
+  CHECK(d.log().find("not accepting") != std::string::npos);
+  // Descriptors back: the held connections go, the queued ones are accepted and closed.
+  held.clear();
+  REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &old_limit, nullptr) == 0);
+  REQUIRE(d.FdsBackTo(fds0));
+  REQUIRE(Serves(d, img, "dir/text-100k.txt"));
+  REQUIRE(d.Stop() == 0);
 }
