@@ -441,3 +441,63 @@ TEST_CASE("regression: a COMMIT waiting for a client that is killed ends with "
     REQUIRE(zx_vmo_op_range(r.vmo, ZX_VMO_OP_COMMIT, 0, kPage, nullptr, 0) == ZX_ERR_PEER_CLOSED);
   }
 }
+
+namespace {
+
+thread_local int t_sigbus_count = 0;
+void count_sigbus(int, siginfo_t*, void*) { t_sigbus_count++; }
+
+// The library's fail signal: the one real-time signal with an SA_SIGINFO handler installed.
+int find_fail_signal() {
+  for (int s = SIGRTMIN; s <= SIGRTMAX; s++) {
+    struct sigaction old;
+    if (sigaction(s, nullptr, &old) == 0 && (old.sa_flags & SA_SIGINFO) &&
+        old.sa_sigaction != nullptr) {
+      return s;
+    }
+  }
+  return -1;
+}
+
+void queue_to_self(int sig, int code, void* value) {
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  si.si_signo = sig;
+  si.si_code = code;
+  si.si_pid = getpid();
+  si.si_uid = getuid();
+  si.si_value.sival_ptr = value;
+  REQUIRE(syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, &si) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("regression: the fail signal raises SIGBUS only on a page still missing, and only "
+          "when this process queued it (a reused thread id is left alone)") {
+  zx_handle_t pager;
+  REQUIRE(zx_pager_create(0, &pager) == ZX_OK);  // the fault service and its signal
+  const int sig = find_fail_signal();
+  REQUIRE(sig > 0);
+  struct sigaction sa = {}, old_bus;
+  sa.sa_sigaction = count_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  REQUIRE(sigaction(SIGBUS, &sa, &old_bus) == 0);
+  void* present = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* missing = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(present != MAP_FAILED);
+  REQUIRE(missing != MAP_FAILED);
+  *static_cast<volatile uint8_t*>(present) = 1;
+  // A signal sent to itself is delivered (its handler, then the SIGBUS it raises) before
+  // the call returns.
+  t_sigbus_count = 0;
+  queue_to_self(sig, SI_QUEUE, present);  // a thread not blocked there (a reused id)
+  CHECK(t_sigbus_count == 0);
+  queue_to_self(sig, SI_TKILL, missing);  // not queued by the library
+  CHECK(t_sigbus_count == 0);
+  queue_to_self(sig, SI_QUEUE, missing);  // what a thread blocked on a missing page gets
+  CHECK(t_sigbus_count == 1);
+  sigaction(SIGBUS, &old_bus, nullptr);
+  munmap(present, kPage);
+  munmap(missing, kPage);
+  zx_handle_close(pager);
+}
