@@ -343,10 +343,10 @@ TEST_CASE("regression: out of descriptors, blobfsd stops accepting for a while i
   REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &tight, nullptr) == 0);
   std::vector<std::unique_ptr<RawClient>> held;
   for (int i = 0; i < 4; i++) held.push_back(std::make_unique<RawClient>(d.socket()));
-  // Two accepted (a thread each), the others queued behind a failing accept4.
-  REQUIRE(WaitUntil([&] { return d.Threads() >= threads0 + 2; }));
-  // A measurement window, not a wait for a state: a daemon spinning on accept4 would
-  // use most of a CPU in it; a paused one wakes ten times a second.
+  // At most two are accepted, the others stay queued behind a failing accept4 (the log
+  // line below says the daemon met it). A measurement window, not a wait for a state:
+  // a daemon spinning on accept4 would use most of a CPU in it; a paused one wakes ten
+  // times a second.
   const uint64_t t0 = CpuTicks(d.pid());
   poll(nullptr, 0, 1000);
   const uint64_t used = CpuTicks(d.pid()) - t0;
