@@ -296,8 +296,9 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
   const int fds0 = d.FdCount();
   const std::string sock = d.socket();
   for (int round = 0; round < 20; round++) {
-    // The child faults pages in from four threads, tells us it has started, and is
-    // killed while faults are in flight.
+    // The child faults pages in from four threads, reporting progress every few pages,
+    // and is killed once it has made `round`+1 reports: while faults are in flight, at a
+    // point set by progress rather than by time.
     int p[2];
     REQUIRE(pipe(p) == 0);
     pid_t pid = fork();
@@ -314,23 +315,25 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
       for (int t = 0; t < 4; t++) {
         ts.emplace_back([&, t] {
           const zxp::BlobfsBlob* blob = t % 2 ? a.get() : b.get();
+          int n = 0;
           for (uint64_t off = static_cast<uint64_t>(t) * 4096; off < blob->size(); off += 4 * 4096) {
             sum += blob->data()[off];
+            if (++n % 4 == 0 && write(p[1], "t", 1) != 1) _exit(4);
           }
         });
       }
-      char go = 1;
-      if (write(p[1], &go, 1) != 1) _exit(4);
       for (auto& t : ts) t.join();
       _exit(0);
     }
     close(p[1]);
-    char go;
-    REQUIRE(read(p[0], &go, 1) == 1);
-    close(p[0]);
-    std::this_thread::sleep_for(std::chrono::microseconds(200 * round));
+    for (int i = 0; i <= round; i++) {
+      pollfd pfd = {p[0], POLLIN, 0};
+      char ch;
+      if (poll(&pfd, 1, 10000) <= 0 || read(p[0], &ch, 1) != 1) break;  // ended early
+    }
     kill(pid, SIGKILL);
     WaitExit(pid);
+    close(p[0]);
   }
   REQUIRE(d.FdsBackTo(fds0));
   REQUIRE(Serves(d, img, "dir/random-3m.bin"));
@@ -338,9 +341,16 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
   // Disconnect with a mapping live: pages already in stay readable; a page the daemon
   // never supplied is SIGBUS (never silent zeros, never a hang).
   for (int round = 0; round < 5; round++) {
+    // The child says when it has disconnected; we say when the daemon has let go of its
+    // mapping (its descriptors are closed: the poisoning before that is done).
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0);
+    REQUIRE(pipe(down) == 0);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+      close(up[0]);
+      close(down[1]);
       RawClient c(sock);
       if (!c.Hello()) _exit(1);
       proto::OpenReply o = c.Open("dir/random-3m.bin");
@@ -357,20 +367,31 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
       uint8_t byte;
       if (Touch(base + 100, &byte) != 0 || byte != want[100]) _exit(5);
       close(c.fd());  // gone, mapping live (the RawClient's destructor never runs)
-      // The daemon tears the mapping down asynchronously: wait until a far page fails.
-      bool failed = false;
-      for (int i = 0; i < 2000 && !failed; i++) {
-        uint64_t off = 2 * 1048576 + static_cast<uint64_t>(i) * 4096 % 1048576;
+      char ch = 1;
+      if (write(up[1], &ch, 1) != 1) _exit(9);
+      if (read(down[0], &ch, 1) != 1) _exit(10);
+      // Torn down: pages never supplied fail at once (read-ahead may have brought some).
+      int failed = 0;
+      for (uint64_t off = 2 * 1048576; off < 3 * 1048576; off += 64 * 4096) {
         int r = Touch(base + off, &byte);
-        if (r == 1) failed = true;
         if (r == 0 && byte != want[off]) _exit(6);  // zeros would land here
-        usleep(1000);
+        failed += r;
       }
-      if (!failed) _exit(7);
+      if (failed == 0) _exit(7);
       if (Touch(base + 100, &byte) != 0 || byte != want[100]) _exit(8);
       _exit(0);
     }
+    close(up[1]);
+    close(down[0]);
+    char ch;
+    pollfd pfd = {up[0], POLLIN, 0};
+    REQUIRE(poll(&pfd, 1, 10000) == 1);
+    REQUIRE(read(up[0], &ch, 1) == 1);
+    REQUIRE(d.FdsBackTo(fds0));
+    REQUIRE(write(down[1], &ch, 1) == 1);
     REQUIRE(ExitedWith(WaitExit(pid), 0));
+    close(up[0]);
+    close(down[1]);
   }
   REQUIRE(d.FdsBackTo(fds0));
   REQUIRE(d.alive());
@@ -443,8 +464,11 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
       const auto& want = img.files.at(name);
       if (zxp::BlobfsClient::connect(sock.c_str(), &c) != ZX_OK) _exit(1);
       if (c->open(name.c_str(), &b) != ZX_OK) _exit(2);
-      char go = 1;
-      if (write(p[1], &go, 1) != 1) _exit(3);
+      // "go" once well into reading (SIGTERM then finds every client mid-work).
+      int done = 0;
+      auto progress = [&] {
+        if (++done == 32 && write(p[1], "g", 1) != 1) _exit(3);
+      };
       std::mt19937_64 rng(static_cast<uint64_t>(i));
       std::vector<uint8_t> buf(4096);
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -459,9 +483,10 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
           if (memcmp(buf.data(), want.data() + off, got) != 0) _exit(11);
         } else {
           uint8_t byte;
-          if (Touch(b->data() + off, &byte) == 1) _exit(0);
+          if (Touch(b->data() + off, &byte) == 1) _exit(done >= 32 ? 0 : 14);
           if (byte != want[off]) _exit(12);  // zeros after the daemon left
         }
+        progress();
       }
       _exit(13);  // never saw the daemon go
     }
@@ -470,10 +495,11 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
   close(p[1]);
   for (int i = 0; i < 8; i++) {
     char go;
+    pollfd pfd = {p[0], POLLIN, 0};
+    REQUIRE(poll(&pfd, 1, 20000) == 1);
     REQUIRE(read(p[0], &go, 1) == 1);
   }
   close(p[0]);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   REQUIRE(ExitedWith(d.Stop(), 0));
   CHECK(access(sock.c_str(), F_OK) != 0);
   for (pid_t pid : pids) {

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <memory>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <zircon/syscalls.h>
@@ -150,8 +151,10 @@ TEST_CASE("the service fills another process's memory; a failed range is SIGBUS 
   o.advice = zxp::Advice::kRandom;
   uint32_t id;
   zx_handle_t vmo;
-  REQUIRE(svc->create_remote_vmo(&source, c.uffd, c.base, kPages * kPage, o, &id, &vmo) ==
+  zxp::UniqueFd client_uffd(c.uffd);
+  REQUIRE(svc->create_remote_vmo(&source, &client_uffd, c.base, kPages * kPage, o, &id, &vmo) ==
           ZX_OK);
+  REQUIRE(!client_uffd);  // moved into the VMO
   for (uint64_t page : {3u, 0u, 63u, 17u, 3u}) {
     INFO("page " << page);
     REQUIRE(c.touch(page) == 0);
@@ -181,22 +184,59 @@ TEST_CASE("create_remote_vmo refuses what a remote VMO cannot do") {
   REQUIRE(zxp::PagerService::create({}, &svc) == ZX_OK);
   PatternSource source;
   uintptr_t base;
-  int uffd;
-  REQUIRE(zxp_remote_map_create(kPage, &base, &uffd) == ZX_OK);
+  int raw;
+  REQUIRE(zxp_remote_map_create(kPage, &base, &raw) == ZX_OK);
+  zxp::UniqueFd uffd(raw);
   zxp::PagerService::VmoOptions o;
   o.evictable = true;
   uint32_t id;
   zx_handle_t vmo;
-  REQUIRE(svc->create_remote_vmo(&source, uffd, base, kPage, o, &id, &vmo) ==
+  REQUIRE(svc->create_remote_vmo(&source, &uffd, base, kPage, o, &id, &vmo) ==
           ZX_ERR_NOT_SUPPORTED);
   o.evictable = false;
-  REQUIRE(svc->create_remote_vmo(&source, -1, base, kPage, o, &id, &vmo) == ZX_ERR_INVALID_ARGS);
-  REQUIRE(svc->create_remote_vmo(nullptr, uffd, base, kPage, o, &id, &vmo) ==
+  zxp::UniqueFd none;
+  REQUIRE(svc->create_remote_vmo(&source, &none, base, kPage, o, &id, &vmo) == ZX_ERR_INVALID_ARGS);
+  REQUIRE(svc->create_remote_vmo(&source, nullptr, base, kPage, o, &id, &vmo) ==
+          ZX_ERR_INVALID_ARGS);
+  REQUIRE(svc->create_remote_vmo(nullptr, &uffd, base, kPage, o, &id, &vmo) ==
           ZX_ERR_INVALID_ARGS);
   // Failure left the descriptor with the caller; success hands it over.
-  REQUIRE(fcntl(uffd, F_GETFD) >= 0);
-  REQUIRE(svc->create_remote_vmo(&source, uffd, base, kPage, o, &id, &vmo) == ZX_OK);
+  REQUIRE(uffd.get() == raw);
+  REQUIRE(fcntl(raw, F_GETFD) >= 0);
+  REQUIRE(svc->create_remote_vmo(&source, &uffd, base, kPage, o, &id, &vmo) == ZX_OK);
+  REQUIRE(!uffd);
   REQUIRE(svc->detach_vmo(id) == ZX_OK);
   REQUIRE(zx_handle_close(vmo) == ZX_OK);
   munmap(reinterpret_cast<void*>(base), kPage);
+}
+
+TEST_CASE("regression: detach_vmo racing itself detaches once (one ZX_OK, one NOT_FOUND, "
+          "both return after the detach)") {
+  std::unique_ptr<zxp::PagerService> svc;
+  REQUIRE(zxp::PagerService::create({}, &svc) == ZX_OK);
+  PatternSource source;
+  for (int i = 0; i < 200; i++) {
+    uint32_t id;
+    zx_handle_t vmo;
+    REQUIRE(svc->create_vmo(&source, 4 * kPage, {}, &id, &vmo) == ZX_OK);
+    std::atomic<int> ready{0};
+    zx_status_t st[2];
+    std::thread t[2];
+    for (int k = 0; k < 2; k++) {
+      t[k] = std::thread([&, k] {
+        ready++;
+        while (ready.load() < 2) {
+        }
+        st[k] = svc->detach_vmo(id);
+        // Whoever returns, the VMO is detached by then: a read fails, never waits.
+        uint8_t b;
+        CHECK(zx_vmo_read(vmo, &b, 0, 1) == ZX_ERR_BAD_STATE);
+      });
+    }
+    for (auto& th : t) th.join();
+    INFO("round " << i << ": " << st[0] << ", " << st[1]);
+    REQUIRE(((st[0] == ZX_OK && st[1] == ZX_ERR_NOT_FOUND) ||
+             (st[1] == ZX_OK && st[0] == ZX_ERR_NOT_FOUND)));
+    REQUIRE(zx_handle_close(vmo) == ZX_OK);
+  }
 }

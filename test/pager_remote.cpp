@@ -3,12 +3,22 @@
 // process adopts it and serves the client's faults.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+#include <vector>
 
 #include <zircon/syscalls.h>
 #include <zxpager/zxpager.h>
@@ -220,7 +230,8 @@ TEST_CASE("a client that exits: supply fails cleanly, closing the VMO sends COMP
   int status;
   REQUIRE(waitpid(r.pid, &status, 0) == r.pid);
   r.pid = -1;
-  REQUIRE(r.supply(1, 0) == ZX_ERR_BAD_STATE);
+  // The memory is gone with the process: a distinct status, not "detached".
+  REQUIRE(r.supply(1, 0) == ZX_ERR_PEER_CLOSED);
   REQUIRE(zx_handle_close(r.vmo) == ZX_OK);
   r.vmo = ZX_HANDLE_INVALID;
   zx_port_packet_t p;
@@ -281,4 +292,216 @@ TEST_CASE("regression: a remote VMO torn down leaves its unsupplied pages failin
   rep = r.reply();
   REQUIRE(rep.kind == 0);
   REQUIRE(rep.byte == pattern(4, 8));
+}
+
+namespace {
+
+// A userfaultfd of this process negotiated with `features` (and, if `api`, initialised),
+// with one page registered; -1 if this kernel or user cannot have one.
+int uffd_with(uint64_t features, bool api, uintptr_t* base) {
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd < 0) fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+  if (fd < 0) return -1;
+  void* p = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(p != MAP_FAILED);
+  *base = reinterpret_cast<uintptr_t>(p);
+  if (api) {
+    struct uffdio_api a = {};
+    a.api = UFFD_API;
+    a.features = features;
+    if (ioctl(fd, UFFDIO_API, &a) != 0) {
+      close(fd);
+      munmap(p, kPage);
+      return -1;
+    }
+    struct uffdio_register reg = {};
+    reg.range.start = *base;
+    reg.range.len = kPage;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    REQUIRE(ioctl(fd, UFFDIO_REGISTER, &reg) == 0);
+  }
+  return fd;
+}
+
+}  // namespace
+
+TEST_CASE("regression: a userfaultfd with features the client library never asks for is "
+          "refused (EVENT_FORK: NOT_SUPPORTED), as is one never initialised (INVALID_ARGS)") {
+  zx_handle_t pager, port, out = ZX_HANDLE_INVALID;
+  REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+  REQUIRE(zx_port_create(0, &port) == ZX_OK);
+  for (uint64_t features : {uint64_t{UFFD_FEATURE_EVENT_FORK}, uint64_t{UFFD_FEATURE_EVENT_REMAP},
+                            uint64_t{UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMOVE}}) {
+    INFO("features " << features);
+    uintptr_t base;
+    int fd = uffd_with(features, true, &base);
+    if (fd < 0) {
+      WARN("this kernel or user cannot open a userfaultfd with these features: skipped");
+      continue;
+    }
+    REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, fd, base, kPage, &out) ==
+            ZX_ERR_NOT_SUPPORTED);
+    REQUIRE(fcntl(fd, F_GETFD) >= 0);  // still the caller's
+    REQUIRE(close(fd) == 0);
+    munmap(reinterpret_cast<void*>(base), kPage);
+  }
+  // Never initialised: the client could pick its features after the check.
+  uintptr_t base;
+  int fd = uffd_with(0, false, &base);
+  REQUIRE(fd >= 0);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, fd, base, kPage, &out) ==
+          ZX_ERR_INVALID_ARGS);
+  // ... and now it cannot: its API is fixed at no features.
+  struct uffdio_api a = {};
+  a.api = UFFD_API;
+  a.features = UFFD_FEATURE_EVENT_FORK;
+  CHECK(ioctl(fd, UFFDIO_API, &a) != 0);
+  REQUIRE(close(fd) == 0);
+  munmap(reinterpret_cast<void*>(base), kPage);
+  // What zxp_remote_map_create makes is accepted.
+  int good;
+  REQUIRE(zxp_remote_map_create(kPage, &base, &good) == ZX_OK);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, good, base, kPage, &out) == ZX_OK);
+  zx_handle_close(out);
+  munmap(reinterpret_cast<void*>(base), kPage);
+  zx_handle_close(port);
+  zx_handle_close(pager);
+}
+
+TEST_CASE("regression: zxp_pager_create_remote_vmo failing at each step leaves the descriptor "
+          "open and the caller's (no double close)") {
+  zx_handle_t pager, port, out = ZX_HANDLE_INVALID;
+  REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+  REQUIRE(zx_port_create(0, &port) == ZX_OK);
+  uintptr_t base;
+  int uffd;
+  REQUIRE(zxp_remote_map_create(kPage, &base, &uffd) == ZX_OK);
+
+  // The service refuses it (add_remote): the same descriptor number is already a VMO's.
+  zx_handle_t first;
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 1, uffd, base, kPage, &first) == ZX_OK);
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 2, uffd, base, kPage, &out) ==
+          ZX_ERR_ALREADY_EXISTS);
+  // The first VMO still owns and reads it: a fault of this process's page is its request.
+  REQUIRE(fcntl(uffd, F_GETFD) >= 0);
+  std::thread toucher([&] { (void)*reinterpret_cast<volatile uint8_t*>(base); });
+  zx_port_packet_t p;
+  REQUIRE(zx_port_wait(port, zx_deadline_after(ZX_SEC(10)), &p) == ZX_OK);
+  REQUIRE(p.key == 1);
+  zx_handle_t aux;
+  REQUIRE(zx_vmo_create(kPage, 0, &aux) == ZX_OK);
+  REQUIRE(zx_pager_supply_pages(pager, first, 0, kPage, aux, 0) == ZX_OK);
+  toucher.join();
+  REQUIRE(zx_handle_close(first) == ZX_OK);  // closes uffd: the VMO owned it
+  munmap(reinterpret_cast<void*>(base), kPage);
+
+  // The handle table is full (HandleTable::add fails).
+  REQUIRE(zxp_remote_map_create(kPage, &base, &uffd) == ZX_OK);
+  std::vector<zx_handle_t> filler;
+  zx_handle_t d;
+  while (zx_handle_duplicate(aux, ZX_RIGHT_SAME_RIGHTS, &d) == ZX_OK) filler.push_back(d);
+  REQUIRE(!filler.empty());
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 3, uffd, base, kPage, &out) ==
+          ZX_ERR_NO_RESOURCES);
+  for (zx_handle_t h : filler) zx_handle_close(h);
+  filler.clear();
+  REQUIRE(fcntl(uffd, F_GETFD) >= 0);
+  // Still registered and usable: a VMO made from it now works.
+  REQUIRE(zxp_pager_create_remote_vmo(pager, 0, port, 4, uffd, base, kPage, &out) == ZX_OK);
+  REQUIRE(zx_handle_close(out) == ZX_OK);
+  // The VMO closed it; nobody else did before.
+  REQUIRE(fcntl(uffd, F_GETFD) < 0);
+  munmap(reinterpret_cast<void*>(base), kPage);
+  zx_handle_close(aux);
+  zx_handle_close(port);
+  zx_handle_close(pager);
+}
+
+TEST_CASE("regression: a COMMIT waiting for a client that is killed ends with "
+          "ZX_ERR_PEER_CLOSED, never a silent wait") {
+  for (int round = 0; round < 20; round++) {
+    Remote r(false);
+    r.touch(1);
+    REQUIRE(r.request(1));
+    // A commit of the whole mapping waits for every page.
+    auto commit = std::async(std::launch::async, [&] {
+      return zx_vmo_op_range(r.vmo, ZX_VMO_OP_COMMIT, 0, kPages * kPage, nullptr, 0);
+    });
+    // Its requests (the pages after 1) are on the port: the commit is waiting.
+    zx_port_packet_t p;
+    REQUIRE(zx_port_wait(r.port, zx_deadline_after(ZX_SEC(10)), &p) == ZX_OK);
+    REQUIRE(p.page_request.command == ZX_PAGER_VMO_READ);
+    kill(r.pid, SIGKILL);
+    int status;
+    REQUIRE(waitpid(r.pid, &status, 0) == r.pid);
+    r.pid = -1;
+    const zx_status_t supplied = r.supply(1, round % 2 ? ZXP_VMO_ANONYMOUS : 0);
+    const bool ended = commit.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    if (!ended) zx_pager_detach_vmo(r.pager, r.vmo);  // let the thread go before failing
+    REQUIRE(ended);
+    REQUIRE(supplied == ZX_ERR_PEER_CLOSED);
+    REQUIRE(commit.get() == ZX_ERR_PEER_CLOSED);
+    // Later commits fail at once too.
+    REQUIRE(zx_vmo_op_range(r.vmo, ZX_VMO_OP_COMMIT, 0, kPage, nullptr, 0) == ZX_ERR_PEER_CLOSED);
+  }
+}
+
+namespace {
+
+thread_local int t_sigbus_count = 0;
+void count_sigbus(int, siginfo_t*, void*) { t_sigbus_count++; }
+
+// The library's fail signal: the one real-time signal with an SA_SIGINFO handler installed.
+int find_fail_signal() {
+  for (int s = SIGRTMIN; s <= SIGRTMAX; s++) {
+    struct sigaction old;
+    if (sigaction(s, nullptr, &old) == 0 && (old.sa_flags & SA_SIGINFO) &&
+        old.sa_sigaction != nullptr) {
+      return s;
+    }
+  }
+  return -1;
+}
+
+void queue_to_self(int sig, int code, void* value) {
+  siginfo_t si;
+  memset(&si, 0, sizeof(si));
+  si.si_signo = sig;
+  si.si_code = code;
+  si.si_pid = getpid();
+  si.si_uid = getuid();
+  si.si_value.sival_ptr = value;
+  REQUIRE(syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, &si) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("regression: the fail signal raises SIGBUS only on a page still missing, and only "
+          "when this process queued it (a reused thread id is left alone)") {
+  zx_handle_t pager;
+  REQUIRE(zx_pager_create(0, &pager) == ZX_OK);  // the fault service and its signal
+  const int sig = find_fail_signal();
+  REQUIRE(sig > 0);
+  struct sigaction sa = {}, old_bus;
+  sa.sa_sigaction = count_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  REQUIRE(sigaction(SIGBUS, &sa, &old_bus) == 0);
+  void* present = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* missing = mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(present != MAP_FAILED);
+  REQUIRE(missing != MAP_FAILED);
+  *static_cast<volatile uint8_t*>(present) = 1;
+  // A signal sent to itself is delivered (its handler, then the SIGBUS it raises) before
+  // the call returns.
+  t_sigbus_count = 0;
+  queue_to_self(sig, SI_QUEUE, present);  // a thread not blocked there (a reused id)
+  CHECK(t_sigbus_count == 0);
+  queue_to_self(sig, SI_TKILL, missing);  // not queued by the library
+  CHECK(t_sigbus_count == 0);
+  queue_to_self(sig, SI_QUEUE, missing);  // what a thread blocked on a missing page gets
+  CHECK(t_sigbus_count == 1);
+  sigaction(SIGBUS, &old_bus, nullptr);
+  munmap(present, kPage);
+  munmap(missing, kPage);
+  zx_handle_close(pager);
 }

@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include <blobfs/protocol.h>
+#include <zxpager/unique_fd.h>
 #include <zxpager/zxpager.h>
 
 namespace zxp {
@@ -59,8 +60,7 @@ std::string Hex(const uint8_t* b, size_t n) {
 // The socket, one request at a time.
 class BlobfsConnection {
  public:
-  explicit BlobfsConnection(int fd) : fd_(fd) {}
-  ~BlobfsConnection() { close(fd_); }
+  explicit BlobfsConnection(zxp::UniqueFd fd) : fd_(std::move(fd)) {}
 
   // Sends a request (with `send_fd` attached if >= 0) and reads its reply body.
   zx_status_t Call(uint16_t op, const void* body, size_t length, int send_fd,
@@ -90,7 +90,7 @@ class BlobfsConnection {
       c->cmsg_len = CMSG_LEN(sizeof(int));
       memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
     }
-    int err = proto::SendAll(fd_, &msg);
+    int err = proto::SendAll(fd_.get(), &msg);
     if (err != 0) return err < 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(err);
     return ZX_OK;
   }
@@ -98,7 +98,7 @@ class BlobfsConnection {
     auto* p = static_cast<uint8_t*>(buf);
     size_t got = 0;
     while (got < n) {
-      ssize_t r = recv(fd_, p + got, n - got, 0);
+      ssize_t r = recv(fd_.get(), p + got, n - got, 0);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return r == 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(errno);
       got += static_cast<size_t>(r);
@@ -124,7 +124,7 @@ class BlobfsConnection {
     return ZX_OK;
   }
 
-  int fd_;
+  zxp::UniqueFd fd_;
   std::mutex mu_;
   uint32_t tag_ = 0;
   bool broken_ = false;
@@ -145,15 +145,13 @@ zx_status_t BlobfsClient::connect(const char* socket_path, std::unique_ptr<Blobf
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path)) return ZX_ERR_INVALID_ARGS;
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return StatusFromErrno(errno);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    int err = errno;
-    close(fd);
-    return StatusFromErrno(err);
+  zxp::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return StatusFromErrno(errno);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return StatusFromErrno(errno);
   }
   std::unique_ptr<BlobfsClient> c(new BlobfsClient());
-  c->conn_ = std::make_shared<BlobfsConnection>(fd);
+  c->conn_ = std::make_shared<BlobfsConnection>(std::move(fd));
   proto::HelloRequest hello = {proto::kMagic, proto::kVersion, proto::kVersion, 0};
   std::vector<uint8_t> reply;
   zx_status_t st = c->conn_->Call(proto::kHello, &hello, sizeof(hello), -1, &reply);
@@ -208,17 +206,17 @@ zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t leng
   blob->root_ = Hex(r.root, sizeof(r.root));
   if (r.size > 0) {
     uintptr_t addr;
-    int uffd;
-    st = zxp_remote_map_create(r.size, &addr, &uffd);
+    int raw_uffd;
+    st = zxp_remote_map_create(r.size, &addr, &raw_uffd);
     if (st == ZX_OK) {
+      // The daemon gets a copy (or refuses it): ours goes at the end of this block, so
+      // that when the daemon lets go the kernel releases the userfaultfd instead of
+      // leaving faults to wait on a reader that never comes.
+      zxp::UniqueFd uffd(raw_uffd);
       blob->data_ = reinterpret_cast<uint8_t*>(addr);
       blob->map_size_ = (r.size + kPage - 1) / kPage * kPage;
       proto::MapRequest m = {r.handle, 0, addr, blob->map_size_};
-      st = conn_->Call(proto::kMap, &m, sizeof(m), uffd, &reply);
-      // The daemon holds the descriptor now (or refused it): ours must go, so that when
-      // the daemon lets go the kernel releases the userfaultfd instead of leaving
-      // faults to wait on a reader that never comes.
-      close(uffd);
+      st = conn_->Call(proto::kMap, &m, sizeof(m), uffd.get(), &reply);
       if (st == ZX_OK) {
         proto::StatusReply s = {};
         memcpy(&s, reply.data(), std::min(reply.size(), sizeof(s)));

@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  int sfd = signalfd(-1, &set, SFD_CLOEXEC);
-  if (sfd < 0) {
+  zxp::UniqueFd sfd(signalfd(-1, &set, SFD_CLOEXEC));
+  if (!sfd) {
     perror("blobfsd: signalfd");
     return 1;
   }
@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   }
   fmt::print(stderr, "blobfsd: serving {} ({} blobs) on {}\n", image_path,
              store->image().blob_count(), socket_path);
-  int rc = server->Run(sfd);
+  int rc = server->Run(sfd.get());
   server.reset();  // every connection closed, every VMO detached, the socket removed
   // Nothing is in flight any more (detach waits for fills). The pager service is not torn
   // down: its shutdown can miss the wakeup of a pager thread polling the userfaultfds

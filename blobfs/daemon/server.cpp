@@ -43,6 +43,7 @@ constexpr uint64_t kPage = 4096;
 constexpr int kMidMessageTimeoutMs = 10000;
 constexpr size_t kMaxConnections = 1024;
 constexpr size_t kMaxFdsPerMessage = 8;
+constexpr int kAcceptBackoffMs = 100;
 
 // After the daemon lets go of a client mapping, pages it never supplied must not read
 // as zeros in the client (the kernel fills a range no userfaultfd covers any more with
@@ -76,7 +77,7 @@ void PoisonMissing(int uffd, uint64_t addr, uint64_t size) {
 // One client connection, served on its own thread.
 class Connection {
  public:
-  Connection(Server* server, int fd) : server_(server), fd_(fd) {}
+  Connection(Server* server, zxp::UniqueFd fd) : server_(server), fd_(std::move(fd)) {}
   ~Connection() {
     if (thread_.joinable()) thread_.join();
   }
@@ -95,7 +96,7 @@ class Connection {
       }
     }
     for (uint32_t id : ids) server_->store()->service()->detach_vmo(id);
-    shutdown(fd_, SHUT_RD);
+    shutdown(fd_.get(), SHUT_RD);
   }
 
  private:
@@ -104,7 +105,7 @@ class Connection {
     uint64_t size;
     zx_handle_t vmo = ZX_HANDLE_INVALID;
     uint32_t vmo_id = 0;
-    int poison_fd = -1;  // a duplicate of the client's userfaultfd, for PoisonMissing
+    zxp::UniqueFd poison_fd;  // a duplicate of the client's userfaultfd, for PoisonMissing
     uint64_t addr = 0, map_size = 0;
   };
   enum class ReadResult { kOk, kEof, kTruncated, kTimedOut };
@@ -121,17 +122,14 @@ class Connection {
   bool Commit(const proto::Header& h, const proto::CommitRequest& c);
   bool Stats(const proto::Header& h);
   void Release(Open& o);
-  void CloseFds() {
-    for (int fd : fds_) close(fd);
-    fds_.clear();
-  }
+  void CloseFds() { fds_.clear(); }
 
   Server* server_;
-  int fd_;
+  zxp::UniqueFd fd_;
   std::thread thread_;
   std::atomic<bool> done_{false};
   bool hello_ = false;
-  std::vector<int> fds_;  // descriptors received with the current message
+  std::vector<zxp::UniqueFd> fds_;  // descriptors received with the current message
   std::mutex mu_;         // opens_ and closing_ (Shutdown comes from the main thread)
   std::map<uint32_t, Open> opens_;
   uint32_t next_handle_ = 1;
@@ -144,7 +142,7 @@ Connection::ReadResult Connection::ReadFull(void* buf, size_t n, bool first) {
   while (got < n) {
     if (!(first && got == 0)) {
       // Inside a message: a client that stops mid-way is cut off.
-      pollfd pfd = {fd_, POLLIN, 0};
+      pollfd pfd = {fd_.get(), POLLIN, 0};
       int r = poll(&pfd, 1, kMidMessageTimeoutMs);
       if (r < 0 && errno == EINTR) continue;
       if (r == 0) return ReadResult::kTimedOut;
@@ -156,7 +154,7 @@ Connection::ReadResult Connection::ReadFull(void* buf, size_t n, bool first) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof(control);
-    ssize_t r = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    ssize_t r = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return got == 0 && first ? ReadResult::kEof : ReadResult::kTruncated;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -165,7 +163,7 @@ Connection::ReadResult Connection::ReadFull(void* buf, size_t n, bool first) {
       for (size_t i = 0; i < count; i++) {
         int fd;
         memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        fds_.push_back(fd);
+        fds_.emplace_back(fd);
       }
     }
     got += static_cast<size_t>(r);
@@ -180,7 +178,7 @@ bool Connection::Reply(const proto::Header& req, const void* body, size_t n) {
   msghdr msg = {};
   msg.msg_iov = iov;
   msg.msg_iovlen = 2;
-  return proto::SendAll(fd_, &msg) == 0;
+  return proto::SendAll(fd_.get(), &msg) == 0;
 }
 
 bool Connection::ReplyStatus(const proto::Header& h, zx_status_t st) {
@@ -239,7 +237,9 @@ void Connection::Serve() {
     opens.swap(opens_);
   }
   for (auto& [handle, o] : opens) Release(o);
-  close(fd_);
+  // The client sees the end now; the descriptor itself closes with the Connection (after
+  // the join), so Shutdown() from the main thread never names a reused descriptor.
+  shutdown(fd_.get(), SHUT_RDWR);
   done_.store(true, std::memory_order_release);
   server_->ConnectionDone();
 }
@@ -320,7 +320,7 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
         std::lock_guard lock(mu_);
         auto it = opens_.find(c.handle);
         if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "CLOSE of an unknown handle");
-        o = it->second;
+        o = std::move(it->second);
         opens_.erase(it);
       }
       Release(o);
@@ -346,7 +346,7 @@ bool Connection::OpenBlob(const proto::Header& h, uint32_t blob) {
       BlobSource* src = server_->store()->source(blob);
       src->opens.fetch_add(1, std::memory_order_relaxed);
       rep.handle = next_handle_++;
-      opens_[rep.handle] = Open{src, info.size};
+      opens_[rep.handle] = Open{src, info.size, ZX_HANDLE_INVALID, 0, {}, 0, 0};
     }
   }
   if (rep.status == ZX_OK) {
@@ -369,22 +369,26 @@ bool Connection::Map(const proto::Header& h, const proto::MapRequest& m) {
     return Error(h, ZX_ERR_INVALID_ARGS, "MAP of the wrong size or address");
   }
   if (closing_) return ReplyStatus(h, ZX_ERR_BAD_STATE);
-  int poison_fd = fcntl(fds_[0], F_DUPFD_CLOEXEC, 0);
-  if (poison_fd < 0) return ReplyStatus(h, ZX_ERR_NO_RESOURCES);
+  zxp::UniqueFd poison_fd(fcntl(fds_[0].get(), F_DUPFD_CLOEXEC, 0));
+  if (!poison_fd) return ReplyStatus(h, ZX_ERR_NO_RESOURCES);
   zxp::PagerService::VmoOptions vo;
   // blobfs's read-ahead: 32 KiB clusters of raw blobs, whole 32 KiB frames of zstd ones,
   // and the service's adaptive window on top for sequential readers.
   vo.granule = blobfs::kChunkSize;
   vo.readahead_max = 1u << 20;
+  // On success the descriptor moves into the VMO; on failure it stays in fds_ (closed
+  // with the message).
   zx_status_t st = server_->store()->service()->create_remote_vmo(
-      o.source, fds_[0], m.addr, m.size, vo, &o.vmo_id, &o.vmo);
+      o.source, &fds_[0], m.addr, m.size, vo, &o.vmo_id, &o.vmo);
   if (st != ZX_OK) {
-    close(poison_fd);
     o.vmo = ZX_HANDLE_INVALID;
+    // A userfaultfd with features the client library never asks for (EVENT_FORK, ...).
+    if (st == ZX_ERR_NOT_SUPPORTED) {
+      return Error(h, st, "MAP: a userfaultfd with features zxp_remote_map_create never asks for");
+    }
     return Error(h, st, "MAP: not a usable userfaultfd mapping");
   }
-  fds_.clear();  // the VMO owns the descriptor now
-  o.poison_fd = poison_fd;
+  o.poison_fd = std::move(poison_fd);
   o.addr = m.addr;
   o.map_size = m.size;
   return ReplyStatus(h, ZX_OK);
@@ -448,9 +452,10 @@ bool Connection::Stats(const proto::Header& h) {
 void Connection::Release(Open& o) {
   if (o.vmo != ZX_HANDLE_INVALID) {
     server_->store()->service()->detach_vmo(o.vmo_id);
-    PoisonMissing(o.poison_fd, o.addr, o.map_size);
+    PoisonMissing(o.poison_fd.get(), o.addr, o.map_size);
     zx_handle_close(o.vmo);
-    close(o.poison_fd);
+    o.vmo = ZX_HANDLE_INVALID;
+    o.poison_fd.reset();
   }
   o.source->opens.fetch_sub(1, std::memory_order_relaxed);
   server_->store()->Released(o.source);
@@ -476,9 +481,9 @@ zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
     return ZX_ERR_INVALID_ARGS;
   }
   memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  s->listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  s->done_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->listen_fd_ < 0 || s->done_fd_ < 0) {
+  s->listen_fd_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  s->done_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!s->listen_fd_ || !s->done_fd_) {
     *error = std::string("socket: ") + strerror(errno);
     return ZX_ERR_NO_RESOURCES;
   }
@@ -497,14 +502,14 @@ zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
     }
     unlink(socket_path.c_str());  // stale, from a daemon that did not exit cleanly
   }
-  if (bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  if (bind(s->listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     *error = "bind " + socket_path + ": " + strerror(errno);
     return ZX_ERR_ACCESS_DENIED;
   }
   s->bound_ = true;
   // Any local user may read blobs: they are verified, read-only content.
   chmod(socket_path.c_str(), 0666);
-  if (listen(s->listen_fd_, 128) != 0) {
+  if (listen(s->listen_fd_.get(), 128) != 0) {
     *error = std::string("listen: ") + strerror(errno);
     return ZX_ERR_IO;
   }
@@ -514,14 +519,13 @@ zx_status_t Server::Create(BlobStore* store, const std::string& socket_path,
 
 Server::~Server() {
   Reap(true);
-  if (listen_fd_ >= 0) close(listen_fd_);
+  listen_fd_.reset();
   if (bound_) unlink(path_.c_str());
-  if (done_fd_ >= 0) close(done_fd_);
 }
 
 void Server::ConnectionDone() {
   uint64_t one = 1;
-  ssize_t n = write(done_fd_, &one, sizeof(one));
+  ssize_t n = write(done_fd_.get(), &one, sizeof(one));
   (void)n;
 }
 
@@ -542,14 +546,21 @@ void Server::Reap(bool all) {
 }
 
 int Server::Run(int signal_fd) {
+  // Out of descriptors (or memory), accept4 fails and leaves the connection queued, so
+  // the socket stays readable: stop watching it for a while (or until a connection ends
+  // and frees its descriptors) rather than spin.
+  bool accept_paused = false;
   for (;;) {
-    pollfd pfds[3] = {{listen_fd_, POLLIN, 0}, {signal_fd, POLLIN, 0}, {done_fd_, POLLIN, 0}};
-    int r = poll(pfds, 3, -1);
+    pollfd pfds[3] = {{accept_paused ? -1 : listen_fd_.get(), POLLIN, 0},
+                      {signal_fd, POLLIN, 0},
+                      {done_fd_.get(), POLLIN, 0}};
+    int r = poll(pfds, 3, accept_paused ? kAcceptBackoffMs : -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       perror("blobfsd: poll");
       break;
     }
+    if (accept_paused && (r == 0 || pfds[2].revents)) accept_paused = false;
     if (pfds[1].revents) {
       signalfd_siginfo si;
       ssize_t n = read(signal_fd, &si, sizeof(si));
@@ -559,25 +570,30 @@ int Server::Run(int signal_fd) {
     }
     if (pfds[2].revents) {
       uint64_t v;
-      ssize_t n = read(done_fd_, &v, sizeof(v));
+      ssize_t n = read(done_fd_.get(), &v, sizeof(v));
       (void)n;
       Reap(false);
     }
     if (pfds[0].revents) {
-      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      std::lock_guard lock(mu_);
-      if (connections_.size() >= kMaxConnections) {
-        close(fd);
+      zxp::UniqueFd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!fd) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          if (!accept_paused) {
+            fprintf(stderr, "blobfsd: accept: %s; not accepting for %d ms\n", strerror(errno),
+                    kAcceptBackoffMs);
+          }
+          accept_paused = true;
+        }
         continue;
       }
-      connections_.push_back(std::make_unique<Connection>(this, fd));
+      std::lock_guard lock(mu_);
+      if (connections_.size() >= kMaxConnections) continue;  // fd closes here
+      connections_.push_back(std::make_unique<Connection>(this, std::move(fd)));
       connections_.back()->Start();
     }
   }
   // Stop taking clients; finish what is in flight; fail whoever still waits.
-  close(listen_fd_);
-  listen_fd_ = -1;
+  listen_fd_.reset();
   unlink(path_.c_str());
   bound_ = false;
   store_->service()->wait_idle(zx_deadline_after(ZX_SEC(5)));

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include <zxpager/unique_fd.h>
+
 #include "blob_store.h"
 
 namespace blobfsd {
@@ -43,9 +45,9 @@ class Server {
 
   BlobStore* store_ = nullptr;
   std::string path_;
-  int listen_fd_ = -1;
+  zxp::UniqueFd listen_fd_;
   bool bound_ = false;  // the socket file is ours to remove
-  int done_fd_ = -1;  // eventfd: a connection thread finished
+  zxp::UniqueFd done_fd_;  // eventfd: a connection thread finished
   std::vector<std::string> names_;  // first name of each blob
   std::mutex mu_;
   std::vector<std::unique_ptr<Connection>> connections_;

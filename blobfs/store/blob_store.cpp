@@ -174,9 +174,16 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
       *error = std::string("io_uring_queue_init: ") + strerror(-r);
       return ZX_ERR_NOT_SUPPORTED;
     }
-    lane->ok = true;
+    // Reads name the image as fixed file 0 (IOSQE_FIXED_FILE): without it they would
+    // all fail (EBADF), every page a FAIL.
     int fd = s->image_->fd();
-    io_uring_register_files(&lane->ring, &fd, 1);
+    r = io_uring_register_files(&lane->ring, &fd, 1);
+    if (r < 0) {
+      io_uring_queue_exit(&lane->ring);
+      *error = std::string("io_uring_register_files: ") + strerror(-r);
+      return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NO_RESOURCES;
+    }
+    lane->ok = true;
     Lane* l = lane.get();
     BlobStore* self = s.get();
     lane->reaper = std::thread([self, l] { self->Reap(l); });

@@ -18,10 +18,10 @@ StoreBlob::~StoreBlob() {
   if (data_) {
     zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(data_), map_size_);
   }
-  if (vmo_ != ZX_HANDLE_INVALID) {
+  if (vmo_) {
     // Waits for fills in flight; afterwards the source is no longer asked for this VMO.
     store_->service()->detach_vmo(vmo_id_);
-    zx_handle_close(vmo_);
+    vmo_.reset();
   }
   BlobSource* src = store_->source(index_);
   src->opens.fetch_sub(1, std::memory_order_relaxed);
@@ -35,7 +35,7 @@ zx_status_t StoreBlob::Read(uint64_t offset, void* buffer, size_t length, size_t
   zx_status_t st = ZX_OK;
   // zx_vmo_read raises the page requests itself and returns a FAIL's status, where a
   // load through data() would take SIGBUS.
-  if (n > 0) st = zx_vmo_read(vmo_, buffer, offset, n);
+  if (n > 0) st = zx_vmo_read(vmo_.get(), buffer, offset, n);
   if (actual) *actual = st == ZX_OK ? n : 0;
   return st;
 }
@@ -99,13 +99,12 @@ zx_status_t Store::Map(uint32_t index, std::unique_ptr<StoreBlob>* out) {
   // frames of zstd ones, and the service's adaptive window on top.
   vo.granule = kChunkSize;
   vo.readahead_max = options_.readahead_max;
-  zx_status_t st = store_->service()->create_vmo(src, info.size, vo, &b->vmo_id_, &b->vmo_);
-  if (st != ZX_OK) {
-    b->vmo_ = ZX_HANDLE_INVALID;
-    return st;
-  }
+  zx_handle_t vmo;
+  zx_status_t st = store_->service()->create_vmo(src, info.size, vo, &b->vmo_id_, &vmo);
+  if (st != ZX_OK) return st;
+  b->vmo_.reset(vmo);
   zx_vaddr_t addr;
-  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, b->vmo_, 0,
+  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, b->vmo_.get(), 0,
                    b->map_size_, &addr);
   if (st != ZX_OK) return st;
   b->data_ = reinterpret_cast<const uint8_t*>(addr);

@@ -8,9 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,12 +36,26 @@ thread_local bool t_library_copy_failed = false;
 // SIGBUS is blocked while this runs (sa_mask), so the SIGBUS raised here is delivered as
 // soon as the handler returns, with the faulting instruction's context, as the kernel's
 // own SIGBUS would be. A thread may only send itself a signal with a kernel si_code.
+//
+// Only a signal this process queued counts, and only while the page is still missing: a
+// thread id the kernel reused for another thread of ours, or a fault resolved between the
+// decision and the delivery, must not turn into a SIGBUS. (A thread blocked on a missing
+// page has no page table entry there; mincore says so without touching it.)
 void on_fail_signal(int, siginfo_t* si, void*) {
-  if (t_library_copy_depth > 0) {
-    t_library_copy_failed = true;
+  if (si->si_code != SI_QUEUE || si->si_pid != getpid()) return;
+  int saved = errno;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(si->si_value.sival_ptr);
+  const uintptr_t page = addr & ~(static_cast<uintptr_t>(kPageSize) - 1);
+  unsigned char resident = 0;
+  if (mincore(reinterpret_cast<void*>(page), kPageSize, &resident) != 0 || (resident & 1)) {
+    errno = saved;
     return;
   }
-  int saved = errno;
+  if (t_library_copy_depth > 0) {
+    t_library_copy_failed = true;
+    errno = saved;
+    return;
+  }
   siginfo_t bus;
   memset(&bus, 0, sizeof(bus));
   bus.si_signo = SIGBUS;
@@ -46,6 +64,71 @@ void on_fail_signal(int, siginfo_t* si, void*) {
   syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGBUS, &bus);
   errno = saved;
 }
+
+// Reads a descriptor a client controls without ever blocking, whatever its O_NONBLOCK
+// flag says (the flag belongs to the open file, which the client shares and may change
+// at any time). RWF_NOWAIT where the kernel's userfaultfd takes it (read_iter); else a
+// zero-timeout poll first, with one reader per descriptor so no other reader empties it
+// in between. (On such kernels a client thread whose pending fault is interrupted by a
+// signal between the poll and the read can still make that read wait for its next
+// fault.) Returns bytes, or -1 with errno (EAGAIN when empty).
+ssize_t read_nonblocking(int fd, void* buf, size_t len) {
+  static std::atomic<bool> nowait_works{true};
+  struct iovec iov = {buf, len};
+  if (nowait_works.load(std::memory_order_relaxed)) {
+    for (;;) {
+      ssize_t n = preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+      if (n >= 0 || errno == EAGAIN) return n;
+      if (errno == EINTR) continue;
+      if (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS) return -1;
+      nowait_works.store(false, std::memory_order_relaxed);
+      break;
+    }
+  }
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&pfd, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return -1;
+  if (r == 0 || !(pfd.revents & POLLIN)) {
+    errno = EAGAIN;
+    return -1;
+  }
+  ssize_t n;
+  do {
+    n = read(fd, buf, len);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// The features found in /proc/self/fdinfo/FD's "API:\t<api>:<features>:<ioctls>" line,
+// bit 31 (the kernel's "initialised" mark, shown from Linux 6.x) cleared. false if the
+// line is missing (not a userfaultfd).
+bool fdinfo_features(int fd, uint64_t* features, bool* initialized_mark) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return false;
+  char buf[1024];
+  ssize_t n = read(f, buf, sizeof(buf) - 1);
+  close(f);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  const char* api = strstr(buf, "\nAPI:\t");
+  if (!api) return false;
+  unsigned long long version = 0, feat = 0;
+  if (sscanf(api + 6, "%llx:%llx:", &version, &feat) != 2) return false;
+  *initialized_mark = (feat & (1ull << 31)) != 0;
+  *features = feat & ~(1ull << 31);
+  return true;
+}
+
+}  // namespace
+
+uint64_t FaultService::remote_features() { return UFFD_FEATURE_POISON; }
+
+namespace {
 
 int choose_fail_signal() {
   if (const char* env = getenv("ZXPAGER_FAIL_SIGNAL")) {
@@ -181,8 +264,26 @@ std::shared_ptr<PagerVmo> FaultService::lookup(uintptr_t addr, uintptr_t* base) 
 }
 
 zx_status_t FaultService::add_remote(int fd, const std::shared_ptr<PagerVmo>& vmo) {
+  // The descriptor's features decide what reading it does here: refuse any the client
+  // library does not ask for. An uninitialised descriptor (features 0 without the
+  // kernel's mark) would let the client pick features after this check: UFFDIO_API on it
+  // now fixes them at none (and it cannot have a registered range, so it is refused).
+  uint64_t features = 0;
+  bool mark = false;
+  if (!fdinfo_features(fd, &features, &mark)) return ZX_ERR_INVALID_ARGS;
+  if (features & ~remote_features()) return ZX_ERR_NOT_SUPPORTED;
+  if (features == 0 && !mark) {
+    struct uffdio_api api = {};
+    api.api = UFFD_API;
+    if (ioctl(fd, UFFDIO_API, &api) == 0) return ZX_ERR_INVALID_ARGS;
+  }
   std::unique_lock lock(sources_mu_);
-  auto source = std::make_unique<Source>(Source{fd, vmo});
+  if (remotes_.count(fd)) return ZX_ERR_ALREADY_EXISTS;  // another VMO reads this descriptor
+  auto source = std::make_unique<Source>();
+  source->fd = fd;
+  source->remote = vmo;
+  source->owner = vmo.get();
+  source->is_remote = true;
   struct epoll_event ev = {};
   ev.events = EPOLLIN | EPOLLEXCLUSIVE;
   ev.data.ptr = source.get();
@@ -197,11 +298,33 @@ zx_status_t FaultService::add_remote(int fd, const std::shared_ptr<PagerVmo>& vm
   return ZX_OK;
 }
 
-void FaultService::remove_remote(int fd) {
+void FaultService::remove_remote(int fd, const PagerVmo* vmo) {
   std::unique_lock lock(sources_mu_);
+  // Only the VMO's own entry: one refused for a descriptor number already in use must not
+  // remove the VMO that uses it.
+  auto it = remotes_.find(fd);
+  if (it == remotes_.end() || it->second->owner != vmo) return;
   epoll_ctl(pager_ep_, EPOLL_CTL_DEL, fd, nullptr);
   epoll_ctl(fault_ep_, EPOLL_CTL_DEL, fd, nullptr);
   remotes_.erase(fd);
+}
+
+size_t FaultService::read_source(Source* source, ::uffd_msg* msgs) {
+  const size_t want = sizeof(::uffd_msg) * kBatch;
+  ssize_t n;
+  if (source->is_remote) {
+    n = read_nonblocking(source->fd, msgs, want);
+  } else {
+    do {
+      n = read(source->fd, msgs, want);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN) {
+      fprintf(stderr, "zxpager: reading the userfaultfd: %s\n", strerror(errno));
+      abort();
+    }
+  }
+  // A remote descriptor that fails (EBADF, ...) reads as empty: its VMO goes away on its own.
+  return n > 0 ? static_cast<size_t>(n) / sizeof(::uffd_msg) : 0;
 }
 
 size_t FaultService::read_batch(Source* source) {
@@ -218,21 +341,11 @@ size_t FaultService::read_batch(Source* source) {
     if (!live) {
       for (auto& [fd, s] : remotes_) live = live || s.get() == source;
     }
-    if (live) {
+    // Another reader of this descriptor drains it (epoll reports it again if not).
+    std::unique_lock reader(source->read_mu, std::defer_lock);
+    if (live && reader.try_lock()) {
       ::uffd_msg msgs[kBatch];
-      for (;;) {
-        ssize_t n = read(source->fd, msgs, sizeof(msgs));
-        if (n >= 0) {
-          count = static_cast<size_t>(n) / sizeof(::uffd_msg);
-          break;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && source == &own_) {
-          fprintf(stderr, "zxpager: reading the userfaultfd: %s\n", strerror(errno));
-          abort();
-        }
-        break;
-      }
+      count = read_source(source, msgs);
       for (size_t i = 0; i < count; ++i) handle_message(msgs[i], source);
     }
   }
@@ -278,13 +391,10 @@ void FaultService::sync() {
     for (auto& [fd, s] : remotes_) all.push_back(s.get());
     ::uffd_msg msgs[kBatch];
     for (Source* source : all) {
+      // The gate is closed and no batch is in flight: nobody else holds read_mu.
+      std::lock_guard reader(source->read_mu);
       for (;;) {
-        ssize_t n = read(source->fd, msgs, sizeof(msgs));
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          break;
-        }
-        size_t count = static_cast<size_t>(n) / sizeof(::uffd_msg);
+        size_t count = read_source(source, msgs);
         for (size_t i = 0; i < count; ++i) handle_message(msgs[i], source);
         if (count == 0) break;
       }
@@ -394,6 +504,12 @@ void FaultService::run() {
 }
 
 void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
+  if (msg.event == UFFD_EVENT_FORK) {
+    // Never asked for (add_remote refuses EVENT_FORK descriptors), but the kernel installs
+    // a descriptor here with each such message: never keep it.
+    close(static_cast<int>(msg.arg.fork.ufd));
+    return;
+  }
   if (source != &own_) {
     // A remote VMO: its descriptor covers exactly its mapping in the other process.
     auto vmo = source->remote.lock();

@@ -4,6 +4,23 @@
 //
 // Nothing here exists before the first zx_pager_create (no thread, no descriptor, no
 // signal handler), so a program may fork freely before using pagers.
+//
+// Lock order (a lock is only ever taken while holding the ones above it):
+//   poller_mu_            held by the poller across epoll_wait and its whole drain
+//   sync_serial_mu_       held across a whole sync(): its reads and their handling
+//   gate_mu_              never across a system call (only its condition waits)
+//   sources_mu_ (shared)  held across reading descriptors and handling what was read;
+//                         exclusive only in add_remote/remove_remote, which no reader
+//                         calls (a reader never drops the last reference of a VMO that is
+//                         not torn down: handle closing tears it down first)
+//   Source::read_mu       one reader per descriptor; across the read and the handling
+//   PagerVmo::mu_         taken by on_fault/on_remove/on_remap; held by the VMO across
+//                         UFFDIO_COPY/MOVE/POISON/WAKE and the fail signal, never across
+//                         sync() (which takes the locks above) nor a blocking read
+//   regions_mu_, wp_retry_mu_   leaves: nothing is taken inside them, no system call
+// A client's descriptor (a remote source) is never read in a way that can block,
+// whatever its O_NONBLOCK flag says (the client shares the open file and may clear it),
+// so no lock above is ever held across a wait a client controls.
 #pragma once
 
 #include <stdint.h>
@@ -48,9 +65,15 @@ class FaultService {
   void remove_region(uintptr_t base);
 
   // A pager VMO whose memory lives in another process brings that process's own
-  // userfaultfd; its messages are read like the process's own. Thread-safe.
+  // userfaultfd (`fd`, owned by the VMO); its messages are read like the process's own,
+  // without ever blocking. Refused with ZX_ERR_NOT_SUPPORTED unless its UFFDIO_API
+  // features are a subset of remote_features() (zxp_remote_map_create's): an
+  // EVENT_FORK descriptor would install a new descriptor here per client fork, event
+  // features would make the client's mm changes wait for this process. Thread-safe.
+  // ZX_ERR_ALREADY_EXISTS if another VMO reads descriptor number `fd` already.
   zx_status_t add_remote(int fd, const std::shared_ptr<PagerVmo>& vmo);
-  void remove_remote(int fd);
+  // Stops reading `fd` if `vmo` is the one that added it.
+  void remove_remote(int fd, const PagerVmo* vmo);
 
   // Returns once every userfaultfd message queued before the call has been read and
   // handled. Must not be called with a pager VMO lock held.
@@ -70,8 +93,15 @@ class FaultService {
   // True on the thread that is the poller right now.
   static bool on_poller_thread();
 
+  // The UFFDIO_API features a remote VMO's descriptor may have been given.
+  static uint64_t remote_features();
+
   // Makes thread `tid` of this process take SIGBUS (BUS_ADRERR) at `addr`, as a fault
-  // the kernel could not satisfy would. Returns false if the thread is gone.
+  // the kernel could not satisfy would. Returns false if the thread is gone. The signal
+  // can only reach a thread of this process (rt_tgsigqueueinfo with our own tgid); its
+  // handler raises SIGBUS only if it came from this process and the page at `addr` is
+  // still missing, so a thread id reused meanwhile (or a fault already resolved) is left
+  // alone.
   static bool fail_thread(pid_t tid, uintptr_t addr);
   // The real-time signal used to deliver that SIGBUS on the target thread.
   static int fail_signal();
@@ -92,14 +122,20 @@ class FaultService {
   struct Source {
     int fd;
     std::weak_ptr<PagerVmo> remote;  // empty for the process's own
+    bool is_remote = false;
+    const PagerVmo* owner = nullptr;  // the remote VMO that added it
+    std::mutex read_mu;  // one reader at a time: a second one could find it empty
   };
 
   FaultService() = default;
   zx_status_t start();
   void run();
   // Reads one batch of messages (nonblocking) from `source` and handles it; returns how
-  // many. A source removed meanwhile reads as empty.
+  // many. A source removed meanwhile, or being read by another thread, reads as empty.
   size_t read_batch(Source* source);
+  // One nonblocking read of `source` into msgs; the message count, 0 when empty or on an
+  // error of a remote source.
+  size_t read_source(Source* source, ::uffd_msg* msgs);
   // Reads and handles until a short batch: the descriptor was (just) empty.
   void drain(Source* source);
   // Drains the sources of the ready events of an epoll_wait.

@@ -106,6 +106,13 @@ zx_status_t Pager::create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, i
   return ZX_OK;
 }
 
+void PagerVmo::adopt_remote_fd(UniqueFd fd) {
+  std::lock_guard lock(mu_);
+  // Torn down already (its last handle closed at once): the VMO owns it all the same, and
+  // its destructor closes it.
+  remote_fd_ = std::move(fd);
+}
+
 void Pager::track(const std::shared_ptr<PagerVmo>& vmo) {
   bool closed;
   {
@@ -245,7 +252,7 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
     // madvise racing a supply): the record was wrong.
     present_.clear(page, page + 1);
   }
-  if (detached_) {
+  if (detached_ || peer_gone_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
     fail_waiter(tid, addr);
     return;
@@ -306,6 +313,10 @@ zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_
     if (present_.all_present(first, end)) break;
     if (detached_ || torn_down_) {
       st = ZX_ERR_BAD_STATE;
+      break;
+    }
+    if (peer_gone_) {
+      st = ZX_ERR_PEER_CLOSED;
       break;
     }
     request_missing(first, end);
@@ -726,7 +737,9 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         break;
       case ENOENT:
       case ESRCH:
-        st = ZX_ERR_BAD_STATE;
+        // A remote VMO's process exited (ESRCH) or dropped the mapping (ENOENT): nothing
+        // can be supplied there again, which supply() turns into failed waiters.
+        st = remote_ ? ZX_ERR_PEER_CLOSED : ZX_ERR_BAD_STATE;
         break;
       case ENOMEM:
         st = ZX_ERR_NO_MEMORY;
@@ -768,6 +781,21 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
     }
   }
   zx_status_t st = fill(lock, first, end, aux, aux_offset);
+  if (st == ZX_ERR_PEER_CLOSED) {
+    // The memory is gone with its process: every waiter fails now (a COMMIT for that
+    // process would otherwise wait for pages that can never come), and no new request is
+    // raised. Its threads are gone too, so there is nobody to signal.
+    peer_gone_ = true;
+    for (LibWaiter* w : lib_waiters_) {
+      if (w->status == ZX_OK) w->status = ZX_ERR_PEER_CLOSED;
+    }
+    map_waiters_.clear();
+    for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
+    requests_.clear();
+    ticket_pieces_.clear();
+    cv_.notify_all();
+    return st;
+  }
   // Retire the requests (and wake the library waiters) of every page now present.
   for (uint64_t p = first; p < end;) {
     uint64_t a = end, b = end;
@@ -859,16 +887,20 @@ void PagerVmo::teardown() {
   }
   if (remote_) {
     // Once its descriptor closes, the other process would read zeros from every page
-    // never supplied: poison them first, so they fail (SIGBUS) instead.
+    // never supplied: poison them first, so they fail (SIGBUS) instead. A VMO whose
+    // creation failed never owned the descriptor: the caller's mapping stays untouched.
     {
       std::lock_guard lock(mu_);
       // A marker fail_waiter left answers EEXIST: skip it, not stop there.
-      present_.for_each_missing_run(0, size_ / kPageSize, [&](uint64_t a, uint64_t b) {
-        uffd::poison_missing(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
-      });
+      if (remote_fd_) {
+        present_.for_each_missing_run(0, size_ / kPageSize, [&](uint64_t a, uint64_t b) {
+          uffd::poison_missing(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
+        });
+      }
     }
-    service_->remove_remote(uffd_);
-    close(uffd_);
+    service_->remove_remote(uffd_, this);
+    std::lock_guard lock(mu_);
+    remote_fd_.reset();
   } else if (size_ > 0) {
     service_->remove_region(home);
     // Unregister before unmapping: munmap of a registered range would wait for its UNMAP

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <zircon/syscalls/port.h>
+#include <zxpager/unique_fd.h>
 #include <zxpager/zxpager.h>
 
 #include "object.h"
@@ -64,7 +65,9 @@ class Pager final : public Object {
   zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                          uint64_t size, std::shared_ptr<PagerVmo>* out);
   // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process,
-  // registered there with `uffd` (which this takes over on success).
+  // registered there with `uffd`. The VMO only uses `uffd` until it is given ownership
+  // with PagerVmo::adopt_remote_fd (once the whole creation succeeded): a VMO dropped on
+  // a failure path neither closes nor poisons what the caller still owns.
   zx_status_t create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, int uffd,
                                 uintptr_t remote_addr, uint64_t size,
                                 std::shared_ptr<PagerVmo>* out);
@@ -111,6 +114,8 @@ class PagerVmo final : public Vmo {
 
   zx_koid_t pager_koid() const { return pager_koid_; }
   bool remote() const { return remote_; }
+  // A remote VMO takes ownership of its descriptor (the one it was created with).
+  void adopt_remote_fd(UniqueFd fd);
 
   // zx_pager_supply_pages, arguments validated. `legacy` applies zx_pager_vmo_op's rule
   // that every aux page must be committed.
@@ -189,6 +194,7 @@ class PagerVmo final : public Vmo {
   const std::weak_ptr<Pager> pager_;
   const int uffd_;
   const bool remote_;
+  UniqueFd remote_fd_;  // owns uffd_ once adopted (remote only); guarded by mu_
 
   std::mutex mu_;
   std::condition_variable cv_;  // lib waiters
@@ -196,6 +202,7 @@ class PagerVmo final : public Vmo {
   std::vector<std::pair<uintptr_t, uint64_t>> graveyard_;  // old homes (PROT_NONE)
   bool detached_ = false;
   bool torn_down_ = false;
+  bool peer_gone_ = false;  // remote: the other process's memory is gone (supply failed)
   PageSet present_;
   // Write tracking for eviction (used once zxp_vmo_evict was called on the VMO): pages
   // supplied write-protected and not written since, pages being evicted right now, and

@@ -119,8 +119,14 @@ zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager_handle, uint32_t optio
   std::shared_ptr<zxp::PagerVmo> vmo;
   st = pager->create_remote_vmo(std::move(port), key, uffd, remote_addr, rounded, &vmo);
   if (st != ZX_OK) return st;
+  // Until the handle exists the VMO only borrows the descriptor: on failure it is
+  // dropped here (HandleTable::add's failure tears it down) without closing or poisoning
+  // what the caller still owns. (A handle closed by another thread before the adopt
+  // below leaves the descriptor to the VMO's destructor: closed, its pages not poisoned.)
   st = HandleTable::get().add(vmo, ZX_DEFAULT_VMO_RIGHTS, out);
-  return st;
+  if (st != ZX_OK) return st;
+  vmo->adopt_remote_fd(zxp::UniqueFd(uffd));
+  return ZX_OK;
 }
 
 zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) {

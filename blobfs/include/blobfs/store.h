@@ -19,6 +19,7 @@
 // first).
 #pragma once
 
+#include <lib/zx/vmo.h>
 #include <zircon/types.h>
 
 #include <cstdint>
@@ -64,7 +65,7 @@ class StoreBlob {
   const std::string& root() const { return root_; }
   bool compressed() const { return compressed_; }
   // The pager VMO (owned by the view).
-  zx_handle_t vmo() const { return vmo_; }
+  zx_handle_t vmo() const { return vmo_.get(); }
 
   // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets the
   // count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
@@ -78,7 +79,7 @@ class StoreBlob {
   std::shared_ptr<BlobStore> store_;
   uint32_t index_ = 0;
   uint32_t vmo_id_ = 0;
-  zx_handle_t vmo_ = ZX_HANDLE_INVALID;
+  zx::vmo vmo_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   uint64_t map_size_ = 0;

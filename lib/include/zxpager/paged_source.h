@@ -21,6 +21,7 @@
 
 #include <zircon/types.h>
 #include <zxpager/export.h>
+#include <zxpager/unique_fd.h>
 #include <zxpager/zxpager.h>
 
 namespace zxp {
@@ -101,14 +102,19 @@ class ZXP_EXPORT PagerService {
   zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& options,
                          uint32_t* id, zx_handle_t* vmo);
   // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process, which
-  // registered it with `uffd` (zxp_remote_map_create there, the descriptor passed here
+  // registered it with `*uffd` (zxp_remote_map_create there, the descriptor passed here
   // with SCM_RIGHTS): the service adopts it with zxp_pager_create_remote_vmo and serves
-  // its faults from `source` as for create_vmo. On success the VMO owns `uffd`; on
-  // failure the caller still does. Supply is UFFDIO_COPY (MOVE cannot cross address
-  // spaces); FAIL and detach reach the other process's faulting threads as SIGBUS.
+  // its faults from `source` as for create_vmo. On success the descriptor moves into the
+  // VMO (*uffd is left empty); on failure *uffd is untouched and still the caller's.
+  // Supply is UFFDIO_COPY (MOVE cannot cross address spaces); FAIL and detach reach the
+  // other process's faulting threads as SIGBUS. If the other process exits (or unmaps
+  // the range) while pages are being filled, whoever waits for them (a COMMIT) fails
+  // with ZX_ERR_PEER_CLOSED instead of waiting on.
   // Errors as create_vmo and zxp_pager_create_remote_vmo, plus ZX_ERR_NOT_SUPPORTED for
-  // an evictable VMO or a service with a memory budget (remote pages cannot be evicted).
-  zx_status_t create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+  // an evictable VMO or a service with a memory budget (remote pages cannot be evicted),
+  // ZX_ERR_INVALID_ARGS for a null or empty *uffd, ZX_ERR_NO_RESOURCES when out of
+  // descriptors.
+  zx_status_t create_remote_vmo(PagedSource* source, UniqueFd* uffd, uintptr_t remote_addr,
                                 uint64_t size, const VmoOptions& options, uint32_t* id,
                                 zx_handle_t* vmo);
   // Detaches the VMO (waiters fail, supplied pages stay readable) and waits until no fill

@@ -121,10 +121,23 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd);
 
 // Pager side: a pager VMO of `size` bytes whose memory is [remote_addr,
 // remote_addr+size) of the process that registered it with `uffd`. On success the VMO
-// owns `uffd` (it is closed when the VMO goes away); on failure the caller still does.
-// Requests arrive on `port` with `key`. Rights and errors as zx_pager_create_vmo, plus
-// ZX_ERR_INVALID_ARGS if `uffd` is not a userfaultfd or remote_addr is not page aligned,
-// and ZX_ERR_NOT_SUPPORTED where the kernel lacks UFFDIO_POISON.
+// owns `uffd` (it is closed when the VMO goes away); on failure the caller still does,
+// open and untouched. Requests arrive on `port` with `key`. `uffd` is read without ever
+// blocking, whatever its O_NONBLOCK flag (which the other process can change). If that
+// process exits (or unmaps the range), zx_pager_supply_pages into the VMO returns
+// ZX_ERR_PEER_CLOSED and every thread waiting for its pages (ZX_VMO_OP_COMMIT) fails
+// with ZX_ERR_PEER_CLOSED. Rights and errors as zx_pager_create_vmo, plus:
+//   ZX_ERR_INVALID_ARGS    `uffd` is not a userfaultfd, or one never initialised with
+//                          UFFDIO_API (its API is then fixed at no features); size 0;
+//                          remote_addr not page aligned
+//   ZX_ERR_NOT_SUPPORTED   `uffd` was initialised with features zxp_remote_map_create
+//                          never asks for (anything but UFFD_FEATURE_POISON, e.g.
+//                          UFFD_FEATURE_EVENT_FORK, which would install a descriptor
+//                          in this process at every fork of the other)
+//   ZX_ERR_ALREADY_EXISTS  descriptor number `uffd` is already a remote VMO's
+//   ZX_ERR_NO_RESOURCES    the handle table is full
+//   ZX_ERR_NOT_SUPPORTED   the kernel lacks UFFDIO_POISON (before Linux 6.6): without it a
+//                          failed or torn-down page of the other process cannot fault
 zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_handle_t port,
                                         uint64_t key, int uffd, uint64_t remote_addr,
                                         uint64_t size, zx_handle_t* out);

@@ -6,6 +6,8 @@
 // bitmap and trace; slots_mu_ the free aux slots; budget_mu_ the eviction queue;
 // vmos_mu_ the id table. None is held across a source's fill(), a supply or an
 // eviction, so a source may complete inline.
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -18,6 +20,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include <lib/zx/pager.h>
+#include <lib/zx/port.h>
+#include <lib/zx/vmo.h>
 #include <zircon/syscalls.h>
 #include <zircon/syscalls/port.h>
 #include <zxpager/paged_source.h>
@@ -83,7 +88,7 @@ class PagerService::Impl {
   struct Vmo {
     uint32_t id;
     PagedSource* source;
-    zx_handle_t handle;
+    zx::vmo handle;  // closed by detach (under mu), or with the Vmo
     uint64_t pages;
     VmoOptions opt;
     uint64_t granule;  // pages
@@ -91,6 +96,7 @@ class PagerService::Impl {
     std::mutex mu;
     std::condition_variable idle;
     bool detached = false;
+    bool detach_done = false;  // the handle is closed (guarded by mu)
     uint32_t batches = 0;
     std::map<uint64_t, uint64_t> inflight;  // first page -> end, disjoint
     std::vector<uint64_t> resident;         // bitmap
@@ -130,7 +136,7 @@ class PagerService::Impl {
     }
   };
   struct Slot {
-    zx_handle_t aux = ZX_HANDLE_INVALID;
+    zx::vmo aux;
     uint8_t* base = nullptr;
   };
   struct Resident {
@@ -140,8 +146,8 @@ class PagerService::Impl {
 
   Options opt_;
   bool move_ = false;
-  zx_handle_t pager_ = ZX_HANDLE_INVALID;
-  zx_handle_t port_ = ZX_HANDLE_INVALID;
+  zx::pager pager_;
+  zx::port port_;
   std::vector<std::thread> threads_;
 
   std::mutex slots_mu_;
@@ -187,15 +193,15 @@ class PagerService::Impl {
     if (st != ZX_OK) return st;
     if (!f.uffd_available) return ZX_ERR_NOT_SUPPORTED;
     move_ = f.anon_supply_by_move && !opt_.force_copy;
-    if ((st = zx_pager_create(0, &pager_)) != ZX_OK) return st;
-    if ((st = zx_port_create(0, &port_)) != ZX_OK) return st;
+    if ((st = zx::pager::create(0, &pager_)) != ZX_OK) return st;
+    if ((st = zx::port::create(0, &port_)) != ZX_OK) return st;
     slots_.resize(opt_.aux_slots);
     for (uint32_t i = 0; i < opt_.aux_slots; i++) {
       Slot& s = slots_[i];
-      st = zx_vmo_create(opt_.max_fill, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+      st = zx::vmo::create(opt_.max_fill, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
       if (st != ZX_OK) return st;
       zx_vaddr_t addr;
-      st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux, 0,
+      st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux.get(), 0,
                        opt_.max_fill, &addr);
       if (st != ZX_OK) return st;
       s.base = reinterpret_cast<uint8_t*>(addr);
@@ -223,19 +229,17 @@ class PagerService::Impl {
       zx_port_packet_t pkt = {};
       pkt.key = kQuitKey;
       pkt.type = ZX_PKT_TYPE_USER;
-      zx_port_queue(port_, &pkt);
+      zx_port_queue(port_.get(), &pkt);
     }
     for (auto& t : threads_) t.join();
     threads_.clear();
     for (Slot& s : slots_) {
       if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base),
                                 opt_.max_fill);
-      if (s.aux != ZX_HANDLE_INVALID) zx_handle_close(s.aux);
       s = Slot{};
     }
-    if (port_ != ZX_HANDLE_INVALID) zx_handle_close(port_);
-    if (pager_ != ZX_HANDLE_INVALID) zx_handle_close(pager_);
-    port_ = pager_ = ZX_HANDLE_INVALID;
+    port_.reset();
+    pager_.reset();
   }
 
   std::shared_ptr<Vmo> find(uint32_t id) {
@@ -247,19 +251,31 @@ class PagerService::Impl {
   zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& o, uint32_t* id,
                          zx_handle_t* out) {
     return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
-      return zx_pager_create_vmo(pager_, 0, port_, key, size, vmo);
+      return zx_pager_create_vmo(pager_.get(), 0, port_.get(), key, size, vmo);
     });
   }
 
   // A VMO whose memory is another process's (zxp_pager_create_remote_vmo): supplied by
   // COPY, never evicted (the pages cannot be proven clean from here).
-  zx_status_t create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+  // The VMO is given a duplicate of the caller's descriptor: if a step after its creation
+  // fails, closing the VMO closes the duplicate, and the caller's descriptor is untouched.
+  // Only on success does the caller's copy go (the VMO holds the same open file).
+  zx_status_t create_remote_vmo(PagedSource* source, UniqueFd* uffd, uintptr_t remote_addr,
                                 uint64_t size, const VmoOptions& o, uint32_t* id,
                                 zx_handle_t* out) {
+    if (!uffd || !uffd->is_valid()) return ZX_ERR_INVALID_ARGS;
     if (o.evictable || opt_.budget_bytes) return ZX_ERR_NOT_SUPPORTED;
-    return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
-      return zxp_pager_create_remote_vmo(pager_, 0, port_, key, uffd, remote_addr, size, vmo);
+    zx_status_t st = create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
+      UniqueFd dup(fcntl(uffd->get(), F_DUPFD_CLOEXEC, 0));
+      if (!dup) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_INVALID_ARGS;
+      zx_status_t made =
+          zxp_pager_create_remote_vmo(pager_.get(), 0, port_.get(), key, dup.get(), remote_addr,
+                                      size, vmo);
+      if (made == ZX_OK) (void)dup.release();  // the VMO owns it now
+      return made;
     });
+    if (st == ZX_OK) uffd->reset();
+    return st;
   }
 
   template <typename MakeVmo>
@@ -283,27 +299,21 @@ class PagerService::Impl {
       std::lock_guard lock(vmos_mu_);
       v->id = next_id_++;
     }
-    zx_status_t st = make_vmo(v->id, &v->handle);
+    zx_status_t st = make_vmo(v->id, v->handle.reset_and_get_address());
     if (st != ZX_OK) return st;
     uint64_t rounded = 0;
-    zx_vmo_get_size(v->handle, &rounded);
+    zx_vmo_get_size(v->handle.get(), &rounded);
     v->pages = rounded / kPage;
     v->resident.assign((v->pages + 63) / 64, 0);
     if ((o.evictable || opt_.budget_bytes) && v->pages > 0) {
       // The first zxp_vmo_evict on a VMO turns on write tracking, so that pages supplied
       // from now on can be proven clean and dropped.
-      st = zxp_vmo_evict(v->handle, 0, kPage, nullptr);
-      if (st != ZX_OK && st != ZX_ERR_NOT_SUPPORTED) {
-        zx_handle_close(v->handle);
-        return st;
-      }
+      st = zxp_vmo_evict(v->handle.get(), 0, kPage, nullptr);
+      if (st != ZX_OK && st != ZX_ERR_NOT_SUPPORTED) return st;  // v closes it
     }
     zx_handle_t dup;
-    st = zx_handle_duplicate(v->handle, ZX_RIGHT_SAME_RIGHTS, &dup);
-    if (st != ZX_OK) {
-      zx_handle_close(v->handle);
-      return st;
-    }
+    st = zx_handle_duplicate(v->handle.get(), ZX_RIGHT_SAME_RIGHTS, &dup);
+    if (st != ZX_OK) return st;  // v closes it
     {
       std::lock_guard lock(vmos_mu_);
       vmos_[v->id] = v;
@@ -317,10 +327,16 @@ class PagerService::Impl {
     std::shared_ptr<Vmo> v = find(id);
     if (!v) return ZX_ERR_NOT_FOUND;
     {
-      std::lock_guard lock(v->mu);
+      // One detach per VMO: a second caller racing the first must not close the handle
+      // again (by then it may name another object); it waits until the detach is done.
+      std::unique_lock lock(v->mu);
+      if (v->detached) {
+        v->idle.wait(lock, [&] { return v->detach_done; });
+        return ZX_ERR_NOT_FOUND;
+      }
       v->detached = true;
     }
-    zx_pager_detach_vmo(pager_, v->handle);
+    zx_pager_detach_vmo(pager_.get(), v->handle.get());
     {
       std::unique_lock lock(v->mu);
       // The streams' last windows are counted neither as hits nor as waste: whether the
@@ -331,7 +347,13 @@ class PagerService::Impl {
       std::lock_guard lock(vmos_mu_);
       vmos_.erase(id);
     }
-    zx_handle_close(v->handle);
+    {
+      // Under mu: evict_range reads the handle under it.
+      std::lock_guard lock(v->mu);
+      v->handle.reset();
+      v->detach_done = true;
+    }
+    v->idle.notify_all();
     return ZX_OK;
   }
 
@@ -340,7 +362,7 @@ class PagerService::Impl {
   void loop() {
     for (;;) {
       zx_port_packet_t pkt;
-      if (zx_port_wait(port_, ZX_TIME_INFINITE, &pkt) != ZX_OK) return;
+      if (zx_port_wait(port_.get(), ZX_TIME_INFINITE, &pkt) != ZX_OK) return;
       if (pkt.type == ZX_PKT_TYPE_USER) {
         if (pkt.key == kQuitKey) return;
         continue;
@@ -606,21 +628,30 @@ class PagerService::Impl {
       while (j < n && fail_of[j] == fail_of[i]) j++;
       const uint64_t off = (b->first + i) * kPage, len = (j - i) * kPage;
       if (fail_of[i] == ZX_OK) {
-        zx_status_t st = zx_pager_supply_pages(pager_, v.handle, off, len, slot.aux, i * kPage);
+        zx_status_t st = zx_pager_supply_pages(pager_.get(), v.handle.get(), off, len,
+                                               slot.aux.get(), i * kPage);
         if (st == ZX_OK) {
           supplied.push_back({b->first + i, b->first + j});
         } else {
-          leftovers = true;  // detached meanwhile: the aux pages stay behind
+          leftovers = true;  // the aux pages stay behind
+          // BAD_STATE: detached meanwhile, its waiters failed already. Anything else
+          // (PEER_CLOSED: a remote VMO's process is gone; NO_MEMORY) must still end the
+          // wait of whoever needs these pages, never leave the request outstanding.
+          if (st != ZX_ERR_BAD_STATE) {
+            zx_pager_op_range(pager_.get(), ZX_PAGER_OP_FAIL, v.handle.get(), off, len,
+                              st == ZX_ERR_PEER_CLOSED ? ZX_ERR_BAD_STATE : ZX_ERR_IO);
+            failed_pages += j - i;
+          }
         }
       } else {
-        zx_pager_op_range(pager_, ZX_PAGER_OP_FAIL, v.handle, off, len, fail_of[i]);
+        zx_pager_op_range(pager_.get(), ZX_PAGER_OP_FAIL, v.handle.get(), off, len, fail_of[i]);
         failed_pages += j - i;
         leftovers = true;
       }
       i = j;
     }
     if (leftovers) {
-      zx_vmo_op_range(slot.aux, ZX_VMO_OP_DECOMMIT, 0, n * kPage, nullptr, 0);
+      zx_vmo_op_range(slot.aux.get(), ZX_VMO_OP_DECOMMIT, 0, n * kPage, nullptr, 0);
     }
     uint64_t good = 0;
     for (auto& [a, e] : supplied) good += e - a;
@@ -691,15 +722,19 @@ class PagerService::Impl {
     if (!vp) return;
     Vmo& v = *vp;
     uint64_t was = 0;
+    zx_handle_t handle;
     {
       std::lock_guard lock(v.mu);
       if (v.detached) return;
       for (uint64_t p = a; p < b; p++) was += v.is_resident(p) ? 1 : 0;
       v.set_resident(a, b, false);
+      // A detach racing this closes it meanwhile: the call then fails (handle values
+      // are not reused quickly), which is what a detached VMO needs.
+      handle = v.handle.get();
     }
     c_.resident_bytes.fetch_sub(was * kPage, std::memory_order_relaxed);
     uint64_t evicted = 0;
-    zxp_vmo_evict(v.handle, a * kPage, (b - a) * kPage, &evicted);
+    zxp_vmo_evict(handle, a * kPage, (b - a) * kPage, &evicted);
     c_.pages_evicted.fetch_add(evicted / kPage, std::memory_order_relaxed);
   }
 
@@ -856,7 +891,8 @@ zx_status_t PagerService::create_vmo(PagedSource* source, uint64_t size,
                                      zx_handle_t* vmo) {
   return impl_->create_vmo(source, size, options, id, vmo);
 }
-zx_status_t PagerService::create_remote_vmo(PagedSource* source, int uffd, uintptr_t remote_addr,
+zx_status_t PagerService::create_remote_vmo(PagedSource* source, UniqueFd* uffd,
+                                            uintptr_t remote_addr,
                                             uint64_t size, const VmoOptions& options,
                                             uint32_t* id, zx_handle_t* vmo) {
   return impl_->create_remote_vmo(source, uffd, remote_addr, size, options, id, vmo);
@@ -886,6 +922,6 @@ zx_status_t PagerService::get_stats(zxp_service_stats_t* out) {
   return ZX_OK;
 }
 bool PagerService::uses_move() const { return impl_->move_; }
-zx_handle_t PagerService::pager() const { return impl_->pager_; }
+zx_handle_t PagerService::pager() const { return impl_->pager_.get(); }
 
 }  // namespace zxp
