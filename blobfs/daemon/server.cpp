@@ -22,16 +22,8 @@
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 
-// Debian 12's linux-libc-dev (6.1) predates UFFDIO_POISON (Linux 6.6).
-#ifndef _UFFDIO_POISON
-#define _UFFDIO_POISON (0x08)
-struct uffdio_poison {
-  struct uffdio_range range;
-  __u64 mode;
-  __s64 updated;
-};
-#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
-#endif
+#include "uffd.h"  // the library's userfaultfd layer: its EEXIST-skipping poison
+
 
 namespace blobfsd {
 
@@ -44,33 +36,6 @@ constexpr int kMidMessageTimeoutMs = 10000;
 constexpr size_t kMaxConnections = 1024;
 constexpr size_t kMaxFdsPerMessage = 8;
 constexpr int kAcceptBackoffMs = 100;
-
-// After the daemon lets go of a client mapping, pages it never supplied must not read
-// as zeros in the client (the kernel fills a range no userfaultfd covers any more with
-// zero pages): they get a poison marker, so touching one is SIGBUS, as a detached pager
-// VMO faults on Zircon. Present pages are skipped (EEXIST); a mapping the client has
-// unmapped already (ENOENT) or a client that exited (ESRCH) needs nothing.
-void PoisonMissing(int uffd, uint64_t addr, uint64_t size) {
-  uint64_t pos = 0;
-  int stalls = 0;
-  while (pos < size && stalls < 100) {
-    uffdio_poison p = {};
-    p.range.start = addr + pos;
-    p.range.len = size - pos;
-    if (ioctl(uffd, UFFDIO_POISON, &p) == 0) return;
-    if (errno == EEXIST) {
-      pos += kPage;
-    } else if (errno == EAGAIN) {
-      if (p.updated > 0) {
-        pos += static_cast<uint64_t>(p.updated);
-      } else {
-        stalls++;
-      }
-    } else {
-      return;
-    }
-  }
-}
 
 }  // namespace
 
@@ -105,7 +70,7 @@ class Connection {
     uint64_t size;
     zx_handle_t vmo = ZX_HANDLE_INVALID;
     uint32_t vmo_id = 0;
-    zxp::UniqueFd poison_fd;  // a duplicate of the client's userfaultfd, for PoisonMissing
+    zxp::UniqueFd poison_fd;  // a duplicate of the client's userfaultfd, for poisoning what was never supplied
     uint64_t addr = 0, map_size = 0;
   };
   enum class ReadResult { kOk, kEof, kTruncated, kTimedOut };
@@ -452,7 +417,11 @@ bool Connection::Stats(const proto::Header& h) {
 void Connection::Release(Open& o) {
   if (o.vmo != ZX_HANDLE_INVALID) {
     server_->store()->service()->detach_vmo(o.vmo_id);
-    PoisonMissing(o.poison_fd.get(), o.addr, o.map_size);
+    // After the daemon lets go of a client mapping, pages it never supplied must not read
+    // as zeros in the client (the kernel fills a range no userfaultfd covers any more with
+    // zero pages): they get a poison marker, so touching one is SIGBUS, as a detached
+    // pager VMO faults on Zircon. A client gone already (ENOENT/ESRCH) needs nothing.
+    zxp::uffd::poison_missing(o.poison_fd.get(), o.addr, o.map_size);
     zx_handle_close(o.vmo);
     o.vmo = ZX_HANDLE_INVALID;
     o.poison_fd.reset();
