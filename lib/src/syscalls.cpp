@@ -290,11 +290,12 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
                         zx_handle_t vmo_handle, uint64_t vmo_offset, uint64_t len,
                         zx_vaddr_t* mapped_addr) {
   std::shared_ptr<zxp::Vmar> vmar;
-  zx_rights_t vmar_rights;
+  zx_rights_t vmar_rights = 0;
   zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar, &vmar_rights);
   if (st != ZX_OK) return st;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_rights_t vmo_rights;
+  // Set on success only; GCC at -O3 cannot see that and warns (maybe-uninitialized).
+  zx_rights_t vmo_rights = 0;
   st = HandleTable::get().lookup_as(vmo_handle, 0, &vmo, &vmo_rights);
   if (st != ZX_OK) return st;
   if (!mapped_addr) return ZX_ERR_INVALID_ARGS;
