@@ -156,7 +156,8 @@ class AnonVmo final : public Vmo {
   uint64_t committed_bytes() override;
 
   uint8_t* base() const { return base_; }
-  // Serialises supplies out of this VMO against each other and against read/write.
+  // Serialises supplies out of this VMO against each other and against read, write and
+  // op_range.
   std::mutex& supply_lock() { return supply_mu_; }
   zx_status_t decommit(uint64_t offset, uint64_t len);
 
@@ -168,7 +169,8 @@ class AnonVmo final : public Vmo {
   std::mutex supply_mu_;
 };
 
-// Counts resident pages of [addr, addr+len) with mincore.
+// Committed bytes of [addr, addr+len), in whole pages (the page `len` ends in counts):
+// present and exclusively mapped, or swapped (/proc/self/pagemap; mincore without it).
 uint64_t resident_bytes(const void* addr, uint64_t len);
 
 // Copies between the caller's buffer and memory of this process with process_vm_readv
