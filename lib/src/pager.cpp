@@ -11,6 +11,7 @@
 #include "fault_service.h"
 #include "status.h"
 #include "uffd.h"
+#include "vmar.h"
 
 namespace zxp {
 namespace {
@@ -76,6 +77,7 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
       munmap(p, size);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
     }
+    AddressSpace::get().own(home, size);  // no ZX_VM_SPECIFIC_OVERWRITE over it
   }
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
@@ -508,6 +510,7 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_);  // the next home
   // MREMAP_DONTUNMAP leaves the old range mapped (empty), so no other mapping can land
   // there while library copies may still hold the old address. The fault thread reads the
   // REMAP event (mremap waits for it) and moves the registry entry and home_.
@@ -519,6 +522,7 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
                    reserve);
     if (moved == MAP_FAILED) {
       int e = errno;
+      AddressSpace::get().disown(reinterpret_cast<uintptr_t>(reserve), size_);
       munmap(reserve, size_);
       return status_from_errno(e);
     }
@@ -851,9 +855,11 @@ void PagerVmo::teardown() {
     // Unregister before unmapping: munmap of a registered range would wait for its UNMAP
     // event to be read, which must not depend on who drops the last reference.
     uffd::unregister_range(uffd_, home, size_);
+    AddressSpace::get().disown(home, size_);
     munmap(reinterpret_cast<void*>(home), size_);
     for (auto& [addr, len] : graveyard) {
       uffd::unregister_range(uffd_, addr, len);
+      AddressSpace::get().disown(addr, len);
       munmap(reinterpret_cast<void*>(addr), len);
     }
   }

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include <zxpager/unique_fd.h>
 
 #include "status.h"
+#include "vmar.h"
 
 namespace zxp {
 
@@ -155,24 +157,29 @@ void Vmo::on_zero_handles() {
 
 // ---- MemfdVmo ----
 
-MemfdVmo::MemfdVmo(int fd, uint64_t size, bool resizable)
-    : fd_(fd), resizable_(resizable), size_(size) {}
+MemfdVmo::MemfdVmo(UniqueFd fd, uint64_t size, bool resizable)
+    : fd_(std::move(fd)), resizable_(resizable), size_(size) {}
 
 MemfdVmo::~MemfdVmo() {
-  if (view_) munmap(view_, view_len_);
-  close(fd_);
+  if (view_) {
+    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
+    munmap(view_, view_len_);
+  }
 }
 
 zx_status_t MemfdVmo::create(uint64_t size, bool resizable, std::shared_ptr<MemfdVmo>* out) {
   raise_fd_limit_once();
-  int fd = memfd_create("zxpager-vmo", MFD_CLOEXEC);
-  if (fd < 0) return status_from_errno(errno);
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+  UniqueFd fd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
+  if (!fd) return status_from_errno(errno);
+  if (ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     int e = errno;
-    close(fd);
     return e == EFBIG || e == EINVAL ? ZX_ERR_OUT_OF_RANGE : status_from_errno(e);
   }
-  out->reset(new MemfdVmo(fd, size, resizable));
+  // The descriptor moves in only once the object exists (a failed allocation keeps it here,
+  // to be closed); reset() deletes the object if its control block cannot be allocated.
+  auto* vmo = new (std::nothrow) MemfdVmo(std::move(fd), size, resizable);
+  if (!vmo) return ZX_ERR_NO_MEMORY;
+  out->reset(vmo);
   return ZX_OK;
 }
 
@@ -181,7 +188,7 @@ zx_status_t MemfdVmo::read(void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pread(fd_, static_cast<uint8_t*>(buffer) + done, len - done,
+    ssize_t n = pread(fd_.get(), static_cast<uint8_t*>(buffer) + done, len - done,
                       static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -198,7 +205,7 @@ zx_status_t MemfdVmo::write(const void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pwrite(fd_, static_cast<const uint8_t*>(buffer) + done, len - done,
+    ssize_t n = pwrite(fd_.get(), static_cast<const uint8_t*>(buffer) + done, len - done,
                        static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -214,10 +221,11 @@ zx_status_t MemfdVmo::set_size(uint64_t size) {
   uint64_t rounded;
   if (!round_up_page(size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
   std::unique_lock lock(resize_mu_);
-  if (ftruncate(fd_, static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
+  if (ftruncate(fd_.get(), static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
   size_.store(rounded, std::memory_order_release);
   std::lock_guard vlock(view_mu_);
   if (view_) {
+    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
     munmap(view_, view_len_);
     view_ = nullptr;
     view_len_ = 0;
@@ -227,8 +235,8 @@ zx_status_t MemfdVmo::set_size(uint64_t size) {
 
 zx_status_t MemfdVmo::decommit(uint64_t offset, uint64_t len) {
   if (len == 0) return ZX_OK;
-  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                static_cast<off_t>(len)) != 0) {
+  if (fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(offset), static_cast<off_t>(len)) != 0) {
     return status_from_errno(errno);
   }
   return ZX_OK;
@@ -246,7 +254,8 @@ zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   switch (op) {
     case ZX_VMO_OP_COMMIT:
       if (end > start &&
-          fallocate(fd_, 0, static_cast<off_t>(start), static_cast<off_t>(end - start)) != 0) {
+          fallocate(fd_.get(), 0, static_cast<off_t>(start),
+                    static_cast<off_t>(end - start)) != 0) {
         return errno == ENOSPC ? ZX_ERR_NO_MEMORY : status_from_errno(errno);
       }
       return ZX_OK;
@@ -291,7 +300,7 @@ zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   int flags = MAP_SHARED;
   if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
   if (options & ZX_VM_MAP_RANGE) flags |= MAP_POPULATE;
-  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_,
+  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_.get(),
                  static_cast<off_t>(vmo_offset));
   if (p == MAP_FAILED) {
     return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : status_from_errno(errno);
@@ -311,7 +320,7 @@ zx_status_t MemfdVmo::unmap(uintptr_t addr, uint64_t len, bool) {
 
 uint64_t MemfdVmo::committed_bytes() {
   struct stat st;
-  if (fstat(fd_, &st) != 0) return 0;
+  if (fstat(fd_.get(), &st) != 0) return 0;
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
@@ -323,8 +332,9 @@ zx_status_t MemfdVmo::source_view(const uint8_t** base) {
   std::lock_guard lock(view_mu_);
   uint64_t size = this->size();
   if (!view_ && size > 0) {
-    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
     if (p == MAP_FAILED) return status_from_errno(errno);
+    AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size);
     view_ = p;
     view_len_ = size;
   }
@@ -344,12 +354,20 @@ zx_status_t AnonVmo::create(uint64_t size, std::shared_ptr<AnonVmo>* out) {
     // move: UFFDIO_MOVE refuses pages mapped by more than one process.
     madvise(p, size, MADV_DONTFORK);
   }
-  out->reset(new AnonVmo(static_cast<uint8_t*>(p), size));
+  auto* vmo = new (std::nothrow) AnonVmo(static_cast<uint8_t*>(p), size);
+  if (!vmo) {
+    if (p) munmap(p, size);
+    return ZX_ERR_NO_MEMORY;
+  }
+  if (p) AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size);
+  out->reset(vmo);
   return ZX_OK;
 }
 
 AnonVmo::~AnonVmo() {
-  if (base_) munmap(base_, size_);
+  if (!base_) return;
+  AddressSpace::get().disown(reinterpret_cast<uintptr_t>(base_), size_);
+  munmap(base_, size_);
 }
 
 zx_status_t AnonVmo::read(void* buffer, uint64_t offset, size_t len) {
