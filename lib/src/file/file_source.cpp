@@ -182,10 +182,12 @@ void FileSource::reap() {
     uint64_t data;
     int res;
     if (!take(&data, &res, true)) {
-      // Wait for a completion without taking it: a pager thread may take it first.
-      io_uring_cqe* cqe;
-      int w = io_uring_wait_cqe(&ring_, &cqe);
-      if (w < 0 && w != -EINTR && w != -EAGAIN) return;
+      // Wait for a completion without taking it: a pager thread may take it first. Not
+      // io_uring_wait_cqe, which reads the CQ head without cq_mu_ while a pager thread
+      // may be moving it (a data race TSan reports): the kernel waits on its own view.
+      int w = io_uring_enter(static_cast<unsigned>(ring_.ring_fd), 0, 1,
+                             IORING_ENTER_GETEVENTS, nullptr);
+      if (w < 0 && w != -EINTR && w != -EAGAIN && w != -EBUSY) return;
       continue;
     }
     if (data == kQuit) return;
