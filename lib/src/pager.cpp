@@ -77,7 +77,12 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
       munmap(p, size);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
     }
-    AddressSpace::get().own(home, size);  // no ZX_VM_SPECIFIC_OVERWRITE over it
+    // No ZX_VM_SPECIFIC_OVERWRITE over it.
+    if (AddressSpace::get().own(home, size) != ZX_OK) {
+      uffd::unregister_range(service_->fd(), home, size);
+      munmap(p, size);
+      return ZX_ERR_NO_MEMORY;
+    }
   }
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
@@ -510,7 +515,10 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
-  AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_);  // the next home
+  if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_) != ZX_OK) {
+    munmap(reserve, size_);  // (the next home)
+    return ZX_ERR_NO_MEMORY;
+  }
   // MREMAP_DONTUNMAP leaves the old range mapped (empty), so no other mapping can land
   // there while library copies may still hold the old address. The fault thread reads the
   // REMAP event (mremap waits for it) and moves the registry entry and home_.

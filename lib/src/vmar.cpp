@@ -1,5 +1,6 @@
 #include "vmar.h"
 
+#include <new>
 #include <vector>
 
 namespace zxp {
@@ -38,13 +39,18 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
   return ZX_OK;
 }
 
-void AddressSpace::own(uintptr_t addr, uint64_t len) {
-  if (len == 0) return;
+zx_status_t AddressSpace::own(uintptr_t addr, uint64_t len) noexcept {
+  if (len == 0) return ZX_OK;
   std::lock_guard lock(owned_mu_);
-  owned_[addr] = len;
+  try {
+    owned_[addr] = len;
+  } catch (const std::bad_alloc&) {
+    return ZX_ERR_NO_MEMORY;
+  }
+  return ZX_OK;
 }
 
-void AddressSpace::disown(uintptr_t addr, uint64_t len) {
+void AddressSpace::disown(uintptr_t addr, uint64_t len) noexcept {
   if (len == 0) return;
   std::lock_guard lock(owned_mu_);
   owned_.erase(addr);

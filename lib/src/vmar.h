@@ -38,8 +38,9 @@ class AddressSpace {
   // Memory the library mapped for itself: a pager VMO's memory and its old homes, an
   // anonymous VMO's memory, a memfd VMO's source view. Recorded right after the mmap that
   // made it, dropped right before the munmap that ends it.
-  void own(uintptr_t addr, uint64_t len);
-  void disown(uintptr_t addr, uint64_t len);
+  // ZX_ERR_NO_MEMORY if the record cannot grow: the caller then undoes its mmap.
+  zx_status_t own(uintptr_t addr, uint64_t len) noexcept;
+  void disown(uintptr_t addr, uint64_t len) noexcept;
 
  private:
   bool overlaps_owned(uintptr_t addr, uint64_t len);  // owned_mu_ held

@@ -334,7 +334,10 @@ zx_status_t MemfdVmo::source_view(const uint8_t** base) {
   if (!view_ && size > 0) {
     void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
     if (p == MAP_FAILED) return status_from_errno(errno);
-    AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size);
+    if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size) != ZX_OK) {
+      munmap(p, size);
+      return ZX_ERR_NO_MEMORY;
+    }
     view_ = p;
     view_len_ = size;
   }
@@ -354,13 +357,19 @@ zx_status_t AnonVmo::create(uint64_t size, std::shared_ptr<AnonVmo>* out) {
     // move: UFFDIO_MOVE refuses pages mapped by more than one process.
     madvise(p, size, MADV_DONTFORK);
   }
-  auto* vmo = new (std::nothrow) AnonVmo(static_cast<uint8_t*>(p), size);
-  if (!vmo) {
-    if (p) munmap(p, size);
+  if (p && AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size) != ZX_OK) {
+    munmap(p, size);
     return ZX_ERR_NO_MEMORY;
   }
-  if (p) AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size);
-  out->reset(vmo);
+  auto* vmo = new (std::nothrow) AnonVmo(static_cast<uint8_t*>(p), size);
+  if (!vmo) {
+    if (p) {
+      AddressSpace::get().disown(reinterpret_cast<uintptr_t>(p), size);
+      munmap(p, size);
+    }
+    return ZX_ERR_NO_MEMORY;
+  }
+  out->reset(vmo);  // (on failure it deletes vmo, whose destructor disowns and unmaps)
   return ZX_OK;
 }
 
