@@ -138,9 +138,40 @@ bool TestPager::wait_for_complete(TestVmo* vmo, zx_duration_t timeout) {
          p.page_request.length == 0;
 }
 
-bool TestPager::no_packet(zx_duration_t window) {
+namespace {
+
+// Makes the library read every fault already raised in this process (one userfaultfd
+// serves every pager): ZX_PAGER_OP_FAIL reads the pending faults before it fails anything
+// (they are waiters too). Done on a pager and VMO of its own, which nobody waits on, so
+// that no test's pager, port or statistics see it.
+bool sync_faults() {
+  static std::mutex mu;
+  static zx_handle_t pager = ZX_HANDLE_INVALID, port = ZX_HANDLE_INVALID,
+                     vmo = ZX_HANDLE_INVALID;
+  std::lock_guard lock(mu);
+  if (vmo == ZX_HANDLE_INVALID &&
+      (zx_pager_create(0, &pager) != ZX_OK || zx_port_create(0, &port) != ZX_OK ||
+       zx_pager_create_vmo(pager, 0, port, 0, kPage, &vmo) != ZX_OK)) {
+    return false;
+  }
+  return zx_pager_op_range(pager, ZX_PAGER_OP_FAIL, vmo, 0, kPage,
+                           static_cast<uint64_t>(static_cast<int64_t>(ZX_ERR_IO))) == ZX_OK;
+}
+
+}  // namespace
+
+bool TestPager::no_packet(zx_duration_t timeout) {
+  // A request any fault raised so far makes is queued once they are read: ahead of the
+  // marker queued after.
+  if (!sync_faults()) return false;
+  zx_port_packet_t marker = {};
+  marker.key = kMarkerKey;
+  marker.type = ZX_PKT_TYPE_USER;
+  marker.user.u64[0] = ++markers_;
+  if (zx_port_queue(port_, &marker) != ZX_OK) return false;
   zx_port_packet_t p;
-  return zx_port_wait(port_, zx_deadline_after(window), &p) == ZX_ERR_TIMED_OUT;
+  if (zx_port_wait(port_, zx_deadline_after(timeout), &p) != ZX_OK) return false;
+  return p.key == kMarkerKey && p.type == ZX_PKT_TYPE_USER && p.user.u64[0] == markers_;
 }
 
 zx_status_t TestPager::supply(TestVmo* vmo, uint64_t page, uint64_t count, bool anonymous) {
@@ -179,17 +210,21 @@ std::string read_proc(const char* path) {
 }  // namespace
 
 bool thread_blocked_in_pager(pid_t tid, Access access) {
+  // "nr arg1 arg2 ...", "-1 sp pc" for a thread blocked outside any system call, or
+  // "running". (Not wchan: many kernels report 0 there.)
   char path[64];
-  if (access == Access::kMapping) {
-    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
-    return read_proc(path) == "handle_userfault";
-  }
-  // "nr arg1 arg2 ...": a condition-variable wait is futex(addr, FUTEX_WAIT_BITSET...);
-  // a contended mutex would be FUTEX_WAIT, and a running thread is "running".
   snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
   std::string s = read_proc(path);
-  unsigned long nr = 0, addr = 0, op = 0;
-  if (sscanf(s.c_str(), "%lu %lx %lx", &nr, &addr, &op) != 3) return false;
+  if (access == Access::kMapping) {
+    // Parked in a page fault: the faulting thread does nothing else once it touched the
+    // page, and only userfaultfd parks a fault on this memory.
+    return s.compare(0, 3, "-1 ") == 0;
+  }
+  // A condition-variable wait is futex(addr, FUTEX_WAIT_BITSET...); a contended mutex
+  // would be FUTEX_WAIT.
+  long nr = 0;
+  unsigned long addr = 0, op = 0;
+  if (sscanf(s.c_str(), "%ld %lx %lx", &nr, &addr, &op) != 3) return false;
   return nr == SYS_futex && (op & FUTEX_CMD_MASK) == FUTEX_WAIT_BITSET;
 }
 

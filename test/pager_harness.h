@@ -65,8 +65,9 @@ class TestPager {
   // Waits for a READ request for exactly [page, page+count) of `vmo`.
   bool wait_for_request(TestVmo* vmo, uint64_t page, uint64_t count, zx_duration_t timeout = kWait);
   bool wait_for_complete(TestVmo* vmo, zx_duration_t timeout = kWait);
-  // True if no packet arrives within `window`.
-  bool no_packet(zx_duration_t window = kQuiet);
+  // True if no packet is queued once every fault raised so far has been read: a user
+  // packet queued then is the next one out (within `timeout`). No window, no timing.
+  bool no_packet(zx_duration_t timeout = kWait);
   // Fills an aux VMO with the pattern and supplies [page, page+count).
   zx_status_t supply(TestVmo* vmo, uint64_t page, uint64_t count, bool anonymous = false);
   zx_status_t fail(TestVmo* vmo, uint64_t page, uint64_t count, zx_status_t error = ZX_ERR_IO);
@@ -78,6 +79,8 @@ class TestPager {
   zx_handle_t pager_ = ZX_HANDLE_INVALID;
   zx_handle_t port_ = ZX_HANDLE_INVALID;
   uint64_t next_key_ = 1;
+  static constexpr uint64_t kMarkerKey = ~0ull;  // no_packet's marker packets
+  uint64_t markers_ = 0;
   std::vector<std::unique_ptr<TestVmo>> vmos_;
 };
 
@@ -123,9 +126,10 @@ class Faulter {
   bool data_ok_ = false;
 };
 
-// True if thread `tid` of this process is asleep waiting for a page: in a userfaultfd
-// fault (wchan handle_userfault) for kMapping, in the library's condition-variable wait
-// (futex FUTEX_WAIT_BITSET) for kRead. Reads /proc/self/task/<tid>/.
+// True if thread `tid` of this process is asleep waiting for a page: parked in a page
+// fault (outside any system call) for kMapping, in the library's condition-variable wait
+// (futex FUTEX_WAIT_BITSET) for kRead. Reads /proc/self/task/<tid>/syscall. Where a test
+// needs proof that the library saw a fault, zxp_pager_get_stats' `faults` gives it.
 bool thread_blocked_in_pager(pid_t tid, Access access);
 // Polls `pred` until it holds or `timeout` passes (a deadline wait, not a sleep).
 bool wait_until(const std::function<bool()>& pred, zx_duration_t timeout = kWait);

@@ -244,3 +244,79 @@ TEST_CASE("zx_vmar_unmap errors", "[vmar]") {
   CHECK(zx_vmar_unmap(root, page, kPage) == ZX_ERR_NOT_FOUND);
   CHECK(zx_handle_close(vmo) == ZX_OK);
 }
+
+// Regression (issue 9, finding 7): MAP_FIXED over memory the library owns replaced a VMO's
+// memory, and the library's teardown of that memory later unmapped the caller's mapping.
+// Zircon refuses an overwrite that crosses a sub-VMAR with ZX_ERR_INVALID_ARGS.
+TEST_CASE("ZX_VM_SPECIFIC_OVERWRITE never maps over memory the library owns", "[vmar]") {
+  const zx_handle_t root = zx_vmar_root_self();
+  const uintptr_t base = vmar_base();
+  constexpr zx_vm_option_t kOverwrite = kRW | ZX_VM_SPECIFIC_OVERWRITE;
+  zx_handle_t memfd;
+  REQUIRE(zx_vmo_create(4 * kPage, 0, &memfd) == ZX_OK);
+  std::vector<uint8_t> ones(4 * kPage, 0x77);
+  REQUIRE(zx_vmo_write(memfd, ones.data(), 0, ones.size()) == ZX_OK);
+  zx_vaddr_t got = 0;
+
+  SECTION("an anonymous VMO's memory") {
+    zx_handle_t anon;
+    REQUIRE(zx_vmo_create(4 * kPage, ZXP_VMO_ANONYMOUS, &anon) == ZX_OK);
+    std::vector<uint8_t> data(4 * kPage, 0x11);
+    REQUIRE(zx_vmo_write(anon, data.data(), 0, data.size()) == ZX_OK);
+    zx_vaddr_t addr = 0;
+    REQUIRE(zx_vmar_map(root, kRW, 0, anon, 0, 4 * kPage, &addr) == ZX_OK);
+    CHECK(zx_vmar_map(root, kOverwrite, addr + kPage - base, memfd, 0, kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    CHECK(zx_vmar_map(root, kOverwrite, addr - kPage - base, memfd, 0, 2 * kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    CHECK(zx_vmar_map(root, kOverwrite, addr + 3 * kPage - base, memfd, 0, 4 * kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    CHECK(memcmp(reinterpret_cast<void*>(addr), data.data(), data.size()) == 0);
+    CHECK(zx_vmar_unmap(root, addr, 4 * kPage) == ZX_OK);
+    // Not mapped, the memory is still the VMO's.
+    CHECK(zx_vmar_map(root, kOverwrite, addr - base, memfd, 0, kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    std::vector<uint8_t> back(4 * kPage);
+    REQUIRE(zx_vmo_read(anon, back.data(), 0, back.size()) == ZX_OK);
+    CHECK(back == data);
+    CHECK(zx_handle_close(anon) == ZX_OK);
+  }
+
+  SECTION("a pager VMO's memory, mapped and after unmapping (its old home)") {
+    zx_handle_t pager, port, vmo, aux;
+    REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+    REQUIRE(zx_port_create(0, &port) == ZX_OK);
+    REQUIRE(zx_pager_create_vmo(pager, 0, port, 1, 2 * kPage, &vmo) == ZX_OK);
+    REQUIRE(zx_vmo_create(2 * kPage, 0, &aux) == ZX_OK);
+    std::vector<uint8_t> data(2 * kPage, 0x22);
+    REQUIRE(zx_vmo_write(aux, data.data(), 0, data.size()) == ZX_OK);
+    REQUIRE(zx_pager_supply_pages(pager, vmo, 0, 2 * kPage, aux, 0) == ZX_OK);
+    zx_vaddr_t addr = 0;
+    REQUIRE(zx_vmar_map(root, kRW | ZX_VM_ALLOW_FAULTS, 0, vmo, 0, 2 * kPage, &addr) == ZX_OK);
+    CHECK(zx_vmar_map(root, kOverwrite, addr - base, memfd, 0, kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    CHECK(memcmp(reinterpret_cast<void*>(addr), data.data(), data.size()) == 0);
+    CHECK(zx_vmar_unmap(root, addr, 2 * kPage) == ZX_OK);
+    CHECK(zx_vmar_map(root, kOverwrite, addr - base, memfd, 0, 2 * kPage, &got) ==
+          ZX_ERR_INVALID_ARGS);
+    std::vector<uint8_t> back(2 * kPage);
+    REQUIRE(zx_vmo_read(vmo, back.data(), 0, back.size()) == ZX_OK);
+    CHECK(back == data);
+    zx_handle_t hs[] = {vmo, aux, port, pager};
+    CHECK(zx_handle_close_many(hs, 4) == ZX_OK);
+  }
+
+  SECTION("a memfd mapping made through zx_vmar_map is still overwritten") {
+    zx_handle_t other;
+    REQUIRE(zx_vmo_create(2 * kPage, 0, &other) == ZX_OK);
+    zx_vaddr_t addr = 0;
+    REQUIRE(zx_vmar_map(root, kRW, 0, other, 0, 2 * kPage, &addr) == ZX_OK);
+    REQUIRE(zx_vmar_map(root, kOverwrite, addr - base, memfd, 0, 2 * kPage, &got) == ZX_OK);
+    CHECK(got == addr);
+    CHECK(*reinterpret_cast<volatile uint8_t*>(addr) == 0x77);
+    CHECK(mappings_of(other) == 0);
+    CHECK(zx_vmar_unmap(root, addr, 2 * kPage) == ZX_OK);
+    CHECK(zx_handle_close(other) == ZX_OK);
+  }
+  CHECK(zx_handle_close(memfd) == ZX_OK);
+}

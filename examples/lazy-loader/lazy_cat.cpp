@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <zircon/status.h>
+#include <zircon/syscalls.h>
 #include <zxpager/file_pager.h>
 
 namespace {
@@ -81,6 +82,7 @@ void usage(FILE* f) {
           "  --readahead BYTES read-ahead cap (default 2M)\n"
           "  --record TRACE    write the pages this run requested to TRACE\n"
           "  --prefetch TRACE  fetch the pages in TRACE up front\n"
+          "  --prefetch-wait   with --prefetch: wait until those pages are in before reading\n"
           "  --quiet           no statistics\n"
           "  --help            this text\n");
 }
@@ -94,12 +96,14 @@ int main(int argc, char** argv) {
   const char* record = nullptr;
   const char* prefetch = nullptr;
   bool quiet = false;
+  bool prefetch_wait = false;
   static const option longopts[] = {
       {"random", required_argument, nullptr, 'r'}, {"seed", required_argument, nullptr, 's'},
       {"budget", required_argument, nullptr, 'b'}, {"direct", no_argument, nullptr, 'd'},
       {"copy", no_argument, nullptr, 'c'},         {"readahead", required_argument, nullptr, 'a'},
       {"record", required_argument, nullptr, 'R'}, {"prefetch", required_argument, nullptr, 'P'},
       {"quiet", no_argument, nullptr, 'q'},        {"help", no_argument, nullptr, 'h'},
+      {"prefetch-wait", no_argument, nullptr, 'W'},
       {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "h", longopts, nullptr)) != -1) {
@@ -129,6 +133,7 @@ int main(int argc, char** argv) {
       case 'R': record = optarg; break;
       case 'P': prefetch = optarg; break;
       case 'q': quiet = true; break;
+      case 'W': prefetch_wait = true; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -149,6 +154,12 @@ int main(int argc, char** argv) {
   }
   if (prefetch && (st = fp->prefetch_trace(prefetch)) != ZX_OK) {
     fprintf(stderr, "lazy-cat: %s: %s\n", prefetch, zx_status_get_string(st));
+    return 1;
+  }
+  // A warm start: the replay has landed before the first page is read, so nothing is
+  // requested (the replay alone races the reads, by design).
+  if (prefetch && prefetch_wait && (st = fp->wait_idle(zx_deadline_after(ZX_SEC(60)))) != ZX_OK) {
+    fprintf(stderr, "lazy-cat: waiting for the prefetch: %s\n", zx_status_get_string(st));
     return 1;
   }
   g_base = fp->data();

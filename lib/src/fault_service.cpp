@@ -174,13 +174,9 @@ FaultService* FaultService::get(zx_status_t* status) {
   static zx_status_t start_status = ZX_OK;
   std::lock_guard lock(mu);
   if (!service && start_status == ZX_OK) {
-    auto* s = new FaultService();
+    std::unique_ptr<FaultService> s(new FaultService());  // freed if start() throws
     start_status = s->start();
-    if (start_status == ZX_OK) {
-      service = s;
-    } else {
-      delete s;
-    }
+    if (start_status == ZX_OK) service = s.release();
   }
   *status = service ? ZX_OK : start_status;
   return service;

@@ -37,19 +37,24 @@ HandleTable::Slot* HandleTable::slot_for(zx_handle_t handle) {
 
 zx_status_t HandleTable::add(std::shared_ptr<Object> object, zx_rights_t rights,
                              zx_handle_t* out) {
-  object->add_handle();
   MutexLock lock(mu_);
   uint32_t index;
   if (!free_.empty() && (free_.size() > 1024 || next_unused_ == kMaxHandles)) {
     index = free_.front();
     free_.pop_front();
   } else if (next_unused_ < kMaxHandles) {
-    index = next_unused_++;
-    if (index / kChunkSize >= chunks_.size()) chunks_.emplace_back(new Slot[kChunkSize]);
+    index = next_unused_;
+    if (index / kChunkSize >= chunks_.size()) {
+      // Allocations first (they may throw): a failure leaves the table as it was.
+      auto chunk = std::make_unique<Slot[]>(kChunkSize);
+      chunks_.reserve(chunks_.size() + 1);
+      chunks_.push_back(std::move(chunk));
+    }
+    ++next_unused_;
   } else {
-    object->remove_handle();
     return ZX_ERR_NO_RESOURCES;
   }
+  object->add_handle();
   Slot& s = chunks_[index / kChunkSize][index % kChunkSize];
   s.object = std::move(object);
   s.rights = rights;

@@ -11,6 +11,7 @@
 #include "fault_service.h"
 #include "status.h"
 #include "uffd.h"
+#include "vmar.h"
 
 namespace zxp {
 namespace {
@@ -75,6 +76,12 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
     if (err != 0) {
       munmap(p, size);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
+    }
+    // No ZX_VM_SPECIFIC_OVERWRITE over it.
+    if (AddressSpace::get().own(home, size) != ZX_OK) {
+      uffd::unregister_range(service_->fd(), home, size);
+      munmap(p, size);
+      return ZX_ERR_NO_MEMORY;
     }
   }
   port->serve_faults(service_);
@@ -527,6 +534,10 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_) != ZX_OK) {
+    munmap(reserve, size_);  // (the next home)
+    return ZX_ERR_NO_MEMORY;
+  }
   // MREMAP_DONTUNMAP leaves the old range mapped (empty), so no other mapping can land
   // there while library copies may still hold the old address. The fault thread reads the
   // REMAP event (mremap waits for it) and moves the registry entry and home_.
@@ -544,6 +555,7 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
                    reserve);
     if (moved == MAP_FAILED) {
       int e = errno;
+      AddressSpace::get().disown(reinterpret_cast<uintptr_t>(reserve), size_);
       munmap(reserve, size_);
       return status_from_errno(e);
     }
@@ -906,9 +918,11 @@ void PagerVmo::teardown() {
     // Unregister before unmapping: munmap of a registered range would wait for its UNMAP
     // event to be read, which must not depend on who drops the last reference.
     uffd::unregister_range(uffd_, home, size_);
+    AddressSpace::get().disown(home, size_);
     munmap(reinterpret_cast<void*>(home), size_);
     for (auto& [addr, len] : graveyard) {
       uffd::unregister_range(uffd_, addr, len);
+      AddressSpace::get().disown(addr, len);
       munmap(reinterpret_cast<void*>(addr), len);
     }
   }

@@ -58,7 +58,7 @@ zx_status_t status_from_errno(int err) {
 
 }  // namespace zxp
 
-extern "C" const char* zx_status_get_string(zx_status_t status) {
+extern "C" const char* zx_status_get_string(zx_status_t status) noexcept {
   switch (status) {
 #define ZXP_CASE(x) \
   case x:           \

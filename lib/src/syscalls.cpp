@@ -8,6 +8,7 @@
 #include <zircon/syscalls.h>
 #include <zircon/status.h>
 
+#include "c_abi.h"
 #include "object.h"
 #include "port.h"
 #include "vmar.h"
@@ -37,12 +38,14 @@ extern "C" {
 
 // ---- handles ----
 
-zx_status_t zx_handle_close(zx_handle_t handle) {
+zx_status_t zx_handle_close(zx_handle_t handle) noexcept try {
   if (handle == ZX_HANDLE_INVALID) return ZX_OK;
   return HandleTable::get().remove(handle);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles) {
+zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles) noexcept try {
   if (num_handles > 0 && handles == nullptr) return ZX_ERR_INVALID_ARGS;
   zx_status_t result = ZX_OK;
   for (size_t i = 0; i < num_handles; ++i) {
@@ -50,9 +53,12 @@ zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles)
     if (HandleTable::get().remove(handles[i]) != ZX_OK) result = ZX_ERR_BAD_HANDLE;
   }
   return result;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_handle_duplicate(zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+zx_status_t zx_handle_duplicate(zx_handle_t handle, zx_rights_t rights,
+                                zx_handle_t* out) noexcept try {
   HandleTable::Entry e;
   zx_status_t st = HandleTable::get().lookup(handle, &e);
   if (st != ZX_OK) return st;
@@ -61,19 +67,24 @@ zx_status_t zx_handle_duplicate(zx_handle_t handle, zx_rights_t rights, zx_handl
   if ((e.rights & rights) != rights) return ZX_ERR_INVALID_ARGS;
   if (!out) return ZX_ERR_INVALID_ARGS;
   return HandleTable::get().add(std::move(e.object), rights, out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_handle_replace(zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+zx_status_t zx_handle_replace(zx_handle_t handle, zx_rights_t rights,
+                              zx_handle_t* out) noexcept try {
   if (!out) {
     // Zircon looks the handle up first: a bad handle is BAD_HANDLE even with no out.
     if (HandleTable::get().remove(handle) != ZX_OK) return ZX_ERR_BAD_HANDLE;
     return ZX_ERR_INVALID_ARGS;
   }
   return HandleTable::get().replace(handle, rights, out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_object_get_info(zx_handle_t handle, uint32_t topic, void* buffer,
-                               size_t buffer_size, size_t* actual, size_t* avail) {
+                               size_t buffer_size, size_t* actual, size_t* avail) noexcept try {
   HandleTable::Entry e;
   zx_status_t st = HandleTable::get().lookup(handle, &e);
   if (st != ZX_OK) return st;
@@ -140,29 +151,33 @@ zx_status_t zx_object_get_info(zx_handle_t handle, uint32_t topic, void* buffer,
     default:
       return ZX_ERR_INVALID_ARGS;
   }
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 // ---- time ----
 
-zx_time_t zx_clock_get_monotonic(void) { return zxp::monotonic_now(); }
+zx_time_t zx_clock_get_monotonic(void) noexcept { return zxp::monotonic_now(); }
 
-zx_time_t zx_deadline_after(zx_duration_t nanoseconds) {
+zx_time_t zx_deadline_after(zx_duration_t nanoseconds) noexcept {
   zx_time_t now = zxp::monotonic_now();
   if (nanoseconds > 0 && now > ZX_TIME_INFINITE - nanoseconds) return ZX_TIME_INFINITE;
   return now + nanoseconds;
 }
 
-uint32_t zx_system_get_page_size(void) { return static_cast<uint32_t>(zxp::kPageSize); }
+uint32_t zx_system_get_page_size(void) noexcept { return static_cast<uint32_t>(zxp::kPageSize); }
 
 // ---- ports ----
 
-zx_status_t zx_port_create(uint32_t options, zx_handle_t* out) {
+zx_status_t zx_port_create(uint32_t options, zx_handle_t* out) noexcept try {
   if (options == ZX_PORT_BIND_TO_INTERRUPT) return ZX_ERR_NOT_SUPPORTED;
   if (options != 0 || !out) return ZX_ERR_INVALID_ARGS;
   return HandleTable::get().add(std::make_shared<zxp::Port>(), ZX_DEFAULT_PORT_RIGHTS, out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_port_queue(zx_handle_t handle, const zx_port_packet_t* packet) {
+zx_status_t zx_port_queue(zx_handle_t handle, const zx_port_packet_t* packet) noexcept try {
   std::shared_ptr<zxp::Port> port;
   zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_WRITE, &port);
   if (st != ZX_OK) return st;
@@ -170,19 +185,24 @@ zx_status_t zx_port_queue(zx_handle_t handle, const zx_port_packet_t* packet) {
   zx_port_packet_t p = *packet;
   p.type = ZX_PKT_TYPE_USER;
   return port->queue_user(p);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_port_wait(zx_handle_t handle, zx_time_t deadline, zx_port_packet_t* packet) {
+zx_status_t zx_port_wait(zx_handle_t handle, zx_time_t deadline,
+                         zx_port_packet_t* packet) noexcept try {
   std::shared_ptr<zxp::Port> port;
   zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_READ, &port);
   if (st != ZX_OK) return st;
   if (!packet) return ZX_ERR_INVALID_ARGS;
   return port->wait(deadline, packet);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 // ---- VMOs ----
 
-zx_status_t zx_vmo_create(uint64_t size, uint32_t options, zx_handle_t* out) {
+zx_status_t zx_vmo_create(uint64_t size, uint32_t options, zx_handle_t* out) noexcept try {
   if ((options & ~kVmoCreateOptions) != 0 || !out) return ZX_ERR_INVALID_ARGS;
   bool resizable = options & ZX_VMO_RESIZABLE;
   bool anonymous = options & (1u << 30);
@@ -205,9 +225,12 @@ zx_status_t zx_vmo_create(uint64_t size, uint32_t options, zx_handle_t* out) {
   if (st != ZX_OK) return st;
   zx_rights_t rights = ZX_DEFAULT_VMO_RIGHTS | (resizable ? ZX_RIGHT_RESIZE : 0);
   return HandleTable::get().add(std::move(vmo), rights, out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_vmo_read(zx_handle_t handle, void* buffer, uint64_t offset, size_t buffer_size) {
+zx_status_t zx_vmo_read(zx_handle_t handle, void* buffer, uint64_t offset,
+                        size_t buffer_size) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_READ, &vmo);
   if (st != ZX_OK) return st;
@@ -215,10 +238,12 @@ zx_status_t zx_vmo_read(zx_handle_t handle, void* buffer, uint64_t offset, size_
                                                                          : ZX_ERR_OUT_OF_RANGE;
   if (!buffer) return ZX_ERR_INVALID_ARGS;
   return vmo->read(buffer, offset, buffer_size);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_vmo_write(zx_handle_t handle, const void* buffer, uint64_t offset,
-                         size_t buffer_size) {
+                         size_t buffer_size) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_WRITE, &vmo);
   if (st != ZX_OK) return st;
@@ -226,18 +251,22 @@ zx_status_t zx_vmo_write(zx_handle_t handle, const void* buffer, uint64_t offset
                                                                          : ZX_ERR_OUT_OF_RANGE;
   if (!buffer) return ZX_ERR_INVALID_ARGS;
   return vmo->write(buffer, offset, buffer_size);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_vmo_get_size(zx_handle_t handle, uint64_t* size) {
+zx_status_t zx_vmo_get_size(zx_handle_t handle, uint64_t* size) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmo);
   if (st != ZX_OK) return st;
   if (!size) return ZX_ERR_INVALID_ARGS;
   *size = vmo->size();
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) {
+zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_rights_t rights;
   zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_WRITE, &vmo, &rights);
@@ -245,10 +274,12 @@ zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) {
   if (!(vmo->info_flags() & ZX_INFO_VMO_RESIZABLE)) return ZX_ERR_UNAVAILABLE;
   if (!(rights & ZX_RIGHT_RESIZE)) return ZX_ERR_ACCESS_DENIED;
   return vmo->set_size(size);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_vmo_op_range(zx_handle_t handle, uint32_t op, uint64_t offset, uint64_t size,
-                            void* buffer, size_t buffer_size) {
+                            void* buffer, size_t buffer_size) noexcept try {
   (void)buffer;
   (void)buffer_size;
   std::shared_ptr<zxp::Vmo> vmo;
@@ -265,11 +296,13 @@ zx_status_t zx_vmo_op_range(zx_handle_t handle, uint32_t op, uint64_t offset, ui
   }
   if ((rights & needed) != needed) return ZX_ERR_ACCESS_DENIED;
   return vmo->op_range(op, offset, size);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 // ---- the root VMAR ----
 
-zx_handle_t zx_vmar_root_self(void) {
+zx_handle_t zx_vmar_root_self(void) noexcept try {
   static std::mutex mu;
   static zx_handle_t root = ZX_HANDLE_INVALID;
   std::lock_guard lock(mu);
@@ -284,17 +317,20 @@ zx_handle_t zx_vmar_root_self(void) {
     }
   }
   return root;
+} catch (...) {
+  return ZX_HANDLE_INVALID;  // out of memory for the handle: there is no root to name
 }
 
 zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vmar_offset,
                         zx_handle_t vmo_handle, uint64_t vmo_offset, uint64_t len,
-                        zx_vaddr_t* mapped_addr) {
+                        zx_vaddr_t* mapped_addr) noexcept try {
   std::shared_ptr<zxp::Vmar> vmar;
-  zx_rights_t vmar_rights;
+  zx_rights_t vmar_rights = 0;
   zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar, &vmar_rights);
   if (st != ZX_OK) return st;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_rights_t vmo_rights;
+  // Set on success only; GCC at -O3 cannot see that and warns (maybe-uninitialized).
+  zx_rights_t vmo_rights = 0;
   st = HandleTable::get().lookup_as(vmo_handle, 0, &vmo, &vmo_rights);
   if (st != ZX_OK) return st;
   if (!mapped_addr) return ZX_ERR_INVALID_ARGS;
@@ -332,9 +368,11 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   if (st != ZX_OK) return st;
   *mapped_addr = addr;
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_vmar_unmap(zx_handle_t handle, zx_vaddr_t addr, uint64_t len) {
+zx_status_t zx_vmar_unmap(zx_handle_t handle, zx_vaddr_t addr, uint64_t len) noexcept try {
   std::shared_ptr<zxp::Vmar> vmar;
   zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar);
   if (st != ZX_OK) return st;
@@ -344,6 +382,8 @@ zx_status_t zx_vmar_unmap(zx_handle_t handle, zx_vaddr_t addr, uint64_t len) {
     return ZX_ERR_INVALID_ARGS;
   }
   return zxp::AddressSpace::get().unmap(addr, rounded);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 }  // extern "C"

@@ -10,6 +10,7 @@
 
 #include <liburing.h>
 
+#include "c_abi.h"
 #include "fault_service.h"
 #include "object.h"
 #include "pager.h"
@@ -69,17 +70,19 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
 
 extern "C" {
 
-zx_status_t zx_pager_create(uint32_t options, zx_handle_t* out) {
+zx_status_t zx_pager_create(uint32_t options, zx_handle_t* out) noexcept try {
   if (options != 0 || !out) return ZX_ERR_INVALID_ARGS;
   zx_status_t st;
   zxp::FaultService* service = zxp::FaultService::get(&st);
   if (!service) return st;
   return HandleTable::get().add(std::make_shared<zxp::Pager>(service), ZX_DEFAULT_PAGER_RIGHTS,
                                 out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_handle_t port_handle,
-                                uint64_t key, uint64_t size, zx_handle_t* out) {
+                                uint64_t key, uint64_t size, zx_handle_t* out) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   zx_status_t st = HandleTable::get().lookup_as(pager_handle, ZX_RIGHT_ATTACH_VMO, &pager);
   if (st != ZX_OK) return st;
@@ -98,11 +101,14 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
   st = pager->create_vmo(options, std::move(port), key, rounded, &vmo);
   if (st != ZX_OK) return st;
   return HandleTable::get().add(std::move(vmo), ZX_DEFAULT_VMO_RIGHTS, out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager_handle, uint32_t options,
                                         zx_handle_t port_handle, uint64_t key, int uffd,
-                                        uint64_t remote_addr, uint64_t size, zx_handle_t* out) {
+                                        uint64_t remote_addr, uint64_t size,
+                                        zx_handle_t* out) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   zx_status_t st = HandleTable::get().lookup_as(pager_handle, ZX_RIGHT_ATTACH_VMO, &pager);
   if (st != ZX_OK) return st;
@@ -127,9 +133,11 @@ zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager_handle, uint32_t optio
   if (st != ZX_OK) return st;
   vmo->adopt_remote_fd(zxp::UniqueFd(uffd));
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) {
+zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) noexcept try {
   if (!addr || !uffd || size == 0) return ZX_ERR_INVALID_ARGS;
   uint64_t rounded;
   if (!zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize) {
@@ -160,9 +168,11 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) {
   *addr = reinterpret_cast<uintptr_t>(p);
   *uffd = fd;
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) {
+zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
@@ -171,15 +181,21 @@ zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle
   if (!pv) return ZX_ERR_INVALID_ARGS;
   pv->detach(true);
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_pager_supply_pages(zx_handle_t pager, zx_handle_t pager_vmo, uint64_t offset,
-                                  uint64_t length, zx_handle_t aux_vmo, uint64_t aux_offset) {
+                                  uint64_t length, zx_handle_t aux_vmo,
+                                  uint64_t aux_offset) noexcept try {
   return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, false);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t op, uint64_t offset,
-                            uint64_t length, zx_handle_t aux_vmo, uint64_t aux_offset) {
+                            uint64_t length, zx_handle_t aux_vmo,
+                            uint64_t aux_offset) noexcept try {
   if (op != ZX_PAGER_SUPPLY_PAGES) {
     std::shared_ptr<zxp::Pager> p;
     std::shared_ptr<zxp::Vmo> v;
@@ -187,10 +203,12 @@ zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t o
     return st != ZX_OK ? st : ZX_ERR_INVALID_ARGS;
   }
   return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, true);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t vmo_handle,
-                              uint64_t offset, uint64_t length, uint64_t data) {
+                              uint64_t offset, uint64_t length, uint64_t data) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
@@ -223,11 +241,13 @@ zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t
     default:
       return ZX_ERR_INVALID_ARGS;
   }
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 // ---- extensions ----
 
-zx_status_t zxp_get_features(zxp_features_t* out) {
+zx_status_t zxp_get_features(zxp_features_t* out) noexcept try {
   if (!out) return ZX_ERR_INVALID_ARGS;
   const zxp::uffd::Probe& p = zxp::uffd::probe();
   zxp_features_t f = {};
@@ -264,19 +284,23 @@ zx_status_t zxp_get_features(zxp_features_t* out) {
   f.io_uring = uring;
   *out = f;
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_pager_get_stats(zx_handle_t pager_handle, zxp_pager_stats_t* out) {
+zx_status_t zxp_pager_get_stats(zx_handle_t pager_handle, zxp_pager_stats_t* out) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   zx_status_t st = HandleTable::get().lookup_as(pager_handle, 0, &pager);
   if (st != ZX_OK) return st;
   if (!out) return ZX_ERR_INVALID_ARGS;
   pager->stats()->snapshot(out);
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zxp_vmo_evict(zx_handle_t vmo_handle, uint64_t offset, uint64_t length,
-                          uint64_t* evicted_bytes) {
+                          uint64_t* evicted_bytes) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(vmo_handle, ZX_RIGHT_WRITE, &vmo);
   if (st != ZX_OK) return st;
@@ -287,9 +311,11 @@ zx_status_t zxp_vmo_evict(zx_handle_t vmo_handle, uint64_t offset, uint64_t leng
   st = static_cast<zxp::PagerVmo*>(vmo.get())->evict(offset, length, &evicted);
   if (evicted_bytes) *evicted_bytes = evicted;
   return st;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_vmo_supply_path(zx_handle_t aux_handle, const char** out) {
+zx_status_t zxp_vmo_supply_path(zx_handle_t aux_handle, const char** out) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
   zx_status_t st = HandleTable::get().lookup_as(aux_handle, 0, &vmo);
   if (st != ZX_OK) return st;
@@ -298,6 +324,8 @@ zx_status_t zxp_vmo_supply_path(zx_handle_t aux_handle, const char** out) {
               (zxp::uffd::probe().features & UFFD_FEATURE_MOVE);
   *out = move ? "move" : "copy";
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 }  // extern "C"

@@ -1,5 +1,6 @@
 #include "vmar.h"
 
+#include <new>
 #include <vector>
 
 namespace zxp {
@@ -13,8 +14,15 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
                               uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
                               uintptr_t* out) {
   uintptr_t addr;
-  zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
-  if (st != ZX_OK) return st;
+  if (fixed && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
+    std::lock_guard owned_lock(owned_mu_);
+    if (overlaps_owned(fixed, len)) return ZX_ERR_INVALID_ARGS;
+    zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
+    if (st != ZX_OK) return st;
+  } else {
+    zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
+    if (st != ZX_OK) return st;
+  }
   std::lock_guard lock(mu_);
   // A memfd mapping with ZX_VM_SPECIFIC_OVERWRITE may replace older records.
   auto it = mappings_.lower_bound(addr);
@@ -29,6 +37,29 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
   *out = addr;
   for (auto& d : dropped) d->mapping_removed();
   return ZX_OK;
+}
+
+zx_status_t AddressSpace::own(uintptr_t addr, uint64_t len) noexcept {
+  if (len == 0) return ZX_OK;
+  std::lock_guard lock(owned_mu_);
+  try {
+    owned_[addr] = len;
+  } catch (const std::bad_alloc&) {
+    return ZX_ERR_NO_MEMORY;
+  }
+  return ZX_OK;
+}
+
+void AddressSpace::disown(uintptr_t addr, uint64_t len) noexcept {
+  if (len == 0) return;
+  std::lock_guard lock(owned_mu_);
+  owned_.erase(addr);
+}
+
+bool AddressSpace::overlaps_owned(uintptr_t addr, uint64_t len) {
+  auto it = owned_.upper_bound(addr);
+  if (it != owned_.begin() && std::prev(it)->first + std::prev(it)->second > addr) return true;
+  return it != owned_.end() && it->first < addr + len;
 }
 
 zx_status_t AddressSpace::unmap(uintptr_t addr, uint64_t len) {

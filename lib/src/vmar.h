@@ -25,13 +25,26 @@ class AddressSpace {
  public:
   static AddressSpace& get();
 
-  // Maps `vmo`; arguments were validated by the caller except for overlap.
+  // Maps `vmo`; arguments were validated by the caller except for overlap. With
+  // ZX_VM_SPECIFIC_OVERWRITE, a range that overlaps memory the library owns is
+  // ZX_ERR_INVALID_ARGS (Zircon's code for an overwrite that crosses a sub-VMAR): mapping
+  // over it would replace the memory of a VMO, and the library's teardown of that memory
+  // would later unmap the caller's mapping.
   zx_status_t map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t options, uintptr_t fixed,
                   uint64_t vmo_offset, uint64_t len, uintptr_t* out);
   // Unmaps every mapping in [addr, addr+len). ZX_ERR_NOT_FOUND if none is there.
   zx_status_t unmap(uintptr_t addr, uint64_t len);
 
+  // Memory the library mapped for itself: a pager VMO's memory and its old homes, an
+  // anonymous VMO's memory, a memfd VMO's source view. Recorded right after the mmap that
+  // made it, dropped right before the munmap that ends it.
+  // ZX_ERR_NO_MEMORY if the record cannot grow: the caller then undoes its mmap.
+  zx_status_t own(uintptr_t addr, uint64_t len) noexcept;
+  void disown(uintptr_t addr, uint64_t len) noexcept;
+
  private:
+  bool overlaps_owned(uintptr_t addr, uint64_t len);  // owned_mu_ held
+
   struct Mapping {
     uintptr_t len;
     std::shared_ptr<Vmo> vmo;
@@ -39,6 +52,10 @@ class AddressSpace {
   };
   std::mutex mu_;
   std::map<uintptr_t, Mapping> mappings_;  // by start address
+  // Never held together with mu_. An overwriting map holds it across its mmap, so a range
+  // it checked cannot become the library's under it.
+  std::mutex owned_mu_;
+  std::map<uintptr_t, uint64_t> owned_;  // start -> length; never overlapping
 };
 
 }  // namespace zxp

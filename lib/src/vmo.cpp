@@ -10,10 +10,14 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <new>
 #include <vector>
+
+#include <zxpager/unique_fd.h>
 
 #include "status.h"
 #include "uffd.h"
+#include "vmar.h"
 
 namespace zxp {
 
@@ -28,46 +32,76 @@ void raise_fd_limit_once() {
   });
 }
 
+namespace {
+
+constexpr uint64_t kPagemapPresent = 1ull << 63, kPagemapSwapped = 1ull << 62,
+                   kPagemapFile = 1ull << 61, kPagemapExclusive = 1ull << 56;
+constexpr uint64_t kPagemapChunk = 4096;  // entries read per pread
+
+// /proc/self/pagemap, opened per use: a descriptor kept open would name the parent's mm
+// after fork(). Readable without privileges (the frame numbers are hidden, not the bits
+// used here).
+class Pagemap {
+ public:
+  Pagemap() : fd_(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
+  bool ok() const { return fd_.is_valid(); }
+  // The entries of the `pages` pages from page-aligned `addr` (at most kPagemapChunk).
+  bool read(uintptr_t addr, uint64_t pages, uint64_t* out) const {
+    const size_t bytes = pages * sizeof(uint64_t);
+    const off_t at = static_cast<off_t>(addr / kPageSize * sizeof(uint64_t));
+    ssize_t n;
+    do {
+      n = pread(fd_.get(), out, bytes, at);
+    } while (n < 0 && errno == EINTR);
+    return n == static_cast<ssize_t>(bytes);
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace
+
 uint64_t resident_bytes(const void* addr, uint64_t len) {
   if (len == 0) return 0;
-  constexpr size_t kChunkPages = 4096;
+  // Whole pages: a length that is not a page multiple counts the page it ends in.
+  const uintptr_t start = reinterpret_cast<uintptr_t>(addr) & ~(kPageSize - 1);
+  const uint64_t pages =
+      (reinterpret_cast<uintptr_t>(addr) + len - start + kPageSize - 1) / kPageSize;
   uint64_t total = 0;
-  auto p = reinterpret_cast<uintptr_t>(addr);
   // A read of a never-written anonymous page maps the shared zero page, which mincore
   // counts as resident although nothing is committed. /proc/self/pagemap tells them
   // apart: the zero page is present but neither exclusively mapped nor a file page.
-  // Opened per call: a descriptor kept open would name the parent's mm after fork().
-  int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (pagemap >= 0) {
-    constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFile = 1ull << 61,
-                       kExclusive = 1ull << 56;
-    std::vector<uint64_t> entries(kChunkPages);
+  Pagemap pagemap;
+  if (pagemap.ok()) {
+    std::vector<uint64_t> entries(std::min(pages, kPagemapChunk));
     bool ok = true;
-    for (uint64_t done = 0; ok && done < len;) {
-      uint64_t pages = std::min<uint64_t>((len - done) / kPageSize, kChunkPages);
-      size_t bytes = pages * sizeof(uint64_t);
-      off_t at = static_cast<off_t>((p + done) / kPageSize * sizeof(uint64_t));
-      if (pread(pagemap, entries.data(), bytes, at) != static_cast<ssize_t>(bytes)) {
+    for (uint64_t done = 0; done < pages;) {
+      const uint64_t n = std::min(pages - done, kPagemapChunk);
+      if (!pagemap.read(start + done * kPageSize, n, entries.data())) {
         ok = false;
         break;
       }
-      for (uint64_t i = 0; i < pages; ++i) {
-        uint64_t e = entries[i];
-        if ((e & kSwapped) || ((e & kPresent) && (e & (kExclusive | kFile)))) total += kPageSize;
+      for (uint64_t i = 0; i < n; ++i) {
+        const uint64_t e = entries[i];
+        if ((e & kPagemapSwapped) ||
+            ((e & kPagemapPresent) && (e & (kPagemapExclusive | kPagemapFile)))) {
+          total += kPageSize;
+        }
       }
-      done += pages * kPageSize;
+      done += n;
     }
-    close(pagemap);
     if (ok) return total;
     total = 0;
   }
-  std::vector<unsigned char> vec(kChunkPages);
-  for (uint64_t done = 0; done < len;) {
-    uint64_t chunk = std::min<uint64_t>(len - done, kChunkPages * kPageSize);
-    if (mincore(reinterpret_cast<void*>(p + done), chunk, vec.data()) == 0) {
-      for (uint64_t i = 0; i < chunk / kPageSize; ++i) total += (vec[i] & 1) ? kPageSize : 0;
+  std::vector<unsigned char> vec(std::min(pages, kPagemapChunk));
+  for (uint64_t done = 0; done < pages;) {
+    const uint64_t n = std::min(pages - done, kPagemapChunk);
+    if (mincore(reinterpret_cast<void*>(start + done * kPageSize), n * kPageSize, vec.data()) ==
+        0) {
+      for (uint64_t i = 0; i < n; ++i) total += (vec[i] & 1) ? kPageSize : 0;
     }
-    done += chunk;
+    done += n;
   }
   return total;
 }
@@ -124,24 +158,29 @@ void Vmo::on_zero_handles() {
 
 // ---- MemfdVmo ----
 
-MemfdVmo::MemfdVmo(int fd, uint64_t size, bool resizable)
-    : fd_(fd), resizable_(resizable), size_(size) {}
+MemfdVmo::MemfdVmo(UniqueFd fd, uint64_t size, bool resizable)
+    : fd_(std::move(fd)), resizable_(resizable), size_(size) {}
 
 MemfdVmo::~MemfdVmo() {
-  if (view_) munmap(view_, view_len_);
-  close(fd_);
+  if (view_) {
+    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
+    munmap(view_, view_len_);
+  }
 }
 
 zx_status_t MemfdVmo::create(uint64_t size, bool resizable, std::shared_ptr<MemfdVmo>* out) {
   raise_fd_limit_once();
-  int fd = memfd_create("zxpager-vmo", MFD_CLOEXEC);
-  if (fd < 0) return status_from_errno(errno);
-  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+  UniqueFd fd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
+  if (!fd) return status_from_errno(errno);
+  if (ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     int e = errno;
-    close(fd);
     return e == EFBIG || e == EINVAL ? ZX_ERR_OUT_OF_RANGE : status_from_errno(e);
   }
-  out->reset(new MemfdVmo(fd, size, resizable));
+  // The descriptor moves in only once the object exists (a failed allocation keeps it here,
+  // to be closed); reset() deletes the object if its control block cannot be allocated.
+  auto* vmo = new (std::nothrow) MemfdVmo(std::move(fd), size, resizable);
+  if (!vmo) return ZX_ERR_NO_MEMORY;
+  out->reset(vmo);
   return ZX_OK;
 }
 
@@ -150,7 +189,7 @@ zx_status_t MemfdVmo::read(void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pread(fd_, static_cast<uint8_t*>(buffer) + done, len - done,
+    ssize_t n = pread(fd_.get(), static_cast<uint8_t*>(buffer) + done, len - done,
                       static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -167,7 +206,7 @@ zx_status_t MemfdVmo::write(const void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pwrite(fd_, static_cast<const uint8_t*>(buffer) + done, len - done,
+    ssize_t n = pwrite(fd_.get(), static_cast<const uint8_t*>(buffer) + done, len - done,
                        static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -183,10 +222,11 @@ zx_status_t MemfdVmo::set_size(uint64_t size) {
   uint64_t rounded;
   if (!round_up_page(size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
   std::unique_lock lock(resize_mu_);
-  if (ftruncate(fd_, static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
+  if (ftruncate(fd_.get(), static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
   size_.store(rounded, std::memory_order_release);
   std::lock_guard vlock(view_mu_);
   if (view_) {
+    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
     munmap(view_, view_len_);
     view_ = nullptr;
     view_len_ = 0;
@@ -196,8 +236,8 @@ zx_status_t MemfdVmo::set_size(uint64_t size) {
 
 zx_status_t MemfdVmo::decommit(uint64_t offset, uint64_t len) {
   if (len == 0) return ZX_OK;
-  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                static_cast<off_t>(len)) != 0) {
+  if (fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                static_cast<off_t>(offset), static_cast<off_t>(len)) != 0) {
     return status_from_errno(errno);
   }
   return ZX_OK;
@@ -215,7 +255,8 @@ zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   switch (op) {
     case ZX_VMO_OP_COMMIT:
       if (end > start &&
-          fallocate(fd_, 0, static_cast<off_t>(start), static_cast<off_t>(end - start)) != 0) {
+          fallocate(fd_.get(), 0, static_cast<off_t>(start),
+                    static_cast<off_t>(end - start)) != 0) {
         return errno == ENOSPC ? ZX_ERR_NO_MEMORY : status_from_errno(errno);
       }
       return ZX_OK;
@@ -260,7 +301,7 @@ zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   int flags = MAP_SHARED;
   if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
   if (options & ZX_VM_MAP_RANGE) flags |= MAP_POPULATE;
-  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_,
+  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_.get(),
                  static_cast<off_t>(vmo_offset));
   if (p == MAP_FAILED) {
     return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : status_from_errno(errno);
@@ -280,7 +321,7 @@ zx_status_t MemfdVmo::unmap(uintptr_t addr, uint64_t len, bool) {
 
 uint64_t MemfdVmo::committed_bytes() {
   struct stat st;
-  if (fstat(fd_, &st) != 0) return 0;
+  if (fstat(fd_.get(), &st) != 0) return 0;
   return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
@@ -292,8 +333,12 @@ zx_status_t MemfdVmo::source_view(const uint8_t** base) {
   std::lock_guard lock(view_mu_);
   uint64_t size = this->size();
   if (!view_ && size > 0) {
-    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
     if (p == MAP_FAILED) return status_from_errno(errno);
+    if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size) != ZX_OK) {
+      munmap(p, size);
+      return ZX_ERR_NO_MEMORY;
+    }
     view_ = p;
     view_len_ = size;
   }
@@ -313,21 +358,83 @@ zx_status_t AnonVmo::create(uint64_t size, std::shared_ptr<AnonVmo>* out) {
     // move: UFFDIO_MOVE refuses pages mapped by more than one process.
     madvise(p, size, MADV_DONTFORK);
   }
-  out->reset(new AnonVmo(static_cast<uint8_t*>(p), size));
+  if (p && AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size) != ZX_OK) {
+    munmap(p, size);
+    return ZX_ERR_NO_MEMORY;
+  }
+  auto* vmo = new (std::nothrow) AnonVmo(static_cast<uint8_t*>(p), size);
+  if (!vmo) {
+    if (p) {
+      AddressSpace::get().disown(reinterpret_cast<uintptr_t>(p), size);
+      munmap(p, size);
+    }
+    return ZX_ERR_NO_MEMORY;
+  }
+  out->reset(vmo);  // (on failure it deletes vmo, whose destructor disowns and unmaps)
   return ZX_OK;
 }
 
 AnonVmo::~AnonVmo() {
-  if (base_) munmap(base_, size_);
+  if (!base_) return;
+  AddressSpace::get().disown(reinterpret_cast<uintptr_t>(base_), size_);
+  munmap(base_, size_);
 }
 
 zx_status_t AnonVmo::read(void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (len == 0) return ZX_OK;
   std::lock_guard lock(supply_mu_);
-  int err;
-  if (copy_from_process(buffer, base_ + offset, len, &err) != len) {
-    return status_from_errno(err);
+  // Reading does not commit (Zircon's rule). Some kernels map a fresh page, not the shared
+  // zero page, on a read fault of never-written anonymous memory, so the holes are not
+  // touched: present (or swapped) pages are copied, the rest of the buffer is zeroed.
+  auto* out = static_cast<uint8_t*>(buffer);
+  auto copy = [&](uint64_t from, uint64_t to) -> zx_status_t {
+    int err;
+    if (copy_from_process(out + (from - offset), base_ + from, to - from, &err) != to - from) {
+      return status_from_errno(err);
+    }
+    return ZX_OK;
+  };
+  Pagemap pagemap;
+  if (!pagemap.ok()) return copy(offset, offset + len);  // no /proc: correct, may commit
+  const uint64_t end = offset + len;
+  const uint64_t first = offset & ~(kPageSize - 1);
+  const uint64_t pages = (end - first + kPageSize - 1) / kPageSize;
+  std::vector<uint64_t> entries(std::min(pages, kPagemapChunk));
+  uint64_t run = offset;   // start of the run not yet copied or zeroed
+  bool run_data = false;   // whether that run is present pages (else holes)
+  for (uint64_t done = 0; done < pages;) {
+    const uint64_t n = std::min(pages - done, kPagemapChunk);
+    const uint64_t chunk = first + done * kPageSize;
+    if (!pagemap.read(reinterpret_cast<uintptr_t>(base_) + chunk, n, entries.data())) {
+      // Zero the holes found so far, then copy the rest as it is.
+      if (!run_data) {
+        const uint64_t at = std::max(run, chunk);
+        memset(out + (run - offset), 0, at - run);
+        run = at;
+      }
+      return copy(run, end);
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      const bool data = entries[i] & (kPagemapPresent | kPagemapSwapped);
+      const uint64_t page = std::max(chunk + i * kPageSize, offset);
+      if (data == run_data || page == run) {
+        run_data = data;
+        continue;
+      }
+      if (run_data) {
+        zx_status_t st = copy(run, page);
+        if (st != ZX_OK) return st;
+      } else {
+        memset(out + (run - offset), 0, page - run);
+      }
+      run = page;
+      run_data = data;
+    }
+    done += n;
   }
+  if (run_data) return copy(run, end);
+  memset(out + (run - offset), 0, end - run);
   return ZX_OK;
 }
 
@@ -349,6 +456,9 @@ zx_status_t AnonVmo::decommit(uint64_t offset, uint64_t len) {
 
 zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  // Against read(): a page it found present must not be dropped before it is copied (the
+  // copy would fault a fresh page in, committing it).
+  std::lock_guard lock(supply_mu_);
   uint64_t start = offset & ~(kPageSize - 1);
   uint64_t end;
   if (!round_up_page(offset + len, &end)) return ZX_ERR_OUT_OF_RANGE;

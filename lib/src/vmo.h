@@ -10,6 +10,7 @@
 
 #include <zircon/syscalls/object.h>
 #include <zircon/types.h>
+#include <zxpager/unique_fd.h>
 
 #include "object.h"
 
@@ -116,7 +117,7 @@ class MemfdVmo final : public Vmo {
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override;
 
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   bool resizable() const { return resizable_; }
 
   // For supply: a private read-only view of the whole memfd, made on first use, and the
@@ -127,9 +128,9 @@ class MemfdVmo final : public Vmo {
   zx_status_t decommit(uint64_t offset, uint64_t len);
 
  private:
-  MemfdVmo(int fd, uint64_t size, bool resizable);
+  MemfdVmo(UniqueFd fd, uint64_t size, bool resizable);
 
-  const int fd_;
+  const UniqueFd fd_;
   const bool resizable_;
   std::atomic<uint64_t> size_;
   std::shared_mutex resize_mu_;
@@ -156,7 +157,8 @@ class AnonVmo final : public Vmo {
   uint64_t committed_bytes() override;
 
   uint8_t* base() const { return base_; }
-  // Serialises supplies out of this VMO against each other and against read/write.
+  // Serialises supplies out of this VMO against each other and against read, write and
+  // op_range.
   std::mutex& supply_lock() { return supply_mu_; }
   zx_status_t decommit(uint64_t offset, uint64_t len);
 
@@ -168,7 +170,8 @@ class AnonVmo final : public Vmo {
   std::mutex supply_mu_;
 };
 
-// Counts resident pages of [addr, addr+len) with mincore.
+// Committed bytes of [addr, addr+len), in whole pages (the page `len` ends in counts):
+// present and exclusively mapped, or swapped (/proc/self/pagemap; mincore without it).
 uint64_t resident_bytes(const void* addr, uint64_t len);
 
 // Copies between the caller's buffer and memory of this process with process_vm_readv

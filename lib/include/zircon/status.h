@@ -12,7 +12,7 @@ __BEGIN_CDECLS
 
 // Returns the name of a status code ("ZX_ERR_BAD_STATE"); "(UNKNOWN)" for others.
 // Reentrant.
-const char* zx_status_get_string(zx_status_t status);
+const char* zx_status_get_string(zx_status_t status) ZX_NOEXCEPT;
 
 #pragma GCC visibility pop
 

@@ -15,6 +15,16 @@
 #define __END_CDECLS
 #endif
 
+// The C entry points throw nothing: an allocation that fails inside one is
+// ZX_ERR_NO_MEMORY, never a C++ exception through the C ABI.
+#ifndef ZX_NOEXCEPT
+#ifdef __cplusplus
+#define ZX_NOEXCEPT noexcept
+#else
+#define ZX_NOEXCEPT
+#endif
+#endif
+
 #ifndef ZX_SYSCALL_PARAM_ATTR
 #define ZX_SYSCALL_PARAM_ATTR(x)
 #endif

@@ -57,7 +57,7 @@ typedef struct zxp_features {
 // populate, or all: the library then behaves as on a kernel without them). Probes
 // userfaultfd (a descriptor opened and closed) and the calls above on the first call;
 // later calls return the cached result. Errors: ZX_ERR_INVALID_ARGS if out is NULL.
-zx_status_t zxp_get_features(zxp_features_t* out);
+zx_status_t zxp_get_features(zxp_features_t* out) ZX_NOEXCEPT;
 
 // Statistics of one pager, cumulative since zx_pager_create.
 typedef struct zxp_pager_stats {
@@ -77,7 +77,7 @@ typedef struct zxp_pager_stats {
 
 // Fills *out with the statistics of `pager` (any rights). Errors: ZX_ERR_BAD_HANDLE,
 // ZX_ERR_WRONG_TYPE, ZX_ERR_INVALID_ARGS if out is NULL.
-zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out);
+zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out) ZX_NOEXCEPT;
 
 // Drops the clean supplied pages of [offset, offset+length) of a pager VMO, so that
 // they are requested again when next touched: what Zircon's kernel does to pager-backed
@@ -92,7 +92,7 @@ zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out);
 // userfaultfd write-protection), ZX_ERR_INVALID_ARGS (unaligned), ZX_ERR_OUT_OF_RANGE,
 // ZX_ERR_BAD_STATE (detached: dropped pages could never come back).
 zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
-                          uint64_t* evicted_bytes);
+                          uint64_t* evicted_bytes) ZX_NOEXCEPT;
 
 // ---- Pager VMOs whose memory lives in another process ----
 //
@@ -117,7 +117,7 @@ zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
 // done (after which the pager's VMO sees no more faults). Thread-safe.
 // Errors: ZX_ERR_INVALID_ARGS (NULL out pointer, size 0), ZX_ERR_OUT_OF_RANGE (size),
 // ZX_ERR_NOT_SUPPORTED (no usable userfaultfd, or no UFFDIO_POISON), ZX_ERR_NO_MEMORY.
-zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd);
+zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) ZX_NOEXCEPT;
 
 // Pager side: a pager VMO of `size` bytes whose memory is [remote_addr,
 // remote_addr+size) of the process that registered it with `uffd`. On success the VMO
@@ -140,11 +140,11 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd);
 //                          failed or torn-down page of the other process cannot fault
 zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_handle_t port,
                                         uint64_t key, int uffd, uint64_t remote_addr,
-                                        uint64_t size, zx_handle_t* out);
+                                        uint64_t size, zx_handle_t* out) ZX_NOEXCEPT;
 
 // Returns the name of the supply path that `aux_vmo` would take ("move", "copy").
 // Errors as for zx_vmo_get_size.
-zx_status_t zxp_vmo_supply_path(zx_handle_t aux_vmo, const char** out);
+zx_status_t zxp_vmo_supply_path(zx_handle_t aux_vmo, const char** out) ZX_NOEXCEPT;
 
 // ---------------------------------------------------------------------------------
 // Paged sources and the file pager (<zxpager/paged_source.h>, <zxpager/file_pager.h>).
@@ -195,12 +195,12 @@ typedef struct zxp_file_options {
 // ZX_ERR_WRONG_TYPE (not a regular file or block device), ZX_ERR_IO, ZX_ERR_NO_MEMORY.
 // Thread-safe; the returned object may be used from any thread.
 zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
-                          zxp_file_t** out);
+                          zxp_file_t** out) ZX_NOEXCEPT;
 // The mapping (NULL for an empty file) and the file's size in bytes.
-const void* zxp_file_data(const zxp_file_t* file);
-uint64_t zxp_file_size(const zxp_file_t* file);
+const void* zxp_file_data(const zxp_file_t* file) ZX_NOEXCEPT;
+uint64_t zxp_file_size(const zxp_file_t* file) ZX_NOEXCEPT;
 // The pager VMO (borrowed: valid until zxp_file_close).
-zx_handle_t zxp_file_vmo(const zxp_file_t* file);
+zx_handle_t zxp_file_vmo(const zxp_file_t* file) ZX_NOEXCEPT;
 
 #define ZXP_ADVICE_NORMAL 0u
 #define ZXP_ADVICE_SEQUENTIAL 1u
@@ -210,12 +210,12 @@ zx_handle_t zxp_file_vmo(const zxp_file_t* file);
 // Read-ahead hints for [offset, offset+length) (SEQUENTIAL/RANDOM/NORMAL apply to the
 // whole file). Errors: ZX_ERR_INVALID_ARGS (unknown advice), ZX_ERR_OUT_OF_RANGE.
 zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
-                            uint32_t advice);
-zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out);
+                            uint32_t advice) ZX_NOEXCEPT;
+zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) ZX_NOEXCEPT;
 // Writes the working set recorded so far (needs record_path or a path here).
-zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path);
+zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) ZX_NOEXCEPT;
 // Unmaps, detaches, writes the trace if asked for, frees. NULL is a no-op.
-zx_status_t zxp_file_close(zxp_file_t* file);
+zx_status_t zxp_file_close(zxp_file_t* file) ZX_NOEXCEPT;
 
 #pragma GCC visibility pop
 

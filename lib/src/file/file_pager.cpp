@@ -18,6 +18,7 @@
 #include <zircon/syscalls.h>
 #include <zxpager/file_pager.h>
 
+#include "../c_abi.h"
 #include "file_source.h"
 
 namespace zxp {
@@ -265,7 +266,7 @@ struct zxp_file {
 };
 
 zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
-                          zxp_file_t** out) {
+                          zxp_file_t** out) noexcept try {
   if (!path || !out) return ZX_ERR_INVALID_ARGS;
   zxp::FilePager::Options o;
   if (options) {
@@ -283,33 +284,45 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
   if (s != ZX_OK) return s;
   *out = f.release();
   return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-const void* zxp_file_data(const zxp_file_t* file) { return file ? file->pager->data() : nullptr; }
-uint64_t zxp_file_size(const zxp_file_t* file) { return file ? file->pager->size() : 0; }
-zx_handle_t zxp_file_vmo(const zxp_file_t* file) {
+const void* zxp_file_data(const zxp_file_t* file) noexcept {
+  return file ? file->pager->data() : nullptr;
+}
+uint64_t zxp_file_size(const zxp_file_t* file) noexcept { return file ? file->pager->size() : 0; }
+zx_handle_t zxp_file_vmo(const zxp_file_t* file) noexcept {
   return file ? file->pager->vmo() : ZX_HANDLE_INVALID;
 }
 
 zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
-                            uint32_t advice) {
+                            uint32_t advice) noexcept try {
   if (!file || advice > ZXP_ADVICE_DONTNEED) return ZX_ERR_INVALID_ARGS;
   return file->pager->advise(offset, length, static_cast<zxp::Advice>(advice));
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) {
+zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) noexcept try {
   if (!file) return ZX_ERR_INVALID_ARGS;
   return file->pager->get_stats(out);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) {
+zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) noexcept try {
   if (!file) return ZX_ERR_INVALID_ARGS;
   return file->pager->save_trace(path);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
-zx_status_t zxp_file_close(zxp_file_t* file) {
+zx_status_t zxp_file_close(zxp_file_t* file) noexcept try {
   if (!file) return ZX_OK;
   zx_status_t s = file->pager->close();
   delete file;
   return s;
+} catch (...) {
+  return zxp::status_from_exception();
 }

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "../tsan.h"
+
 namespace zxp {
 
 namespace {
@@ -37,9 +39,14 @@ zx_status_t FileSource::init(int fd, uint64_t size, bool direct, unsigned depth)
   while (entries < depth * 2 && entries < 4096) entries <<= 1;
   int r = io_uring_queue_init(entries, &ring_, 0);
   if (r < 0) return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
+  // The file registered once: no fget/fput per read. Reads name it as fixed file 0, so a
+  // ring without it is useless (a kernel or a limit that refuses: EMFILE, ENOMEM).
+  r = io_uring_register_files(&ring_, &fd_, 1);
+  if (r < 0) {
+    io_uring_queue_exit(&ring_);
+    return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
+  }
   ring_ok_ = true;
-  // The file registered once: no fget/fput per read.
-  io_uring_register_files(&ring_, &fd_, 1);
   reaper_ = std::thread([this] { reap(); });
   return ZX_OK;
 }
@@ -81,12 +88,32 @@ bool FileSource::read_sync(Read* r) {
   io_uring_prep_read(sqe, fd_, r->req.dst + r->done, static_cast<unsigned>(r->want - r->done),
                      r->req.offset + r->done);
   io_uring_sqe_set_data(sqe, r);
-  io_uring_cqe* cqe;
-  if (io_uring_submit_and_wait(&tr.ring, 1) < 0 || io_uring_wait_cqe(&tr.ring, &cqe) != 0) {
-    return false;  // nothing read into r: the shared ring takes it
+  tsan_release(r);
+  int n;
+  do {
+    n = io_uring_submit(&tr.ring);
+  } while (n == -EINTR);
+  if (n != 1) {
+    // Not submitted, and still queued in this ring's SQ where a later submit would send
+    // it: this ring is not used again. Nothing was read into r: the shared ring takes it.
+    tr.ok = false;
+    return false;
   }
-  const int res = cqe->res;
-  io_uring_cqe_seen(&tr.ring, cqe);
+  // From here the read is in flight into r's memory: r is finished only by its own
+  // completion. A signal interrupts the wait (-EINTR), never the read: wait again. Only
+  // one read is in flight on this ring at a time, but a completion is matched by its
+  // user_data all the same, so none is ever taken for another read.
+  int res = 0;
+  for (;;) {
+    io_uring_cqe* cqe;
+    int w = io_uring_wait_cqe(&tr.ring, &cqe);
+    if (w != 0) continue;  // -EINTR, -EAGAIN: nothing else can fail on a ring of our own
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
+    res = cqe->res;
+    io_uring_cqe_seen(&tr.ring, cqe);
+    if (data == reinterpret_cast<uint64_t>(r)) break;
+  }
+  tsan_acquire(r);
   // handle() finishes the read, or resubmits the rest (short read, EAGAIN) to the shared
   // ring.
   handle(reinterpret_cast<uint64_t>(r), res);
@@ -114,6 +141,8 @@ bool FileSource::take(uint64_t* data, int* res, bool quit_too) {
   if (*data == kQuit && !quit_too) return false;  // the reaper's to see
   *res = cqe->res;
   io_uring_cqe_seen(&ring_, cqe);
+  // The read was handed over on another thread (submit()); the kernel ordered the two.
+  if (*data != kQuit) tsan_acquire(reinterpret_cast<void*>(*data));
   return true;
 }
 
@@ -128,6 +157,7 @@ void FileSource::submit(Read* r, bool now) {
                      r->req.offset + r->done);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, r);
+  tsan_release(r);
   // Held back until flush() (the service calls it after each batch of fills), so a
   // batch is one io_uring_enter; but never more than a few dozen.
   if (now || ++unsubmitted_ >= 32) {
@@ -152,10 +182,12 @@ void FileSource::reap() {
     uint64_t data;
     int res;
     if (!take(&data, &res, true)) {
-      // Wait for a completion without taking it: a pager thread may take it first.
-      io_uring_cqe* cqe;
-      int w = io_uring_wait_cqe(&ring_, &cqe);
-      if (w < 0 && w != -EINTR && w != -EAGAIN) return;
+      // Wait for a completion without taking it: a pager thread may take it first. Not
+      // io_uring_wait_cqe, which reads the CQ head without cq_mu_ while a pager thread
+      // may be moving it (a data race TSan reports): the kernel waits on its own view.
+      int w = io_uring_enter(static_cast<unsigned>(ring_.ring_fd), 0, 1,
+                             IORING_ENTER_GETEVENTS, nullptr);
+      if (w < 0 && w != -EINTR && w != -EAGAIN && w != -EBUSY) return;
       continue;
     }
     if (data == kQuit) return;
