@@ -12,6 +12,8 @@
 #include <blobfs/builder.h>
 #include <blobfs/format.h>
 #include <blobfs/image.h>
+#include <zircon/syscalls.h>
+#include <zxpager/zxpager.h>
 
 #include "blobfs_test_util.h"
 
@@ -76,4 +78,14 @@ TEST_CASE("image_blob_size_wraps_block_count: a size near 2^64 is refused at ope
       CHECK(error.find("Merkle extent") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("anon_vmo_zero_empty: ZX_VMO_OP_ZERO of an empty anonymous VMO") {
+  // Before the fix: memset(nullptr + 0, 0, 0), undefined behaviour that UBSan reports
+  // (this test runs with UBSAN_OPTIONS=halt_on_error=1).
+  zx_handle_t vmo;
+  REQUIRE(zx_vmo_create(0, ZXP_VMO_ANONYMOUS, &vmo) == ZX_OK);
+  CHECK(zx_vmo_op_range(vmo, ZX_VMO_OP_ZERO, 0, 0, nullptr, 0) == ZX_OK);
+  CHECK(zx_vmo_op_range(vmo, ZX_VMO_OP_ZERO, 0, 1, nullptr, 0) == ZX_ERR_OUT_OF_RANGE);
+  CHECK(zx_handle_close(vmo) == ZX_OK);
 }

@@ -368,6 +368,9 @@ zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
     case ZX_VMO_OP_DECOMMIT:
       return decommit(start, end - start);
     case ZX_VMO_OP_ZERO: {
+      // An empty VMO has no memory (base_ is null): nothing to zero, and no pointer to
+      // offset (found by fuzz_c_abi: memset(nullptr, 0, 0) under UBSan).
+      if (len == 0) return ZX_OK;
       uint64_t inner_start, inner_end = (offset + len) & ~(kPageSize - 1);
       if (!round_up_page(offset, &inner_start)) return ZX_ERR_OUT_OF_RANGE;
       if (inner_start >= inner_end) {
