@@ -6,8 +6,13 @@
 // page supplied, or arguments that are refused before anything waits). It never touches
 // a mapping. What it checks: no crash, no hang, no exception, every status one of
 // Zircon's codes (never a raw -errno), a closed handle is ZX_ERR_BAD_HANDLE, and every
-// handle the input created is gone at its end (the library's handle count is back).
+// handle the input created is gone at its end (the library's handle count is back), and
+// so is every descriptor; a remote VMO that failed to build left its userfaultfd open.
+#include <dirent.h>
+#include <fcntl.h>
 #include <fuzzer/FuzzedDataProvider.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -91,6 +96,23 @@ struct Mapping {
   uint64_t len;
 };
 
+// A client mapping made by zxp_remote_map_create, here in this process. `uffd` is ours
+// until a remote VMO adopts it (then -1).
+struct RemoteMap {
+  uintptr_t addr;
+  uint64_t size;
+  int uffd;
+};
+
+int OpenFds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
 class Session {
  public:
   explicit Session(FuzzedDataProvider* in) : in_(*in) {}
@@ -100,6 +122,11 @@ class Session {
     for (const Mapping& m : maps_) zx_vmar_unmap(zx_vmar_root_self(), m.addr, m.len);
     for (const Slot& s : live_) FUZZ_CHECK(CALL(zx_handle_close(s.handle)) == ZX_OK);
     live_.clear();
+    // The client's side goes last, as a client's would after the pager let go.
+    for (const RemoteMap& r : remotes_) {
+      munmap(reinterpret_cast<void*>(r.addr), r.size);
+      if (r.uffd >= 0) close(r.uffd);
+    }
   }
 
  private:
@@ -231,7 +258,7 @@ class Session {
   void Step() {
     Slot* a = nullptr;
     Slot* b = nullptr;
-    switch (in_.ConsumeIntegralInRange(0, 21)) {
+    switch (in_.ConsumeIntegralInRange(0, 23)) {
       case 0: {  // zx_vmo_create
         uint64_t size = Size();
         uint32_t options = in_.ConsumeBool() ? 0 : in_.PickValueInArray<uint32_t>(
@@ -480,6 +507,65 @@ class Session {
         }
         break;
       }
+      case 22: {  // zxp_remote_map_create (the client's side, here)
+        if (remotes_.size() >= 4) break;
+        uint64_t size = in_.ConsumeBool() ? in_.ConsumeIntegralInRange<uint64_t>(1, 16) * page() : Size();
+        uintptr_t addr = 0;
+        int uffd = -1;
+        const bool null_out = in_.ConsumeIntegralInRange(0, 16) == 0;
+        zx_status_t st = CALL(zxp_remote_map_create(size, null_out ? nullptr : &addr, &uffd));
+        if (st == ZX_OK) {
+          FUZZ_CHECK(uffd >= 0 && addr % page() == 0);
+          remotes_.push_back({addr, (size + page() - 1) / page() * page(), uffd});
+        }
+        break;
+      }
+      case 23: {  // zxp_pager_create_remote_vmo
+        zx_handle_t pager = HandleOf(Kind::kPager, &a);
+        zx_handle_t port = HandleOf(Kind::kPort, &b);
+        RemoteMap* r = nullptr;
+        int fd = -1;
+        uintptr_t addr = in_.ConsumeIntegral<uint64_t>() & ~uint64_t{0xfff};
+        uint64_t size = Size();
+        int devnull = -1;
+        switch (in_.ConsumeIntegralInRange(0, 3)) {
+          case 0:
+          case 1:
+            if (!remotes_.empty()) {
+              r = &remotes_[in_.ConsumeIntegralInRange<size_t>(0, remotes_.size() - 1)];
+              if (r->uffd < 0) r = nullptr;  // adopted already: not ours to hand over
+            }
+            if (r) {
+              fd = r->uffd;
+              if (in_.ConsumeBool()) addr = r->addr;
+              if (in_.ConsumeBool()) size = r->size;
+            }
+            break;
+          case 2:  // not a userfaultfd
+            devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            fd = devnull;
+            break;
+          default:
+            fd = in_.ConsumeIntegralInRange(-2, 2);
+            if (fd >= 0) fd = -1;  // never a descriptor of libFuzzer's own
+            break;
+        }
+        zx_handle_t h;
+        zx_status_t st = CALL(zxp_pager_create_remote_vmo(pager, 0, port, in_.ConsumeIntegral<uint64_t>(),
+                                                          fd, addr, size, &h));
+        if (st == ZX_OK) {
+          FUZZ_CHECK(r != nullptr);  // only a userfaultfd is adopted
+          r->uffd = -1;  // the VMO owns it now
+          auto o = std::make_shared<Object>(Object{Kind::kPagerVmo});
+          o->size = (size + page() - 1) / page() * page();
+          Add(h, o);
+        } else if (fd >= 0) {
+          // "On failure the caller still does" own the descriptor.
+          FUZZ_CHECK(fcntl(fd, F_GETFD) != -1);
+        }
+        if (devnull >= 0) close(devnull);
+        break;
+      }
       case 21: {  // any closed handle is BAD_HANDLE, whatever the call
         if (dead_.empty()) break;
         zx_handle_t h = dead_[in_.ConsumeIntegralInRange<size_t>(0, dead_.size() - 1)];
@@ -499,6 +585,7 @@ class Session {
   std::vector<Slot> live_;
   std::vector<zx_handle_t> dead_;
   std::vector<Mapping> maps_;
+  std::vector<RemoteMap> remotes_;
 };
 
 }  // namespace
@@ -508,7 +595,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)zx_vmar_root_self();
   const size_t baseline = zxp::HandleTable::get().live_count();
   FuzzedDataProvider in(data, size);
+  // The library's own descriptors (its userfaultfd, epolls) are made on first use: count
+  // after one empty session has made them.
+  static const int fds = [] {
+    FuzzedDataProvider none(nullptr, 0);
+    Session(&none).Run();
+    zx_handle_t p;
+    zx_pager_create(0, &p);
+    zx_handle_close(p);
+    return OpenFds();
+  }();
   Session(&in).Run();
   FUZZ_CHECK(zxp::HandleTable::get().live_count() == baseline);
+  FUZZ_CHECK(OpenFds() == fds);
   return 0;
 }

@@ -202,7 +202,7 @@ class Encoder {
   void U32(uint32_t v) { Range(v, 0, UINT32_MAX); }
   void U64(uint64_t v) { Range(v, 0, UINT64_MAX); }
   void Bool(bool b) { U8(b ? 1 : 0); }
-  void Op(int op) { Range(op, 0, 21); }
+  void Op(int op) { Range(op, 0, 23); }
   // Handle(): live slot i of n.
   void Slot(int i) { U8(static_cast<uint8_t>(i)); }
   // HandleOf(kind): the k-th live handle of that kind, of n.
@@ -273,6 +273,43 @@ void CAbi() {
     e.Op(9); e.Bool(true); e.Slot(1); e.Range(3, 0, 4); e.Range(100, 0, 64 << 10); e.Range(1, 0, 16);
     e.Op(19); e.Range(2, 0, 4); e.Slot(0); e.Slot(1); e.Range(1, 0, 16);
     Write("c_abi", "handles", e.Bytes());
+  }
+  // A remote pager VMO over a client mapping of this process: supply, commit, FAIL,
+  // detach.
+  {
+    Encoder e;
+    e.Op(1); e.Range(1, 0, 8);             // zx_pager_create(0)
+    e.Op(2); e.Bool(true);                 // zx_port_create(0)
+    e.Op(22); e.Bool(true); e.Range(4, 1, 16); e.Range(1, 0, 16);  // zxp_remote_map_create
+    e.Op(23);                              // zxp_pager_create_remote_vmo
+    e.SlotOf(0, 1); e.SlotOf(0, 1);        //   pager, port
+    e.U64(0);                              //   a random address (replaced below)
+    e.Pages(4, 3, 16);                     //   a random size (replaced below)
+    e.Range(0, 0, 3);                      //   the remote map's userfaultfd,
+    e.Bool(true); e.Bool(true);            //   its address and size
+    e.U64(7);                              //   key
+    e.Op(0); e.Pages(4, 3, 16); e.Bool(true);  // an aux VMO of 4 pages (slot 3)
+    e.Op(9); e.Bool(true); e.Slot(3);      // write 2 pages of it
+    e.Range(0, 0, 4); e.Range(0, 0, 6);
+    e.Range(2 * page, 0, 64 << 10);
+    e.Range(1, 0, 16);
+    e.Op(12); e.Bool(false);               // supply them to the remote VMO
+    e.SlotOf(0, 1); e.SlotOf(0, 1); e.SlotOf(0, 1);
+    e.Range(0, 0, 4); e.Range(0, 0, 6);
+    e.Range(0, 0, 4); e.Range(2, 0, 6);
+    e.Range(0, 0, 4); e.Range(0, 0, 6);
+    e.Op(11); e.Slot(2);                   // COMMIT what is there
+    e.Range(ZX_VMO_OP_COMMIT, 0, 15);
+    e.Range(0, 0, 4); e.Range(0, 0, 6);
+    e.Range(0, 0, 4); e.Range(2, 0, 6);
+    e.Op(13);                              // FAIL
+    e.SlotOf(0, 1); e.SlotOf(0, 1);
+    e.Range(ZX_PAGER_OP_FAIL, 0, 5);
+    e.Range(0, 0, 4); e.Range(2, 0, 6);
+    e.Range(0, 0, 4); e.Range(2, 0, 6);
+    e.Bool(true);
+    e.Op(14); e.SlotOf(0, 1); e.SlotOf(0, 1);  // detach
+    Write("c_abi", "remote", e.Bytes());
   }
   for (uint64_t seed = 1; seed <= 3; seed++) Write("c_abi", "random-" + std::to_string(seed), Random(512, seed));
 }
