@@ -9,17 +9,22 @@
 // handle the input created is gone at its end (the library's handle count is back), and
 // so is every descriptor; a remote VMO that failed to build left its userfaultfd open.
 #include <dirent.h>
+#include <time.h>
 #include <fcntl.h>
 #include <fuzzer/FuzzedDataProvider.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include <zircon/rights.h>
@@ -65,8 +70,39 @@ bool KnownStatus(zx_status_t s) {
 // FUZZ_C_ABI_TRACE=1 prints every call and its status (to read a reproducer).
 const bool g_trace = getenv("FUZZ_C_ABI_TRACE") != nullptr;
 
+// The call in progress, for the watchdog.
+std::atomic<const char*> g_call{nullptr};
+std::atomic<int64_t> g_input_started{0};  // ns, CLOCK_MONOTONIC; 0 between inputs
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+// libFuzzer's -timeout ignores a SIGALRM that lands on another thread, and the library's
+// threads are most of them: a blocked call would go unnoticed. This thread names it and
+// aborts, which libFuzzer reports as a crash with the input saved.
+void StartWatchdog() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::thread([] {
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        int64_t t = g_input_started.load();
+        if (t != 0 && NowNs() - t > 10'000'000'000ll) {
+          const char* call = g_call.load();
+          fprintf(stderr, "fuzz_c_abi: an input ran for 10 s: blocked in %s\n", call ? call : "?");
+          abort();
+        }
+      }
+    }).detach();
+  });
+}
+
 #define CALL(expr)                                                                   \
   ([&] {                                                                             \
+    g_call.store(#expr);                                                             \
     zx_status_t st_ = (expr);                                                        \
     if (g_trace) fprintf(stderr, "%s = %d\n", #expr, st_);                           \
     if (!KnownStatus(st_)) {                                                         \
@@ -616,7 +652,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     zx_handle_close(p);
     return OpenFds();
   }();
+  StartWatchdog();
+  g_input_started.store(NowNs());
   Session(&in).Run();
+  g_input_started.store(0);
   FUZZ_CHECK(zxp::HandleTable::get().live_count() == baseline);
   if (OpenFds() != fds) {
     fprintf(stderr, "fuzz_c_abi: %d descriptors open after the input, %d before:\n", OpenFds(), fds);
