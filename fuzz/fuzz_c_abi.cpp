@@ -49,6 +49,10 @@ constexpr size_t kMaxOps = 256;
 constexpr size_t kMaxHandles = 32;
 constexpr size_t kMaxBuffer = 64 << 10;  // bytes read or written per call
 constexpr uint64_t kMaxCommitPages = 256;  // a COMMIT, ZERO or supply allocates what it covers
+// Tearing down a remote VMO poisons every missing page of the client's range: time and
+// page tables in proportion to its size (1 TiB: 17 s and 2 GiB on this machine; found by
+// this target, reported, not fixed yet). Remote sizes stay below that here.
+constexpr uint64_t kMaxRemoteBytes = 1ull << 30;
 
 uint64_t page() { return zx_system_get_page_size(); }
 
@@ -103,8 +107,11 @@ void StartWatchdog() {
 #define CALL(expr)                                                                   \
   ([&] {                                                                             \
     g_call.store(#expr);                                                             \
+    const int64_t t0_ = g_trace ? NowNs() : 0;                                       \
     zx_status_t st_ = (expr);                                                        \
-    if (g_trace) fprintf(stderr, "%s = %d\n", #expr, st_);                           \
+    if (g_trace) {                                                                   \
+      fprintf(stderr, "%s = %d (%.3f ms)\n", #expr, st_, (NowNs() - t0_) / 1e6);    \
+    }                                                                                \
     if (!KnownStatus(st_)) {                                                         \
       fprintf(stderr, "fuzz_c_abi: %s returned %d, not a Zircon status\n", #expr, st_); \
       abort();                                                                       \
@@ -557,6 +564,7 @@ class Session {
       case 22: {  // zxp_remote_map_create (the client's side, here)
         if (remotes_.size() >= 4) break;
         uint64_t size = in_.ConsumeBool() ? in_.ConsumeIntegralInRange<uint64_t>(1, 16) * page() : Size();
+        if (size > kMaxRemoteBytes && size < UINT64_MAX - 2 * page()) break;
         uintptr_t addr = 0;
         int uffd = -1;
         const bool null_out = in_.ConsumeIntegralInRange(0, 16) == 0;
@@ -597,6 +605,7 @@ class Session {
             if (fd >= 0) fd = -1;  // never a descriptor of libFuzzer's own
             break;
         }
+        if (r && size > kMaxRemoteBytes && size < UINT64_MAX - 2 * page()) size = r->size;
         zx_handle_t h;
         zx_status_t st = CALL(zxp_pager_create_remote_vmo(pager, 0, port, in_.ConsumeIntegral<uint64_t>(),
                                                           fd, addr, size, &h));
