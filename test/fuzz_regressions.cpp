@@ -13,6 +13,7 @@
 #include <blobfs/format.h>
 #include <blobfs/image.h>
 #include <zircon/syscalls.h>
+#include <zircon/syscalls/object.h>
 #include <zxpager/zxpager.h>
 
 #include "blobfs_test_util.h"
@@ -87,5 +88,27 @@ TEST_CASE("anon_vmo_zero_empty: ZX_VMO_OP_ZERO of an empty anonymous VMO") {
   REQUIRE(zx_vmo_create(0, ZXP_VMO_ANONYMOUS, &vmo) == ZX_OK);
   CHECK(zx_vmo_op_range(vmo, ZX_VMO_OP_ZERO, 0, 0, nullptr, 0) == ZX_OK);
   CHECK(zx_vmo_op_range(vmo, ZX_VMO_OP_ZERO, 0, 1, nullptr, 0) == ZX_ERR_OUT_OF_RANGE);
+  CHECK(zx_handle_close(vmo) == ZX_OK);
+}
+
+TEST_CASE("map_range_commits_memfd: ZX_VM_MAP_RANGE maps, it does not commit") {
+  // Found by fuzz_c_abi (out of memory in zx_vmar_map): MAP_RANGE became MAP_POPULATE,
+  // which allocates every page of a shared memfd mapping; on Zircon it only maps the
+  // pages already committed. A 1 TiB aux VMO mapped that way took all the memory.
+  const uint64_t size = 64ull << 20;
+  zx_handle_t vmo;
+  REQUIRE(zx_vmo_create(size, 0, &vmo) == ZX_OK);
+  zx_vaddr_t addr;
+  REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | ZX_VM_MAP_RANGE, 0,
+                      vmo, 0, size, &addr) == ZX_OK);
+  zx_info_vmo_t info;
+  REQUIRE(zx_object_get_info(vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) == ZX_OK);
+  CHECK(info.committed_bytes == 0);
+  // The mapping still works: a write lands in the VMO.
+  reinterpret_cast<volatile uint8_t*>(addr)[5] = 42;
+  uint8_t byte = 0;
+  REQUIRE(zx_vmo_read(vmo, &byte, 5, 1) == ZX_OK);
+  CHECK(byte == 42);
+  CHECK(zx_vmar_unmap(zx_vmar_root_self(), addr, size) == ZX_OK);
   CHECK(zx_handle_close(vmo) == ZX_OK);
 }

@@ -258,7 +258,9 @@ zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
   int flags = MAP_SHARED;
   if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
-  if (options & ZX_VM_MAP_RANGE) flags |= MAP_POPULATE;
+  // ZX_VM_MAP_RANGE is not MAP_POPULATE: Zircon maps the pages already committed, while
+  // MAP_POPULATE allocates every page of a shared memfd mapping (all of a 1 TiB VMO).
+  // Committed pages map on first touch without allocating, so ignoring it costs a fault.
   void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_,
                  static_cast<off_t>(vmo_offset));
   if (p == MAP_FAILED) {
