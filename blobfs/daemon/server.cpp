@@ -183,14 +183,7 @@ void Connection::Serve() {
         break;
       }
     }
-    bool keep;
-    if (h.flags != 0) {
-      keep = Error(h, ZX_ERR_INVALID_ARGS, "flags set");
-    } else if (!fds_.empty() && (h.op != proto::kMap || fds_.size() != 1)) {
-      keep = Error(h, ZX_ERR_INVALID_ARGS, "unexpected descriptors");
-    } else {
-      keep = Dispatch(h, body);
-    }
+    bool keep = Dispatch(h, body);
     CloseFds();
     if (!keep) break;
   }
@@ -210,45 +203,20 @@ void Connection::Serve() {
 }
 
 bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& body) {
-  const bool exact = [&] {
-    switch (h.op) {
-      case proto::kHello:
-        return body.size() == sizeof(proto::HelloRequest);
-      case proto::kOpenName:
-        return !body.empty() && body.size() <= blobfs::kMaxNameLength;
-      case proto::kOpenRoot:
-        return body.size() == blobfs::kDigestSize;
-      case proto::kMap:
-        return body.size() == sizeof(proto::MapRequest);
-      case proto::kCommit:
-        return body.size() == sizeof(proto::CommitRequest);
-      case proto::kClose:
-        return body.size() == sizeof(proto::HandleRequest);
-      case proto::kStats:
-        return body.empty();
-      default:
-        return true;
-    }
-  }();
-  if (!exact) return Error(h, ZX_ERR_INVALID_ARGS, "malformed message");
+  proto::Request req;
+  const char* what = "";
+  zx_status_t decoded = proto::DecodeRequest(h, body, fds_.size(), hello_, &req, &what);
+  if (decoded != ZX_OK) return Error(h, decoded, what);
   if (h.op == proto::kHello) {
-    if (hello_) return Error(h, ZX_ERR_BAD_STATE, "second HELLO");
-    proto::HelloRequest req;
-    memcpy(&req, body.data(), sizeof(req));
-    if (req.magic != proto::kMagic) return Error(h, ZX_ERR_INVALID_ARGS, "bad magic");
-    if (req.min_version > proto::kVersion || req.max_version < proto::kVersion) {
-      return Error(h, ZX_ERR_NOT_SUPPORTED, "no common protocol version");
-    }
     hello_ = true;
     proto::HelloReply rep = {ZX_OK, proto::kVersion, kPage};
     return Reply(h, &rep, sizeof(rep));
   }
-  if (!hello_) return Error(h, ZX_ERR_BAD_STATE, "request before HELLO");
   const blobfs::Image& image = server_->store()->image();
   switch (h.op) {
     case proto::kOpenName: {
       uint32_t blob;
-      std::string_view name(reinterpret_cast<const char*>(body.data()), body.size());
+      std::string_view name(reinterpret_cast<const char*>(req.bytes.data()), req.bytes.size());
       if (image.FindByName(name, &blob) != ZX_OK) {
         proto::OpenReply rep = {};
         rep.status = ZX_ERR_NOT_FOUND;
@@ -258,7 +226,7 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
     }
     case proto::kOpenRoot: {
       blobfs::Digest root;
-      memcpy(root.bytes.data(), body.data(), blobfs::kDigestSize);
+      memcpy(root.bytes.data(), req.bytes.data(), blobfs::kDigestSize);
       uint32_t blob;
       if (image.FindByRoot(root, &blob) != ZX_OK) {
         proto::OpenReply rep = {};
@@ -267,19 +235,12 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
       }
       return OpenBlob(h, blob);
     }
-    case proto::kMap: {
-      proto::MapRequest m;
-      memcpy(&m, body.data(), sizeof(m));
-      return Map(h, m);
-    }
-    case proto::kCommit: {
-      proto::CommitRequest c;
-      memcpy(&c, body.data(), sizeof(c));
-      return Commit(h, c);
-    }
+    case proto::kMap:
+      return Map(h, req.map);
+    case proto::kCommit:
+      return Commit(h, req.commit);
     case proto::kClose: {
-      proto::HandleRequest c;
-      memcpy(&c, body.data(), sizeof(c));
+      const proto::HandleRequest& c = req.handle;
       Open o;
       {
         std::lock_guard lock(mu_);
@@ -293,7 +254,7 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
     }
     case proto::kStats:
       return Stats(h);
-    default:
+    default:  // DecodeRequest refused it
       return Error(h, ZX_ERR_NOT_SUPPORTED, "unknown request");
   }
 }

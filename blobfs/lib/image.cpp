@@ -20,7 +20,9 @@
 namespace blobfs {
 namespace {
 
-uint64_t BlocksFor(uint64_t bytes) { return (bytes + kBlockSize - 1) / kBlockSize; }
+// Never as (bytes + kBlockSize - 1) / kBlockSize: a size read from the image may lie within
+// a block of 2^64, and would wrap to zero blocks.
+uint64_t BlocksFor(uint64_t bytes) { return bytes / kBlockSize + (bytes % kBlockSize != 0); }
 
 // [offset, offset + length) lies within [lo, hi), without overflow.
 bool Within(uint64_t offset, uint64_t length, uint64_t lo, uint64_t hi) {
@@ -211,7 +213,7 @@ zx_status_t Image::Validate(std::string* error) {
       if (e.frame_count != 0 || e.first_frame != 0) return bad("raw blob with frames");
       if (e.data_bytes != e.size) return bad(fmt::format("raw blob of {} bytes stores {}", e.size, e.data_bytes));
     } else if (b.format == BlobFormat::kZstdChunked) {
-      if (e.size == 0 || e.frame_count != (e.size + kChunkSize - 1) / kChunkSize) {
+      if (e.size == 0 || e.frame_count != e.size / kChunkSize + (e.size % kChunkSize != 0)) {
         return bad(fmt::format("chunked blob of {} bytes with {} frames", e.size, e.frame_count));
       }
       if (e.first_frame != frame_cursor || !Within(e.first_frame, e.frame_count, 0, sb.frame_count)) {

@@ -59,7 +59,8 @@ zx_status_t Digest::FromHex(std::string_view hex, Digest* out) {
 
 MerkleGeometry MerkleGeometry::ForSize(uint64_t size) {
   MerkleGeometry g;
-  g.data_blocks = (size + kBlockSize - 1) / kBlockSize;
+  // Not (size + kBlockSize - 1) / kBlockSize: a size from an image may be near 2^64.
+  g.data_blocks = size / kBlockSize + (size % kBlockSize != 0);
   uint64_t digests = std::max<uint64_t>(g.data_blocks, 1);
   while (digests > 1) {
     uint64_t nodes = (digests + kDigestsPerNode - 1) / kDigestsPerNode;

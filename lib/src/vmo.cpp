@@ -300,7 +300,9 @@ zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
   int flags = MAP_SHARED;
   if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
-  if (options & ZX_VM_MAP_RANGE) flags |= MAP_POPULATE;
+  // ZX_VM_MAP_RANGE is not MAP_POPULATE: Zircon maps the pages already committed, while
+  // MAP_POPULATE allocates every page of a shared memfd mapping (all of a 1 TiB VMO).
+  // Committed pages map on first touch without allocating, so ignoring it costs a fault.
   void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, fd_.get(),
                  static_cast<off_t>(vmo_offset));
   if (p == MAP_FAILED) {
@@ -480,6 +482,9 @@ zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
     case ZX_VMO_OP_DECOMMIT:
       return decommit(start, end - start);
     case ZX_VMO_OP_ZERO: {
+      // An empty VMO has no memory (base_ is null): nothing to zero, and no pointer to
+      // offset (found by fuzz_c_abi: memset(nullptr, 0, 0) under UBSan).
+      if (len == 0) return ZX_OK;
       uint64_t inner_start, inner_end = (offset + len) & ~(kPageSize - 1);
       if (!round_up_page(offset, &inner_start)) return ZX_ERR_OUT_OF_RANGE;
       if (inner_start >= inner_end) {

@@ -42,7 +42,7 @@ struct BlobInfo {
   uint32_t frame_count = 0;  // chunked only
   uint32_t first_frame = 0;  // chunked only: index in the image's frame table
 
-  uint64_t data_blocks() const { return (size + kBlockSize - 1) / kBlockSize; }
+  uint64_t data_blocks() const { return size / kBlockSize + (size % kBlockSize != 0); }
 };
 
 // A frame of a chunked blob, with its position in the image file.

@@ -12,8 +12,11 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include <zircon/types.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace blobfs::proto {
 
@@ -137,5 +140,27 @@ struct BlobStatsRecord {
   uint32_t name_length;
 };
 static_assert(sizeof(BlobStatsRecord) == 112);
+
+// A request as the daemon decoded it: the header, and the body of its op.
+struct Request {
+  Header header{};
+  HelloRequest hello{};            // kHello
+  std::span<const uint8_t> bytes;  // kOpenName: the name; kOpenRoot: the 32-byte root
+  MapRequest map{};                // kMap: its userfaultfd is the one descriptor received
+  CommitRequest commit{};          // kCommit
+  HandleRequest handle{};          // kClose
+};
+
+// Decodes one client request of a session, everything the daemon checks before it looks
+// at its own state: `body` is the header's `length` bytes, `fd_count` the descriptors
+// that came with them (SCM_RIGHTS), `hello_done` whether the session's HELLO succeeded.
+// Returns ZX_OK and *out (whose `bytes` point into `body`), or the status of the ERROR
+// reply and, in *what, what is wrong: flags set, unexpected descriptors, a body of the
+// wrong size, a bad HELLO (second one, bad magic, no common version: NOT_SUPPORTED), a
+// request before HELLO (BAD_STATE), an unknown op (NOT_SUPPORTED). A body longer than
+// kMaxRequestBody is OUT_OF_RANGE (the daemon checks that on the header, before reading
+// the body). Reentrant; never throws.
+zx_status_t DecodeRequest(const Header& h, std::span<const uint8_t> body, size_t fd_count,
+                          bool hello_done, Request* out, const char** what) noexcept;
 
 }  // namespace blobfs::proto

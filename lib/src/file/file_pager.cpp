@@ -1,8 +1,5 @@
 // The file pager: a FileSource behind a PagerService, one pager VMO mapped whole.
-//
-// Working-set trace format (little-endian): "ZXPTRACE", u32 version (1), u32 page size,
-// u64 file size, u64 range count, then per range u64 first page, u64 page count, in the
-// order the pages were first requested.
+// Working-set traces (their format and parser) are in trace.h.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -19,6 +16,7 @@
 #include <zxpager/file_pager.h>
 
 #include "../c_abi.h"
+#include "trace.h"
 #include "file_source.h"
 
 namespace zxp {
@@ -26,7 +24,6 @@ namespace zxp {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr char kTraceMagic[8] = {'Z', 'X', 'P', 'T', 'R', 'A', 'C', 'E'};
 
 zx_status_t status_from_errno(int e) {
   switch (e) {
@@ -44,14 +41,6 @@ zx_status_t status_from_errno(int e) {
       return ZX_ERR_IO;
   }
 }
-
-struct TraceHeader {
-  char magic[8];
-  uint32_t version;
-  uint32_t page_size;
-  uint64_t file_size;
-  uint64_t count;
-};
 
 }  // namespace
 
@@ -130,52 +119,13 @@ class FilePager::Impl {
     } while (s == ZX_ERR_BUFFER_TOO_SMALL);
     if (s != ZX_OK) return s;
     ranges.resize(n);
-    std::string tmp = std::string(path) + ".tmp";
-    FILE* f = fopen(tmp.c_str(), "wb");
-    if (!f) return status_from_errno(errno);
-    TraceHeader h;
-    memcpy(h.magic, kTraceMagic, sizeof(h.magic));
-    h.version = 1;
-    h.page_size = kPage;
-    h.file_size = size_;
-    h.count = ranges.size();
-    bool ok = fwrite(&h, sizeof(h), 1, f) == 1;
-    for (const PageRange& r : ranges) {
-      uint64_t rec[2] = {r.first, r.count};
-      ok = ok && fwrite(rec, sizeof(rec), 1, f) == 1;
-    }
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp.c_str(), path) != 0) {
-      unlink(tmp.c_str());
-      return ZX_ERR_IO;
-    }
-    return ZX_OK;
+    return WriteTrace(path, size_, ranges);
   }
 
   zx_status_t prefetch_trace(const char* path) {
     if (!path || !have_vmo_) return ZX_ERR_INVALID_ARGS;
-    FILE* f = fopen(path, "rb");
-    if (!f) return status_from_errno(errno);
-    TraceHeader h;
     std::vector<PageRange> ranges;
-    zx_status_t s = ZX_OK;
-    if (fread(&h, sizeof(h), 1, f) != 1 || memcmp(h.magic, kTraceMagic, 8) != 0 ||
-        h.version != 1 || h.page_size != kPage || h.count > (1ull << 32)) {
-      s = ZX_ERR_IO_DATA_INTEGRITY;  // not a trace
-    } else if (h.file_size != size_) {
-      s = ZX_ERR_BAD_STATE;  // a trace of another version of the file
-    } else {
-      ranges.resize(h.count);
-      for (PageRange& r : ranges) {
-        uint64_t rec[2];
-        if (fread(rec, sizeof(rec), 1, f) != 1) {
-          s = ZX_ERR_IO_DATA_INTEGRITY;
-          break;
-        }
-        r = {rec[0], rec[1]};
-      }
-    }
-    fclose(f);
+    zx_status_t s = ReadTrace(path, size_, &ranges);
     if (s != ZX_OK) return s;
     return service_->prefetch(id_, ranges.data(), ranges.size());
   }
