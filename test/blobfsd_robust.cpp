@@ -585,7 +585,9 @@ TEST_CASE("a corrupt, truncated or missing image is refused at start with a mess
   CHECK(err.find("ZX_ERR_NOT_FOUND") != std::string::npos);
   // A second daemon on a live socket is refused; the first keeps serving.
   Daemon d(img.path, img.dir.path());
-  CHECK(ExitedWith(Run({Env("BLOBFSD"), "--image", img.path, "--socket", d.socket()}, &out, &err), 1));
+  int second = Run({Env("BLOBFSD"), "--image", img.path, "--socket", d.socket()}, &out, &err);
+  INFO("second daemon: status " << second << ", stderr: " << err);
+  CHECK(ExitedWith(second, 1));
   CHECK(err.find("already") != std::string::npos);
   REQUIRE(Serves(d, img, "tiny"));
   REQUIRE(d.Stop() == 0);

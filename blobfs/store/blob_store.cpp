@@ -179,13 +179,13 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
     // Reads name the image as fixed file 0 (IOSQE_FIXED_FILE): without it they would
     // all fail (EBADF), every page a FAIL.
     int fd = s->image_->fd();
-    // Reads name the image as fixed file 0: a lane without it would fail every read.
     if ((r = io_uring_register_files(&lane->ring, &fd, 1)) < 0) {
       *error = std::string("io_uring_register_files: ") + strerror(-r);
       io_uring_queue_exit(&lane->ring);
       lane->ok = false;
       return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
     }
+    lane->ok = true;
     Lane* l = lane.get();
     BlobStore* self = s.get();
     lane->reaper = std::thread([self, l] { self->Reap(l); });
