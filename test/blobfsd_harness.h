@@ -29,6 +29,7 @@
 #include <blobfs/builder.h>
 #include <blobfs/protocol.h>
 #include <catch2/catch.hpp>
+#include <zxpager/blobfs_client.h>
 
 #include "blobfs_test_util.h"
 
@@ -235,6 +236,17 @@ inline int Run(const std::vector<std::string>& args, std::vector<uint8_t>* out, 
   close(po[0]);
   close(pe[0]);
   return WaitExit(pid);
+}
+
+// The daemon serves `name` correctly over a fresh connection.
+inline bool Serves(const Daemon& d, const TestImage& img, const std::string& name) {
+  std::unique_ptr<zxp::BlobfsClient> c;
+  if (zxp::BlobfsClient::connect(d.socket().c_str(), &c) != ZX_OK) return false;
+  std::unique_ptr<zxp::BlobfsBlob> b;
+  if (c->open(name.c_str(), &b) != ZX_OK) return false;
+  std::vector<uint8_t> all(b->size());
+  size_t got = 0;
+  return b->read(0, all.data(), all.size(), &got) == ZX_OK && all == img.files.at(name);
 }
 
 inline bool ExitedWith(int status, int code) {

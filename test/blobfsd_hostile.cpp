@@ -25,17 +25,6 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-// The daemon serves `name` correctly over a fresh connection.
-bool Serves(const Daemon& d, const TestImage& img, const std::string& name) {
-  std::unique_ptr<zxp::BlobfsClient> c;
-  if (zxp::BlobfsClient::connect(d.socket().c_str(), &c) != ZX_OK) return false;
-  std::unique_ptr<zxp::BlobfsBlob> b;
-  if (c->open(name.c_str(), &b) != ZX_OK) return false;
-  std::vector<uint8_t> all(b->size());
-  size_t got = 0;
-  return b->read(0, all.data(), all.size(), &got) == ZX_OK && all == img.files.at(name);
-}
-
 // A userfaultfd made by hand, not by zxp_remote_map_create: `flags` for userfaultfd(2)
 // (O_NONBLOCK or not), `features` for UFFDIO_API, `size` bytes at *addr registered in
 // MISSING mode. -1 if this kernel or user cannot have it.

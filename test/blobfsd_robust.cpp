@@ -32,17 +32,6 @@ constexpr uint64_t kSanitizerSlackKb = 0;
 
 namespace {
 
-// The daemon serves `name` correctly over a fresh connection.
-bool Serves(const Daemon& d, const TestImage& img, const std::string& name) {
-  std::unique_ptr<zxp::BlobfsClient> c;
-  if (zxp::BlobfsClient::connect(d.socket().c_str(), &c) != ZX_OK) return false;
-  std::unique_ptr<zxp::BlobfsBlob> b;
-  if (c->open(name.c_str(), &b) != ZX_OK) return false;
-  std::vector<uint8_t> all(b->size());
-  size_t got = 0;
-  return b->read(0, all.data(), all.size(), &got) == ZX_OK && all == img.files.at(name);
-}
-
 sigjmp_buf g_jmp;
 void OnSigbus(int, siginfo_t*, void*) { siglongjmp(g_jmp, 1); }
 
