@@ -53,7 +53,14 @@ bool InChild(uid_t uid, const std::function<int()>& body) {
     if (uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) _exit(90);
     _exit(body());
   }
-  return ExitedWith(WaitExit(pid, 60000), 0);
+  int st = WaitExit(pid, 60000);
+  if (!ExitedWith(st, 0)) {
+    UNSCOPED_INFO("child (uid " << uid << ") ended with "
+                  << (st < 0 ? std::string("a timeout")
+                             : WIFEXITED(st) ? "exit " + std::to_string(WEXITSTATUS(st))
+                                             : "signal " + std::to_string(WTERMSIG(st))));
+  }
+  return ExitedWith(st, 0);
 }
 
 }  // namespace
