@@ -65,6 +65,8 @@ bool KnownStatus(zx_status_t s) {
     case ZX_ERR_CANCELED: case ZX_ERR_NOT_FOUND: case ZX_ERR_ALREADY_EXISTS:
     case ZX_ERR_UNAVAILABLE: case ZX_ERR_ACCESS_DENIED: case ZX_ERR_IO:
     case ZX_ERR_IO_DATA_INTEGRITY: case ZX_ERR_NO_SPACE:
+    // A remote pager VMO whose client mapping is gone (zxp_pager_create_remote_vmo).
+    case ZX_ERR_PEER_CLOSED:
       return true;
     default:
       return false;
