@@ -86,6 +86,9 @@ copy_with_libs() {
 make_initramfs() {
   local out=$1 root
   root=$(mktemp -d)
+  # mktemp -d makes the root 0700: in the guest no other user could reach any path (the
+  # blobfsd tests' non-root client could not connect to the daemon's socket).
+  chmod 0755 "$root"
   mkdir -p "$root"/{bin,dev,proc,sys,tmp,tests,etc,var/tmp}
   cp /bin/busybox "$root/bin/busybox"
   ln -s busybox "$root/bin/sh"
@@ -105,9 +108,9 @@ make_initramfs() {
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs -o size=1g tmp /tmp
-mount -t tmpfs -o size=512m vartmp /var/tmp
-mkdir -p /dev/shm && mount -t tmpfs -o size=256m shm /dev/shm
+mount -t tmpfs -o size=1g,mode=1777 tmp /tmp
+mount -t tmpfs -o size=512m,mode=1777 vartmp /var/tmp
+mkdir -p /dev/shm && mount -t tmpfs -o size=256m,mode=1777 shm /dev/shm
 export PATH=/bin TMPDIR=/tmp HOME=/tmp
 export BLOBFSD=/tests/blobfsd BLOBFS_CAT=/tests/blobfs-cat
 ulimit -n 65536 2>/dev/null
