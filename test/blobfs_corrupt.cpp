@@ -67,17 +67,6 @@ struct Fixture {
   }
 };
 
-// Recomputes both checksums, so a forged table reaches the bound checks.
-void Reseal(std::vector<uint8_t>* b) {
-  blobfs::Superblock sb;
-  memcpy(&sb, b->data(), sizeof(sb));
-  SHA256(b->data() + kBlockSize, (sb.data_start_block - 1) * kBlockSize, sb.metadata_checksum);
-  memset(sb.superblock_checksum, 0, sizeof(sb.superblock_checksum));
-  memcpy(b->data(), &sb, sizeof(sb));
-  SHA256(b->data(), kBlockSize, sb.superblock_checksum);
-  memcpy(b->data(), &sb, sizeof(sb));
-}
-
 template <typename T, typename F>
 void Edit(std::vector<uint8_t>* b, uint64_t offset, F f) {
   T value;

@@ -1,6 +1,7 @@
 // Helpers for the blobfs image tests: scratch directories, file contents, image bytes.
 #pragma once
 
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <blobfs/format.h>
 
 namespace blobfs_test {
 
@@ -70,6 +73,19 @@ inline void WriteFile(const std::string& path, const std::vector<uint8_t>& data)
 inline std::vector<uint8_t> ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Recomputes an image's two checksums, as a forger would, so a forged table reaches the
+// bound checks behind them.
+inline void Reseal(std::vector<uint8_t>* b) {
+  blobfs::Superblock sb;
+  memcpy(&sb, b->data(), sizeof(sb));
+  SHA256(b->data() + blobfs::kBlockSize, (sb.data_start_block - 1) * blobfs::kBlockSize,
+         sb.metadata_checksum);
+  memset(sb.superblock_checksum, 0, sizeof(sb.superblock_checksum));
+  memcpy(b->data(), &sb, sizeof(sb));
+  SHA256(b->data(), blobfs::kBlockSize, sb.superblock_checksum);
+  memcpy(b->data(), &sb, sizeof(sb));
 }
 
 }  // namespace blobfs_test

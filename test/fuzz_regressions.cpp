@@ -23,17 +23,6 @@ using namespace blobfs_test;
 
 namespace {
 
-// Recomputes both checksums, as a forger would, so the forged entry reaches the checks.
-void Reseal(std::vector<uint8_t>* b) {
-  blobfs::Superblock sb;
-  memcpy(&sb, b->data(), sizeof(sb));
-  SHA256(b->data() + kBlockSize, (sb.data_start_block - 1) * kBlockSize, sb.metadata_checksum);
-  memset(sb.superblock_checksum, 0, sizeof(sb.superblock_checksum));
-  memcpy(b->data(), &sb, sizeof(sb));
-  SHA256(b->data(), kBlockSize, sb.superblock_checksum);
-  memcpy(b->data(), &sb, sizeof(sb));
-}
-
 // An image of one blob whose entry says `size` bytes in no blocks at all: where the
 // block count of a size is computed as (size + 8191) / 8192, a size within 8 KiB of 2^64
 // wraps to 0 blocks, so the entry looks consistent.
