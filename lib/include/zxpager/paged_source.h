@@ -89,6 +89,10 @@ class ZXP_EXPORT PagerService {
     Advice advice = Advice::kNormal;
     bool record = false;                     // keep the requested pages for a working-set trace
     bool evictable = false;                  // track writes so DONTNEED/budget can evict
+    // ZXP_PAGER_VMO_PRIVATE: one mapping only, supplied by UFFDIO_MOVE where it can be
+    // (a file pager). Otherwise the VMO is shared memory: mapped any number of times, in
+    // this process (zx_vmar_map) and others (attach_remote), every page supplied once.
+    bool private_memory = false;
   };
 
   static zx_status_t create(const Options& options, std::unique_ptr<PagerService>* out);
@@ -117,6 +121,20 @@ class ZXP_EXPORT PagerService {
   zx_status_t create_remote_vmo(PagedSource* source, UniqueFd* uffd, uintptr_t remote_addr,
                                 uint64_t size, const VmoOptions& options, uint32_t* id,
                                 zx_handle_t* vmo);
+  // A shared VMO (not private_memory) mapped in another process, as
+  // zxp_vmo_get_memory_fd / zxp_vmo_attach_remote: memory_fd() gives the descriptor to
+  // send (read-only unless `writable`); the other process maps it with
+  // zxp_remote_map_vmo and sends back its userfaultfd and address; attach_remote serves
+  // that mapping's faults from the VMO's source (on success *uffd moves into the VMO;
+  // on failure it is untouched). detach_remote stops (pages never supplied there are
+  // poisoned: SIGBUS, never zeros). A page is filled once for every mapping.
+  zx_status_t memory_fd(uint32_t id, bool writable, UniqueFd* out);
+  zx_status_t attach_remote(uint32_t id, UniqueFd* uffd, uintptr_t remote_addr,
+                            uint64_t vmo_offset, uint64_t length, uint64_t* mapping);
+  zx_status_t detach_remote(uint32_t id, uint64_t mapping);
+  // Drops the clean supplied pages of [offset, offset+length) (zxp_vmo_evict) and
+  // returns how many bytes went; the next touch requests them again.
+  zx_status_t evict(uint32_t id, uint64_t offset, uint64_t length, uint64_t* evicted_bytes);
   // Detaches the VMO (waiters fail, supplied pages stay readable) and waits until no fill
   // of it is in flight. Afterwards its source is no longer called.
   zx_status_t detach_vmo(uint32_t id);

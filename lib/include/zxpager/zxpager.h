@@ -17,6 +17,16 @@ __BEGIN_CDECLS
 // (no copy) where the kernel has it. Not combinable with ZX_VMO_RESIZABLE.
 #define ZXP_VMO_ANONYMOUS ((uint32_t)1u << 30)
 
+// zx_pager_create_vmo option: the VMO's memory is one anonymous private mapping instead
+// of shared memory (a memfd). It can be mapped once (a second zx_vmar_map, or
+// ZX_VM_SPECIFIC, is ZX_ERR_NOT_SUPPORTED), and supply from a ZXP_VMO_ANONYMOUS aux VMO
+// moves pages (UFFDIO_MOVE, no copy) where the kernel has it. For a pager whose VMO has
+// one mapping and nothing else (a file pager): see README "How it maps onto Linux".
+// Without it (options 0, as Zircon code passes) a pager VMO can be mapped any number of
+// times, whole or in part, in this process and others, and every mapping sees the same
+// pages; supply is UFFDIO_COPY.
+#define ZXP_PAGER_VMO_PRIVATE ((uint32_t)1u << 29)
+
 // What this kernel offers and which paths the library takes on it.
 typedef struct zxp_features {
   // userfaultfd could be opened at all; how.
@@ -46,7 +56,9 @@ typedef struct zxp_features {
   uint8_t remote_vmos;           // zxp_pager_create_remote_vmo works: needs POISON (6.6)
   uint8_t fail_by_signal;        // FAIL/detach reach a local faulting thread by a signal
                                  // (THREAD_ID); else by a poison marker
-  uint8_t reserved1[3];
+  uint8_t wp_shmem;              // UFFD_FEATURE_WP_HUGETLBFS_SHMEM: writes through writable
+                                 // mappings of shared pager VMOs are tracked (eviction)
+  uint8_t reserved1[2];
   uint64_t uffd_kernel_features; // the raw feature word UFFDIO_API reported
   uint64_t uffd_disabled_features;  // UFFD_FEATURE_* masked by ZXPAGER_DISABLE
   char disabled[96];             // ZXPAGER_DISABLE's recognised names, comma-separated
@@ -141,6 +153,75 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) ZX_
 zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_handle_t port,
                                         uint64_t key, int uffd, uint64_t remote_addr,
                                         uint64_t size, zx_handle_t* out) ZX_NOEXCEPT;
+
+// ---- Shared pager VMOs mapped in other processes ----
+//
+// A pager VMO created without ZXP_PAGER_VMO_PRIVATE is shared memory. Another process
+// maps it and the pager serves that mapping's faults:
+//   pager:  zxp_vmo_get_memory_fd(vmo, ...)       -> a descriptor of the VMO's memory
+//           (sent with SCM_RIGHTS, with the offset and length to map)
+//   client: zxp_remote_map_vmo(fd, offset, len, ...) -> a mapping and its userfaultfd
+//           (the userfaultfd and address sent back with SCM_RIGHTS)
+//   pager:  zxp_vmo_attach_remote(vmo, uffd, addr, offset, len, &id)
+// A page supplied once is present for every mapping in every process: a later first
+// touch anywhere is resolved by the kernel from the page cache, with no request. A
+// read-only mapping is a private mapping of a read-only descriptor: the client can never
+// change what others see (a store of its own, after mprotect, stays private to it). A
+// writable one is a shared mapping of a read-write descriptor: what it writes, every
+// mapping sees. FAIL and detach reach a client's faulting threads with poison markers
+// (UFFDIO_POISON, Linux 6.6, required): SIGBUS at the address; a later supply of that
+// page replaces the marker. Trust: the kernel lets any process that holds the
+// descriptor allocate pages in the memory's holes by touching them outside a registered
+// mapping (zeros that every other mapping would then see; the pager replaces such a
+// page when it next supplies it, but readers in between see zeros). Give a VMO's
+// descriptor only to processes that may alter what each other reads (blobfsd shares a
+// blob's VMO among clients of one user id).
+
+// zxp_vmo_get_memory_fd and zxp_remote_map_vmo option: a writable mapping.
+#define ZXP_REMOTE_WRITABLE ((uint32_t)1u << 0)
+
+// Pager side: *fd receives a new descriptor of the memory of shared pager VMO `vmo`,
+// read-only unless `options` has ZXP_REMOTE_WRITABLE (then the handle needs
+// ZX_RIGHT_WRITE). The caller owns it. Needs ZX_RIGHT_MAP and ZX_RIGHT_READ.
+// Errors: ZX_ERR_BAD_HANDLE, ZX_ERR_WRONG_TYPE, ZX_ERR_ACCESS_DENIED,
+// ZX_ERR_INVALID_ARGS (fd NULL, unknown option bits), ZX_ERR_NOT_SUPPORTED (not a pager
+// VMO, a ZXP_PAGER_VMO_PRIVATE or remote one, or no UFFDIO_POISON), ZX_ERR_BAD_STATE
+// (detached), ZX_ERR_NO_RESOURCES (out of descriptors).
+zx_status_t zxp_vmo_get_memory_fd(zx_handle_t vmo, uint32_t options, int* fd) ZX_NOEXCEPT;
+
+// Client side: maps [offset, offset+len) of the memory behind `memory_fd` (from
+// zxp_vmo_get_memory_fd, in any process) at *addr, read-only (a private mapping) or,
+// with ZXP_REMOTE_WRITABLE, read-write (shared; the descriptor must be writable), kept
+// out of fork(); opens a userfaultfd (user-mode-only when the process may not have more)
+// and registers the mapping with it in MISSING mode. The caller owns the mapping and
+// the userfaultfd, and may close memory_fd at once. To stop: munmap first, then close
+// the userfaultfd (closed first, a touch of a missing page would read zeros).
+// Errors: ZX_ERR_INVALID_ARGS (NULL out pointer, len 0, offset unaligned, unknown
+// option bits, memory_fd not such a descriptor), ZX_ERR_ACCESS_DENIED (writable asked
+// of a read-only descriptor), ZX_ERR_OUT_OF_RANGE (past the memory's end),
+// ZX_ERR_NOT_SUPPORTED (no usable userfaultfd, or no UFFDIO_POISON), ZX_ERR_NO_MEMORY.
+zx_status_t zxp_remote_map_vmo(int memory_fd, uint64_t offset, uint64_t len, uint32_t options,
+                               uintptr_t* addr, int* uffd) ZX_NOEXCEPT;
+
+// Pager side: serves the faults of [remote_addr, remote_addr+len), a mapping of
+// [vmo_offset, vmo_offset+len) of shared pager VMO `vmo` in the process that registered
+// it with `uffd` (zxp_remote_map_vmo). On success the VMO owns `uffd` (closed at
+// zxp_vmo_detach_remote or when the VMO goes away) and *id names the mapping; on
+// failure the caller still owns it, untouched. `uffd` is never read in a way that can
+// block. Needs ZX_RIGHT_WRITE. Errors: ZX_ERR_BAD_HANDLE, ZX_ERR_WRONG_TYPE,
+// ZX_ERR_ACCESS_DENIED, ZX_ERR_INVALID_ARGS (id NULL, unaligned, len 0, not an
+// initialised userfaultfd), ZX_ERR_OUT_OF_RANGE, ZX_ERR_NOT_SUPPORTED (as
+// zxp_pager_create_remote_vmo for `uffd`'s features; a private or remote VMO),
+// ZX_ERR_ALREADY_EXISTS (descriptor number `uffd` is read already), ZX_ERR_BAD_STATE
+// (detached).
+zx_status_t zxp_vmo_attach_remote(zx_handle_t vmo, int uffd, uint64_t remote_addr,
+                                  uint64_t vmo_offset, uint64_t len, uint64_t* id) ZX_NOEXCEPT;
+
+// Pager side: stops serving remote mapping `id`: its pages never supplied are poisoned
+// (a touch there is SIGBUS, never zeros), its userfaultfd is closed. Pages stay.
+// Needs ZX_RIGHT_WRITE. Errors: ZX_ERR_BAD_HANDLE, ZX_ERR_WRONG_TYPE,
+// ZX_ERR_ACCESS_DENIED, ZX_ERR_NOT_FOUND (no such mapping).
+zx_status_t zxp_vmo_detach_remote(zx_handle_t vmo, uint64_t id) ZX_NOEXCEPT;
 
 // Returns the name of the supply path that `aux_vmo` would take ("move", "copy").
 // Errors as for zx_vmo_get_size.
