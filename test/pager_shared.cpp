@@ -389,6 +389,44 @@ TEST_CASE("unmapping one mapping leaves the others and the pages alone") {
   CHECK(stats_of(tp.pager()).requests == 1);
 }
 
+TEST_CASE("unmapping part of a mapping: SIGSEGV in the hole, the rest still paged") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4);
+  REQUIRE(vmo);
+  View b(vmo, 0, 4, kRW);
+  REQUIRE(b.status() == ZX_OK);
+  REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
+  Blocked blocked(tp.pager());
+  Faulter& in_hole = blocked.touch(b.as_vmo(), 1, Access::kMapping);
+  Faulter& beside = blocked.touch(b.as_vmo(), 2, Access::kMapping);
+  REQUIRE(in_hole.wait_blocked());
+  REQUIRE(beside.wait_blocked());
+  REQUIRE(zx_vmar_unmap(zx_vmar_root_self(), b.addr() + kPage, kPage) == ZX_OK);
+  REQUIRE(in_hole.wait());
+  CHECK(in_hole.outcome() == Faulter::Outcome::kSigsegv);
+  CHECK(in_hole.fault_addr() == in_hole.touched_addr());
+  CHECK(beside.still_blocked(ZX_MSEC(1)));
+  CHECK(map_holds(b.as_vmo(), 0, 1, 0));
+  // Page 1 was asked for by the thread in the hole, page 2 by the one beside it.
+  zx_port_packet_t p;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(tp.get_packet(&p));
+    REQUIRE(p.page_request.command == ZX_PAGER_VMO_READ);
+  }
+  REQUIRE(tp.supply(vmo, 1, 2) == ZX_OK);
+  REQUIRE(touch_is_ok(beside));
+  Faulter& last = blocked.touch(b.as_vmo(), 3, Access::kMapping);
+  REQUIRE(tp.wait_for_request(vmo, 3, 1));
+  REQUIRE(tp.supply(vmo, 3, 1) == ZX_OK);
+  REQUIRE(touch_is_ok(last));
+  CHECK(map_holds(vmo, 0, 4, 0));
+  CHECK(read_signal(b.addr() + kPage) == SIGSEGV);
+  CHECK(tp.no_packet());
+  // The whole range unmaps, hole and all.
+  CHECK(b.unmap() == ZX_OK);
+  CHECK(vmo_info(vmo->vmo).num_mappings == 1);
+}
+
 // Zircon's VmarUnmapTest: the thread blocked in the mapping that goes away crashes; here a
 // thread blocked on the same page through the VMO's other mapping is woken by the supply.
 TEST_CASE("VmarUnmapTest: unmapping under a blocked thread is SIGSEGV; another mapping's "
