@@ -461,54 +461,60 @@ TEST_CASE("VmarUnmapTest: unmapping under a blocked thread is SIGSEGV; another m
 // Zircon's VmarRemapTest: threads blocked in a mapping of one pager VMO, the mapping
 // replaced (ZX_VM_SPECIFIC_OVERWRITE) by one of another pager VMO: supplying the first VMO
 // does not release them; they read the second VMO's pages once those are supplied.
-TEST_CASE("VmarRemapTest: a mapping replaced under blocked threads reads the new VMO") {
-  constexpr uint64_t kPages = 8;
-  TestPager tp;
-  TestVmo* vmo1 = tp.create_vmo(kPages);  // mapped by the harness too: the mapping below is
-  TestVmo* vmo2 = tp.create_vmo(kPages, false);  // its second
-  REQUIRE(vmo1);
-  REQUIRE(vmo2);
-  View first(vmo1, 0, kPages, kRO);
-  REQUIRE(first.status() == ZX_OK);
-  const uintptr_t addr = first.addr();
-  // What the threads read: vmo2's pages at this address.
-  TestVmo seen = *vmo2;
-  seen.base = addr;
-  Blocked blocked(tp.pager());
-  std::vector<Faulter*> fs;
-  for (uint64_t t = 0; t < kPages; ++t) fs.push_back(&blocked.touch(&seen, t, Access::kMapping));
-  for (Faulter* f : fs) REQUIRE(f->wait_blocked());
+TEST_CASE("VmarRemapTest: a mapping replaced under blocked threads reads the new VMO",
+          "[concurrency]") {
+  // Many rounds: whether a woken thread runs before or after the new mapping is in place
+  // is a race.
+  for (int round = 0; round < 20; ++round) {
+    INFO("round " << round);
+    constexpr uint64_t kPages = 8;
+    TestPager tp;
+    TestVmo* vmo1 = tp.create_vmo(kPages);  // mapped by the harness too: the mapping below is
+    TestVmo* vmo2 = tp.create_vmo(kPages, false);  // its second
+    REQUIRE(vmo1);
+    REQUIRE(vmo2);
+    View first(vmo1, 0, kPages, kRO);
+    REQUIRE(first.status() == ZX_OK);
+    const uintptr_t addr = first.addr();
+    // What the threads read: vmo2's pages at this address.
+    TestVmo seen = *vmo2;
+    seen.base = addr;
+    Blocked blocked(tp.pager());
+    std::vector<Faulter*> fs;
+    for (uint64_t t = 0; t < kPages; ++t) fs.push_back(&blocked.touch(&seen, t, Access::kMapping));
+    for (Faulter* f : fs) REQUIRE(f->wait_blocked());
 
-  zx_vaddr_t got = 0;
-  REQUIRE(zx_vmar_map(zx_vmar_root_self(), kRO | ZX_VM_SPECIFIC_OVERWRITE, addr - vmar_base(),
-                      vmo2->vmo, 0, kPages * kPage, &got) == ZX_OK);
-  first.forget();
-  vmo2->base = got;  // the harness unmaps it
-  REQUIRE(got == addr);
+    zx_vaddr_t got = 0;
+    REQUIRE(zx_vmar_map(zx_vmar_root_self(), kRO | ZX_VM_SPECIFIC_OVERWRITE, addr - vmar_base(),
+                        vmo2->vmo, 0, kPages * kPage, &got) == ZX_OK);
+    first.forget();
+    vmo2->base = got;  // the harness unmaps it
+    REQUIRE(got == addr);
 
-  REQUIRE(tp.supply(vmo1, 0, kPages) == ZX_OK);
-  for (Faulter* f : fs) {
-    INFO("a thread ended instead: " << outcome_name(f->outcome()) << " at mapping offset "
-                                    << f->fault_addr() - addr);
-    REQUIRE(f->wait_blocked());
+    REQUIRE(tp.supply(vmo1, 0, kPages) == ZX_OK);
+    for (Faulter* f : fs) {
+      INFO("a thread ended instead: " << outcome_name(f->outcome()) << " at mapping offset "
+                                      << f->fault_addr() - addr);
+      REQUIRE(f->wait_blocked());
+    }
+    // vmo1's requests were withdrawn by its supply; vmo2's come, one page each.
+    std::vector<bool> asked(kPages, false);
+    for (uint64_t i = 0; i < kPages; ++i) {
+      zx_port_packet_t p;
+      REQUIRE(tp.get_packet(&p));
+      REQUIRE(p.key == vmo2->key);
+      REQUIRE(p.page_request.command == ZX_PAGER_VMO_READ);
+      REQUIRE(p.page_request.length == kPage);
+      const uint64_t page = p.page_request.offset / kPage;
+      REQUIRE(page < kPages);
+      REQUIRE(!asked[page]);
+      asked[page] = true;
+      REQUIRE(tp.supply(vmo2, page, 1) == ZX_OK);
+      REQUIRE(touch_is_ok(*fs[page]));
+    }
+    CHECK(map_holds(vmo1, 0, kPages, 0));
+    CHECK(tp.no_packet());
   }
-  // vmo1's requests were withdrawn by its supply; vmo2's come, one page each.
-  std::vector<bool> asked(kPages, false);
-  for (uint64_t i = 0; i < kPages; ++i) {
-    zx_port_packet_t p;
-    REQUIRE(tp.get_packet(&p));
-    REQUIRE(p.key == vmo2->key);
-    REQUIRE(p.page_request.command == ZX_PAGER_VMO_READ);
-    REQUIRE(p.page_request.length == kPage);
-    const uint64_t page = p.page_request.offset / kPage;
-    REQUIRE(page < kPages);
-    REQUIRE(!asked[page]);
-    asked[page] = true;
-    REQUIRE(tp.supply(vmo2, page, 1) == ZX_OK);
-    REQUIRE(touch_is_ok(*fs[page]));
-  }
-  CHECK(map_holds(vmo1, 0, kPages, 0));
-  CHECK(tp.no_packet());
 }
 
 TEST_CASE("FAIL releases the waiters of every mapping: SIGBUS at each one's address, the code "
