@@ -604,6 +604,103 @@ TEST_CASE("a writable remote mapping (ZXP_REMOTE_WRITABLE): its writes are every
   CHECK(tp.no_packet());
 }
 
+namespace {
+
+bool wp_shmem() {
+  zxp_features_t f;
+  if (zxp_get_features(&f) == ZX_OK && f.wp_shmem) return true;
+  WARN("SKIP: this kernel (or ZXPAGER_DISABLE) lacks UFFD_FEATURE_WP_HUGETLBFS_SHMEM: "
+       "shared VMOs are not evicted");
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("eviction drops a page from every child's mapping; the next touch anywhere asks "
+          "again") {
+  if (!wp_shmem()) return;
+  auto kids = children(2);
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4);
+  REQUIRE(vmo);
+  REQUIRE(kids[0]->map(vmo->vmo, 0, 4 * kPage) == ZX_OK);
+  REQUIRE(kids[1]->map(vmo->vmo, kPage, 3 * kPage) == ZX_OK);
+  uint64_t evicted = 99;
+  REQUIRE(zxp_vmo_evict(vmo->vmo, 0, 4 * kPage, &evicted) == ZX_OK);  // tracking on
+  REQUIRE(tp.supply(vmo, 0, 4) == ZX_OK);
+  for (uint64_t page = 0; page < 4; ++page) {
+    CHECK(read_ok(kids[0]->read(page), vmo, page));
+    if (page >= 1) CHECK(read_ok(kids[1]->read(page), vmo, page));
+  }
+  vmo->page_ptr(1)[8] = 0xAB;  // written here: stays
+  const uint64_t requests = stats_of(tp.pager()).requests;
+  REQUIRE(zxp_vmo_evict(vmo->vmo, 0, 4 * kPage, &evicted) == ZX_OK);
+  // Stops here if the written page went: the children would wait for it.
+  REQUIRE(evicted == 3 * kPage);
+  for (auto& k : kids) {
+    Reply r = k->read(1);
+    CHECK(r.sig == 0);
+    CHECK(r.byte == 0xAB);
+  }
+
+  // Page 2 is gone from both children: the first touch asks again, the other finds it.
+  vmo->gen = 1;
+  Reply r;
+  kids[1]->send(kRead, 2);
+  REQUIRE(tp.wait_for_request(vmo, 2, 1));
+  REQUIRE(tp.supply(vmo, 2, 1) == ZX_OK);
+  REQUIRE(kids[1]->reply(&r));
+  CHECK(read_ok(r, vmo, 2, 1));
+  CHECK(read_ok(kids[0]->read(2), vmo, 2, 1));
+  CHECK(map_holds(vmo, 2, 1, 1));
+  // And page 3 through this process's mapping first.
+  Blocked blocked(tp.pager());
+  Faulter& f = blocked.touch(vmo, 3, Access::kMapping);
+  REQUIRE(tp.wait_for_request(vmo, 3, 1));
+  REQUIRE(tp.supply(vmo, 3, 1) == ZX_OK);
+  REQUIRE(f.wait());
+  CHECK(f.data_ok());
+  for (auto& k : kids) CHECK(read_ok(k->read(3), vmo, 3, 1));
+  CHECK(tp.no_packet());
+  CHECK(stats_of(tp.pager()).requests == requests + 2);
+}
+
+TEST_CASE("eviction never drops a page a writable child wrote") {
+  if (!wp_shmem()) return;
+  auto kids = children(2);
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4);
+  REQUIRE(vmo);
+  REQUIRE(kids[0]->map(vmo->vmo, 0, 4 * kPage) == ZX_OK);
+  REQUIRE(kids[1]->map(vmo->vmo, 0, 4 * kPage, ZXP_REMOTE_WRITABLE) == ZX_OK);
+  uint64_t evicted = 0;
+  REQUIRE(zxp_vmo_evict(vmo->vmo, 0, 4 * kPage, &evicted) == ZX_OK);
+  REQUIRE(tp.supply(vmo, 0, 4) == ZX_OK);
+  CHECK(read_ok(kids[1]->read(0), vmo, 0));
+  // Page 1 first touched there by the write, page 0 after a read.
+  for (uint64_t page : {1u, 0u}) {
+    Reply r = kids[1]->touch(kWrite, page, 0xC0 + static_cast<uint8_t>(page));
+    CHECK(r.sig == 0);
+  }
+  const uint64_t requests = stats_of(tp.pager()).requests;
+  REQUIRE(zxp_vmo_evict(vmo->vmo, 0, 4 * kPage, &evicted) == ZX_OK);
+  CHECK(evicted <= 2 * kPage);
+  // The written pages are there (resident in the memory: asked before touching them, which
+  // would wait for a request nobody answers), for everyone, without a request.
+  for (uint64_t page : {1u, 0u}) {
+    unsigned char in_core = 0;
+    REQUIRE(mincore(vmo->page_ptr(page), kPage, &in_core) == 0);
+    REQUIRE((in_core & 1) == 1);
+  }
+  for (uint64_t page : {1u, 0u}) {
+    const uint8_t want = 0xC0 + static_cast<uint8_t>(page);
+    CHECK(vmo->page_ptr(page)[8] == want);
+    CHECK(kids[0]->read(page).byte == want);
+  }
+  CHECK(tp.no_packet());
+  CHECK(stats_of(tp.pager()).requests == requests);
+}
+
 TEST_CASE("a child killed while blocked does not wedge the pager") {
   for (int round = 0; round < 10; ++round) {
     INFO("round " << round);
