@@ -797,13 +797,10 @@ TEST_CASE("ZXP_PAGER_VMO_PRIVATE: one mapping only, supply from anonymous aux mo
   zxp_features_t features;
   REQUIRE(zxp_get_features(&features) == ZX_OK);
   TestPager tp;
-  TestVmo priv;
-  priv.key = 77;
-  priv.pages = 4;
-  REQUIRE(zx_pager_create_vmo(tp.pager(), ZXP_PAGER_VMO_PRIVATE, tp.port(), priv.key,
-                              4 * kPage, &priv.vmo) == ZX_OK);
+  TestVmo* mapped_once = tp.create_vmo(4, true, ZXP_PAGER_VMO_PRIVATE);
+  REQUIRE(mapped_once);
+  TestVmo& priv = *mapped_once;
   const zx_handle_t root = zx_vmar_root_self();
-  REQUIRE(zx_vmar_map(root, kRW, 0, priv.vmo, 0, 4 * kPage, &priv.base) == ZX_OK);
   zx_vaddr_t second = 0;
   CHECK(zx_vmar_map(root, kRW, 0, priv.vmo, 0, 4 * kPage, &second) == ZX_ERR_NOT_SUPPORTED);
   CHECK(zx_vmar_map(root, kRO, 0, priv.vmo, kPage, kPage, &second) == ZX_ERR_NOT_SUPPORTED);
@@ -852,6 +849,4 @@ TEST_CASE("ZXP_PAGER_VMO_PRIVATE: one mapping only, supply from anonymous aux mo
   }
   CHECK(tp.no_packet());
 
-  REQUIRE(zx_vmar_unmap(root, priv.base, 4 * kPage) == ZX_OK);
-  REQUIRE(zx_handle_close(priv.vmo) == ZX_OK);
 }
