@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +68,10 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     memfd = UniqueFd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
     if (!memfd) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
     if (ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) return ZX_ERR_NO_MEMORY;
+    // A memfd is created mode 0777: a read-only descriptor handed to another process
+    // (zxp_vmo_get_memory_fd) could be reopened read-write through /proc/self/fd/N. Read-only
+    // for its owner and nobody else, only root can.
+    fchmod(memfd.get(), 0400);
   }
   uintptr_t home = 0;
   if (size > 0) {
