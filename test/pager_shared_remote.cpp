@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -810,6 +812,46 @@ TEST_CASE("atomic supply: readers in several processes see only complete pages",
     for (auto& k : kids) CHECK(k->touch(kUnmap, 0).status == ZX_OK);
     if (bad != 0 || bad_here.load() != 0) break;
   }
+}
+
+TEST_CASE("a read-only memory descriptor cannot be made writable: not reopened through "
+          "/proc, not written, not mapped shared writable") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(2);
+  REQUIRE(vmo);
+  REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
+  int fd = -1;
+  REQUIRE(zxp_vmo_get_memory_fd(vmo->vmo, 0, &fd) == ZX_OK);
+  // As root, the client runs as another user (root would pass any permission check); a
+  // client of another user cannot change the mode either.
+  const bool other_user = getuid() == 0;
+  fflush(stdout);
+  fflush(stderr);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (other_user && (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
+      _exit(100);
+    }
+    int code = 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    if (open(path, O_RDWR | O_CLOEXEC) >= 0) code |= 1;
+    const uint8_t b = 0x99;
+    if (pwrite(fd, &b, 1, 8) >= 0) code |= 2;
+    if (mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) != MAP_FAILED) code |= 4;
+    if (other_user && fchmod(fd, 0600) == 0) code |= 8;
+    _exit(code);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  INFO("1: reopened read-write, 2: written, 4: mapped shared writable, 8: mode changed, "
+       "100: could not become another user");
+  CHECK(WEXITSTATUS(status) == 0);
+  close(fd);
+  CHECK(map_holds(vmo, 0, 1, 0));
+  CHECK(read_holds(vmo, 0, 1, 0));
 }
 
 namespace {
