@@ -323,8 +323,14 @@ std::vector<std::unique_ptr<Child>> children(int n) {
   return v;
 }
 
+// True if the child read page `page` as supplied; says what it got if not.
 bool read_ok(const Reply& r, const TestVmo* vmo, uint64_t page, uint64_t gen = 0) {
-  return r.status == ZX_OK && r.sig == 0 && r.byte == pattern(vmo->key, page, 8, gen);
+  if (r.status == ZX_OK && r.sig == 0 && r.byte == pattern(vmo->key, page, 8, gen)) return true;
+  UNSCOPED_INFO("the child's read of page " << page << ": status " << r.status << ", signal "
+                << r.sig << " at " << std::hex << r.addr << std::dec << ", byte "
+                << static_cast<int>(r.byte) << " (want "
+                << static_cast<int>(pattern(vmo->key, page, 8, gen)) << ")");
+  return false;
 }
 
 bool sigbus_at(const Reply& r, const Child& c, uint64_t page) {
@@ -426,6 +432,36 @@ TEST_CASE("FAIL: SIGBUS in every child at its own address, the code here; supply
   CHECK(read_ok(kids[0]->read(3), vmo, 3));
   CHECK(read_ok(kids[1]->read(3), vmo, 3));
   CHECK(map_holds(vmo, 3, 1, 0));
+  CHECK(tp.no_packet());
+}
+
+TEST_CASE("FAIL in several writable children: the next supply replaces every child's marker") {
+  auto kids = children(3);
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4);
+  REQUIRE(vmo);
+  REQUIRE(kids[0]->map(vmo->vmo, 0, 4 * kPage, ZXP_REMOTE_WRITABLE) == ZX_OK);
+  REQUIRE(kids[1]->map(vmo->vmo, 0, 4 * kPage, ZXP_REMOTE_WRITABLE) == ZX_OK);
+  REQUIRE(kids[2]->map(vmo->vmo, 0, 4 * kPage) == ZX_OK);
+  const uint64_t faults = stats_of(tp.pager()).faults;
+  for (auto& k : kids) k->send(kRead, 1);
+  REQUIRE(tp.wait_for_request(vmo, 1, 1));
+  REQUIRE(faults_seen(tp, faults, 3));
+  REQUIRE(tp.fail(vmo, 1, 1) == ZX_OK);
+  for (auto& k : kids) {
+    Reply r;
+    REQUIRE(k->reply(&r));
+    CHECK(sigbus_at(r, *k, 1));
+  }
+  // The markers stay until the page is supplied (a touch before that is SIGBUS again) ...
+  CHECK(sigbus_at(kids[1]->read(1), *kids[1], 1));
+  REQUIRE(tp.supply(vmo, 1, 1) == ZX_OK);
+  // ... and then every child reads it, whichever of them the memory got it through.
+  for (size_t i = 0; i < kids.size(); ++i) {
+    INFO("child " << i);
+    CHECK(read_ok(kids[i]->read(1), vmo, 1));
+  }
+  CHECK(map_holds(vmo, 1, 1, 0));
   CHECK(tp.no_packet());
 }
 
