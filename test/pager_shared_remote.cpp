@@ -3,7 +3,9 @@
 // userfaultfd and address; this process attaches them (zxp_vmo_attach_remote) and is
 // their pager. A page supplied once is seen by every child and by this process's own
 // mapping; FAIL, detach, close and zxp_vmo_detach_remote reach every child as SIGBUS at
-// its own address, never zeros; a read-only child cannot change what others read.
+// its own address, never zeros, and the next supply reaches every child; eviction drops a
+// page from every child's mapping but never one a child wrote; a read-only child cannot
+// change what others read, nor make its descriptor writable.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
