@@ -25,17 +25,18 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 
-// A userfaultfd made by hand, not by zxp_remote_map_create: `flags` for userfaultfd(2)
-// (O_NONBLOCK or not), `features` for UFFDIO_API, `size` bytes at *addr registered in
-// MISSING mode. -1 if this kernel or user cannot have it.
-int HandmadeUffd(int flags, uint64_t features, uint64_t size, uintptr_t* addr) {
+// A userfaultfd made by hand, not by zxp_remote_map_vmo: `flags` for userfaultfd(2)
+// (O_NONBLOCK or not), `features` for UFFDIO_API, `size` bytes of the blob's memory
+// `memory` mapped read-only at *addr, registered in MISSING mode. -1 if this kernel or
+// user cannot have it.
+int HandmadeUffd(int flags, uint64_t features, int memory, uint64_t size, uintptr_t* addr) {
   int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | flags));
   if (fd < 0) fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | flags | UFFD_USER_MODE_ONLY));
   if (fd < 0) return -1;
   struct uffdio_api api = {};
   api.api = UFFD_API;
   api.features = features;
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, memory, 0);
   if (ioctl(fd, UFFDIO_API, &api) != 0 || p == MAP_FAILED) {
     close(fd);
     if (p != MAP_FAILED) munmap(p, size);
@@ -72,7 +73,7 @@ TEST_CASE("regression: a client's blocking userfaultfd (opened so, or O_NONBLOCK
           "MAP) never freezes blobfsd: CLOSE is answered, others are served, SIGTERM stops it") {
   TestImage img(StandardFiles());
   Daemon d(img.path, img.dir.path());
-  REQUIRE(Serves(d, img, "tiny"));
+  REQUIRE(ServesAll(d, img));  // the blobs' VMOs cached: descriptors then stay level
   const int fds0 = d.FdCount();
   const std::string name = "dir/random-3m.bin";
   const auto& want = img.files.at(name);
@@ -81,15 +82,17 @@ TEST_CASE("regression: a client's blocking userfaultfd (opened so, or O_NONBLOCK
   // Returns the client's descriptor, mapping mapped and MAP accepted.
   auto map_blocking = [&](RawClient& c, bool opened_blocking, uint32_t* handle, uintptr_t* addr) {
     REQUIRE(c.Hello());
-    proto::OpenReply o = c.Open(name);
+    zxp::UniqueFd memory;
+    proto::OpenReply o = c.Open(name, &memory);
     REQUIRE(o.status == ZX_OK);
+    REQUIRE(memory);
     *handle = o.handle;
     int uffd;
     if (opened_blocking) {
-      uffd = HandmadeUffd(0, 0, size, addr);
+      uffd = HandmadeUffd(0, 0, memory.get(), size, addr);
       REQUIRE(uffd >= 0);
     } else {
-      REQUIRE(zxp_remote_map_create(size, addr, &uffd) == ZX_OK);
+      REQUIRE(zxp_remote_map_vmo(memory.get(), 0, size, 0, addr, &uffd) == ZX_OK);
     }
     proto::MapRequest m = {o.handle, 0, *addr, size};
     REQUIRE(c.Call(proto::kMap, &m, sizeof(m), nullptr, uffd) == ZX_OK);
@@ -142,16 +145,17 @@ TEST_CASE("regression: a userfaultfd with UFFD_FEATURE_EVENT_FORK is refused at 
           "(ZX_ERR_NOT_SUPPORTED); clients that fork leave the daemon's descriptors alone") {
   TestImage img(StandardFiles());
   Daemon d(img.path, img.dir.path());
-  REQUIRE(Serves(d, img, "tiny"));
+  REQUIRE(ServesAll(d, img));  // the blobs' VMOs cached: descriptors then stay level
   const int fds0 = d.FdCount();
   {
     RawClient c(d.socket());
     REQUIRE(c.Hello());
-    proto::OpenReply o = c.Open("dir/text-100k.txt");
+    zxp::UniqueFd memory;
+    proto::OpenReply o = c.Open("dir/text-100k.txt", &memory);
     REQUIRE(o.status == ZX_OK);
     const uint64_t size = PageRound(o.size);
     uintptr_t addr;
-    int uffd = HandmadeUffd(O_NONBLOCK, UFFD_FEATURE_EVENT_FORK, size, &addr);
+    int uffd = HandmadeUffd(O_NONBLOCK, UFFD_FEATURE_EVENT_FORK, memory.get(), size, &addr);
     if (uffd < 0) {
       WARN("no userfaultfd with UFFD_FEATURE_EVENT_FORK here: skipped");
       return;
@@ -200,7 +204,7 @@ TEST_CASE("regression: clients killed at random moments during reads and COMMIT:
   Daemon d(img.path, img.dir.path());
   const int threads0 = d.Threads();
   REQUIRE(threads0 > 0);
-  REQUIRE(Serves(d, img, "tiny"));
+  REQUIRE(ServesAll(d, img));  // the blobs' VMOs cached: descriptors then stay level
   // Quiet: the connection of Serves is reaped.
   REQUIRE(WaitUntil([&] { return d.Threads() <= threads0; }));
   const int fds0 = d.FdCount();
@@ -229,15 +233,12 @@ TEST_CASE("regression: clients killed at random moments during reads and COMMIT:
       const int progress = p[1];
       RawClient c(sock);
       if (!c.Hello()) _exit(1);
-      proto::OpenReply o = c.Open(name);
-      if (o.status != ZX_OK) _exit(2);
-      const uint64_t size = PageRound(o.size);
+      proto::OpenReply o = {};
       uintptr_t addr;
-      int uffd;
-      if (zxp_remote_map_create(size, &addr, &uffd) != ZX_OK) _exit(3);
-      proto::MapRequest m = {o.handle, 0, addr, size};
-      if (c.Call(proto::kMap, &m, sizeof(m), nullptr, uffd) != ZX_OK) _exit(4);
-      close(uffd);
+      uint64_t size;
+      zxp::UniqueFd uffd;
+      if (c.OpenAndMap(name, &o, &addr, &size, &uffd) != ZX_OK) _exit(4);
+      uffd.reset();
       std::atomic<uint64_t> sum{0};
       std::vector<std::thread> ts;
       for (int t = 0; t < 2; t++) {
