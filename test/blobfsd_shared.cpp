@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <latch>
 
 #include <zircon/status.h>
 #include <zxpager/blobfs_client.h>
@@ -267,9 +268,11 @@ TEST_CASE("clients waiting for the same pages: one killed, or one CLOSEing, leav
       const auto* base = reinterpret_cast<const volatile uint8_t*>(addr);
       std::atomic<int> result{0};
       std::vector<std::thread> ts;
+      std::latch touching(static_cast<ptrdiff_t>(offsets.size()));
       for (size_t i = 0; i < offsets.size(); i++) {
         ts.emplace_back([&, i] {
           if (!Say(up, 't')) result = 60;
+          touching.count_down();
           uint8_t byte = 0;
           // Its own CLOSE may come first: SIGBUS is then its due, zeros never.
           if (Touch(base + offsets[i] + 7, &byte) == 0 && byte != want[offsets[i] + 7]) {
@@ -277,6 +280,7 @@ TEST_CASE("clients waiting for the same pages: one killed, or one CLOSEing, leav
           }
         });
       }
+      touching.wait();  // 'c' after every 't'
       if (!Say(up, 'c')) return 4;
       proto::HandleRequest h = {o.handle, 0};
       if (c.Call(proto::kClose, &h, sizeof(h)) != ZX_OK) return 5;

@@ -326,13 +326,10 @@ void BlobStore::TakeOverBudget(std::vector<std::unique_ptr<BlobVmo>>* out) {
 
 void BlobStore::DropVmos(std::vector<std::unique_ptr<BlobVmo>>* vmos) {
   for (auto& v : *vmos) {
-    // Punched out first: the memory goes now even if a client that let go of the blob
-    // still holds the descriptor or a mapping (it then faults SIGBUS there, never zeros:
-    // its mapping was detached, and what was never supplied poisoned). Best effort: the
-    // detach below drops the pages anyway once no one holds the memory.
-    uint64_t evicted = 0;
-    service_->evict(v->id(), 0, v->size(), &evicted);
-    // Waits for fills in flight; afterwards the source is not asked for this VMO.
+    // Waits for fills in flight; afterwards the source is not asked for this VMO. Its
+    // pages are not punched out: a client that let go of the blob without unmapping it
+    // keeps reading what it had (its userfaultfd is gone, so a punched page would read
+    // as zeros there); they go when the last mapping of the memory does.
     service_->detach_vmo(v->id());
   }
   vmos->clear();  // closes the handles

@@ -104,7 +104,8 @@ class BlobStore {
     uint32_t threads = 2;             // io_uring lanes, each with a completion thread
     uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
     // Decompressed pages kept in the shared VMOs of blobs nobody has open; over it, the
-    // VMOs released longest ago are dropped whole. 0: a VMO goes with its last user.
+    // VMOs released longest ago are dropped whole (detached and closed: their memory goes
+    // with the last mapping of it). 0: a VMO goes with its last user.
     uint64_t page_cache_bytes = 256u << 20;
     bool force_copy = false;           // aux memory a memfd (COPY) even where MOVE exists
     const char* log_name = "blobfsd";  // prefix of the corruption message
