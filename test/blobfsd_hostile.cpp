@@ -1,6 +1,7 @@
-// blobfsd against clients that try to freeze it or make it leak: a userfaultfd that
-// blocks (opened without O_NONBLOCK, or the flag cleared after MAP), one with
-// UFFD_FEATURE_EVENT_FORK, clients killed at random moments during reads and COMMIT.
+// blobfsd against clients that try to freeze it, make it leak or change what others read:
+// a userfaultfd that blocks (opened without O_NONBLOCK, or the flag cleared after MAP),
+// one with UFFD_FEATURE_EVENT_FORK, clients killed at random moments during reads and
+// COMMIT, a blob's read-only memory reopened for writing.
 // Throughout, every other client is served, and afterwards the daemon's threads and
 // descriptors are back to where they were.
 #include <linux/userfaultfd.h>
@@ -348,5 +349,43 @@ TEST_CASE("regression: out of descriptors, blobfsd stops accepting for a while i
   REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, &old_limit, nullptr) == 0);
   REQUIRE(d.FdsBackTo(fds0));
   REQUIRE(Serves(d, img, "dir/text-100k.txt"));
+  REQUIRE(d.Stop() == 0);
+}
+
+TEST_CASE("regression: a client cannot reopen its blob's read-only memory descriptor for "
+          "writing (/proc/self/fd/N, O_RDWR) and change what other clients read") {
+  TestImage img(StandardFiles());
+  Daemon d(img.path, img.dir.path());
+  const std::string name = "dir/text-100k.txt";
+  REQUIRE(Serves(d, img, name));  // its pages are in: a write would stay
+  // As another user if we are root (root may open anything), else as ourselves.
+  const uid_t uid = geteuid() == 0 ? 65534 : 0;
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (uid != 0 && (setgid(uid) != 0 || setuid(uid) != 0)) _exit(90);
+    RawClient c(d.socket());
+    if (!c.Hello()) _exit(1);
+    zxp::UniqueFd memory;
+    if (c.Open(name, &memory).status != ZX_OK || !memory) _exit(2);
+    if ((fcntl(memory.get(), F_GETFL) & O_ACCMODE) != O_RDONLY) _exit(3);
+    if (pwrite(memory.get(), "EVIL", 4, 0) >= 0) _exit(4);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", memory.get());
+    int w = open(path, O_RDWR | O_CLOEXEC);
+    if (w >= 0) {
+      ssize_t n = pwrite(w, "EVIL", 4, 0);
+      _exit(n == 4 ? 5 : 6);
+    }
+    _exit(errno == EACCES || errno == EPERM ? 0 : 7);
+  }
+  const int status = WaitExit(pid);
+  INFO("client status " << status << " (5: it wrote into the blob's memory)");
+  CHECK(ExitedWith(status, 0));
+  // What any client of that user reads is still the blob.
+  std::vector<uint8_t> out;
+  std::string err;
+  CHECK(ExitedWith(Run({Env("BLOBFS_CAT"), "--socket", d.socket(), name}, &out, &err, uid), 0));
+  CHECK(out == img.files.at(name));
   REQUIRE(d.Stop() == 0);
 }
