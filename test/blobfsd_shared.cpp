@@ -252,6 +252,9 @@ TEST_CASE("clients waiting for the same pages: one killed, or one CLOSEing, leav
     // Round kinds: the first client is killed, or CLOSEs its blob, while its threads and
     // the second client's wait for the same pages.
     const bool kill_first = round % 2 == 0;
+    // The last round's clients are gone, and with them the blob's VMO: the pages touched
+    // below are missing, and the threads wait for the daemon.
+    REQUIRE(WaitUntil([&] { return Stats(d, name).vmos == 0; }));
     INFO("round " << round << (kill_first ? ": first client killed" : ": first client CLOSEs"));
     // The first client: a raw protocol client, so that it can CLOSE with its mapping
     // live and its threads blocked in it.
