@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
                  "blobs closed longest ago are dropped first; 0: a blob's pages go with its\n"
                  "last client). Pages of open blobs are not counted: they stay while open")
       ->capture_default_str()
-      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40));
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 24));  // 16 TiB: bytes fit 64 bits
   auto* stats = app.add_subcommand("stats", "Per-blob statistics of a running daemon");
   stats->add_option("--socket", socket_path, "The daemon's socket")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
