@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +68,10 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     memfd = UniqueFd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
     if (!memfd) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
     if (ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) return ZX_ERR_NO_MEMORY;
+    // A memfd is created mode 0777: a read-only descriptor handed to another process
+    // (zxp_vmo_get_memory_fd) could be reopened read-write through /proc/self/fd/N. Read-only
+    // for its owner and nobody else, only root can.
+    fchmod(memfd.get(), 0400);
   }
   uintptr_t home = 0;
   if (size > 0) {
@@ -689,15 +694,16 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   }
   madvise(p, len, MADV_DONTFORK);
   const int fd = service_->fd();
-  // Writes through a writable view are tracked (for eviction) where shared memory has
-  // userfaultfd write-protection.
-  const bool wp = writable && wp_;
+  bool wp;
   {
     std::lock_guard lock(mu_);
     if (torn_down_) {
       munmap(p, len);
       return ZX_ERR_BAD_STATE;
     }
+    // Writes through a writable view are tracked once eviction is in use (see
+    // track_view_writes: WP mode costs the view the kernel's fault-around).
+    wp = writable && wp_ && eviction_used_;
     // Known before it is registered: a fault can arrive as soon as it is.
     local_views_.emplace(addr, View{fd, addr, vmo_offset, len, false, writable, wp, {}, {}});
   }
@@ -771,6 +777,14 @@ zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
   return ZX_OK;
 }
 
+void PagerVmo::track_view_writes() {
+  // Registering a range again with the same userfaultfd changes its mode. Pages present
+  // now are not clean (nothing tracked their writes), so nothing needs protecting yet.
+  for (auto& [a, v] : local_views_) {
+    if (v.writable && !v.wp) v.wp = uffd::register_range(v.fd, v.addr, v.len, true, nullptr) == 0;
+  }
+}
+
 bool PagerVmo::protect_views(uint64_t first, uint64_t end) {
   bool ok = true;
   for (auto& [a, v] : local_views_) {
@@ -813,7 +827,10 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
     std::lock_guard lock(mu_);
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_) return ZX_ERR_NOT_SUPPORTED;
-    eviction_used_ = true;
+    if (!eviction_used_) {
+      eviction_used_ = true;
+      track_view_writes();
+    }
     // Clean pages are write-protected in the home and in every writable view (a write
     // would have cleared them, in the fault thread, before it could land), so marking them
     // as evicting makes any write from here on wait until they are gone.

@@ -222,6 +222,10 @@ class PagerVmo final : public Vmo {
   // Shared, with mu_ held: before [first, end) is filled from `src`, replace the poison
   // markers views hold there (a COPY into them, which a marker does not refuse).
   void unpoison_views(uint64_t first, uint64_t end, const uint8_t* src);
+  // Shared, with mu_ held, when eviction is first used: writable views start trapping
+  // writes (WP mode). Until then they are registered MISSING only, which keeps the
+  // kernel's fault-around (mapping 16 present pages per fault) that WP mode turns off.
+  void track_view_writes();
   // Shared, with mu_ held: write-protects [first, end) in every writable view (a clean
   // supply); false if some view could not be.
   bool protect_views(uint64_t first, uint64_t end);
