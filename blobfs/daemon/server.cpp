@@ -300,13 +300,8 @@ bool Connection::OpenBlob(const proto::Header& h, uint32_t blob) {
       // Read-only: a client can never change what the others read through it (beyond the
       // holes, which is why the VMO is per user id).
       rep.status = server_->store()->service()->memory_fd(o.vmo->id(), false, &memory);
-      // The descriptor is read-only, but the memory is a memfd whose inode is mode 0777:
-      // reopened through /proc/self/fd/N with O_RDWR it would be writable, and what a
-      // client wrote there every other client would read. With mode 0400 only root can.
-      if (rep.status == ZX_OK && fchmod(memory.get(), 0400) != 0) {
-        fprintf(stderr, "blobfsd: fchmod of blob %u's memory: %s\n", blob, strerror(errno));
-        rep.status = ZX_ERR_ACCESS_DENIED;
-      }
+      // (The library makes the memory mode 0400, so that this descriptor cannot be
+      // reopened for writing through /proc/self/fd: blobfsd_hostile pins it.)
       if (rep.status != ZX_OK) {
         server_->store()->ReleaseVmo(o.vmo);
         o.vmo = nullptr;
