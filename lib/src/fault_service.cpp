@@ -244,9 +244,15 @@ void FaultService::add_region(uintptr_t base, uint64_t len, const std::shared_pt
   regions_[base] = Region{len, vmo};
 }
 
-void FaultService::remove_region(uintptr_t base) {
+void FaultService::remove_region(uintptr_t base, const PagerVmo* only) {
   std::unique_lock lock(regions_mu_);
-  regions_.erase(base);
+  auto it = regions_.find(base);
+  if (it == regions_.end()) return;
+  if (only) {
+    auto v = it->second.vmo.lock();
+    if (v && v.get() != only) return;
+  }
+  regions_.erase(it);
 }
 
 std::shared_ptr<PagerVmo> FaultService::lookup(uintptr_t addr, uintptr_t* base) {

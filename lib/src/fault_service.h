@@ -62,7 +62,9 @@ class FaultService {
 
   // Registry of pager VMO homes. Thread-safe. Message readers take the lock shared.
   void add_region(uintptr_t base, uint64_t len, const std::shared_ptr<PagerVmo>& vmo);
-  void remove_region(uintptr_t base);
+  // With `only`, the region goes only if it is that VMO's (another may have replaced it
+  // at the same base: ZX_VM_SPECIFIC_OVERWRITE).
+  void remove_region(uintptr_t base, const PagerVmo* only = nullptr);
 
   // A pager VMO whose memory lives in another process brings that process's own
   // userfaultfd (`fd`, owned by the VMO); its messages are read like the process's own,

@@ -392,6 +392,16 @@ void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
 
 void PagerVmo::on_remap(uintptr_t from, uintptr_t to) {
   std::lock_guard lock(mu_);
+  if (shared_) {
+    // A view moved into place over another mapping (map_shared, overwriting).
+    auto it = local_views_.find(from);
+    if (it == local_views_.end()) return;
+    View v = std::move(it->second);
+    local_views_.erase(it);
+    v.addr = to;
+    local_views_.emplace(to, std::move(v));
+    return;
+  }
   if (home_ != from) return;
   home_ = to;
   // Threads blocked at the old addresses are woken by the unmapper and take SIGSEGV.
@@ -694,14 +704,22 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
   const bool writable = (options & ZX_VM_PERM_WRITE) != 0;
   int flags = MAP_SHARED | MAP_NORESERVE;
-  if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  // Over another mapping (ZX_VM_SPECIFIC_OVERWRITE), threads may be blocked at those very
+  // addresses and retry at any moment: the view must be registered the instant it is
+  // there, or a retry would allocate a zero page in the memfd. So it is made and registered
+  // elsewhere, then moved into place (mremap keeps the registration, with EVENT_REMAP).
+  const bool overwrite = fixed && (options & ZX_VM_SPECIFIC_OVERWRITE) &&
+                         service_->has(UFFD_FEATURE_EVENT_REMAP);
+  if (fixed && !overwrite) {
+    flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  }
   // ZX_VM_MAP_RANGE needs nothing more: a page supplied once is in the page cache, and the
   // first touch through this view maps it without a request.
-  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, memfd_.get(),
-                 static_cast<off_t>(vmo_offset));
+  void* p = mmap(overwrite ? nullptr : reinterpret_cast<void*>(fixed), len, prot, flags,
+                 memfd_.get(), static_cast<off_t>(vmo_offset));
   if (p == MAP_FAILED) return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : status_from_errno(errno);
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  if (fixed && addr != fixed) {
+  uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  if (fixed && !overwrite && addr != fixed) {
     munmap(p, len);  // a kernel without MAP_FIXED_NOREPLACE treats it as a hint
     return ZX_ERR_ALREADY_EXISTS;
   }
@@ -730,6 +748,24 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
     }
     munmap(p, len);
     return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
+  }
+  if (overwrite) {
+    // mremap returns once its REMAP event was read; sync() waits until it was applied (the
+    // region and the view moved).
+    void* q = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(fixed));
+    if (q == MAP_FAILED) {
+      int e = errno;
+      uffd::unregister_range(fd, addr, len);
+      service_->remove_region(addr, this);
+      {
+        std::lock_guard lock(mu_);
+        local_views_.erase(addr);
+      }
+      munmap(p, len);
+      return status_from_errno(e);
+    }
+    service_->sync();
+    addr = fixed;
   }
   if (wp) {
     std::lock_guard lock(mu_);
@@ -799,16 +835,15 @@ void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
                                                              v.writable, v.wp, {}, {}});
   }
   auto self = std::static_pointer_cast<PagerVmo>(shared_from_this());
-  for (uintptr_t a : gone) service_->remove_region(a);
+  for (uintptr_t a : gone) service_->remove_region(a, this);
   for (View& v : pieces) service_->add_region(v.addr, v.len, self);
 }
 
-void PagerVmo::forget_view(uintptr_t addr, uint64_t len) {
-  if (shared_) drop_views(addr, len);
-}
-
 void PagerVmo::view_replaced(uintptr_t addr, uint64_t len) {
-  if (shared_) uffd::wake(service_->fd(), addr, len);
+  if (!shared_) return;
+  drop_views(addr, len);
+  // Its blocked threads fault again, into the mapping that replaced it.
+  uffd::wake(service_->fd(), addr, len);
 }
 
 bool PagerVmo::protect_views(uint64_t first, uint64_t end) {

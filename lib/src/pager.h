@@ -117,7 +117,6 @@ class PagerVmo final : public Vmo {
                   uintptr_t* out) override;
   zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
   bool unmaps_partially() const override { return shared_; }
-  void forget_view(uintptr_t addr, uint64_t len) override;
   void view_replaced(uintptr_t addr, uint64_t len) override;
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override {

@@ -16,9 +16,9 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
                               uintptr_t* out) {
   uintptr_t addr;
   if (fixed && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
-    // Views of shared pager VMOs in the range stop being served (forget_view) but stay
-    // mapped until the new mapping replaces them in one mmap; then the threads blocked in
-    // them are woken (view_replaced) and fault again, into the new mapping, as on Zircon.
+    // Views of shared pager VMOs in the range stay as they are until the new mapping
+    // replaces them in one step; then their VMO forgets them and wakes the threads blocked
+    // there (view_replaced), which fault again into the new mapping, as on Zircon.
     struct View {
       std::shared_ptr<Vmo> vmo;
       uintptr_t addr;
@@ -43,14 +43,9 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
     {
       std::lock_guard owned_lock(owned_mu_);
       if (overlaps_owned(fixed, len)) return ZX_ERR_INVALID_ARGS;
-      for (View& v : views) v.vmo->forget_view(v.addr, v.len);
       st = vmo->map(options, fixed, vmo_offset, len, &addr);
     }
-    if (st != ZX_OK) {
-      // Nothing replaced them: they go as an unmap would take them.
-      for (View& v : views) unmap(v.addr, v.len);
-      return st;
-    }
+    if (st != ZX_OK) return st;
     for (View& v : views) v.vmo->view_replaced(v.addr, v.len);
   } else {
     zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
