@@ -1,0 +1,920 @@
+// zxpager bench blobfs --clients N,...: N client processes read the same blob from one
+// blobfsd at once (a fresh daemon per row), beside N cats of the same bytes from the page
+// cache. What issue 10's targets are measured with: does the daemon page a blob in once
+// for all its clients, or once per client?
+//
+// A row, for N clients: the daemon starts; N children of this process (each a client of
+// <zxpager/blobfs_client.h>) connect, open and map the blob, and report ready; the start
+// barrier releases them at once; each reads the blob (every byte in order, or 1% of its
+// pages at random: the same pages in every client) and checks a sum of what it read; the
+// daemon's CPU and STATS are taken when the last is done. Then a second barrier: every
+// client still holds its mapping while it reads its PSS (the PSS of a shared page is
+// divided among the processes mapping it, so all must hold theirs at that moment), and
+// only a third barrier lets them unmap and exit. Barriers are pipes whose write end the
+// parent closes (EOF wakes every reader at once); every wait has a deadline and notices a
+// client or the daemon that died (pidfds).
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <blobfs/builder.h>
+#include <zircon/status.h>
+#include <zxpager/blobfs_client.h>
+#include <zxpager/unique_fd.h>
+#include <zxpager/zxpager.h>
+
+#include "bench_blobfs.h"
+
+namespace zxpager_cli::blobfs_bench {
+
+const char* const kClientsHelp =
+    "--clients N,...: for each N (a fresh blobfsd per row), N client processes map the same\n"
+    "blob and read it at once: 'whole' reads every byte in order, 'random' 1% of the pages\n"
+    "(the same pages in each client). Every client checks a sum of the bytes it read.\n"
+    "Columns:\n"
+    "  wall         start barrier (all clients mapped the blob) to the last client done\n"
+    "  vs 1         this row against the 1-client row (the smallest N given)\n"
+    "  blobfsd CPU  the daemon's utime+stime (/proc/PID/stat) over the row: opens, reads,\n"
+    "               verification, decompression, supplies\n"
+    "  clients CPU  the client processes' own CPU, their whole life (wait4)\n"
+    "  read MiB     bytes the daemon read from the image (blobfsd STATS)\n"
+    "  decomp MiB   bytes the daemon decompressed (STATS); /blob: over the blob's size\n"
+    "  PSS MiB      the clients' PSS summed (/proc/self/smaps_rollup), read by each client\n"
+    "               while every client still maps the blob; /blob: over the blob's size\n"
+    "  map PSS      the same, only the blob mapping's part (/proc/self/smaps)\n"
+    "  peak RSS     the clients' VmHWM summed\n"
+    "  cats wall    N `cat FILE >/dev/null` started at once (fork+exec, released by one\n"
+    "               barrier) on the blob's bytes in a file in the page cache; median of 3\n"
+    "Warm client: after the largest whole row's clients are done, while they still map the\n"
+    "blob, one more client reads it whole: its MiB/s (fork to exit) against one cat's.\n"
+    "Targets (issue 10, largest N against 1, whole blob): blobfsd CPU <= 1.3x, decompressed\n"
+    "<= 1.1x the blob, summed PSS <= 1.3x the blob, wall <= 2x; warm client >= 0.5x cat.\n"
+    "Exit 0 with PASS/MISS lines; 1 if a row failed (a client error, wrong bytes, a\n"
+    "deadline); 77 if this kernel cannot map blobs from blobfsd (Linux 6.6+ needed).";
+
+namespace {
+
+enum class Workload { kWhole, kRandom };
+const char* name_of(Workload w) { return w == Workload::kWhole ? "whole" : "random"; }
+
+// One record a client sends the parent per phase. Smaller than PIPE_BUF, so a write is
+// atomic and a read of sizeof(Report) returns exactly one record.
+enum Phase : uint32_t { kReady = 1, kDone = 2, kMeasured = 3, kFailed = 4 };
+struct Report {
+  uint32_t client = 0;
+  uint32_t phase = 0;
+  int32_t status = ZX_OK;
+  uint32_t reserved = 0;
+  double t_start = 0, t_done = 0;  // CLOCK_MONOTONIC around the read
+  uint64_t sum = 0;                // of the bytes read, as 64-bit words
+  uint64_t pss_kib = 0, map_pss_kib = 0, hwm_kib = 0;
+};
+static_assert(sizeof(Report) < PIPE_BUF);
+
+struct Pipe {
+  zxp::UniqueFd r, w;
+};
+bool make_pipe(Pipe* p) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  p->r.reset(fds[0]);
+  p->w.reset(fds[1]);
+  return true;
+}
+
+zxp::UniqueFd pidfd_of(pid_t pid) {
+  return zxp::UniqueFd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+}
+
+std::string how_it_ended(int status) {
+  if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  return "stopped";
+}
+
+// The workload, and a sum over what it read so that no read is optimized away and a
+// client that got wrong bytes (or zeros) is caught.
+uint64_t sum_words(const uint8_t* p, uint64_t n) {
+  const auto* w = reinterpret_cast<const uint64_t*>(p);
+  uint64_t s = 0;
+  for (uint64_t i = 0; i < n / 8; i++) s += w[i];
+  for (uint64_t i = n / 8 * 8; i < n; i++) s += p[i];
+  return s;
+}
+uint64_t read_blob(const uint8_t* p, uint64_t size, Workload w,
+                   const std::vector<uint64_t>& pages, uint64_t page) {
+  if (w == Workload::kWhole) return sum_words(p, size);
+  uint64_t s = 0;
+  for (uint64_t pg : pages) s += sum_words(p + pg * page, std::min(page, size - pg * page));
+  return s;
+}
+
+// The "Key:   123 kB" lines of a /proc file, summed. With hi != 0 (smaps), only those of
+// the mappings that overlap [lo, hi).
+uint64_t proc_kib(const char* path, const char* key, uintptr_t lo = 0, uintptr_t hi = 0) {
+  FILE* f = fopen(path, "re");
+  if (!f) return 0;
+  char line[512];
+  uint64_t total = 0;
+  bool in_range = hi == 0;
+  const size_t klen = strlen(key);
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long a, b;
+    // A mapping's header ("start-end perms ..."); no "Key:" line parses as two hex numbers.
+    if (hi != 0 && sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+      in_range = a < hi && b > lo;
+      continue;
+    }
+    if (in_range && strncmp(line, key, klen) == 0) total += strtoull(line + klen, nullptr, 10);
+  }
+  fclose(f);
+  return total;
+}
+
+// The daemon's utime+stime, in seconds.
+double cpu_seconds_of(pid_t pid) {
+  std::ifstream f(fmt::format("/proc/{}/stat", pid));
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t paren = s.rfind(')');
+  if (paren == std::string::npos) return 0;
+  // After "pid (comm)": state is field 3, utime 14, stime 15.
+  const char* p = s.c_str() + paren + 2;
+  unsigned long long v[13] = {};
+  char state;
+  if (sscanf(p, "%c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &state, &v[0],
+             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10],
+             &v[11]) != 13) {
+    return 0;
+  }
+  return static_cast<double>(v[10] + v[11]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double rusage_cpu(const rusage& ru) {
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+// What a client child is given; it closes `close_fds` (the parent's ends) first.
+struct ClientArgs {
+  uint32_t index = 0;
+  std::string socket;
+  Workload workload = Workload::kWhole;
+  const std::vector<uint64_t>* pages = nullptr;
+  uint64_t page = 4096;
+  int report = -1;
+  int go = -1, measure = -1, release = -1;  // -1: no such barrier
+  std::vector<int> close_fds;
+};
+
+void send(int fd, const Report& r) {
+  while (write(fd, &r, sizeof(r)) < 0 && errno == EINTR) {
+  }
+}
+// Returns at the barrier's EOF (the parent closed its end, or died).
+void wait_barrier(int fd) {
+  char c;
+  while (read(fd, &c, 1) != 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void client_main(const ClientArgs& a) {
+  for (int fd : a.close_fds) close(fd);
+  Report r;
+  r.client = a.index;
+  auto fail = [&](zx_status_t st) {
+    r.phase = kFailed;
+    r.status = st;
+    send(a.report, r);
+    _exit(1);
+  };
+  std::unique_ptr<zxp::BlobfsClient> client;
+  std::unique_ptr<zxp::BlobfsBlob> blob;
+  zx_status_t st = zxp::BlobfsClient::connect(a.socket.c_str(), &client);
+  if (st == ZX_OK) st = client->open(kBlobName, &blob);
+  if (st != ZX_OK) fail(st);
+  r.phase = kReady;
+  send(a.report, r);
+  if (a.go >= 0) wait_barrier(a.go);
+  r.t_start = now_s();
+  r.sum = read_blob(blob->data(), blob->size(), a.workload, *a.pages, a.page);
+  r.t_done = now_s();
+  r.phase = kDone;
+  send(a.report, r);
+  if (a.measure >= 0) {
+    wait_barrier(a.measure);
+    const auto lo = reinterpret_cast<uintptr_t>(blob->data());
+    const uintptr_t hi = lo + (blob->size() + a.page - 1) / a.page * a.page;
+    r.pss_kib = proc_kib("/proc/self/smaps_rollup", "Pss:");
+    r.map_pss_kib = proc_kib("/proc/self/smaps", "Pss:", lo, hi);
+    r.hwm_kib = proc_kib("/proc/self/status", "VmHWM:");
+    r.phase = kMeasured;
+    send(a.report, r);
+  }
+  if (a.release >= 0) wait_barrier(a.release);
+  blob.reset();
+  client.reset();
+  _exit(0);
+}
+
+// The children of a row: killed and reaped if the row ends early.
+struct Child {
+  pid_t pid = -1;
+  zxp::UniqueFd pidfd;
+  bool reaped = false;
+  int status = 0;
+  rusage ru{};
+};
+struct Children {
+  std::vector<Child> all;
+  ~Children() {
+    for (Child& c : all) {
+      if (c.reaped) continue;
+      kill(c.pid, SIGKILL);
+      waitpid(c.pid, nullptr, 0);
+    }
+  }
+  void reap(Child& c) {
+    if (!c.reaped && wait4(c.pid, &c.status, 0, &c.ru) == c.pid) c.reaped = true;
+  }
+};
+
+// Waits until every child in `kids` has exited (or the deadline passes: false).
+bool wait_exit(Children& kids, double deadline, std::string* err) {
+  for (;;) {
+    std::vector<pollfd> fds;
+    std::vector<Child*> who;
+    for (Child& c : kids.all) {
+      if (c.reaped) continue;
+      fds.push_back({c.pidfd.get(), POLLIN, 0});
+      who.push_back(&c);
+    }
+    if (fds.empty()) return true;
+    const double left = deadline - now_s();
+    if (left <= 0) {
+      *err = "the deadline passed waiting for processes to exit";
+      return false;
+    }
+    int n = poll(fds.data(), fds.size(), static_cast<int>(left * 1000) + 1);
+    if (n < 0 && errno != EINTR) {
+      *err = fmt::format("poll: {}", strerror(errno));
+      return false;
+    }
+    for (size_t i = 0; i < fds.size(); i++) {
+      if (fds[i].revents) kids.reap(*who[i]);
+    }
+  }
+}
+
+// Reads one `phase` record from each of `n` clients on `report`; fails if a client reports
+// a failure, a client or the daemon ends first, or the deadline passes.
+bool collect(int report, Children& kids, int daemon_pidfd, Phase phase, size_t n,
+             double deadline, std::vector<Report>* out, std::string* err) {
+  out->assign(n, Report{});
+  size_t got = 0;
+  while (got < n) {
+    std::vector<pollfd> fds = {{report, POLLIN, 0}, {daemon_pidfd, POLLIN, 0}};
+    for (Child& c : kids.all) fds.push_back({c.pidfd.get(), POLLIN, 0});
+    const double left = deadline - now_s();
+    if (left <= 0) {
+      *err = fmt::format("the deadline passed: {} of {} clients reported", got, n);
+      return false;
+    }
+    int ready = poll(fds.data(), fds.size(), static_cast<int>(left * 1000) + 1);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) {
+      *err = fmt::format("poll: {}", strerror(errno));
+      return false;
+    }
+    if (fds[0].revents) {
+      Report r;
+      ssize_t k = read(report, &r, sizeof(r));
+      if (k == sizeof(r) && r.phase == kFailed) {
+        *err = fmt::format("client {} could not open the blob: {}", r.client,
+                           zx_status_get_string(r.status));
+        return false;
+      }
+      if (k == sizeof(r) && r.phase == phase && r.client < n) {
+        (*out)[r.client] = r;
+        got++;
+        continue;
+      }
+      if (k < 0 && errno == EINTR) continue;
+      *err = fmt::format("a client's report was cut short ({} bytes)", k);
+      return false;
+    }
+    if (fds[1].revents) {
+      *err = "blobfsd ended during the row (see blobfsd.log)";
+      return false;
+    }
+    for (size_t i = 2; i < fds.size(); i++) {
+      if (!fds[i].revents) continue;
+      Child& c = kids.all[i - 2];
+      kids.reap(c);
+      *err = fmt::format("client {} ended before it reported ({})", i - 2, how_it_ended(c.status));
+      return false;
+    }
+  }
+  return true;
+}
+
+struct Context {
+  const Options* o = nullptr;
+  std::string dir, image, raw, blobfsd;
+  uint64_t size = 0, page = 4096;
+  std::vector<uint64_t> pages;  // the random workload's pages, in order
+  uint64_t expect_whole = 0, expect_random = 0;
+};
+
+// Forks one client; the parent keeps the child's pid and pidfd.
+bool spawn_client(const ClientArgs& a, Children& kids, std::string* err) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    *err = fmt::format("fork: {}", strerror(errno));
+    return false;
+  }
+  if (pid == 0) client_main(a);
+  Child c;
+  c.pid = pid;
+  c.pidfd = pidfd_of(pid);
+  if (!c.pidfd) {
+    *err = fmt::format("pidfd_open: {}", strerror(errno));
+    kids.all.push_back(std::move(c));
+    return false;
+  }
+  kids.all.push_back(std::move(c));
+  return true;
+}
+
+struct Warm {
+  double seconds = 0;      // fork to exit
+  double cat_seconds = 0;  // one cat, fork to exit, median of 3
+};
+
+struct Row {
+  Workload workload = Workload::kWhole;
+  int clients = 0;
+  double wall_s = 0, daemon_cpu_s = 0, clients_cpu_s = 0;
+  uint64_t bytes_read = 0, bytes_decompressed = 0, page_ins = 0;
+  uint64_t pss_kib = 0, map_pss_kib = 0, hwm_kib = 0;
+  double cats_wall_s = 0, cats_cpu_s = 0;
+  std::optional<Warm> warm;
+};
+
+// N cats of the raw file at once, released by one barrier: seconds from the release to
+// the last exit (and their CPU), or nullopt and *err.
+std::optional<double> run_cats(const Context& x, int n, double* cpu_s, std::string* err) {
+  Pipe go;
+  if (!make_pipe(&go)) {
+    *err = fmt::format("pipe: {}", strerror(errno));
+    return std::nullopt;
+  }
+  Children kids;
+  for (int i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      *err = fmt::format("fork: {}", strerror(errno));
+      return std::nullopt;
+    }
+    if (pid == 0) {
+      close(go.w.get());
+      wait_barrier(go.r.get());
+      int null = open("/dev/null", O_WRONLY);
+      if (null < 0 || dup2(null, STDOUT_FILENO) < 0) _exit(126);
+      execl("/bin/cat", "cat", x.raw.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    Child c;
+    c.pid = pid;
+    c.pidfd = pidfd_of(pid);
+    kids.all.push_back(std::move(c));
+    if (!kids.all.back().pidfd) {
+      *err = fmt::format("pidfd_open: {}", strerror(errno));
+      return std::nullopt;
+    }
+  }
+  const double t0 = now_s();
+  go.w.reset();
+  if (!wait_exit(kids, t0 + x.o->deadline_s, err)) return std::nullopt;
+  const double t = now_s() - t0;
+  *cpu_s = 0;
+  for (Child& c : kids.all) {
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
+      *err = fmt::format("cat {}: {}", x.raw, how_it_ended(c.status));
+      return std::nullopt;
+    }
+    *cpu_s += rusage_cpu(c.ru);
+  }
+  return t;
+}
+
+std::optional<double> median_cats(const Context& x, int n, double* cpu_s, std::string* err) {
+  std::vector<std::pair<double, double>> runs;
+  for (int i = 0; i < 3; i++) {
+    double cpu = 0;
+    auto t = run_cats(x, n, &cpu, err);
+    if (!t) return std::nullopt;
+    runs.push_back({*t, cpu});
+  }
+  std::sort(runs.begin(), runs.end());
+  *cpu_s = runs[1].second;
+  return runs[1].first;
+}
+
+// The warm client: forked while the row's clients still map the blob; reads it whole.
+std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>& close_fds,
+                             std::string* err) {
+  Pipe report;
+  if (!make_pipe(&report)) {
+    *err = fmt::format("pipe: {}", strerror(errno));
+    return std::nullopt;
+  }
+  ClientArgs a;
+  a.socket = d.socket();
+  a.workload = Workload::kWhole;
+  a.pages = &x.pages;
+  a.page = x.page;
+  a.report = report.w.get();
+  a.close_fds = close_fds;
+  a.close_fds.push_back(report.r.get());
+  Children kids;
+  const double t0 = now_s();
+  if (!spawn_client(a, kids, err)) return std::nullopt;
+  report.w.reset();
+  if (!wait_exit(kids, t0 + x.o->deadline_s, err)) return std::nullopt;
+  Warm w;
+  w.seconds = now_s() - t0;
+  Report r;
+  Report done;
+  while (read(report.r.get(), &r, sizeof(r)) == sizeof(r)) {
+    if (r.phase == kFailed) {
+      *err = fmt::format("the warm client failed: {}", zx_status_get_string(r.status));
+      return std::nullopt;
+    }
+    if (r.phase == kDone) done = r;
+  }
+  const Child& c = kids.all[0];
+  if (done.phase != kDone || !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
+    *err = fmt::format("the warm client ended without reading the blob ({})", how_it_ended(c.status));
+    return std::nullopt;
+  }
+  if (done.sum != x.expect_whole) {
+    *err = "the warm client read wrong bytes (its sum differs from the blob's)";
+    return std::nullopt;
+  }
+  double cpu = 0;
+  auto cat = median_cats(x, 1, &cpu, err);
+  if (!cat) return std::nullopt;
+  w.cat_seconds = *cat;
+  return w;
+}
+
+// One row: a fresh daemon, N clients through the three barriers.
+std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std::string* err) {
+  Daemon d(x.blobfsd, x.image, x.dir);
+  if (!d.up()) {
+    *err = fmt::format("blobfsd ({}) did not start; its log: {}/blobfsd.log", x.blobfsd, x.dir);
+    return std::nullopt;
+  }
+  zxp::UniqueFd daemon_pidfd = pidfd_of(d.pid());
+  Pipe report, go, measure, release;
+  if (!daemon_pidfd || !make_pipe(&report) || !make_pipe(&go) || !make_pipe(&measure) ||
+      !make_pipe(&release)) {
+    *err = fmt::format("pidfd_open/pipe: {}", strerror(errno));
+    return std::nullopt;
+  }
+  const double cpu0 = cpu_seconds_of(d.pid());
+  Children kids;
+  ClientArgs a;
+  a.socket = d.socket();
+  a.workload = wl;
+  a.pages = &x.pages;
+  a.page = x.page;
+  a.report = report.w.get();
+  a.go = go.r.get();
+  a.measure = measure.r.get();
+  a.release = release.r.get();
+  a.close_fds = {report.r.get(), go.w.get(), measure.w.get(), release.w.get()};
+  for (int i = 0; i < n; i++) {
+    a.index = static_cast<uint32_t>(i);
+    if (!spawn_client(a, kids, err)) return std::nullopt;
+  }
+  report.w.reset();  // only the clients write: EOF once all are gone
+
+  std::vector<Report> rs;
+  if (!collect(report.r.get(), kids, daemon_pidfd.get(), kReady, n, now_s() + x.o->deadline_s,
+               &rs, err)) {
+    return std::nullopt;
+  }
+  const double t0 = now_s();
+  go.w.reset();
+  if (!collect(report.r.get(), kids, daemon_pidfd.get(), kDone, n, t0 + x.o->deadline_s, &rs,
+               err)) {
+    return std::nullopt;
+  }
+  Row row;
+  row.workload = wl;
+  row.clients = n;
+  row.daemon_cpu_s = cpu_seconds_of(d.pid()) - cpu0;
+  const uint64_t expect = wl == Workload::kWhole ? x.expect_whole : x.expect_random;
+  for (const Report& r : rs) {
+    row.wall_s = std::max(row.wall_s, r.t_done - t0);
+    if (r.sum != expect) {
+      *err = fmt::format("client {} read wrong bytes (its sum differs from the blob's)", r.client);
+      return std::nullopt;
+    }
+  }
+  {
+    std::unique_ptr<zxp::BlobfsClient> c;
+    std::vector<zxp::BlobfsBlobStats> stats;
+    zx_status_t st = zxp::BlobfsClient::connect(d.socket().c_str(), &c);
+    if (st == ZX_OK) st = c->stats(&stats);
+    if (st != ZX_OK) {
+      *err = fmt::format("blobfsd STATS: {}", zx_status_get_string(st));
+      return std::nullopt;
+    }
+    for (const auto& s : stats) {
+      row.bytes_read += s.bytes_read;
+      row.bytes_decompressed += s.bytes_decompressed;
+      row.page_ins += s.page_ins;
+    }
+  }
+  measure.w.reset();
+  if (!collect(report.r.get(), kids, daemon_pidfd.get(), kMeasured, n, now_s() + x.o->deadline_s,
+               &rs, err)) {
+    return std::nullopt;
+  }
+  for (const Report& r : rs) {
+    row.pss_kib += r.pss_kib;
+    row.map_pss_kib += r.map_pss_kib;
+    row.hwm_kib += r.hwm_kib;
+  }
+  if (warm) {
+    row.warm = run_warm(x, d, {report.r.get(), release.w.get()}, err);
+    if (!row.warm) return std::nullopt;
+  }
+  release.w.reset();
+  if (!wait_exit(kids, now_s() + x.o->deadline_s, err)) return std::nullopt;
+  for (size_t i = 0; i < kids.all.size(); i++) {
+    const Child& c = kids.all[i];
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
+      *err = fmt::format("client {} ended badly after its read ({})", i, how_it_ended(c.status));
+      return std::nullopt;
+    }
+    row.clients_cpu_s += rusage_cpu(c.ru);
+  }
+  return row;
+}
+
+// --- output -------------------------------------------------------------------------
+
+double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
+std::string times(double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : "-"; }
+
+struct Target {
+  std::string what;
+  double value = 0;
+  double limit = 0;
+  bool at_most = true;
+  bool pass() const { return at_most ? value <= limit : value >= limit; }
+};
+
+const Row* find_row(const std::vector<Row>& rows, Workload w, int n) {
+  for (const Row& r : rows) {
+    if (r.workload == w && r.clients == n) return &r;
+  }
+  return nullptr;
+}
+
+void print_table(const Context& x, const std::vector<Row>& rows, Workload w, int base_n) {
+  fmt::print("{}\n", w == Workload::kWhole ? "whole blob, every byte in order"
+                                            : fmt::format("{} random pages ({}%), the same in every client",
+                                                          x.pages.size(), x.o->random_pct));
+  fmt::print("{:>7} {:>9} {:>6} {:>11} {:>6} {:>11} {:>8} {:>10} {:>6} {:>8} {:>6} {:>8} {:>8} {:>10} {:>8}\n",
+             "clients", "wall", "vs 1", "blobfsd CPU", "vs 1", "clients CPU", "read MiB",
+             "decomp MiB", "/blob", "PSS MiB", "/blob", "map PSS", "peak RSS", "cats wall",
+             "vs cats");
+  const Row* base = find_row(rows, w, base_n);
+  for (const Row& r : rows) {
+    if (r.workload != w) continue;
+    const bool cats = w == Workload::kWhole && r.cats_wall_s > 0;
+    fmt::print("{:>7} {:>9} {:>6} {:>11} {:>6} {:>11} {:>8.1f} {:>10.1f} {:>6} {:>8.1f} {:>6} {:>8.1f} {:>8.1f} {:>10} {:>8}\n",
+               r.clients, secs(r.wall_s), base ? times(r.wall_s, base->wall_s) : "-",
+               secs(r.daemon_cpu_s), base ? times(r.daemon_cpu_s, base->daemon_cpu_s) : "-",
+               secs(r.clients_cpu_s), mib(r.bytes_read), mib(r.bytes_decompressed),
+               times(static_cast<double>(r.bytes_decompressed), static_cast<double>(x.size)),
+               static_cast<double>(r.pss_kib) / 1024,
+               times(static_cast<double>(r.pss_kib) * 1024, static_cast<double>(x.size)),
+               static_cast<double>(r.map_pss_kib) / 1024, static_cast<double>(r.hwm_kib) / 1024,
+               cats ? secs(r.cats_wall_s) : "-", cats ? times(r.wall_s, r.cats_wall_s) : "-");
+  }
+  fmt::print("\n");
+}
+
+std::string json_row(const Row& r) {
+  std::string s = fmt::format(
+      "{{\"workload\": \"{}\", \"clients\": {}, \"wall_s\": {:.6f}, \"daemon_cpu_s\": {:.3f}, "
+      "\"clients_cpu_s\": {:.3f}, \"bytes_read\": {}, \"bytes_decompressed\": {}, "
+      "\"page_ins\": {}, \"pss_kib_sum\": {}, \"map_pss_kib_sum\": {}, "
+      "\"peak_rss_kib_sum\": {}",
+      name_of(r.workload), r.clients, r.wall_s, r.daemon_cpu_s, r.clients_cpu_s, r.bytes_read,
+      r.bytes_decompressed, r.page_ins, r.pss_kib, r.map_pss_kib, r.hwm_kib);
+  if (r.workload == Workload::kWhole) {
+    s += fmt::format(", \"cats_wall_s\": {:.6f}, \"cats_cpu_s\": {:.3f}", r.cats_wall_s,
+                     r.cats_cpu_s);
+  }
+  return s + "}";
+}
+
+// Grouped bars, one group per client count, in the style of `zxpager bench --svg`.
+struct Series {
+  std::string name, color;
+  std::vector<double> values;
+};
+void bar_panel(std::string* svg, int x, int y, int w, int h, const std::string& title,
+               const std::vector<int>& groups, const std::vector<Series>& series,
+               double line = 0, const std::string& line_label = "") {
+  double maxv = line * 1.1;
+  for (const Series& s : series) {
+    for (double v : s.values) maxv = std::max(maxv, v);
+  }
+  maxv = maxv > 0 ? maxv * 1.1 : 1;
+  *svg += fmt::format("<text x='{}' y='{}' font-size='14'>{}</text>\n", x, y - 12, title);
+  *svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#ccc'/>\n",
+                      x, y, w, h);
+  for (int k = 0; k <= 4; ++k) {
+    const double v = maxv * k / 4;
+    const int ty = y + h - h * k / 4;
+    *svg += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>\n", x - 6, ty + 4,
+                        maxv >= 10 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v));
+  }
+  const double gw = static_cast<double>(w) / static_cast<double>(groups.size());
+  const double bw = gw * 0.8 / static_cast<double>(series.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const double gx = x + gw * static_cast<double>(g) + gw * 0.1;
+    for (size_t s = 0; s < series.size(); ++s) {
+      if (g >= series[s].values.size()) continue;
+      const double v = series[s].values[g];
+      const double bh = h * v / maxv;
+      *svg += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' "
+                          "fill='{}'/>\n",
+                          gx + bw * static_cast<double>(s), y + h - bh, bw * 0.95, bh,
+                          series[s].color);
+    }
+    *svg += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{}</text>\n",
+                        x + gw * (static_cast<double>(g) + 0.5), y + h + 16, groups[g]);
+  }
+  *svg += fmt::format("<text x='{}' y='{}' text-anchor='middle' fill='#666'>clients</text>\n",
+                      x + w / 2, y + h + 32);
+  if (line > 0) {
+    const double ly = y + h - h * line / maxv;
+    *svg += fmt::format("<line x1='{}' y1='{:.1f}' x2='{}' y2='{:.1f}' stroke='#2ca02c' "
+                        "stroke-dasharray='5,3'/>\n<text x='{}' y='{:.1f}' fill='#2ca02c' "
+                        "text-anchor='end'>{}</text>\n",
+                        x, ly, x + w, ly, x + w - 4, ly - 4, line_label);
+  }
+  int ly = y + 14;
+  for (const Series& s : series) {
+    *svg += fmt::format("<rect x='{}' y='{}' width='10' height='10' fill='{}'/><text x='{}' "
+                        "y='{}'>{}</text>\n",
+                        x + 8, ly - 9, s.color, x + 22, ly, s.name);
+    ly += 14;
+  }
+}
+
+void write_svg(const std::string& path, const Context& x, const std::vector<Row>& rows,
+               const std::vector<int>& ns) {
+  std::vector<int> groups;
+  Series wall{"blobfsd + N clients", "#d62728", {}}, cats{"N cats", "#555555", {}};
+  Series dcpu{"blobfsd", "#d62728", {}}, ccpu{"clients", "#1f77b4", {}},
+      catcpu{"cats", "#555555", {}};
+  Series pss{"clients' PSS", "#1f77b4", {}}, decomp{"decompressed", "#d62728", {}};
+  for (int n : ns) {
+    const Row* r = find_row(rows, Workload::kWhole, n);
+    if (!r) continue;
+    groups.push_back(n);
+    wall.values.push_back(r->wall_s);
+    cats.values.push_back(r->cats_wall_s);
+    dcpu.values.push_back(r->daemon_cpu_s);
+    ccpu.values.push_back(r->clients_cpu_s);
+    catcpu.values.push_back(r->cats_cpu_s);
+    pss.values.push_back(static_cast<double>(r->pss_kib) * 1024 / static_cast<double>(x.size));
+    decomp.values.push_back(static_cast<double>(r->bytes_decompressed) /
+                            static_cast<double>(x.size));
+  }
+  const int W = 1040, H = 400, T = 60, PW = 260, PH = 260, L = 60, GAP = 80;
+  std::string svg = fmt::format(
+      "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' "
+      "font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n",
+      W, H);
+  svg += fmt::format("<text x='{}' y='20' font-size='15'>zxpager bench blobfs --clients: N "
+                     "processes read one {:.0f} MiB blob whole from one blobfsd</text>\n",
+                     L, mib(x.size));
+  bar_panel(&svg, L, T, PW, PH, "Wall time (s)", groups, {wall, cats});
+  bar_panel(&svg, L + PW + GAP, T, PW, PH, "CPU time (s)", groups, {dcpu, ccpu, catcpu});
+  bar_panel(&svg, L + 2 * (PW + GAP), T, PW, PH, "Over the blob's size (x)", groups,
+            {decomp, pss}, 1.3, "target 1.3x");
+  svg += "</svg>\n";
+  std::ofstream(path) << svg;
+}
+
+}  // namespace
+
+int run_bench_clients(const Options& o) {
+  zxp_features_t f;
+  if (zxp_get_features(&f) != ZX_OK || !f.remote_vmos) {
+    fmt::print(stderr, "bench blobfs --clients: this kernel cannot map blobs from blobfsd "
+                       "(remote pager VMOs need UFFDIO_POISON, Linux 6.6): skipped\n");
+    return 77;
+  }
+  std::vector<int> ns = o.clients;
+  std::sort(ns.begin(), ns.end());
+  ns.erase(std::unique(ns.begin(), ns.end()), ns.end());
+
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "zxpager-bench-clients-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) {
+    fmt::print(stderr, "bench blobfs --clients: mkdtemp: {}\n", strerror(errno));
+    return 1;
+  }
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{tmpl};
+
+  Context x;
+  x.o = &o;
+  x.dir = tmpl;
+  x.image = x.dir + "/image";
+  x.raw = x.dir + "/blob";
+  x.blobfsd = find_blobfsd(o.blobfsd);
+  x.page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  x.size = o.size_mib << 20;
+  {
+    const uint64_t pages = (x.size + x.page - 1) / x.page;
+    std::vector<uint64_t> all(pages);
+    for (uint64_t i = 0; i < pages; i++) all[i] = i;
+    std::mt19937_64 rng(o.seed);
+    std::shuffle(all.begin(), all.end(), rng);
+    const auto k = std::max<uint64_t>(
+        1, static_cast<uint64_t>(static_cast<double>(pages) * o.random_pct / 100.0));
+    x.pages.assign(all.begin(), all.begin() + static_cast<ptrdiff_t>(k));
+  }
+  const double tb = now_s();
+  uint64_t image_bytes = 0;
+  {
+    std::vector<uint8_t> data = compressible(x.size, o.seed);
+    x.expect_whole = read_blob(data.data(), x.size, Workload::kWhole, x.pages, x.page);
+    x.expect_random = read_blob(data.data(), x.size, Workload::kRandom, x.pages, x.page);
+    blobfs::BuildOptions bo;
+    bo.compression_level = o.level;
+    blobfs::ImageBuilder builder(bo);
+    std::string error;
+    zx_status_t st = builder.AddBytes(kBlobName, data, &error);
+    if (st == ZX_OK) st = builder.Write(x.image, &error);
+    if (st != ZX_OK) {
+      fmt::print(stderr, "bench blobfs --clients: building the image: {} ({})\n", error,
+                 zx_status_get_string(st));
+      return 1;
+    }
+    std::ofstream raw(x.raw, std::ios::binary);
+    raw.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(x.size));
+    if (!raw.flush()) {
+      fmt::print(stderr, "bench blobfs --clients: writing {}: failed\n", x.raw);
+      return 1;
+    }
+    struct stat sb;
+    if (stat(x.image.c_str(), &sb) == 0) image_bytes = static_cast<uint64_t>(sb.st_size);
+  }
+  // The clients are forks of this process: what it still holds would count in their PSS.
+  malloc_trim(0);
+  fmt::print(stderr, "  built a {} MiB blob into a {:.1f} MiB image (zstd level {}) in {:.1f} s\n",
+             o.size_mib, mib(image_bytes), o.level, now_s() - tb);
+
+  std::string err;
+  double unused = 0;
+  if (!run_cats(x, 1, &unused, &err)) {  // the raw file into the page cache
+    fmt::print(stderr, "bench blobfs --clients: {}\n", err);
+    return 1;
+  }
+  std::vector<Row> rows;
+  for (Workload wl : {Workload::kWhole, Workload::kRandom}) {
+    for (int n : ns) {
+      const bool warm = wl == Workload::kWhole && n == ns.back();
+      std::vector<Row> runs;
+      for (int i = 0; i < o.repeat; i++) {
+        fmt::print(stderr, "  {}, {} client{}{}...", name_of(wl), n, n == 1 ? "" : "s",
+                   o.repeat > 1 ? fmt::format(" (run {} of {})", i + 1, o.repeat) : "");
+        auto row = run_row(x, wl, n, warm, &err);
+        if (!row) {
+          fmt::print(stderr, "\nbench blobfs --clients: {}, {} clients: {}\n", name_of(wl), n,
+                     err);
+          return 1;
+        }
+        fmt::print(stderr, " {}\n", secs(row->wall_s));
+        runs.push_back(*row);
+      }
+      std::sort(runs.begin(), runs.end(),
+                [](const Row& a, const Row& b) { return a.wall_s < b.wall_s; });
+      Row row = runs[runs.size() / 2];
+      if (wl == Workload::kWhole) {
+        auto t = median_cats(x, n, &row.cats_cpu_s, &err);
+        if (!t) {
+          fmt::print(stderr, "bench blobfs --clients: {} cats: {}\n", n, err);
+          return 1;
+        }
+        row.cats_wall_s = *t;
+      }
+      rows.push_back(row);
+    }
+  }
+
+  const int base_n = ns.front(), top_n = ns.back();
+  const Row* base = find_row(rows, Workload::kWhole, base_n);
+  const Row* top = find_row(rows, Workload::kWhole, top_n);
+  const double size = static_cast<double>(x.size);
+  std::vector<Target> targets = {
+      {fmt::format("blobfsd CPU, {} clients / {}", top_n, base_n),
+       base->daemon_cpu_s > 0 ? top->daemon_cpu_s / base->daemon_cpu_s : 0, 1.3, true},
+      {fmt::format("bytes decompressed, {} clients / blob size", top_n),
+       static_cast<double>(top->bytes_decompressed) / size, 1.1, true},
+      {fmt::format("clients' summed PSS, {} clients / blob size", top_n),
+       static_cast<double>(top->pss_kib) * 1024 / size, 1.3, true},
+      {fmt::format("wall, {} clients / {}", top_n, base_n), top->wall_s / base->wall_s, 2.0,
+       true},
+  };
+  if (top->warm) {
+    targets.push_back({"warm client MiB/s / one cat's",
+                       top->warm->cat_seconds / top->warm->seconds, 0.5, false});
+  }
+
+  if (!o.svg.empty()) write_svg(o.svg, x, rows, ns);
+  if (o.json) {
+    fmt::print("{{\"blob_bytes\": {}, \"image_bytes\": {}, \"random_pages\": {}, \"repeat\": {}, "
+               "\"rows\": [",
+               x.size, image_bytes, x.pages.size(), o.repeat);
+    for (size_t i = 0; i < rows.size(); i++) fmt::print("{}{}", i ? ", " : "", json_row(rows[i]));
+    fmt::print("]");
+    if (top->warm) {
+      fmt::print(", \"warm\": {{\"after_clients\": {}, \"seconds\": {:.6f}, \"cat_seconds\": "
+                 "{:.6f}}}",
+                 top_n, top->warm->seconds, top->warm->cat_seconds);
+    }
+    fmt::print(", \"targets\": [");
+    for (size_t i = 0; i < targets.size(); i++) {
+      const Target& t = targets[i];
+      fmt::print("{}{{\"what\": \"{}\", \"value\": {:.3f}, \"limit\": \"{} {}\", \"pass\": {}}}",
+                 i ? ", " : "", t.what, t.value, t.at_most ? "<=" : ">=", t.limit,
+                 t.pass() ? "true" : "false");
+    }
+    fmt::print("]}}\n");
+    return 0;
+  }
+
+  fmt::print("zxpager bench blobfs --clients: a {:.0f} MiB compressible blob ({:.1f} MiB in the "
+             "image, chunked zstd),\nread by N client processes at once from one blobfsd (a "
+             "fresh daemon per row{}); beside it N cats of the same bytes from the page cache\n\n",
+             mib(x.size), mib(image_bytes),
+             o.repeat > 1 ? fmt::format(", median wall of {}", o.repeat) : "");
+  print_table(x, rows, Workload::kWhole, base_n);
+  print_table(x, rows, Workload::kRandom, base_n);
+  if (top->warm) {
+    const Warm& w = *top->warm;
+    fmt::print("warm client (one more, while the {} clients of the whole row still map the blob), "
+               "fork to exit:\n  {} = {:.0f} MiB/s; one cat of the same bytes {} = {:.0f} MiB/s\n\n",
+               top_n, secs(w.seconds), mib(x.size) / w.seconds, secs(w.cat_seconds),
+               mib(x.size) / w.cat_seconds);
+  }
+  fmt::print("targets (issue 10; whole blob{}):\n",
+             base_n == 1 ? "" : fmt::format(", against {} clients: no 1-client row", base_n));
+  for (const Target& t : targets) {
+    fmt::print("  {:<46} {:>7.2f}x   {} {:.1f}x   {}\n", t.what, t.value,
+               t.at_most ? "<=" : ">=", t.limit, t.pass() ? "PASS" : "MISS");
+  }
+  return 0;
+}
+
+}  // namespace zxpager_cli::blobfs_bench
