@@ -323,7 +323,7 @@ bool collect(int report, Children& kids, int daemon_pidfd, Phase phase, size_t n
       return false;
     }
     if (fds[1].revents) {
-      *err = "blobfsd ended during the row (see blobfsd.log)";
+      *err = "blobfsd ended during the row";
       return false;
     }
     for (size_t i = 2; i < fds.size(); i++) {
@@ -488,11 +488,20 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
   return w;
 }
 
+// The end of the daemons' log (the scratch directory goes when the bench ends).
+std::string log_tail(const std::string& dir) {
+  std::ifstream f(dir + "/blobfsd.log");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (s.empty()) return "";
+  if (s.size() > 2000) s = "..." + s.substr(s.size() - 2000);
+  return "; blobfsd's log:\n" + s;
+}
+
 // One row: a fresh daemon, N clients through the three barriers.
 std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std::string* err) {
   Daemon d(x.blobfsd, x.image, x.dir);
   if (!d.up()) {
-    *err = fmt::format("blobfsd ({}) did not start; its log: {}/blobfsd.log", x.blobfsd, x.dir);
+    *err = fmt::format("blobfsd ({}) did not start{}", x.blobfsd, log_tail(x.dir));
     return std::nullopt;
   }
   zxp::UniqueFd daemon_pidfd = pidfd_of(d.pid());
@@ -830,8 +839,9 @@ int run_bench_clients(const Options& o) {
                    o.repeat > 1 ? fmt::format(" (run {} of {})", i + 1, o.repeat) : "");
         auto row = run_row(x, wl, n, warm, &err);
         if (!row) {
-          fmt::print(stderr, "\nbench blobfs --clients: {}, {} clients: {}\n", name_of(wl), n,
-                     err);
+          fmt::print(stderr, "\nbench blobfs --clients: {}, {} client{}: {}{}\n", name_of(wl), n,
+                     n == 1 ? "" : "s", err,
+                     err.find("blobfsd's log") == std::string::npos ? log_tail(x.dir) : "");
           return 1;
         }
         fmt::print(stderr, " {}\n", secs(row->wall_s));
