@@ -351,9 +351,10 @@ Runner add_bench_blobfs(CLI::App& bench) {
       "to 1% random pages, and full-read throughput, with ratios.\n"
       "With --clients: N client processes reading one blob from one blobfsd at once, "
       "beside N cats of the same bytes (see the columns below)");
-  CLI::Option* size = sub->add_option("--size", o->size_mib, "Blob size in MiB (128 with --clients)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
+  CLI::Option* size =
+      sub->add_option("--size", o->size_mib, "Blob size in MiB (128 with --clients)")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 4096));
   sub->add_option("--random-pct", o->random_pct, "Percentage of pages sampled at random")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 100.0));

@@ -3,9 +3,8 @@
 // many client processes reading one blob from one blobfsd at once.
 #pragma once
 
-#include <sys/types.h>
-
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <string>
 #include <vector>
@@ -18,7 +17,7 @@ inline constexpr const char* kBlobName = "large.txt";
 struct Options {
   uint64_t size_mib = 256;  // 128 for --clients unless --size is given
   double random_pct = 1.0;
-  int repeat = 3;           // 1 for --clients unless --repeat is given
+  int repeat = 3;  // 1 for --clients unless --repeat is given
   int level = 9;
   uint64_t seed = 1;
   std::string blobfsd;

@@ -13,8 +13,12 @@
 // only a third barrier lets them unmap and exit. Barriers are pipes whose write end the
 // parent closes (EOF wakes every reader at once); every wait has a deadline and notices a
 // client or the daemon that died (pidfds).
+#include "bench_clients.h"
+
+#include <blobfs/builder.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,8 +29,10 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fmt/core.h>
+#include <zircon/status.h>
+#include <zxpager/blobfs_client.h>
+#include <zxpager/unique_fd.h>
+#include <zxpager/zxpager.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -36,12 +42,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <blobfs/builder.h>
-#include <zircon/status.h>
-#include <zxpager/blobfs_client.h>
-#include <zxpager/unique_fd.h>
-#include <zxpager/zxpager.h>
 
 #include "bench_blobfs.h"
 
@@ -74,9 +74,6 @@ const char* const kClientsHelp =
 
 namespace {
 
-enum class Workload { kWhole, kRandom };
-const char* name_of(Workload w) { return w == Workload::kWhole ? "whole" : "random"; }
-
 // One record a client sends the parent per phase. Smaller than PIPE_BUF, so a write is
 // atomic and a read of sizeof(Report) returns exactly one record.
 enum Phase : uint32_t { kReady = 1, kDone = 2, kMeasured = 3, kFailed = 4 };
@@ -108,7 +105,8 @@ zxp::UniqueFd pidfd_of(pid_t pid) {
 
 std::string how_it_ended(int status) {
   if (WIFEXITED(status)) return fmt::format("exit {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return fmt::format("signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  if (WIFSIGNALED(status))
+    return fmt::format("signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
   return "stopped";
 }
 
@@ -121,8 +119,8 @@ uint64_t sum_words(const uint8_t* p, uint64_t n) {
   for (uint64_t i = n / 8 * 8; i < n; i++) s += p[i];
   return s;
 }
-uint64_t read_blob(const uint8_t* p, uint64_t size, Workload w,
-                   const std::vector<uint64_t>& pages, uint64_t page) {
+uint64_t read_blob(const uint8_t* p, uint64_t size, Workload w, const std::vector<uint64_t>& pages,
+                   uint64_t page) {
   if (w == Workload::kWhole) return sum_words(p, size);
   uint64_t s = 0;
   for (uint64_t pg : pages) s += sum_words(p + pg * page, std::min(page, size - pg * page));
@@ -162,8 +160,7 @@ double cpu_seconds_of(pid_t pid) {
   unsigned long long v[13] = {};
   char state;
   if (sscanf(p, "%c %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &state, &v[0],
-             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10],
-             &v[11]) != 13) {
+             &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11]) != 13) {
     return 0;
   }
   return static_cast<double>(v[10] + v[11]) / static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -287,8 +284,8 @@ bool wait_exit(Children& kids, double deadline, std::string* err) {
 
 // Reads one `phase` record from each of `n` clients on `report`; fails if a client reports
 // a failure, a client or the daemon ends first, or the deadline passes.
-bool collect(int report, Children& kids, int daemon_pidfd, Phase phase, size_t n,
-             double deadline, std::vector<Report>* out, std::string* err) {
+bool collect(int report, Children& kids, int daemon_pidfd, Phase phase, size_t n, double deadline,
+             std::vector<Report>* out, std::string* err) {
   out->assign(n, Report{});
   size_t got = 0;
   while (got < n) {
@@ -364,21 +361,6 @@ bool spawn_client(const ClientArgs& a, Children& kids, std::string* err) {
   kids.all.push_back(std::move(c));
   return true;
 }
-
-struct Warm {
-  double seconds = 0;      // fork to exit
-  double cat_seconds = 0;  // one cat, fork to exit, median of 3
-};
-
-struct Row {
-  Workload workload = Workload::kWhole;
-  int clients = 0;
-  double wall_s = 0, daemon_cpu_s = 0, clients_cpu_s = 0;
-  uint64_t bytes_read = 0, bytes_decompressed = 0, page_ins = 0;
-  uint64_t pss_kib = 0, map_pss_kib = 0, hwm_kib = 0;
-  double cats_wall_s = 0, cats_cpu_s = 0;
-  std::optional<Warm> warm;
-};
 
 // N cats of the raw file at once, released by one barrier: seconds from the release to
 // the last exit (and their CPU), or nullopt and *err.
@@ -474,7 +456,8 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
   }
   const Child& c = kids.all[0];
   if (done.phase != kDone || !WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
-    *err = fmt::format("the warm client ended without reading the blob ({})", how_it_ended(c.status));
+    *err =
+        fmt::format("the warm client ended without reading the blob ({})", how_it_ended(c.status));
     return std::nullopt;
   }
   if (done.sum != x.expect_whole) {
@@ -530,8 +513,8 @@ std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std:
   report.w.reset();  // only the clients write: EOF once all are gone
 
   std::vector<Report> rs;
-  if (!collect(report.r.get(), kids, daemon_pidfd.get(), kReady, n, now_s() + x.o->deadline_s,
-               &rs, err)) {
+  if (!collect(report.r.get(), kids, daemon_pidfd.get(), kReady, n, now_s() + x.o->deadline_s, &rs,
+               err)) {
     return std::nullopt;
   }
   const double t0 = now_s();
@@ -594,166 +577,14 @@ std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std:
   return row;
 }
 
-// --- output -------------------------------------------------------------------------
-
-double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
-std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
-std::string times(double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : "-"; }
-
-struct Target {
-  std::string what;
-  double value = 0;
-  double limit = 0;
-  bool at_most = true;
-  bool pass() const { return at_most ? value <= limit : value >= limit; }
-};
-
-const Row* find_row(const std::vector<Row>& rows, Workload w, int n) {
-  for (const Row& r : rows) {
-    if (r.workload == w && r.clients == n) return &r;
-  }
-  return nullptr;
-}
-
-void print_table(const Context& x, const std::vector<Row>& rows, Workload w, int base_n) {
-  fmt::print("{}\n", w == Workload::kWhole ? "whole blob, every byte in order"
-                                            : fmt::format("{} random pages ({}%), the same in every client",
-                                                          x.pages.size(), x.o->random_pct));
-  fmt::print("{:>7} {:>9} {:>6} {:>11} {:>6} {:>11} {:>8} {:>10} {:>6} {:>8} {:>6} {:>8} {:>8} {:>10} {:>8}\n",
-             "clients", "wall", "vs 1", "blobfsd CPU", "vs 1", "clients CPU", "read MiB",
-             "decomp MiB", "/blob", "PSS MiB", "/blob", "map PSS", "peak RSS", "cats wall",
-             "vs cats");
-  const Row* base = find_row(rows, w, base_n);
-  for (const Row& r : rows) {
-    if (r.workload != w) continue;
-    const bool cats = w == Workload::kWhole && r.cats_wall_s > 0;
-    fmt::print("{:>7} {:>9} {:>6} {:>11} {:>6} {:>11} {:>8.1f} {:>10.1f} {:>6} {:>8.1f} {:>6} {:>8.1f} {:>8.1f} {:>10} {:>8}\n",
-               r.clients, secs(r.wall_s), base ? times(r.wall_s, base->wall_s) : "-",
-               secs(r.daemon_cpu_s), base ? times(r.daemon_cpu_s, base->daemon_cpu_s) : "-",
-               secs(r.clients_cpu_s), mib(r.bytes_read), mib(r.bytes_decompressed),
-               times(static_cast<double>(r.bytes_decompressed), static_cast<double>(x.size)),
-               static_cast<double>(r.pss_kib) / 1024,
-               times(static_cast<double>(r.pss_kib) * 1024, static_cast<double>(x.size)),
-               static_cast<double>(r.map_pss_kib) / 1024, static_cast<double>(r.hwm_kib) / 1024,
-               cats ? secs(r.cats_wall_s) : "-", cats ? times(r.wall_s, r.cats_wall_s) : "-");
-  }
-  fmt::print("\n");
-}
-
-std::string json_row(const Row& r) {
-  std::string s = fmt::format(
-      "{{\"workload\": \"{}\", \"clients\": {}, \"wall_s\": {:.6f}, \"daemon_cpu_s\": {:.3f}, "
-      "\"clients_cpu_s\": {:.3f}, \"bytes_read\": {}, \"bytes_decompressed\": {}, "
-      "\"page_ins\": {}, \"pss_kib_sum\": {}, \"map_pss_kib_sum\": {}, "
-      "\"peak_rss_kib_sum\": {}",
-      name_of(r.workload), r.clients, r.wall_s, r.daemon_cpu_s, r.clients_cpu_s, r.bytes_read,
-      r.bytes_decompressed, r.page_ins, r.pss_kib, r.map_pss_kib, r.hwm_kib);
-  if (r.workload == Workload::kWhole) {
-    s += fmt::format(", \"cats_wall_s\": {:.6f}, \"cats_cpu_s\": {:.3f}", r.cats_wall_s,
-                     r.cats_cpu_s);
-  }
-  return s + "}";
-}
-
-// Grouped bars, one group per client count, in the style of `zxpager bench --svg`.
-struct Series {
-  std::string name, color;
-  std::vector<double> values;
-};
-void bar_panel(std::string* svg, int x, int y, int w, int h, const std::string& title,
-               const std::vector<int>& groups, const std::vector<Series>& series,
-               double line = 0, const std::string& line_label = "") {
-  double maxv = line * 1.1;
-  for (const Series& s : series) {
-    for (double v : s.values) maxv = std::max(maxv, v);
-  }
-  maxv = maxv > 0 ? maxv * 1.1 : 1;
-  *svg += fmt::format("<text x='{}' y='{}' font-size='14'>{}</text>\n", x, y - 12, title);
-  *svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#ccc'/>\n",
-                      x, y, w, h);
-  for (int k = 0; k <= 4; ++k) {
-    const double v = maxv * k / 4;
-    const int ty = y + h - h * k / 4;
-    *svg += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>\n", x - 6, ty + 4,
-                        maxv >= 10 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v));
-  }
-  const double gw = static_cast<double>(w) / static_cast<double>(groups.size());
-  const double bw = gw * 0.8 / static_cast<double>(series.size());
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const double gx = x + gw * static_cast<double>(g) + gw * 0.1;
-    for (size_t s = 0; s < series.size(); ++s) {
-      if (g >= series[s].values.size()) continue;
-      const double v = series[s].values[g];
-      const double bh = h * v / maxv;
-      *svg += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='{:.1f}' height='{:.1f}' "
-                          "fill='{}'/>\n",
-                          gx + bw * static_cast<double>(s), y + h - bh, bw * 0.95, bh,
-                          series[s].color);
-    }
-    *svg += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{}</text>\n",
-                        x + gw * (static_cast<double>(g) + 0.5), y + h + 16, groups[g]);
-  }
-  *svg += fmt::format("<text x='{}' y='{}' text-anchor='middle' fill='#666'>clients</text>\n",
-                      x + w / 2, y + h + 32);
-  if (line > 0) {
-    const double ly = y + h - h * line / maxv;
-    *svg += fmt::format("<line x1='{}' y1='{:.1f}' x2='{}' y2='{:.1f}' stroke='#2ca02c' "
-                        "stroke-dasharray='5,3'/>\n<text x='{}' y='{:.1f}' fill='#2ca02c' "
-                        "text-anchor='end'>{}</text>\n",
-                        x, ly, x + w, ly, x + w - 4, ly - 4, line_label);
-  }
-  int ly = y + 14;
-  for (const Series& s : series) {
-    *svg += fmt::format("<rect x='{}' y='{}' width='10' height='10' fill='{}'/><text x='{}' "
-                        "y='{}'>{}</text>\n",
-                        x + 8, ly - 9, s.color, x + 22, ly, s.name);
-    ly += 14;
-  }
-}
-
-void write_svg(const std::string& path, const Context& x, const std::vector<Row>& rows,
-               const std::vector<int>& ns) {
-  std::vector<int> groups;
-  Series wall{"blobfsd + N clients", "#d62728", {}}, cats{"N cats", "#555555", {}};
-  Series dcpu{"blobfsd", "#d62728", {}}, ccpu{"clients", "#1f77b4", {}},
-      catcpu{"cats", "#555555", {}};
-  Series pss{"clients' PSS", "#1f77b4", {}}, decomp{"decompressed", "#d62728", {}};
-  for (int n : ns) {
-    const Row* r = find_row(rows, Workload::kWhole, n);
-    if (!r) continue;
-    groups.push_back(n);
-    wall.values.push_back(r->wall_s);
-    cats.values.push_back(r->cats_wall_s);
-    dcpu.values.push_back(r->daemon_cpu_s);
-    ccpu.values.push_back(r->clients_cpu_s);
-    catcpu.values.push_back(r->cats_cpu_s);
-    pss.values.push_back(static_cast<double>(r->pss_kib) * 1024 / static_cast<double>(x.size));
-    decomp.values.push_back(static_cast<double>(r->bytes_decompressed) /
-                            static_cast<double>(x.size));
-  }
-  const int W = 1040, H = 400, T = 60, PW = 260, PH = 260, L = 60, GAP = 80;
-  std::string svg = fmt::format(
-      "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' "
-      "font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n",
-      W, H);
-  svg += fmt::format("<text x='{}' y='20' font-size='15'>zxpager bench blobfs --clients: N "
-                     "processes read one {:.0f} MiB blob whole from one blobfsd</text>\n",
-                     L, mib(x.size));
-  bar_panel(&svg, L, T, PW, PH, "Wall time (s)", groups, {wall, cats});
-  bar_panel(&svg, L + PW + GAP, T, PW, PH, "CPU time (s)", groups, {dcpu, ccpu, catcpu});
-  bar_panel(&svg, L + 2 * (PW + GAP), T, PW, PH, "Over the blob's size (x)", groups,
-            {decomp, pss}, 1.3, "target 1.3x");
-  svg += "</svg>\n";
-  std::ofstream(path) << svg;
-}
-
 }  // namespace
 
 int run_bench_clients(const Options& o) {
   zxp_features_t f;
   if (zxp_get_features(&f) != ZX_OK || !f.remote_vmos) {
-    fmt::print(stderr, "bench blobfs --clients: this kernel cannot map blobs from blobfsd "
-                       "(remote pager VMOs need UFFDIO_POISON, Linux 6.6): skipped\n");
+    fmt::print(stderr,
+               "bench blobfs --clients: this kernel cannot map blobs from blobfsd "
+               "(remote pager VMOs need UFFDIO_POISON, Linux 6.6): skipped\n");
     return 77;
   }
   std::vector<int> ns = o.clients;
@@ -862,67 +693,19 @@ int run_bench_clients(const Options& o) {
     }
   }
 
-  const int base_n = ns.front(), top_n = ns.back();
-  const Row* base = find_row(rows, Workload::kWhole, base_n);
-  const Row* top = find_row(rows, Workload::kWhole, top_n);
-  const double size = static_cast<double>(x.size);
-  std::vector<Target> targets = {
-      {fmt::format("blobfsd CPU, {} clients / {}", top_n, base_n),
-       base->daemon_cpu_s > 0 ? top->daemon_cpu_s / base->daemon_cpu_s : 0, 1.3, true},
-      {fmt::format("bytes decompressed, {} clients / blob size", top_n),
-       static_cast<double>(top->bytes_decompressed) / size, 1.1, true},
-      {fmt::format("clients' summed PSS, {} clients / blob size", top_n),
-       static_cast<double>(top->pss_kib) * 1024 / size, 1.3, true},
-      {fmt::format("wall, {} clients / {}", top_n, base_n), top->wall_s / base->wall_s, 2.0,
-       true},
-  };
-  if (top->warm) {
-    targets.push_back({"warm client MiB/s / one cat's",
-                       top->warm->cat_seconds / top->warm->seconds, 0.5, false});
-  }
-
-  if (!o.svg.empty()) write_svg(o.svg, x, rows, ns);
+  Results res;
+  res.blob_bytes = x.size;
+  res.image_bytes = image_bytes;
+  res.random_pages = x.pages.size();
+  res.random_pct = o.random_pct;
+  res.repeat = o.repeat;
+  res.clients = ns;
+  res.rows = std::move(rows);
+  if (!o.svg.empty()) write_svg(o.svg, res);
   if (o.json) {
-    fmt::print("{{\"blob_bytes\": {}, \"image_bytes\": {}, \"random_pages\": {}, \"repeat\": {}, "
-               "\"rows\": [",
-               x.size, image_bytes, x.pages.size(), o.repeat);
-    for (size_t i = 0; i < rows.size(); i++) fmt::print("{}{}", i ? ", " : "", json_row(rows[i]));
-    fmt::print("]");
-    if (top->warm) {
-      fmt::print(", \"warm\": {{\"after_clients\": {}, \"seconds\": {:.6f}, \"cat_seconds\": "
-                 "{:.6f}}}",
-                 top_n, top->warm->seconds, top->warm->cat_seconds);
-    }
-    fmt::print(", \"targets\": [");
-    for (size_t i = 0; i < targets.size(); i++) {
-      const Target& t = targets[i];
-      fmt::print("{}{{\"what\": \"{}\", \"value\": {:.3f}, \"limit\": \"{} {}\", \"pass\": {}}}",
-                 i ? ", " : "", t.what, t.value, t.at_most ? "<=" : ">=", t.limit,
-                 t.pass() ? "true" : "false");
-    }
-    fmt::print("]}}\n");
-    return 0;
-  }
-
-  fmt::print("zxpager bench blobfs --clients: a {:.0f} MiB compressible blob ({:.1f} MiB in the "
-             "image, chunked zstd),\nread by N client processes at once from one blobfsd (a "
-             "fresh daemon per row{}); beside it N cats of the same bytes from the page cache\n\n",
-             mib(x.size), mib(image_bytes),
-             o.repeat > 1 ? fmt::format(", median wall of {}", o.repeat) : "");
-  print_table(x, rows, Workload::kWhole, base_n);
-  print_table(x, rows, Workload::kRandom, base_n);
-  if (top->warm) {
-    const Warm& w = *top->warm;
-    fmt::print("warm client (one more, while the {} clients of the whole row still map the blob), "
-               "fork to exit:\n  {} = {:.0f} MiB/s; one cat of the same bytes {} = {:.0f} MiB/s\n\n",
-               top_n, secs(w.seconds), mib(x.size) / w.seconds, secs(w.cat_seconds),
-               mib(x.size) / w.cat_seconds);
-  }
-  fmt::print("targets (issue 10; whole blob{}):\n",
-             base_n == 1 ? "" : fmt::format(", against {} clients: no 1-client row", base_n));
-  for (const Target& t : targets) {
-    fmt::print("  {:<46} {:>7.2f}x   {} {:.1f}x   {}\n", t.what, t.value,
-               t.at_most ? "<=" : ">=", t.limit, t.pass() ? "PASS" : "MISS");
+    print_json(res);
+  } else {
+    print_text(res);
   }
   return 0;
 }
