@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -103,20 +104,31 @@ struct Series {
 void bar_panel(std::string* svg, int x, int y, int w, int h, const std::string& title,
                const std::vector<int>& groups, const std::vector<Series>& series, double line = 0,
                const std::string& line_label = "") {
-  double maxv = line * 1.1;
+  double maxv = line;
   for (const Series& s : series) {
     for (double v : s.values) maxv = std::max(maxv, v);
   }
-  maxv = maxv > 0 ? maxv * 1.1 : 1;
+  // A round axis: four steps of 1, 2, 2.5 or 5 times a power of ten.
+  const double raw_step = maxv > 0 ? maxv * 1.05 / 4 : 0.25;
+  const double p10 = std::pow(10.0, std::floor(std::log10(raw_step)));
+  double step = 10 * p10;
+  for (double m : {1.0, 2.0, 2.5, 5.0}) {
+    if (m * p10 >= raw_step) {
+      step = m * p10;
+      break;
+    }
+  }
+  maxv = 4 * step;
   *svg += fmt::format("<text x='{}' y='{}' font-size='14'>{}</text>\n", x, y - 12, title);
+  for (int k = 0; k <= 4; ++k) {
+    const int ty = y + h - h * k / 4;
+    *svg += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#eee'/>\n", x, ty, x + w,
+                        ty);
+    *svg += fmt::format("<text x='{}' y='{}' text-anchor='end'>{:g}</text>\n", x - 6, ty + 4,
+                        step * k);
+  }
   *svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#ccc'/>\n", x,
                       y, w, h);
-  for (int k = 0; k <= 4; ++k) {
-    const double v = maxv * k / 4;
-    const int ty = y + h - h * k / 4;
-    *svg += fmt::format("<text x='{}' y='{}' text-anchor='end'>{}</text>\n", x - 6, ty + 4,
-                        maxv >= 10 ? fmt::format("{:.0f}", v) : fmt::format("{:.2f}", v));
-  }
   const double gw = static_cast<double>(w) / static_cast<double>(groups.size());
   const double bw = gw * 0.8 / static_cast<double>(series.size());
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -139,9 +151,8 @@ void bar_panel(std::string* svg, int x, int y, int w, int h, const std::string& 
     const double ly = y + h - h * line / maxv;
     *svg += fmt::format(
         "<line x1='{}' y1='{:.1f}' x2='{}' y2='{:.1f}' stroke='#2ca02c' "
-        "stroke-dasharray='5,3'/>\n<text x='{}' y='{:.1f}' fill='#2ca02c' "
-        "text-anchor='end'>{}</text>\n",
-        x, ly, x + w, ly, x + w - 4, ly - 4, line_label);
+        "stroke-dasharray='5,3'/>\n<text x='{}' y='{:.1f}' fill='#2ca02c'>{}</text>\n",
+        x, ly, x + w, ly, x + 4, ly - 4, line_label);
   }
   int ly = y + 14;
   for (const Series& s : series) {
@@ -215,7 +226,7 @@ void write_svg(const std::string& path, const Results& res) {
   Series wall{"blobfsd + N clients", "#d62728", {}}, cats{"N cats", "#555555", {}};
   Series dcpu{"blobfsd", "#d62728", {}}, ccpu{"clients", "#1f77b4", {}},
       catcpu{"cats", "#555555", {}};
-  Series pss{"clients' PSS", "#1f77b4", {}}, decomp{"decompressed", "#d62728", {}};
+  Series pss{"clients' summed PSS", "#1f77b4", {}}, decomp{"bytes decompressed", "#d62728", {}};
   for (int n : res.clients) {
     const Row* r = find_row(res.rows, Workload::kWhole, n);
     if (!r) continue;
@@ -230,7 +241,7 @@ void write_svg(const std::string& path, const Results& res) {
     decomp.values.push_back(static_cast<double>(r->bytes_decompressed) /
                             static_cast<double>(res.blob_bytes));
   }
-  const int W = 1040, H = 400, T = 60, PW = 260, PH = 260, L = 60, GAP = 80;
+  const int W = 1040, H = 370, T = 60, PW = 260, PH = 260, L = 60, GAP = 80;
   std::string svg = fmt::format(
       "<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' "
       "font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n",
