@@ -11,6 +11,7 @@
 //   full       : every page, in order (throughput over the blob's uncompressed size)
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -78,8 +79,11 @@ Daemon::Daemon(const std::string& bin, const std::string& image, const std::stri
     : socket_(dir + "/blobfsd.sock") {
   unlink(socket_.c_str());
   std::string log = dir + "/blobfsd.log";
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // An interrupted bench leaves no daemon behind.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd >= 0) dup2(fd, 2);
     execlp(bin.c_str(), bin.c_str(), "--image", image.c_str(), "--socket", socket_.c_str(),

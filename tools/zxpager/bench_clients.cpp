@@ -24,6 +24,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -194,7 +195,8 @@ void wait_barrier(int fd) {
   }
 }
 
-[[noreturn]] void client_main(const ClientArgs& a) {
+[[noreturn]] void client_main(const ClientArgs& a, pid_t parent) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(1);
   for (int fd : a.close_fds) close(fd);
   Report r;
   r.client = a.index;
@@ -336,7 +338,11 @@ bool collect(int report, Children& kids, int daemon_pidfd, Phase phase, size_t n
 
 struct Context {
   const Options* o = nullptr;
-  std::string dir, image, raw, blobfsd;
+  std::string dir, blobfsd;
+  // The image and the blob's bytes, unlinked as soon as written (an interrupted bench
+  // leaves no large file behind), opened by path through /proc/PID/fd.
+  zxp::UniqueFd image_fd, raw_fd;
+  std::string image, raw;
   uint64_t size = 0, page = 4096;
   std::vector<uint64_t> pages;  // the random workload's pages, in order
   uint64_t expect_whole = 0, expect_random = 0;
@@ -344,12 +350,13 @@ struct Context {
 
 // Forks one client; the parent keeps the child's pid and pidfd.
 bool spawn_client(const ClientArgs& a, Children& kids, std::string* err) {
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     *err = fmt::format("fork: {}", strerror(errno));
     return false;
   }
-  if (pid == 0) client_main(a);
+  if (pid == 0) client_main(a, parent);
   Child c;
   c.pid = pid;
   c.pidfd = pidfd_of(pid);
@@ -590,6 +597,17 @@ int run_bench_clients(const Options& o) {
   std::vector<int> ns = o.clients;
   std::sort(ns.begin(), ns.end());
   ns.erase(std::unique(ns.begin(), ns.end()), ns.end());
+  // A daemon that gives each client its own copy needs the blob N times over (and the
+  // bench itself holds it once while building the image).
+  const uint64_t need = (o.size_mib << 20) * static_cast<uint64_t>(ns.back() + 1);
+  const uint64_t avail = proc_kib("/proc/meminfo", "MemAvailable:") << 10;
+  if (avail > 0 && need > avail) {
+    fmt::print(stderr,
+               "bench blobfs --clients: warning: {} clients with a copy of the blob each would "
+               "need {:.1f} GiB, and {:.1f} GiB is available\n",
+               ns.back(), static_cast<double>(need) / (1 << 30),
+               static_cast<double>(avail) / (1 << 30));
+  }
 
   std::string tmpl =
       (std::filesystem::temp_directory_path() / "zxpager-bench-clients-XXXXXX").string();
@@ -624,7 +642,6 @@ int run_bench_clients(const Options& o) {
     x.pages.assign(all.begin(), all.begin() + static_cast<ptrdiff_t>(k));
   }
   const double tb = now_s();
-  uint64_t image_bytes = 0;
   {
     std::vector<uint8_t> data = compressible(x.size, o.seed);
     x.expect_whole = read_blob(data.data(), x.size, Workload::kWhole, x.pages, x.page);
@@ -646,9 +663,18 @@ int run_bench_clients(const Options& o) {
       fmt::print(stderr, "bench blobfs --clients: writing {}: failed\n", x.raw);
       return 1;
     }
-    struct stat sb;
-    if (stat(x.image.c_str(), &sb) == 0) image_bytes = static_cast<uint64_t>(sb.st_size);
   }
+  for (auto [path, fd] : {std::pair{&x.image, &x.image_fd}, std::pair{&x.raw, &x.raw_fd}}) {
+    fd->reset(open(path->c_str(), O_RDONLY | O_CLOEXEC));
+    if (!*fd || unlink(path->c_str()) != 0) {
+      fmt::print(stderr, "bench blobfs --clients: {}: {}\n", *path, strerror(errno));
+      return 1;
+    }
+    *path = fmt::format("/proc/{}/fd/{}", getpid(), fd->get());
+  }
+  struct stat sb;
+  const uint64_t image_bytes =
+      fstat(x.image_fd.get(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : 0;
   // The clients are forks of this process: what it still holds would count in their PSS.
   malloc_trim(0);
   fmt::print(stderr, "  built a {} MiB blob into a {:.1f} MiB image (zstd level {}) in {:.1f} s\n",
