@@ -9,8 +9,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-json=$("$zxpager" bench blobfs --clients 2,1 --size 1 --blobfsd "$blobfsd" --json \
-       --svg "$dir/c.svg" --deadline 60)
+# --clients alone: the default rows, 1, 2, 4 and 8 clients.
+json=$("$zxpager" bench blobfs --size 1 --blobfsd "$blobfsd" --json --svg "$dir/c.svg" \
+       --deadline 60 --clients)
 rc=$?
 [ $rc -eq 77 ] && exit 77
 [ $rc -eq 0 ] || fail "exit $rc: $json"
@@ -18,7 +19,7 @@ rc=$?
 blob=$(grep -o '"blob_bytes": [0-9]*' <<<"$json" | grep -o '[0-9]*$')
 [ "$blob" = 1048576 ] || fail "blob_bytes: $json"
 for w in whole random; do
-  for n in 1 2; do
+  for n in 1 2 4 8; do
     row=$(grep -o "{\"workload\": \"$w\", \"clients\": $n,[^}]*}" <<<"$json") ||
       fail "no $w row for $n clients: $json"
     num() { grep -o "\"$1\": [0-9.]*" <<<"$row" | grep -o '[0-9.]*$'; }
@@ -33,7 +34,7 @@ for w in whole random; do
     fi
   done
 done
-grep -q '"warm": {"after_clients": 2, "seconds": [0-9.]*' <<<"$json" || fail "warm: $json"
+grep -q '"warm": {"after_clients": 8, "seconds": [0-9.]*' <<<"$json" || fail "warm: $json"
 [ "$(grep -o '"pass": \(true\|false\)' <<<"$json" | wc -l)" -eq 5 ] || fail "targets: $json"
 grep -q '^<svg ' "$dir/c.svg" && grep -q '^</svg>$' "$dir/c.svg" || fail "svg: $(cat "$dir/c.svg")"
 

@@ -376,9 +376,12 @@ Runner add_bench_blobfs(CLI::App& bench) {
                   "The daemon binary (default: the build tree's, else next to zxpager, else "
                   "PATH)");
   sub->add_flag("--json", o->json, "Print the results as JSON");
-  sub->add_option("--clients", o->clients,
-                  "Client counts, one row each (e.g. 1,2,4,8): run the many-clients bench")
-      ->delimiter(',')
+  CLI::Option* clients =
+      sub->add_option("--clients", o->clients,
+                      "Run the many-clients bench: a row per client count (alone: 1,2,4,8)")
+          ->delimiter(',')
+          ->expected(0, 64)
+          ->default_str("1,2,4,8")
       ->check(CLI::Range(1, 64));
   sub->add_option("--svg", o->svg,
                   "With --clients: also draw wall time, CPU and summed PSS per client count");
@@ -388,9 +391,10 @@ Runner add_bench_blobfs(CLI::App& bench) {
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));
   sub->footer(blobfs_bench::kClientsHelp);
-  return [o, size, repeat] {
-    if (o->clients.empty()) return run_bench_blobfs(*o);
+  return [o, size, repeat, clients] {
+    if (!clients->count()) return run_bench_blobfs(*o);
     Options c = *o;
+    if (c.clients.empty()) c.clients = {1, 2, 4, 8};
     if (!size->count()) c.size_mib = 128;
     if (!repeat->count()) c.repeat = 1;
     return blobfs_bench::run_bench_clients(c);
