@@ -118,7 +118,8 @@ TEST_CASE("unmapping a pager VMO without MREMAP_DONTUNMAP never claims another m
   }
   install_fault_handlers();
   TestPager tp;
-  TestVmo* vmo = tp.create_vmo(4);
+  // A private VMO: its memory moves to a new home when unmapped (a shared one just unmaps).
+  TestVmo* vmo = tp.create_vmo(4, true, ZXP_PAGER_VMO_PRIVATE);
   REQUIRE(vmo);
   Faulter f(vmo, 1, Access::kMapping);
   REQUIRE(tp.wait_for_request(vmo, 1, 1));
@@ -253,7 +254,8 @@ TEST_CASE("FAIL reaches a faulting thread as SIGBUS whichever way this kernel de
 TEST_CASE("supply from an anonymous aux VMO takes MOVE only where MOVE is on") {
   zxp_features_t f = features();
   TestPager tp;
-  TestVmo* vmo = tp.create_vmo(8);
+  // MOVE fills private VMOs only (a shared one is filled by COPY).
+  TestVmo* vmo = tp.create_vmo(8, true, ZXP_PAGER_VMO_PRIVATE);
   REQUIRE(vmo);
   REQUIRE(tp.supply(vmo, 0, 8, true) == ZX_OK);
   CHECK(vmo->check(0, 8));

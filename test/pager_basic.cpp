@@ -417,9 +417,9 @@ TEST_CASE("ZX_INFO_VMO of a pager VMO says PAGER_BACKED") {
   zx_handle_close(aux);
 }
 
-TEST_CASE("a pager VMO maps only with ZX_VM_ALLOW_FAULTS, and only once") {
+TEST_CASE("a pager VMO maps only with ZX_VM_ALLOW_FAULTS; a private one only once") {
   TestPager pager;
-  TestVmo* vmo = pager.create_vmo(4, false);
+  TestVmo* vmo = pager.create_vmo(4, false, ZXP_PAGER_VMO_PRIVATE);
   REQUIRE(vmo);
   const zx_handle_t root = zx_vmar_root_self();
   zx_vaddr_t addr = 0;

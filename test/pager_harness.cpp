@@ -101,11 +101,11 @@ void TestPager::close_pager() {
   pager_ = ZX_HANDLE_INVALID;
 }
 
-TestVmo* TestPager::create_vmo(uint64_t pages, bool map) {
+TestVmo* TestPager::create_vmo(uint64_t pages, bool map, uint32_t options) {
   auto v = std::make_unique<TestVmo>();
   v->key = next_key_++;
   v->pages = pages;
-  if (zx_pager_create_vmo(pager_, 0, port_, v->key, pages * kPage, &v->vmo) != ZX_OK) {
+  if (zx_pager_create_vmo(pager_, options, port_, v->key, pages * kPage, &v->vmo) != ZX_OK) {
     return nullptr;
   }
   if (map && pages > 0 &&

@@ -59,7 +59,8 @@ class TestPager {
   zx_handle_t port() const { return port_; }
 
   // A new pager VMO of `pages` pages on this pager's port, mapped (unless map=false).
-  TestVmo* create_vmo(uint64_t pages, bool map = true);
+  // `options` as zx_pager_create_vmo's (ZXP_PAGER_VMO_PRIVATE, say).
+  TestVmo* create_vmo(uint64_t pages, bool map = true, uint32_t options = 0);
   // Waits for the next packet; false on timeout.
   bool get_packet(zx_port_packet_t* out, zx_duration_t timeout = kWait);
   // Waits for a READ request for exactly [page, page+count) of `vmo`.

@@ -286,7 +286,8 @@ TEST_CASE("ZX_VM_SPECIFIC_OVERWRITE never maps over memory the library owns", "[
     zx_handle_t pager, port, vmo, aux;
     REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
     REQUIRE(zx_port_create(0, &port) == ZX_OK);
-    REQUIRE(zx_pager_create_vmo(pager, 0, port, 1, 2 * kPage, &vmo) == ZX_OK);
+    // A private VMO: its memory is the mapping, and moves to a new home when unmapped.
+    REQUIRE(zx_pager_create_vmo(pager, ZXP_PAGER_VMO_PRIVATE, port, 1, 2 * kPage, &vmo) == ZX_OK);
     REQUIRE(zx_vmo_create(2 * kPage, 0, &aux) == ZX_OK);
     std::vector<uint8_t> data(2 * kPage, 0x22);
     REQUIRE(zx_vmo_write(aux, data.data(), 0, data.size()) == ZX_OK);
@@ -302,6 +303,29 @@ TEST_CASE("ZX_VM_SPECIFIC_OVERWRITE never maps over memory the library owns", "[
     std::vector<uint8_t> back(2 * kPage);
     REQUIRE(zx_vmo_read(vmo, back.data(), 0, back.size()) == ZX_OK);
     CHECK(back == data);
+    zx_handle_t hs[] = {vmo, aux, port, pager};
+    CHECK(zx_handle_close_many(hs, 4) == ZX_OK);
+  }
+
+  SECTION("a shared pager VMO's mapping is overwritten like any other; the VMO keeps its pages") {
+    zx_handle_t pager, port, vmo, aux;
+    REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
+    REQUIRE(zx_port_create(0, &port) == ZX_OK);
+    REQUIRE(zx_pager_create_vmo(pager, 0, port, 1, 2 * kPage, &vmo) == ZX_OK);
+    REQUIRE(zx_vmo_create(2 * kPage, 0, &aux) == ZX_OK);
+    std::vector<uint8_t> data(2 * kPage, 0x33);
+    REQUIRE(zx_vmo_write(aux, data.data(), 0, data.size()) == ZX_OK);
+    REQUIRE(zx_pager_supply_pages(pager, vmo, 0, 2 * kPage, aux, 0) == ZX_OK);
+    zx_vaddr_t addr = 0;
+    REQUIRE(zx_vmar_map(root, kRW | ZX_VM_ALLOW_FAULTS, 0, vmo, 0, 2 * kPage, &addr) == ZX_OK);
+    REQUIRE(zx_vmar_map(root, kOverwrite, addr - base, memfd, 0, 2 * kPage, &got) == ZX_OK);
+    CHECK(got == addr);
+    CHECK(*reinterpret_cast<volatile uint8_t*>(addr) == 0x77);
+    CHECK(mappings_of(vmo) == 0);
+    std::vector<uint8_t> back(2 * kPage);
+    REQUIRE(zx_vmo_read(vmo, back.data(), 0, back.size()) == ZX_OK);
+    CHECK(back == data);
+    CHECK(zx_vmar_unmap(root, addr, 2 * kPage) == ZX_OK);
     zx_handle_t hs[] = {vmo, aux, port, pager};
     CHECK(zx_handle_close_many(hs, 4) == ZX_OK);
   }

@@ -99,6 +99,8 @@ zx_status_t Store::Map(uint32_t index, std::unique_ptr<StoreBlob>* out) {
   // frames of zstd ones, and the service's adaptive window on top.
   vo.granule = kChunkSize;
   vo.readahead_max = options_.readahead_max;
+  // One VMO per view for now, each its own mapping: the MOVE path.
+  vo.private_memory = true;
   zx_handle_t vmo;
   zx_status_t st = store_->service()->create_vmo(src, info.size, vo, &b->vmo_id_, &vmo);
   if (st != ZX_OK) return st;

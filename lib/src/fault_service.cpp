@@ -511,7 +511,7 @@ void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
     auto vmo = source->remote.lock();
     if (!vmo) return;
     if (msg.event == UFFD_EVENT_PAGEFAULT && !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
-      vmo->on_fault(msg.arg.pagefault.address, 0);
+      vmo->on_fault(msg.arg.pagefault.address, 0, source->fd);
     } else if (msg.event == UFFD_EVENT_REMOVE || msg.event == UFFD_EVENT_UNMAP) {
       vmo->on_remove(msg.arg.remove.start, msg.arg.remove.end);
     }
@@ -539,7 +539,7 @@ void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
         }
         return;
       }
-      vmo->on_fault(addr, tid);
+      vmo->on_fault(addr, tid, fd_);
       return;
     }
     case UFFD_EVENT_REMOVE:

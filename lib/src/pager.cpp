@@ -58,12 +58,22 @@ Pager::Pager(FaultService* service)
 
 Pager::~Pager() = default;
 
-zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key, uint64_t size,
-                              std::shared_ptr<PagerVmo>* out) {
+zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
+                              uint64_t size, std::shared_ptr<PagerVmo>* out) {
+  const bool shared = !(options & ZXP_PAGER_VMO_PRIVATE);
+  UniqueFd memfd;
+  if (shared) {
+    raise_fd_limit_once();
+    memfd = UniqueFd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
+    if (!memfd) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
+    if (ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) return ZX_ERR_NO_MEMORY;
+  }
   uintptr_t home = 0;
   if (size > 0) {
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = shared ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                            memfd.get(), 0)
+                     : mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     home = reinterpret_cast<uintptr_t>(p);
     // A forked child must not inherit the range: it would read zeros where pages are
@@ -71,8 +81,9 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
     madvise(p, size, MADV_DONTFORK);
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
-    int err = uffd::register_range(service_->fd(), home, size,
-                                   service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP), nullptr);
+    const bool wp = service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+                    (!shared || service_->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
+    int err = uffd::register_range(service_->fd(), home, size, wp, nullptr);
     if (err != 0) {
       munmap(p, size);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
@@ -87,7 +98,7 @@ zx_status_t Pager::create_vmo(uint32_t, std::shared_ptr<Port> port, uint64_t key
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         home, std::static_pointer_cast<Pager>(shared_from_this()),
-                                        service_->fd(), false);
+                                        service_->fd(), false, std::move(memfd));
   if (size > 0) service_->add_region(home, size, vmo);
   track(vmo);
   *out = std::move(vmo);
@@ -105,7 +116,7 @@ zx_status_t Pager::create_remote_vmo(std::shared_ptr<Port> port, uint64_t key, i
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         remote_addr,
                                         std::static_pointer_cast<Pager>(shared_from_this()), uffd,
-                                        true);
+                                        true, UniqueFd());
   zx_status_t st = service_->add_remote(uffd, vmo);
   if (st != ZX_OK) return st;
   track(vmo);
@@ -155,7 +166,7 @@ void (*PagerVmo::test_hook_after_move_)(uintptr_t, uint64_t) = nullptr;
 
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-                   std::weak_ptr<Pager> pager, int uffd, bool remote)
+                   std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd)
     : service_(service),
       pager_koid_(pager_koid),
       stats_(std::move(stats)),
@@ -165,8 +176,11 @@ PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<
       pager_(std::move(pager)),
       uffd_(uffd),
       remote_(remote),
+      shared_(static_cast<bool>(memfd)),
+      memfd_(std::move(memfd)),
       home_(home),
-      wp_(!remote && service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {}
+      wp_(!remote && service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+          (!memfd_ || service->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM))) {}
 
 PagerVmo::~PagerVmo() {
   // Normally on_unreferenced already tore everything down; this covers a VMO that never
@@ -230,6 +244,8 @@ void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdraw
   }
 }
 
+bool PagerVmo::tracking_clean() const { return wp_ && eviction_used_ && !untracked_writer_; }
+
 void PagerVmo::mark_present(uint64_t first, uint64_t end, bool clean) {
   if (first >= end) return;
   present_.set(first, end);
@@ -240,54 +256,111 @@ void PagerVmo::mark_present(uint64_t first, uint64_t end, bool clean) {
   }
 }
 
-void PagerVmo::on_fault(uintptr_t addr, pid_t tid) {
+bool PagerVmo::locate(int fd, uintptr_t addr, uint64_t* page, View** view) {
+  *view = nullptr;
+  if (fd == uffd_ && addr >= home_ && addr - home_ < size_) {
+    *page = (addr - home_) / kPageSize;
+    return true;
+  }
+  if (!shared_) return false;
+  if (fd == uffd_) {
+    auto it = local_views_.upper_bound(addr);
+    if (it == local_views_.begin()) return false;
+    --it;
+    View& v = it->second;
+    if (addr - v.addr >= v.len) return false;
+    *page = (v.offset + (addr - v.addr)) / kPageSize;
+    return true;
+  }
+  for (auto& [id, v] : remote_views_) {
+    if (v.fd == fd && addr >= v.addr && addr - v.addr < v.len) {
+      *page = (v.offset + (addr - v.addr)) / kPageSize;
+      *view = &v;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool PagerVmo::memory_has(uint64_t page, uintptr_t fault_addr) const {
+  // A shared VMO's pages are in its memfd, which the home views (mincore of a shared
+  // mapping reports the page cache). Another process's memory cannot be checked: take
+  // the fault at its word.
+  if (shared_) return page_resident(home_ + page * kPageSize);
+  return !remote_ && page_resident(fault_addr);
+}
+
+void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   stats_->faults.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
-  if (torn_down_ || addr < home_ || addr - home_ >= size_) {
-    uffd::wake(uffd_, addr & ~(kPageSize - 1), kPageSize);
+  uint64_t page = 0;
+  View* view = nullptr;
+  if (torn_down_ || !locate(fd, addr, &page, &view)) {
+    uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
     return;
   }
-  uint64_t page = (addr - home_) / kPageSize;
   if (present_.test(page)) {
-    // (Another process's memory cannot be checked: take the fault at its word.)
-    if (!remote_ && page_resident(addr)) {
+    if (memory_has(page, addr)) {
       // A message read before the supply that woke its thread: nothing to do.
-      uffd::wake(uffd_, addr & ~(kPageSize - 1), kPageSize);
+      uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
       return;
     }
     // The page vanished without a REMOVE event we could order before the supply (a
     // madvise racing a supply): the record was wrong.
     present_.clear(page, page + 1);
+    clean_.clear(page, page + 1);
   }
   if (detached_ || peer_gone_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    fail_waiter(tid, addr);
+    fail_waiter(tid, addr, fd);
     return;
   }
   bool known = false;
   for (const MapWaiter& w : map_waiters_) {
-    if (w.tid == tid && w.page == page) {
+    if (w.tid == tid && w.page == page && w.fd == fd && w.addr == addr) {
       known = true;
       break;
     }
   }
-  if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page});
+  if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page, fd});
   request_missing(page, page + 1);
 }
 
-void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr) {
-  if (!remote_ && service_->has(UFFD_FEATURE_THREAD_ID)) {
+void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd) {
+  if (fd == service_->fd() && service_->has(UFFD_FEATURE_THREAD_ID)) {
     FaultService::fail_thread(tid, addr);
     return;
+  }
+  if (shared_) {
+    // A view other than the home: remember the marker, which a later supply must replace
+    // (the supply itself only writes the home).
+    auto mark = [&](View& v) {
+      if (v.fd != fd || addr < v.addr || addr - v.addr >= v.len) return false;
+      uint64_t page = (v.offset + (addr - v.addr)) / kPageSize;
+      v.poisoned.set(page, page + 1);
+      return true;
+    };
+    bool found = false;
+    for (auto& [id, v] : remote_views_) {
+      if ((found = mark(v))) break;
+    }
+    if (!found) {
+      auto it = local_views_.upper_bound(addr);
+      if (it != local_views_.begin()) mark(std::prev(it)->second);
+    }
   }
   // The marker makes the woken thread take SIGBUS at its address; it stays until the
   // page is supplied (UFFDIO_COPY replaces it) or the other process drops the page.
   // Without THREAD_ID a local VMO takes this path too (FaultService::start made sure one
   // of the two exists); the marker then fails later accesses too until a supply.
-  uffd::poison_missing(uffd_, addr & ~(kPageSize - 1), kPageSize, true);
+  uffd::poison_missing(fd, addr & ~(kPageSize - 1), kPageSize, true);
 }
 
 void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
+  // A shared VMO's pages live in its memfd: a madvise of a view drops page table entries,
+  // not pages (the eviction punches the memfd itself and updates the record first). A page
+  // removed behind the record (MADV_REMOVE by the program) is found out at its next fault.
+  if (shared_) return;
   std::lock_guard lock(mu_);
   uintptr_t lo = std::max(start, home_), hi = std::min<uintptr_t>(end, home_ + size_);
   if (lo >= hi) return;
@@ -420,27 +493,32 @@ zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, ui
 bool PagerVmo::on_wp_fault(uintptr_t addr) {
   std::lock_guard lock(mu_);
   const uintptr_t page_addr = addr & ~(kPageSize - 1);
-  if (torn_down_ || addr < home_ || addr - home_ >= size_) {
-    uffd::wake(uffd_, page_addr, kPageSize);
+  const int fd = service_->fd();
+  uint64_t page = 0;
+  View* view = nullptr;
+  if (torn_down_ || !locate(fd, addr, &page, &view)) {
+    uffd::wake(fd, page_addr, kPageSize);
     return true;
   }
-  uint64_t page = (addr - home_) / kPageSize;
   if (evicting_.test(page)) {
     // Being dropped right now: let the write wait for the eviction, then fault the page
     // back in, so the write lands on the re-supplied contents rather than being lost.
-    deferred_writes_.push_back(page_addr);
+    deferred_writes_.emplace_back(fd, page_addr);
     return true;
   }
   stats_->write_faults.fetch_add(1, std::memory_order_relaxed);
   clean_.clear(page, page + 1);
-  int err = uffd::writeprotect(uffd_, page_addr, kPageSize, false, true);
+  // (A shared VMO's other views keep their protection: a write through them traps too,
+  // finds the page dirty already, and is let through the same way.)
+  int err = uffd::writeprotect(fd, page_addr, kPageSize, false, true);
   if (err == EAGAIN) return false;
-  if (err != 0) uffd::wake(uffd_, page_addr, kPageSize);
+  if (err != 0) uffd::wake(fd, page_addr, kPageSize);
   return true;
 }
 
 zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_bytes) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  if (shared_) return evict_shared(first, end, evicted_bytes);
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   uintptr_t home;
   {
@@ -465,7 +543,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
   // madvise returned once its REMOVE event was read; wait until it was also applied.
   if (!runs.empty()) service_->sync();
   uint64_t evicted = 0;
-  std::vector<uintptr_t> deferred;
+  std::vector<std::pair<int, uintptr_t>> deferred;
   {
     std::lock_guard lock(mu_);
     for (auto& [a, b] : runs) {
@@ -477,7 +555,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     deferred.swap(deferred_writes_);
     cv_.notify_all();
   }
-  for (uintptr_t addr : deferred) uffd::wake(uffd_, addr, kPageSize);
+  for (auto& [fd, addr] : deferred) uffd::wake(fd, addr, kPageSize);
   stats_->pages_evicted.fetch_add(evicted, std::memory_order_relaxed);
   if (evicted_bytes) *evicted_bytes = evicted * kPageSize;
   return ZX_OK;
@@ -511,9 +589,10 @@ zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   }
 }
 
-zx_status_t PagerVmo::map(zx_vm_option_t, uintptr_t fixed, uint64_t vmo_offset, uint64_t,
-                          uintptr_t* out) {
-  // The VMO's memory is one mapping; it can be handed out, not duplicated elsewhere.
+zx_status_t PagerVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) {
+  if (shared_) return map_shared(options, fixed, vmo_offset, len, out);
+  // A private VMO's memory is one mapping; it can be handed out, not duplicated elsewhere.
   if (remote_ || fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
   std::lock_guard lock(mu_);
   if (torn_down_) return ZX_ERR_BAD_STATE;
@@ -521,7 +600,8 @@ zx_status_t PagerVmo::map(zx_vm_option_t, uintptr_t fixed, uint64_t vmo_offset, 
   return ZX_OK;
 }
 
-zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
+zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
+  if (shared_) return unmap_shared(addr, len);
   // Zircon keeps a VMO's pages when its mapping goes, but the addresses stop working:
   // move the memory (page tables and all) to a new home and leave the old range
   // inaccessible, so a thread blocked there is woken into SIGSEGV and none sleeps on.
@@ -586,6 +666,272 @@ zx_status_t PagerVmo::unmap(uintptr_t, uint64_t, bool) {
   return ZX_OK;
 }
 
+// ---- Shared VMOs: views ----
+
+zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                                 uint64_t len, uintptr_t* out) {
+  int prot = PROT_NONE;
+  if (options & ZX_VM_PERM_READ) prot |= PROT_READ;
+  if (options & ZX_VM_PERM_WRITE) prot |= PROT_WRITE;
+  if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
+  const bool writable = (options & ZX_VM_PERM_WRITE) != 0;
+  int flags = MAP_SHARED | MAP_NORESERVE;
+  if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  // ZX_VM_MAP_RANGE needs nothing more: a page supplied once is in the page cache, and the
+  // first touch through this view maps it without a request.
+  void* p = mmap(reinterpret_cast<void*>(fixed), len, prot, flags, memfd_.get(),
+                 static_cast<off_t>(vmo_offset));
+  if (p == MAP_FAILED) return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : status_from_errno(errno);
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  if (fixed && addr != fixed) {
+    munmap(p, len);  // a kernel without MAP_FIXED_NOREPLACE treats it as a hint
+    return ZX_ERR_ALREADY_EXISTS;
+  }
+  madvise(p, len, MADV_DONTFORK);
+  const int fd = service_->fd();
+  bool wp;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) {
+      munmap(p, len);
+      return ZX_ERR_BAD_STATE;
+    }
+    // Writes through a writable view are tracked once eviction is in use (see
+    // track_view_writes: WP mode costs the view the kernel's fault-around).
+    wp = writable && wp_ && eviction_used_;
+    // Known before it is registered: a fault can arrive as soon as it is.
+    local_views_.emplace(addr, View{fd, addr, vmo_offset, len, false, writable, wp, {}, {}});
+  }
+  service_->add_region(addr, len, std::static_pointer_cast<PagerVmo>(shared_from_this()));
+  int err = uffd::register_range(fd, addr, len, wp, nullptr);
+  if (err != 0) {
+    service_->remove_region(addr);
+    {
+      std::lock_guard lock(mu_);
+      local_views_.erase(addr);
+    }
+    munmap(p, len);
+    return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
+  }
+  if (wp) {
+    std::lock_guard lock(mu_);
+    if (tracking_clean()) {
+      // Clean pages must trap their first write through this view as well.
+      const uint64_t vf = vmo_offset / kPageSize, ve = vf + len / kPageSize;
+      clean_.for_each_present_run(vf, ve, [&](uint64_t a, uint64_t b) {
+        if (uffd::writeprotect(fd, addr + (a - vf) * kPageSize, (b - a) * kPageSize, true,
+                               false) != 0) {
+          clean_.clear(a, b);
+        }
+      });
+    }
+  }
+  *out = addr;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
+  const int fd = service_->fd();
+  // Threads blocked on a missing page here must wake into SIGSEGV, not sleep on and not
+  // fall through to the memfd (an unregistered shared mapping would allocate a zero page
+  // in it, visible to every view): no access first, then unregister, which wakes them.
+  mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
+  uffd::unregister_range(fd, addr, len);
+  const uintptr_t end = addr + len;
+  std::vector<View> pieces;
+  std::vector<uintptr_t> gone;
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      return w.fd == fd && w.addr >= addr && w.addr < end;
+    });
+    auto it = local_views_.upper_bound(addr);
+    if (it != local_views_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) {
+      --it;
+    }
+    while (it != local_views_.end() && it->first < end) {
+      View v = std::move(it->second);
+      it = local_views_.erase(it);
+      gone.push_back(v.addr);
+      const uintptr_t v_end = v.addr + v.len;
+      if (v.addr < addr) {
+        pieces.push_back(View{fd, v.addr, v.offset, addr - v.addr, false, v.writable, v.wp, {}, {}});
+      }
+      if (end < v_end) {
+        pieces.push_back(View{fd, end, v.offset + (end - v.addr), v_end - end, false, v.writable,
+                              v.wp, {}, {}});
+      }
+    }
+    for (View& v : pieces) local_views_.emplace(v.addr, View{v.fd, v.addr, v.offset, v.len, false,
+                                                             v.writable, v.wp, {}, {}});
+  }
+  auto self = std::static_pointer_cast<PagerVmo>(shared_from_this());
+  for (uintptr_t a : gone) service_->remove_region(a);
+  for (View& v : pieces) service_->add_region(v.addr, v.len, self);
+  if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
+  return ZX_OK;
+}
+
+void PagerVmo::track_view_writes() {
+  // Registering a range again with the same userfaultfd changes its mode. Pages present
+  // now are not clean (nothing tracked their writes), so nothing needs protecting yet.
+  for (auto& [a, v] : local_views_) {
+    if (v.writable && !v.wp) v.wp = uffd::register_range(v.fd, v.addr, v.len, true, nullptr) == 0;
+  }
+}
+
+bool PagerVmo::protect_views(uint64_t first, uint64_t end) {
+  bool ok = true;
+  for (auto& [a, v] : local_views_) {
+    if (!v.writable) continue;
+    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+    const uint64_t lo = std::max(first, vf), hi = std::min(end, ve);
+    if (lo >= hi) continue;
+    if (!v.wp || uffd::writeprotect(v.fd, v.addr + (lo - vf) * kPageSize, (hi - lo) * kPageSize,
+                                    true, false) != 0) {
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) {
+  auto unpoison = [&](View& v) {
+    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+    const uint64_t lo = std::max(first, vf), hi = std::min(end, ve);
+    if (lo >= hi) return;
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    v.poisoned.for_each_present_run(lo, hi, [&](uint64_t a, uint64_t b) { runs.emplace_back(a, b); });
+    for (auto& [a, b] : runs) {
+      // COPY replaces a marker. Into a read-only view (a private mapping) it gives that
+      // process its own copy of the page; into a writable one (shared) it fills the memfd,
+      // and the home's COPY then finds the page present. Errors (the process gone) leave
+      // nothing to fix.
+      uffd::copy(v.fd, v.addr + (a - vf) * kPageSize, src + (a - first) * kPageSize,
+                 (b - a) * kPageSize);
+      v.poisoned.clear(a, b);
+    }
+  };
+  for (auto& [id, v] : remote_views_) unpoison(v);
+  for (auto& [a, v] : local_views_) unpoison(v);
+}
+
+zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  {
+    std::lock_guard lock(mu_);
+    if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+    if (!wp_) return ZX_ERR_NOT_SUPPORTED;
+    if (!eviction_used_) {
+      eviction_used_ = true;
+      track_view_writes();
+    }
+    // Clean pages are write-protected in the home and in every writable view (a write
+    // would have cleared them, in the fault thread, before it could land), so marking them
+    // as evicting makes any write from here on wait until they are gone.
+    clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
+      evicting_.set(a, b);
+      runs.emplace_back(a, b);
+    });
+    // The record goes first: a fault after the punch below must raise a request. (A supply
+    // in between finds the page still there and keeps it in the record; the next fault
+    // then finds it gone and corrects the record.)
+    for (auto& [a, b] : runs) {
+      present_.clear(a, b);
+      clean_.clear(a, b);
+    }
+  }
+  uint64_t evicted = 0;
+  for (auto& [a, b] : runs) {
+    // Out of the page cache, so out of every view in every process at once.
+    if (fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  static_cast<off_t>(a * kPageSize), static_cast<off_t>((b - a) * kPageSize)) == 0) {
+      evicted += b - a;
+    }
+  }
+  std::vector<std::pair<int, uintptr_t>> deferred;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [a, b] : runs) evicting_.clear(a, b);
+    deferred.swap(deferred_writes_);
+    cv_.notify_all();
+  }
+  for (auto& [fd, addr] : deferred) uffd::wake(fd, addr, kPageSize);
+  stats_->pages_evicted.fetch_add(evicted, std::memory_order_relaxed);
+  if (evicted_bytes) *evicted_bytes = evicted * kPageSize;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::memory_fd(bool writable, UniqueFd* out) {
+  if (!shared_) return ZX_ERR_NOT_SUPPORTED;
+  {
+    std::lock_guard lock(mu_);
+    if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+    if (writable) {
+      // Whoever holds it can write the memory without a fault: no page can be proven clean
+      // from now on.
+      untracked_writer_ = true;
+      clean_.clear(0, size_ / kPageSize);
+    }
+  }
+  // A new open file of the same memory, so a read-only one really is read-only (a dup
+  // would share the read-write open file).
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd_.get());
+  UniqueFd fd(open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (!fd && writable) fd = UniqueFd(fcntl(memfd_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!fd) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_NOT_SUPPORTED;
+  *out = std::move(fd);
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offset, uint64_t len,
+                                    uint64_t* id) {
+  if (!shared_) return ZX_ERR_NOT_SUPPORTED;
+  uint64_t new_id;
+  {
+    std::lock_guard lock(mu_);
+    if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+    for (auto& [i, v] : remote_views_) {
+      if (v.fd == uffd) return ZX_ERR_ALREADY_EXISTS;
+    }
+    new_id = next_view_id_++;
+    // Known before its descriptor is read; it owns the descriptor only once attached.
+    remote_views_.emplace(new_id, View{uffd, addr, vmo_offset, len, true, false, false, {}, {}});
+  }
+  zx_status_t st =
+      service_->add_remote(uffd, std::static_pointer_cast<PagerVmo>(shared_from_this()));
+  std::lock_guard lock(mu_);
+  if (st != ZX_OK) {
+    remote_views_.erase(new_id);
+    return st;
+  }
+  auto it = remote_views_.find(new_id);
+  it->second.owned = UniqueFd(uffd);
+  *id = new_id;
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::detach_remote(uint64_t id) {
+  View v;
+  {
+    std::lock_guard lock(mu_);
+    auto it = remote_views_.find(id);
+    if (it == remote_views_.end() || !it->second.owned) return ZX_ERR_NOT_FOUND;
+    v = std::move(it->second);
+    remote_views_.erase(it);
+    // Once its descriptor closes, the other process would read zeros (its own) from every
+    // page never supplied: poison them first, so they fail (SIGBUS) instead.
+    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+    present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
+      uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
+    });
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) { return w.fd == v.fd; });
+  }
+  service_->remove_remote(v.fd, this);
+  return ZX_OK;  // v.owned closes the descriptor
+}
+
 uint64_t PagerVmo::committed_bytes() {
   std::lock_guard lock(mu_);
   return present_.count() * kPageSize;
@@ -595,7 +941,7 @@ zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t*
                                     uint64_t* done, int* err, bool wake) {
   // Write-protected on the way in (for eviction) costs nothing extra with COPY.
   uffd::Progress p = uffd::copy(uffd_, home_ + first * kPageSize, src,
-                                (end - first) * kPageSize, wake, wp_ && eviction_used_);
+                                (end - first) * kPageSize, wake, tracking_clean());
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
   *err = p.err;
@@ -657,7 +1003,8 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   // install a page write-protected: once eviction tracks writes, a page moved in is
   // writable until protected, and a store in that window would be taken for clean and
   // lost to eviction; COPY with UFFDIO_COPY_MODE_WP protects as it installs.
-  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_ &&
+  // MOVE needs both sides anonymous private memory: a shared VMO is filled by COPY.
+  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_ && !shared_ &&
                         !(wp_ && eviction_used_);
   std::shared_lock<std::shared_mutex> memfd_lock;
   std::unique_lock<std::mutex> anon_lock;
@@ -697,7 +1044,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     uint64_t done = 0;
     int err = 0;
     const uint64_t src_off = aux_offset + (a - first) * kPageSize;
-    const bool clean = wp_ && eviction_used_;
+    const bool clean = tracking_clean();
     if (use_move) {
       fill_run_move(a, b, anon->base() + src_off, &done, &err);
     } else {
@@ -711,13 +1058,18 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       } else {
         src = anon->base();
       }
+      if (shared_ && (!remote_views_.empty() || !local_views_.empty())) {
+        unpoison_views(a, b, src + src_off);
+      }
       // From a memfd, wake only after the punch below: a woken thread running on another
       // CPU while the punch zaps the memfd's mappings costs a TLB shootdown IPI.
       fill_run_copy(a, b, src + src_off, &done, &err, !memfd);
       if (memfd && done > 0) wake_after = true;
     }
     uint64_t at = a + done / kPageSize;
-    mark_present(a, at, clean);
+    // A shared VMO's writable views must trap the first write too before a page counts as
+    // clean.
+    mark_present(a, at, clean && (!shared_ || protect_views(a, at)));
     switch (err) {
       case 0:
         p = b;
@@ -821,7 +1173,13 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
     p = b;
   }
   if (!map_waiters_.empty()) {
-    std::erase_if(map_waiters_, [&](const MapWaiter& w) { return present_.test(w.page); });
+    // A private VMO's waiters were woken by the fill at their own addresses; a shared
+    // VMO's fault through views the fill did not write.
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      if (!present_.test(w.page)) return false;
+      if (shared_) uffd::wake(w.fd, w.addr & ~(kPageSize - 1), kPageSize);
+      return true;
+    });
   }
   if (!lib_waiters_.empty()) cv_.notify_all();
   return st;
@@ -836,7 +1194,7 @@ zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
   std::erase_if(map_waiters_, [&](const MapWaiter& w) {
     if (w.page < first || w.page >= end || present_.test(w.page)) return false;
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    fail_waiter(w.tid, w.addr);
+    fail_waiter(w.tid, w.addr, w.fd);
     return true;
   });
   bool woke = false;
@@ -860,7 +1218,7 @@ void PagerVmo::detach(bool complete_packet) {
   detached_ = true;
   for (const MapWaiter& w : map_waiters_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    fail_waiter(w.tid, w.addr);
+    fail_waiter(w.tid, w.addr, w.fd);
   }
   map_waiters_.clear();
   for (LibWaiter* w : lib_waiters_) {
@@ -896,6 +1254,28 @@ void PagerVmo::teardown() {
     home = home_;
     graveyard.swap(graveyard_);
     cv_.notify_all();
+  }
+  if (shared_) {
+    // Other processes keep their views and the pages in them; what was never supplied must
+    // fail there, not read zeros, once the descriptors close.
+    std::vector<View> remotes;
+    std::vector<uintptr_t> locals;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [id, v] : remote_views_) {
+        if (!v.owned) continue;
+        const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+        present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
+          uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
+        });
+        remotes.push_back(std::move(v));
+      }
+      remote_views_.clear();
+      for (auto& [a, v] : local_views_) locals.push_back(a);
+      local_views_.clear();
+    }
+    for (View& v : remotes) service_->remove_remote(v.fd, this);
+    for (uintptr_t a : locals) service_->remove_region(a);
   }
   if (remote_) {
     // Once its descriptor closes, the other process would read zeros from every page

@@ -1,7 +1,14 @@
 // Pagers and pager VMOs: Zircon's request/supply protocol over userfaultfd.
 //
-// A pager VMO is one anonymous private mapping (its "home") registered with the
-// process's userfaultfd in MISSING mode. A page is present once supplied; the
+// A pager VMO's memory is either shared (the default: a memfd) or private
+// (ZXP_PAGER_VMO_PRIVATE: one anonymous private mapping). Either way the library keeps a
+// "home" view of it registered with the process's userfaultfd in MISSING mode, and
+// supplies into that view. A private VMO's home is also its one mapping. A shared VMO is
+// mapped any number of times ("views": more MAP_SHARED mappings of the memfd here,
+// registered likewise, and mappings in other processes registered with their own
+// userfaultfd): a page supplied into the home is in the memfd's page cache, so a touch
+// through any view finds it without a fault; a thread that faulted through a view before
+// the supply is woken at its own address. A page is present once supplied; the
 // present-page record below, not the page tables, is the source of truth. Faults through
 // a mapping reach the fault thread as userfaultfd messages; zx_vmo_read/write/commit
 // consult the record directly. Both raise page requests (packets on the VMO's port) for
@@ -62,6 +69,7 @@ class Pager final : public Object {
 
   zx_obj_type_t type() const override { return kType; }
 
+  // `options` may hold ZXP_PAGER_VMO_PRIVATE.
   zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                          uint64_t size, std::shared_ptr<PagerVmo>* out);
   // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process,
@@ -92,10 +100,11 @@ class Pager final : public Object {
 class PagerVmo final : public Vmo {
  public:
   // `uffd` is the descriptor the home range is registered with: the process's own, or,
-  // when `remote`, another process's (owned by this VMO).
+  // when `remote`, another process's (owned by this VMO). `memfd` is a shared VMO's
+  // memory (home is then a MAP_SHARED view of it); empty for a private or remote one.
   PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
            std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-           std::weak_ptr<Pager> pager, int uffd, bool remote);
+           std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd);
   ~PagerVmo() override;
 
   // Vmo
@@ -107,6 +116,7 @@ class PagerVmo final : public Vmo {
   zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
                   uintptr_t* out) override;
   zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
+  bool unmaps_partially() const override { return shared_; }
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override {
     return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_PAGER_BACKED;
@@ -114,6 +124,14 @@ class PagerVmo final : public Vmo {
 
   zx_koid_t pager_koid() const { return pager_koid_; }
   bool remote() const { return remote_; }
+  bool shared() const { return shared_; }
+
+  // Shared VMOs in other processes (zxp_vmo_get_memory_fd, zxp_vmo_attach_remote,
+  // zxp_vmo_detach_remote), arguments validated. attach_remote adopts `uffd` on success.
+  zx_status_t memory_fd(bool writable, UniqueFd* out);
+  zx_status_t attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offset, uint64_t len,
+                            uint64_t* id);
+  zx_status_t detach_remote(uint64_t id);
   // A remote VMO takes ownership of its descriptor (the one it was created with).
   void adopt_remote_fd(UniqueFd fd);
 
@@ -127,8 +145,8 @@ class PagerVmo final : public Vmo {
   // zx_pager_detach_vmo (complete_packet) or pager close (no packet).
   void detach(bool complete_packet);
 
-  // Fault thread entry points.
-  void on_fault(uintptr_t addr, pid_t tid);
+  // Fault thread entry points. `fd` is the userfaultfd the message came from.
+  void on_fault(uintptr_t addr, pid_t tid, int fd);
   void on_remove(uintptr_t start, uintptr_t end);
   void on_remap(uintptr_t from, uintptr_t to);
   // A write to a write-protected page. False if it must be retried once the pending
@@ -151,7 +169,23 @@ class PagerVmo final : public Vmo {
     pid_t tid;
     uintptr_t addr;
     uint64_t page;
+    int fd;  // the userfaultfd it faulted through (wakes and fails go there)
   };
+  // A mapping of a shared VMO other than the home, through which faults arrive.
+  struct View {
+    int fd;  // the userfaultfd it is registered with
+    uintptr_t addr;
+    uint64_t offset;  // VMO offset of addr
+    uint64_t len;
+    bool remote;
+    bool writable;
+    bool wp;            // registered in WP mode too: writes through it are tracked
+    UniqueFd owned;     // remote: its userfaultfd
+    PageSet poisoned;   // pages failed there with a poison marker
+  };
+  // Where a fault at `addr` through `fd` lands: the VMO page, and whether it is a remote
+  // view's (set *view). False if no view of this VMO covers it.
+  bool locate(int fd, uintptr_t addr, uint64_t* page, View** view);
   // A thread inside zx_vmo_read/write/commit waiting for pages.
   struct LibWaiter {
     uint64_t first, end;
@@ -177,9 +211,28 @@ class PagerVmo final : public Vmo {
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
   void mark_present(uint64_t first, uint64_t end, bool clean);
+  // With mu_ held: pages supplied now can be proven clean later (eviction tracks writes).
+  bool tracking_clean() const;
   // Makes a thread blocked at `addr` fail: SIGBUS through the fail signal here, or, for a
   // remote VMO (whose threads this process cannot signal), a poison marker on the page.
-  void fail_waiter(pid_t tid, uintptr_t addr);
+  void fail_waiter(pid_t tid, uintptr_t addr, int fd);
+  // With mu_ held: a page of [first, end) is present in the memory (for a shared VMO, in
+  // the memfd), whatever the record says.
+  bool memory_has(uint64_t page, uintptr_t fault_addr) const;
+  // Shared, with mu_ held: before [first, end) is filled from `src`, replace the poison
+  // markers views hold there (a COPY into them, which a marker does not refuse).
+  void unpoison_views(uint64_t first, uint64_t end, const uint8_t* src);
+  // Shared, with mu_ held, when eviction is first used: writable views start trapping
+  // writes (WP mode). Until then they are registered MISSING only, which keeps the
+  // kernel's fault-around (mapping 16 present pages per fault) that WP mode turns off.
+  void track_view_writes();
+  // Shared, with mu_ held: write-protects [first, end) in every writable view (a clean
+  // supply); false if some view could not be.
+  bool protect_views(uint64_t first, uint64_t end);
+  zx_status_t map_shared(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                         uint64_t len, uintptr_t* out);
+  zx_status_t unmap_shared(uintptr_t addr, uint64_t len);
+  zx_status_t evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes);
   // With mu_ held: pages of [first, end) are about to be written by the library.
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                   uint64_t end);
@@ -194,6 +247,8 @@ class PagerVmo final : public Vmo {
   const std::weak_ptr<Pager> pager_;
   const int uffd_;
   const bool remote_;
+  const bool shared_;
+  const UniqueFd memfd_;  // shared: the memory
   UniqueFd remote_fd_;  // owns uffd_ once adopted (remote only); guarded by mu_
 
   std::mutex mu_;
@@ -211,7 +266,13 @@ class PagerVmo final : public Vmo {
   bool eviction_used_ = false;
   PageSet clean_;
   PageSet evicting_;
-  std::vector<uintptr_t> deferred_writes_;
+  std::vector<std::pair<int, uintptr_t>> deferred_writes_;  // (userfaultfd, address)
+  // Shared: a view the library cannot write-protect (a writable remote mapping) was
+  // attached, so no page can be proven clean from then on.
+  bool untracked_writer_ = false;
+  std::map<uintptr_t, View> local_views_;  // by address
+  std::map<uint64_t, View> remote_views_;  // by id
+  uint64_t next_view_id_ = 1;
   std::map<uint64_t, Request> requests_;  // by first page; never overlapping
   // Outstanding pieces per packet: a request partly supplied or failed is split, and its
   // packet stays queued until no piece is left.

@@ -1,8 +1,10 @@
 // The C ABI of the pager calls and the zxp_ extensions: validates arguments in Zircon's
 // order and calls into the objects.
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zircon/syscalls.h>
@@ -89,10 +91,12 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
   std::shared_ptr<zxp::Port> port;
   st = HandleTable::get().lookup_as(port_handle, ZX_RIGHT_WRITE, &port);
   if (st != ZX_OK) return st;
-  if (options & ~(ZX_VMO_RESIZABLE | ZX_VMO_TRAP_DIRTY)) return ZX_ERR_INVALID_ARGS;
+  if (options & ~(ZX_VMO_RESIZABLE | ZX_VMO_TRAP_DIRTY | ZXP_PAGER_VMO_PRIVATE)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
   if (!out) return ZX_ERR_INVALID_ARGS;
   // Resizing and dirty tracking come with later work.
-  if (options != 0) return ZX_ERR_NOT_SUPPORTED;
+  if (options & (ZX_VMO_RESIZABLE | ZX_VMO_TRAP_DIRTY)) return ZX_ERR_NOT_SUPPORTED;
   uint64_t rounded;
   if (!zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize) {
     return ZX_ERR_OUT_OF_RANGE;
@@ -272,6 +276,7 @@ zx_status_t zxp_get_features(zxp_features_t* out) noexcept try {
   f.madv_populate = zxp::uffd::kernel_has(zxp::uffd::kPopulate);
   f.remote_vmos = p.available && f.poison;
   f.fail_by_signal = f.thread_id;
+  f.wp_shmem = f.wp && (p.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) != 0;
   f.uffd_kernel_features = p.kernel_features;
   f.uffd_disabled_features = p.disabled_features;
   strncpy(f.disabled, p.disabled_names.c_str(), sizeof(f.disabled) - 1);
@@ -311,6 +316,120 @@ zx_status_t zxp_vmo_evict(zx_handle_t vmo_handle, uint64_t offset, uint64_t leng
   st = static_cast<zxp::PagerVmo*>(vmo.get())->evict(offset, length, &evicted);
   if (evicted_bytes) *evicted_bytes = evicted;
   return st;
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+namespace {
+
+// The shared pager VMO behind `vmo_handle`, looked up with `rights`.
+zx_status_t lookup_shared_pager_vmo(zx_handle_t vmo_handle, zx_rights_t rights,
+                                    std::shared_ptr<zxp::PagerVmo>* out) {
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = HandleTable::get().lookup_as(vmo_handle, rights, &vmo);
+  if (st != ZX_OK) return st;
+  if (vmo->kind() != zxp::Vmo::Kind::kPager) return ZX_ERR_NOT_SUPPORTED;
+  auto pager_vmo = std::static_pointer_cast<zxp::PagerVmo>(vmo);
+  if (!pager_vmo->shared()) return ZX_ERR_NOT_SUPPORTED;
+  *out = std::move(pager_vmo);
+  return ZX_OK;
+}
+
+bool remote_views_supported() {
+  // Failed and torn-down pages reach another process only through poison markers.
+  return zxp::uffd::probe().available && (zxp::uffd::probe().features & UFFD_FEATURE_POISON);
+}
+
+}  // namespace
+
+zx_status_t zxp_vmo_get_memory_fd(zx_handle_t vmo_handle, uint32_t options, int* fd) noexcept try {
+  const bool writable = (options & ZXP_REMOTE_WRITABLE) != 0;
+  std::shared_ptr<zxp::PagerVmo> vmo;
+  zx_status_t st = lookup_shared_pager_vmo(
+      vmo_handle, ZX_RIGHT_MAP | ZX_RIGHT_READ | (writable ? ZX_RIGHT_WRITE : 0), &vmo);
+  if (st != ZX_OK) return st;
+  if (!fd || (options & ~ZXP_REMOTE_WRITABLE)) return ZX_ERR_INVALID_ARGS;
+  if (!remote_views_supported()) return ZX_ERR_NOT_SUPPORTED;
+  zxp::UniqueFd out;
+  st = vmo->memory_fd(writable, &out);
+  if (st != ZX_OK) return st;
+  *fd = out.release();
+  return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_remote_map_vmo(int memory_fd, uint64_t offset, uint64_t len, uint32_t options,
+                               uintptr_t* addr, int* uffd) noexcept try {
+  if (!addr || !uffd || len == 0 || !zxp::page_aligned(offset) ||
+      (options & ~ZXP_REMOTE_WRITABLE)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  const bool writable = (options & ZXP_REMOTE_WRITABLE) != 0;
+  struct stat st;
+  if (memory_fd < 0 || fstat(memory_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  int fl = fcntl(memory_fd, F_GETFL);
+  if (fl < 0) return ZX_ERR_INVALID_ARGS;
+  if (writable && (fl & O_ACCMODE) != O_RDWR) return ZX_ERR_ACCESS_DENIED;
+  uint64_t rounded;
+  if (!zxp::round_up_page(len, &rounded) || rounded > zxp::kMaxVmoSize ||
+      offset > static_cast<uint64_t>(st.st_size) ||
+      rounded > static_cast<uint64_t>(st.st_size) - offset) {
+    return ZX_ERR_OUT_OF_RANGE;
+  }
+  if (!remote_views_supported()) return ZX_ERR_NOT_SUPPORTED;
+  // No events: the client's munmap/madvise must never wait for the pager process.
+  zxp::UniqueFd fd(zxp::uffd::open(UFFD_FEATURE_POISON));
+  if (!fd) return ZX_ERR_NOT_SUPPORTED;
+  // Read-only: a private mapping of the read-only descriptor. Nothing done through it can
+  // reach the memory others see (a store after mprotect, or a COPY through its
+  // userfaultfd, makes a private page of this process).
+  void* p = writable ? mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                            memory_fd, static_cast<off_t>(offset))
+                     : mmap(nullptr, rounded, PROT_READ, MAP_PRIVATE | MAP_NORESERVE, memory_fd,
+                            static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return errno == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_INVALID_ARGS;
+  madvise(p, rounded, MADV_DONTFORK);
+  int err = zxp::uffd::register_range(fd.get(), reinterpret_cast<uintptr_t>(p), rounded, false,
+                                      nullptr);
+  if (err != 0) {
+    munmap(p, rounded);
+    return err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
+  }
+  *addr = reinterpret_cast<uintptr_t>(p);
+  *uffd = fd.release();
+  return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_vmo_attach_remote(zx_handle_t vmo_handle, int uffd, uint64_t remote_addr,
+                                  uint64_t vmo_offset, uint64_t len, uint64_t* id) noexcept try {
+  std::shared_ptr<zxp::PagerVmo> vmo;
+  zx_status_t st = lookup_shared_pager_vmo(vmo_handle, ZX_RIGHT_WRITE, &vmo);
+  if (st != ZX_OK) return st;
+  if (!id || len == 0 || !zxp::page_aligned(remote_addr) || !zxp::page_aligned(vmo_offset) ||
+      !zxp::page_aligned(len)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  if (!zxp::range_within(vmo_offset, len, vmo->size()) || remote_addr > UINT64_MAX - len) {
+    return ZX_ERR_OUT_OF_RANGE;
+  }
+  if (!zxp::uffd::is_userfaultfd(uffd)) return ZX_ERR_INVALID_ARGS;
+  if (!remote_views_supported()) return ZX_ERR_NOT_SUPPORTED;
+  return vmo->attach_remote(uffd, remote_addr, vmo_offset, len, id);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_vmo_detach_remote(zx_handle_t vmo_handle, uint64_t id) noexcept try {
+  std::shared_ptr<zxp::PagerVmo> vmo;
+  zx_status_t st = lookup_shared_pager_vmo(vmo_handle, ZX_RIGHT_WRITE, &vmo);
+  if (st == ZX_ERR_NOT_SUPPORTED) return ZX_ERR_NOT_FOUND;  // it has no remote mappings
+  if (st != ZX_OK) return st;
+  return vmo->detach_remote(id);
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -1,5 +1,6 @@
 #include "vmar.h"
 
+#include <algorithm>
 #include <new>
 #include <vector>
 
@@ -15,6 +16,28 @@ zx_status_t AddressSpace::map(const std::shared_ptr<Vmo>& vmo, zx_vm_option_t op
                               uintptr_t* out) {
   uintptr_t addr;
   if (fixed && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
+    // A pager VMO's view must be unmapped through its VMO (which unregisters it and forgets
+    // it) before anything lands on it; the kernel would otherwise replace it behind the
+    // VMO's back.
+    std::vector<std::pair<uintptr_t, uint64_t>> views;
+    {
+      std::lock_guard lock(mu_);
+      auto it = mappings_.lower_bound(fixed);
+      if (it != mappings_.begin() && std::prev(it)->first + std::prev(it)->second.len > fixed) --it;
+      for (; it != mappings_.end() && it->first < fixed + len; ++it) {
+        // (A private pager VMO's memory is the library's: refused below.)
+        if (it->second.vmo->kind() != Vmo::Kind::kPager || !it->second.vmo->unmaps_partially()) {
+          continue;
+        }
+        uintptr_t a = std::max(it->first, fixed);
+        uintptr_t b = std::min(it->first + it->second.len, fixed + len);
+        views.emplace_back(a, b - a);
+      }
+    }
+    for (auto& [a, l] : views) {
+      zx_status_t st = unmap(a, l);
+      if (st != ZX_OK && st != ZX_ERR_NOT_FOUND) return st;
+    }
     std::lock_guard owned_lock(owned_mu_);
     if (overlaps_owned(fixed, len)) return ZX_ERR_INVALID_ARGS;
     zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
@@ -77,10 +100,11 @@ zx_status_t AddressSpace::unmap(uintptr_t addr, uint64_t len) {
     if (first != mappings_.begin() && std::prev(first)->first + std::prev(first)->second.len > addr) {
       --first;
     }
-    // Anonymous and pager VMOs exist at one address only: they unmap whole or not at all.
+    // Anonymous and private pager VMOs exist at one address only: they unmap whole or not
+    // at all.
     for (auto it = first; it != mappings_.end() && it->first < end; ++it) {
       bool whole = it->first >= addr && it->first + it->second.len <= end;
-      if (!whole && it->second.vmo->kind() != Vmo::Kind::kMemfd) return ZX_ERR_NOT_SUPPORTED;
+      if (!whole && !it->second.vmo->unmaps_partially()) return ZX_ERR_NOT_SUPPORTED;
     }
     auto it = first;
     while (it != mappings_.end() && it->first < end) {

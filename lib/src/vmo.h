@@ -81,6 +81,8 @@ class Vmo : public Object {
   // Undoes (part of) a mapping made by map(); the caller has dropped its record.
   virtual zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) = 0;
 
+  // True if part of a mapping can be unmapped (else only whole mappings).
+  virtual bool unmaps_partially() const { return false; }
   virtual uint64_t committed_bytes() = 0;
   virtual uint32_t info_flags() const { return ZX_INFO_VMO_TYPE_PAGED; }
 
@@ -114,6 +116,7 @@ class MemfdVmo final : public Vmo {
   zx_status_t map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset, uint64_t len,
                   uintptr_t* out) override;
   zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
+  bool unmaps_partially() const override { return true; }
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override;
 

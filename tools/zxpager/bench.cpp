@@ -71,7 +71,7 @@ const Result* find(const std::vector<Result>& rs, const std::string& mech, uint6
 // The raw loop each zxpager row is held against.
 std::string raw_for(const std::string& mech) {
   if (mech == "zxpager-move") return "raw-move";
-  if (mech == "zxpager-copy") return "raw-copy-punch";
+  if (mech == "zxpager-copy" || mech == "zxpager-shared") return "raw-copy-punch";
   return "";
 }
 
@@ -123,7 +123,7 @@ void write_svg(const std::string& path, const std::vector<Result>& rs,
                const std::vector<uint64_t>& batches) {
   const std::vector<std::pair<std::string, std::string>> series = {
       {"raw-copy", "#999999"}, {"raw-copy-punch", "#555555"}, {"raw-move", "#000000"},
-      {"zxpager-copy", "#1f77b4"}, {"zxpager-move", "#d62728"}};
+      {"zxpager-copy", "#1f77b4"}, {"zxpager-move", "#d62728"}, {"zxpager-shared", "#2ca02c"}};
   std::string svg;
   const int W = 900, H = 380, L = 70, T = 40, PW = 360, PH = 260;
   svg += fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' "
@@ -229,6 +229,8 @@ int run_bench(const Options& o) {
       {"raw-move", bench::run_raw_move, true},
       {"zxpager-copy", [](const Config& c) { return bench::run_zxpager(c, false); }, false},
       {"zxpager-move", [](const Config& c) { return bench::run_zxpager(c, true); }, true},
+      {"zxpager-shared", [](const Config& c) { return bench::run_zxpager(c, false, true); },
+       false},
   };
   try {
     // Throughput against batch size, and the batch-1 latencies.
@@ -243,6 +245,9 @@ int run_bench(const Options& o) {
     if (wanted("kernel-anon")) add("kernel-anon", [&] { return bench::run_kernel_anon(k); });
     if (wanted("kernel-file-mmap")) {
       add("kernel-file-mmap", [&] { return bench::run_kernel_file(k); });
+    }
+    if (wanted("zxpager-shared-2nd")) {
+      add("zxpager-shared-2nd", [&] { return bench::run_zxpager_second_mapping(k); });
     }
     // Scaling with faulting and pager threads.
     for (int ft : o.fault_threads) {
@@ -269,7 +274,10 @@ int run_bench(const Options& o) {
                "threads\n",
                region >> 20, o.repeat);
     fmt::print("vs raw: zxpager against the raw loop doing the same work (copy: COPY from a "
-               "memfd + punch; move: MOVE)\n\n");
+               "memfd + punch; move: MOVE)\n");
+    fmt::print("zxpager-copy/-move: private VMOs (ZXP_PAGER_VMO_PRIVATE); zxpager-shared: a "
+               "shared VMO (options 0, COPY into a memfd); zxpager-shared-2nd: a second mapping "
+               "of a supplied shared VMO (no requests: the kernel fills from the page cache)\n\n");
     print_table(rs, stdout);
     fmt::print("\nprice of Zircon's decommit semantics on the COPY path (raw COPY+punch vs raw "
                "COPY from a reused buffer):\n");
@@ -293,7 +301,8 @@ Runner add_bench(CLI::App& app) {
   auto o = std::make_shared<Options>();
   CLI::App* sub = app.add_subcommand(
       "bench",
-      "Measure page-fault round trips and throughput: zxpager (COPY and MOVE paths) against "
+      "Measure page-fault round trips and throughput: zxpager (private VMOs by COPY and MOVE, "
+      "shared VMOs by COPY, a second mapping of a supplied shared VMO) against "
       "minimal raw userfaultfd pagers and the kernel alone");
   sub->add_option("--region", o->region, "Bytes faulted per run (K/M/G suffixes)")
       ->capture_default_str();
@@ -309,7 +318,8 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 100));
   sub->add_option("--only", o->only,
                   "Measure only these mechanisms (raw-copy, raw-copy-punch, raw-move, "
-                  "zxpager-copy, zxpager-move, kernel-anon, kernel-file-mmap)");
+                  "zxpager-copy, zxpager-move, zxpager-shared, zxpager-shared-2nd, kernel-anon, "
+                  "kernel-file-mmap)");
   sub->add_flag("--json", o->json, "Print the results as JSON");
   sub->add_flag("--csv", o->csv, "Print the results as CSV");
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");

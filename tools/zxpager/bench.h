@@ -37,7 +37,12 @@ struct Config {
 Result run_raw_copy(const Config& c);         // UFFDIO_COPY from a reused buffer
 Result run_raw_copy_punch(const Config& c);   // COPY from a memfd, then punch it out
 Result run_raw_move(const Config& c);         // MOVE freshly filled anonymous pages
-Result run_zxpager(const Config& c, bool move);  // the Zircon API, COPY or MOVE path
+// The Zircon API: a private VMO (ZXP_PAGER_VMO_PRIVATE) supplied by COPY from a memfd or
+// MOVE from anonymous aux memory, or a shared VMO (options 0) supplied by COPY.
+Result run_zxpager(const Config& c, bool move, bool shared = false);
+// A shared VMO supplied whole, then touched through a second mapping: the kernel fills
+// every page from the page cache, with no request (throws if one is raised).
+Result run_zxpager_second_mapping(const Config& c);
 Result run_kernel_anon(const Config& c);      // anonymous zero-fill write faults
 Result run_kernel_file(const Config& c);      // a cached file mapped with mmap
 

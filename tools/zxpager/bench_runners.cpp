@@ -206,11 +206,12 @@ Result run_raw_move(const Config& c) {
   return r;
 }
 
-Result run_zxpager(const Config& c, bool move) {
+Result run_zxpager(const Config& c, bool move, bool shared) {
   zx_handle_t pager, port, vmo;
   check("zx_pager_create", zx_pager_create(0, &pager));
   check("zx_port_create", zx_port_create(0, &port));
-  check("zx_pager_create_vmo", zx_pager_create_vmo(pager, 0, port, 1, c.region_bytes, &vmo));
+  check("zx_pager_create_vmo", zx_pager_create_vmo(pager, shared ? 0 : ZXP_PAGER_VMO_PRIVATE,
+                                                   port, 1, c.region_bytes, &vmo));
   zx_vaddr_t base;
   check("zx_vmar_map", zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0,
                                    vmo, 0, c.region_bytes, &base));
@@ -254,8 +255,47 @@ Result run_zxpager(const Config& c, bool move) {
   zx_handle_close(vmo);
   zx_handle_close(port);
   zx_handle_close(pager);
-  r.mechanism = move ? "zxpager-move" : "zxpager-copy";
+  r.mechanism = shared ? "zxpager-shared" : move ? "zxpager-move" : "zxpager-copy";
   r.group = move ? "move" : "copy-punch";
+  return r;
+}
+
+Result run_zxpager_second_mapping(const Config& c) {
+  zx_handle_t pager, port, vmo, aux;
+  check("zx_pager_create", zx_pager_create(0, &pager));
+  check("zx_port_create", zx_port_create(0, &port));
+  check("zx_pager_create_vmo", zx_pager_create_vmo(pager, 0, port, 1, c.region_bytes, &vmo));
+  const uint64_t chunk = std::min<uint64_t>(c.region_bytes, 8u << 20);
+  check("zx_vmo_create", zx_vmo_create(chunk, 0, &aux));
+  zx_vaddr_t aux_addr;
+  check("zx_vmar_map aux", zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE,
+                                       0, aux, 0, chunk, &aux_addr));
+  uint64_t seed = 7;
+  for (uint64_t s = 0; s < c.region_bytes; s += chunk) {
+    uint64_t len = std::min(chunk, c.region_bytes - s);
+    fill(reinterpret_cast<uint8_t*>(aux_addr), len, ++seed);
+    check("zx_pager_supply_pages", zx_pager_supply_pages(pager, vmo, s, len, aux, 0));
+  }
+  zxp_pager_stats_t before;
+  check("zxp_pager_get_stats", zxp_pager_get_stats(pager, &before));
+  zx_vaddr_t base;
+  check("zx_vmar_map", zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0,
+                                   vmo, 0, c.region_bytes, &base));
+  Config k = c;
+  k.batch = 1;
+  Result r = touch_all(k, base, false);
+  zxp_pager_stats_t after;
+  check("zxp_pager_get_stats", zxp_pager_get_stats(pager, &after));
+  if (after.requests != before.requests) {
+    throw std::runtime_error("a second mapping of a supplied shared VMO raised page requests");
+  }
+  zx_vmar_unmap(zx_vmar_root_self(), base, c.region_bytes);
+  zx_vmar_unmap(zx_vmar_root_self(), aux_addr, chunk);
+  zx_handle_t hs[] = {aux, vmo, port, pager};
+  zx_handle_close_many(hs, 4);
+  r.mechanism = "zxpager-shared-2nd";
+  r.group = "kernel";
+  r.pager_threads = 0;
   return r;
 }
 

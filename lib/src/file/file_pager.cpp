@@ -88,6 +88,8 @@ class FilePager::Impl {
     vo.readahead_max = o.readahead_max;
     vo.record = o.record_path != nullptr;
     vo.evictable = o.budget_bytes != 0;
+    // One mapping is all a file pager hands out: keep the zero-copy MOVE path.
+    vo.private_memory = true;
     s = service_->create_vmo(source_.get(), size_, vo, &id_, &vmo_);
     if (s != ZX_OK) return s;
     have_vmo_ = true;

@@ -251,8 +251,62 @@ class PagerService::Impl {
   zx_status_t create_vmo(PagedSource* source, uint64_t size, const VmoOptions& o, uint32_t* id,
                          zx_handle_t* out) {
     return create_common(source, o, id, out, [&](uint64_t key, zx_handle_t* vmo) {
-      return zx_pager_create_vmo(pager_.get(), 0, port_.get(), key, size, vmo);
+      return zx_pager_create_vmo(pager_.get(), o.private_memory ? ZXP_PAGER_VMO_PRIVATE : 0,
+                                 port_.get(), key, size, vmo);
     });
+  }
+
+  // The handle of a VMO not detached, read under its lock (a detach racing the caller's
+  // use of it closes it, and the call then fails as a detached VMO's should).
+  zx_status_t live_handle(uint32_t id, zx_handle_t* out) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    std::lock_guard lock(v->mu);
+    if (v->detached) return ZX_ERR_BAD_STATE;
+    *out = v->handle.get();
+    return ZX_OK;
+  }
+
+  zx_status_t memory_fd(uint32_t id, bool writable, UniqueFd* out) {
+    if (!out) return ZX_ERR_INVALID_ARGS;
+    zx_handle_t h;
+    zx_status_t st = live_handle(id, &h);
+    if (st != ZX_OK) return st;
+    int fd = -1;
+    st = zxp_vmo_get_memory_fd(h, writable ? ZXP_REMOTE_WRITABLE : 0, &fd);
+    if (st == ZX_OK) *out = UniqueFd(fd);
+    return st;
+  }
+
+  zx_status_t attach_remote(uint32_t id, UniqueFd* uffd, uintptr_t addr, uint64_t offset,
+                            uint64_t length, uint64_t* mapping) {
+    if (!uffd || !uffd->is_valid() || !mapping) return ZX_ERR_INVALID_ARGS;
+    zx_handle_t h;
+    zx_status_t st = live_handle(id, &h);
+    if (st != ZX_OK) return st;
+    st = zxp_vmo_attach_remote(h, uffd->get(), addr, offset, length, mapping);
+    if (st == ZX_OK) (void)uffd->release();  // the VMO owns it now
+    return st;
+  }
+
+  zx_status_t detach_remote(uint32_t id, uint64_t mapping) {
+    zx_handle_t h;
+    zx_status_t st = live_handle(id, &h);
+    if (st != ZX_OK) return st;
+    return zxp_vmo_detach_remote(h, mapping);
+  }
+
+  zx_status_t evict(uint32_t id, uint64_t offset, uint64_t length, uint64_t* evicted_bytes) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    if ((offset % kPage) || (length % kPage)) return ZX_ERR_INVALID_ARGS;
+    if (offset / kPage > v->pages || length / kPage > v->pages - offset / kPage) {
+      return ZX_ERR_OUT_OF_RANGE;
+    }
+    uint64_t evicted = 0;
+    zx_status_t st = evict_range(v, offset / kPage, (offset + length) / kPage, &evicted);
+    if (evicted_bytes) *evicted_bytes = evicted;
+    return st;
   }
 
   // A VMO whose memory is another process's (zxp_pager_create_remote_vmo): supplied by
@@ -718,14 +772,15 @@ class PagerService::Impl {
   }
 
   // Forgets [a, b) as resident and drops its clean pages.
-  void evict_range(const std::shared_ptr<Vmo>& vp, uint64_t a, uint64_t b) {
-    if (!vp) return;
+  zx_status_t evict_range(const std::shared_ptr<Vmo>& vp, uint64_t a, uint64_t b,
+                          uint64_t* evicted_bytes = nullptr) {
+    if (!vp) return ZX_ERR_NOT_FOUND;
     Vmo& v = *vp;
     uint64_t was = 0;
     zx_handle_t handle;
     {
       std::lock_guard lock(v.mu);
-      if (v.detached) return;
+      if (v.detached) return ZX_ERR_BAD_STATE;
       for (uint64_t p = a; p < b; p++) was += v.is_resident(p) ? 1 : 0;
       v.set_resident(a, b, false);
       // A detach racing this closes it meanwhile: the call then fails (handle values
@@ -734,8 +789,10 @@ class PagerService::Impl {
     }
     c_.resident_bytes.fetch_sub(was * kPage, std::memory_order_relaxed);
     uint64_t evicted = 0;
-    zxp_vmo_evict(handle, a * kPage, (b - a) * kPage, &evicted);
+    zx_status_t st = zxp_vmo_evict(handle, a * kPage, (b - a) * kPage, &evicted);
     c_.pages_evicted.fetch_add(evicted / kPage, std::memory_order_relaxed);
+    if (evicted_bytes) *evicted_bytes = evicted;
+    return st;
   }
 
   // ---- Hints and prefetch ----
@@ -898,6 +955,21 @@ zx_status_t PagerService::create_remote_vmo(PagedSource* source, UniqueFd* uffd,
   return impl_->create_remote_vmo(source, uffd, remote_addr, size, options, id, vmo);
 }
 zx_status_t PagerService::detach_vmo(uint32_t id) { return impl_->detach(id); }
+zx_status_t PagerService::memory_fd(uint32_t id, bool writable, UniqueFd* out) {
+  return impl_->memory_fd(id, writable, out);
+}
+zx_status_t PagerService::attach_remote(uint32_t id, UniqueFd* uffd, uintptr_t remote_addr,
+                                        uint64_t vmo_offset, uint64_t length,
+                                        uint64_t* mapping) {
+  return impl_->attach_remote(id, uffd, remote_addr, vmo_offset, length, mapping);
+}
+zx_status_t PagerService::detach_remote(uint32_t id, uint64_t mapping) {
+  return impl_->detach_remote(id, mapping);
+}
+zx_status_t PagerService::evict(uint32_t id, uint64_t offset, uint64_t length,
+                                uint64_t* evicted_bytes) {
+  return impl_->evict(id, offset, length, evicted_bytes);
+}
 void PagerService::complete(const FillRequest& request, zx_status_t status) {
   impl_->complete(request, status);
 }
