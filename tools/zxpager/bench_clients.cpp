@@ -83,7 +83,8 @@ struct Report {
   uint32_t phase = 0;
   int32_t status = ZX_OK;
   uint32_t reserved = 0;
-  double t_start = 0, t_done = 0;  // CLOCK_MONOTONIC around the read
+  double t_begin = 0;              // CLOCK_MONOTONIC before connecting
+  double t_start = 0, t_done = 0;  // and around the read
   uint64_t sum = 0;                // of the bytes read, as 64-bit words
   uint64_t pss_kib = 0, map_pss_kib = 0, hwm_kib = 0;
 };
@@ -200,6 +201,7 @@ void wait_barrier(int fd) {
   for (int fd : a.close_fds) close(fd);
   Report r;
   r.client = a.index;
+  r.t_begin = now_s();
   auto fail = [&](zx_status_t st) {
     r.phase = kFailed;
     r.status = st;
@@ -471,6 +473,8 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
     *err = "the warm client read wrong bytes (its sum differs from the blob's)";
     return std::nullopt;
   }
+  w.open_seconds = done.t_start - done.t_begin;
+  w.read_seconds = done.t_done - done.t_start;
   double cpu = 0;
   auto cat = median_cats(x, 1, &cpu, err);
   if (!cat) return std::nullopt;

@@ -21,7 +21,9 @@ inline std::string secs(double s) {
 
 // One more client reading the blob whole while the largest row's clients still map it.
 struct Warm {
-  double seconds = 0;      // fork to exit
+  double seconds = 0;       // fork to exit
+  double open_seconds = 0;  // of which connect, OPEN and MAP
+  double read_seconds = 0;  // and reading the blob
   double cat_seconds = 0;  // one cat of the same bytes, fork to exit, median of 3
 };
 
