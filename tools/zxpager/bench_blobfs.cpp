@@ -93,11 +93,13 @@ Daemon::Daemon(const std::string& bin, const std::string& image, const std::stri
   // Up when it accepts a connection; a deadline, not a fixed sleep.
   for (int i = 0; i < 1000 && pid_ > 0; i++) {
     std::unique_ptr<zxp::BlobfsClient> c;
-    if (zxp::BlobfsClient::connect(socket_.c_str(), &c) == ZX_OK) {
+    connect_status_ = zxp::BlobfsClient::connect(socket_.c_str(), &c);
+    if (connect_status_ == ZX_OK) {
       up_ = true;
       break;
     }
-    if (!running()) break;
+    // A daemon that answers but speaks another protocol version will not change its mind.
+    if (connect_status_ == ZX_ERR_NOT_SUPPORTED || !running()) break;
     usleep(5000);
   }
 }
@@ -264,7 +266,10 @@ int run_bench_blobfs(const Options& o) {
           // A fresh daemon per run: its verified Merkle nodes start cold, as the store's.
           d = std::make_unique<Daemon>(blobfsd, image_path, dir);
           if (!d->up()) {
-            daemon_note = fmt::format("blobfsd ({}) did not start: its rows are left out", blobfsd);
+            daemon_note = fmt::format(
+                "blobfsd ({}) did not start or cannot be reached (connect: {}): its rows are "
+                "left out",
+                blobfsd, zx_status_get_string(d->connect_status()));
             break;
           }
         }

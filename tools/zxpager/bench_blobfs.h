@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <zircon/types.h>
+
 namespace zxpager_cli::blobfs_bench {
 
 inline constexpr const char* kBlobName = "large.txt";
@@ -50,6 +52,8 @@ class Daemon {
 
   // It accepted a connection before the constructor returned.
   bool up() const { return up_; }
+  // The last attempt's status (ZX_ERR_NOT_SUPPORTED: a daemon of another protocol version).
+  zx_status_t connect_status() const { return connect_status_; }
   const std::string& socket() const { return socket_; }
   pid_t pid() const { return pid_; }
   // Whether it is still running (reaps it, once, if it has exited).
@@ -59,6 +63,7 @@ class Daemon {
   std::string socket_;
   pid_t pid_ = -1;
   bool up_ = false;
+  zx_status_t connect_status_ = ZX_ERR_BAD_STATE;
 };
 
 // The --clients bench (bench_clients.cpp): exit status (1 when a row could not be run or

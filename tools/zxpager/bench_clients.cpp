@@ -473,6 +473,7 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
     *err = "the warm client read wrong bytes (its sum differs from the blob's)";
     return std::nullopt;
   }
+  w.faults = static_cast<uint64_t>(c.ru.ru_minflt + c.ru.ru_majflt);
   w.open_seconds = done.t_start - done.t_begin;
   w.read_seconds = done.t_done - done.t_start;
   double cpu = 0;
@@ -495,7 +496,8 @@ std::string log_tail(const std::string& dir) {
 std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std::string* err) {
   Daemon d(x.blobfsd, x.image, x.dir);
   if (!d.up()) {
-    *err = fmt::format("blobfsd ({}) did not start{}", x.blobfsd, log_tail(x.dir));
+    *err = fmt::format("blobfsd ({}) did not start or cannot be reached (connect: {}){}",
+                       x.blobfsd, zx_status_get_string(d.connect_status()), log_tail(x.dir));
     return std::nullopt;
   }
   zxp::UniqueFd daemon_pidfd = pidfd_of(d.pid());
@@ -727,6 +729,7 @@ int run_bench_clients(const Options& o) {
   res.blob_bytes = x.size;
   res.image_bytes = image_bytes;
   res.random_pages = x.pages.size();
+  res.page_size = x.page;
   res.random_pct = o.random_pct;
   res.repeat = o.repeat;
   res.clients = ns;

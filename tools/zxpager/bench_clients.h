@@ -24,6 +24,7 @@ struct Warm {
   double seconds = 0;       // fork to exit
   double open_seconds = 0;  // of which connect, OPEN and MAP
   double read_seconds = 0;  // and reading the blob
+  uint64_t faults = 0;      // its page faults (fault-around makes one per several pages)
   double cat_seconds = 0;  // one cat of the same bytes, fork to exit, median of 3
 };
 
@@ -41,7 +42,7 @@ struct Row {
 };
 
 struct Results {
-  uint64_t blob_bytes = 0, image_bytes = 0, random_pages = 0;
+  uint64_t blob_bytes = 0, image_bytes = 0, random_pages = 0, page_size = 4096;
   double random_pct = 0;
   int repeat = 1;
   std::vector<int> clients;  // ascending, no duplicates: the rows of each workload
