@@ -431,8 +431,28 @@ std::optional<double> median_cats(const Context& x, int n, double* cpu_s, std::s
   return runs[1].first;
 }
 
+// blobfsd's STATS, summed over its blobs.
+bool daemon_stats(const Daemon& d, uint64_t* page_ins, uint64_t* bytes_read,
+                  uint64_t* bytes_decompressed, std::string* err) {
+  std::unique_ptr<zxp::BlobfsClient> c;
+  std::vector<zxp::BlobfsBlobStats> stats;
+  zx_status_t st = zxp::BlobfsClient::connect(d.socket().c_str(), &c);
+  if (st == ZX_OK) st = c->stats(&stats);
+  if (st != ZX_OK) {
+    *err = fmt::format("blobfsd STATS: {}", zx_status_get_string(st));
+    return false;
+  }
+  *page_ins = *bytes_read = *bytes_decompressed = 0;
+  for (const auto& s : stats) {
+    *page_ins += s.page_ins;
+    *bytes_read += s.bytes_read;
+    *bytes_decompressed += s.bytes_decompressed;
+  }
+  return true;
+}
+
 // The warm client: forked while the row's clients still map the blob; reads it whole.
-std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>& close_fds,
+std::optional<Warm> run_warm(const Context& x, const Daemon& d, const std::vector<int>& close_fds,
                              std::string* err) {
   Pipe report;
   if (!make_pipe(&report)) {
@@ -447,6 +467,8 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
   a.report = report.w.get();
   a.close_fds = close_fds;
   a.close_fds.push_back(report.r.get());
+  uint64_t page_ins0, read0, decompressed0;
+  if (!daemon_stats(d, &page_ins0, &read0, &decompressed0, err)) return std::nullopt;
   Children kids;
   const double t0 = now_s();
   if (!spawn_client(a, kids, err)) return std::nullopt;
@@ -454,6 +476,9 @@ std::optional<Warm> run_warm(const Context& x, Daemon& d, const std::vector<int>
   if (!wait_exit(kids, t0 + x.o->deadline_s, err)) return std::nullopt;
   Warm w;
   w.seconds = now_s() - t0;
+  uint64_t page_ins1, read1, decompressed1;
+  if (!daemon_stats(d, &page_ins1, &read1, &decompressed1, err)) return std::nullopt;
+  w.page_ins = page_ins1 - page_ins0;
   Report r;
   Report done;
   while (read(report.r.get(), &r, sizeof(r)) == sizeof(r)) {
@@ -496,8 +521,8 @@ std::string log_tail(const std::string& dir) {
 std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std::string* err) {
   Daemon d(x.blobfsd, x.image, x.dir);
   if (!d.up()) {
-    *err = fmt::format("blobfsd ({}) did not start or cannot be reached (connect: {}){}",
-                       x.blobfsd, zx_status_get_string(d.connect_status()), log_tail(x.dir));
+    *err = fmt::format("blobfsd ({}) did not start or cannot be reached (connect: {}){}", x.blobfsd,
+                       zx_status_get_string(d.connect_status()), log_tail(x.dir));
     return std::nullopt;
   }
   zxp::UniqueFd daemon_pidfd = pidfd_of(d.pid());
@@ -548,20 +573,8 @@ std::optional<Row> run_row(const Context& x, Workload wl, int n, bool warm, std:
       return std::nullopt;
     }
   }
-  {
-    std::unique_ptr<zxp::BlobfsClient> c;
-    std::vector<zxp::BlobfsBlobStats> stats;
-    zx_status_t st = zxp::BlobfsClient::connect(d.socket().c_str(), &c);
-    if (st == ZX_OK) st = c->stats(&stats);
-    if (st != ZX_OK) {
-      *err = fmt::format("blobfsd STATS: {}", zx_status_get_string(st));
-      return std::nullopt;
-    }
-    for (const auto& s : stats) {
-      row.bytes_read += s.bytes_read;
-      row.bytes_decompressed += s.bytes_decompressed;
-      row.page_ins += s.page_ins;
-    }
+  if (!daemon_stats(d, &row.page_ins, &row.bytes_read, &row.bytes_decompressed, err)) {
+    return std::nullopt;
   }
   measure.w.reset();
   if (!collect(report.r.get(), kids, daemon_pidfd.get(), kMeasured, n, now_s() + x.o->deadline_s,

@@ -25,7 +25,8 @@ struct Warm {
   double open_seconds = 0;  // of which connect, OPEN and MAP
   double read_seconds = 0;  // and reading the blob
   uint64_t faults = 0;      // its page faults (fault-around makes one per several pages)
-  double cat_seconds = 0;  // one cat of the same bytes, fork to exit, median of 3
+  uint64_t page_ins = 0;    // the daemon's fills meanwhile (none if the pages are shared)
+  double cat_seconds = 0;   // one cat of the same bytes, fork to exit, median of 3
 };
 
 // One row: N clients, one workload, a fresh daemon.

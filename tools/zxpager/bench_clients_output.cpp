@@ -122,10 +122,10 @@ void bar_panel(std::string* svg, int x, int y, int w, int h, const std::string& 
   *svg += fmt::format("<text x='{}' y='{}' font-size='14'>{}</text>\n", x, y - 12, title);
   for (int k = 0; k <= 4; ++k) {
     const int ty = y + h - h * k / 4;
-    *svg += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#eee'/>\n", x, ty, x + w,
-                        ty);
-    *svg += fmt::format("<text x='{}' y='{}' text-anchor='end'>{:g}</text>\n", x - 6, ty + 4,
-                        step * k);
+    *svg +=
+        fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#eee'/>\n", x, ty, x + w, ty);
+    *svg +=
+        fmt::format("<text x='{}' y='{}' text-anchor='end'>{:g}</text>\n", x - 6, ty + 4, step * k);
   }
   *svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#ccc'/>\n", x,
                       y, w, h);
@@ -178,11 +178,12 @@ void print_json(const Results& res) {
   }
   fmt::print("]");
   if (top->warm) {
-    fmt::print(", \"warm\": {{\"after_clients\": {}, \"seconds\": {:.6f}, "
-               "\"open_seconds\": {:.6f}, \"read_seconds\": {:.6f}, \"faults\": {}, "
-               "\"cat_seconds\": {:.6f}}}",
-               top->clients, top->warm->seconds, top->warm->open_seconds,
-               top->warm->read_seconds, top->warm->faults, top->warm->cat_seconds);
+    fmt::print(
+        ", \"warm\": {{\"after_clients\": {}, \"seconds\": {:.6f}, "
+        "\"open_seconds\": {:.6f}, \"read_seconds\": {:.6f}, \"faults\": {}, "
+        "\"page_ins\": {}, \"cat_seconds\": {:.6f}}}",
+        top->clients, top->warm->seconds, top->warm->open_seconds, top->warm->read_seconds,
+        top->warm->faults, top->warm->page_ins, top->warm->cat_seconds);
   }
   fmt::print(", \"targets\": [");
   for (size_t i = 0; i < targets.size(); i++) {
@@ -211,11 +212,11 @@ void print_text(const Results& res) {
     fmt::print(
         "warm client (one more, while the {} clients of the whole row still map the blob), "
         "fork to exit:\n  {} = {:.0f} MiB/s (connect, OPEN and MAP {}, reading {}, the rest "
-        "fork, CLOSE and exit; {} page faults for {} pages);\n  one cat of the same bytes {} = "
-        "{:.0f} MiB/s\n\n",
+        "fork, CLOSE and exit);\n  {} page faults for {} pages, {} page-ins by the daemon "
+        "meanwhile;\n  one cat of the same bytes {} = {:.0f} MiB/s\n\n",
         top_n, secs(w.seconds), mib(res.blob_bytes) / w.seconds, secs(w.open_seconds),
-        secs(w.read_seconds), w.faults, res.blob_bytes / res.page_size, secs(w.cat_seconds),
-        mib(res.blob_bytes) / w.cat_seconds);
+        secs(w.read_seconds), w.faults, res.blob_bytes / res.page_size, w.page_ins,
+        secs(w.cat_seconds), mib(res.blob_bytes) / w.cat_seconds);
   }
   fmt::print("targets (issue 10; whole blob{}):\n",
              base_n == 1 ? "" : fmt::format(", against {} clients: no 1-client row", base_n));
