@@ -499,12 +499,17 @@ std::optional<Warm> run_warm(const Context& x, const Daemon& d, const std::vecto
     return std::nullopt;
   }
   w.faults = static_cast<uint64_t>(c.ru.ru_minflt + c.ru.ru_majflt);
+  w.user_seconds =
+      static_cast<double>(c.ru.ru_utime.tv_sec) + static_cast<double>(c.ru.ru_utime.tv_usec) * 1e-6;
+  w.sys_seconds =
+      static_cast<double>(c.ru.ru_stime.tv_sec) + static_cast<double>(c.ru.ru_stime.tv_usec) * 1e-6;
   w.open_seconds = done.t_start - done.t_begin;
   w.read_seconds = done.t_done - done.t_start;
   double cpu = 0;
   auto cat = median_cats(x, 1, &cpu, err);
   if (!cat) return std::nullopt;
   w.cat_seconds = *cat;
+  w.cat_cpu_seconds = cpu;
   return w;
 }
 

@@ -26,7 +26,9 @@ struct Warm {
   double read_seconds = 0;  // and reading the blob
   uint64_t faults = 0;      // its page faults (fault-around makes one per several pages)
   uint64_t page_ins = 0;    // the daemon's fills meanwhile (none if the pages are shared)
-  double cat_seconds = 0;   // one cat of the same bytes, fork to exit, median of 3
+  double user_seconds = 0, sys_seconds = 0;  // its CPU (wait4)
+  double cat_cpu_seconds = 0;
+  double cat_seconds = 0;  // one cat of the same bytes, fork to exit, median of 3
 };
 
 // One row: N clients, one workload, a fresh daemon.

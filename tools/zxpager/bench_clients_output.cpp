@@ -181,9 +181,11 @@ void print_json(const Results& res) {
     fmt::print(
         ", \"warm\": {{\"after_clients\": {}, \"seconds\": {:.6f}, "
         "\"open_seconds\": {:.6f}, \"read_seconds\": {:.6f}, \"faults\": {}, "
-        "\"page_ins\": {}, \"cat_seconds\": {:.6f}}}",
+        "\"page_ins\": {}, \"user_seconds\": {:.6f}, \"sys_seconds\": {:.6f}, "
+        "\"cat_seconds\": {:.6f}, \"cat_cpu_seconds\": {:.6f}}}",
         top->clients, top->warm->seconds, top->warm->open_seconds, top->warm->read_seconds,
-        top->warm->faults, top->warm->page_ins, top->warm->cat_seconds);
+        top->warm->faults, top->warm->page_ins, top->warm->user_seconds, top->warm->sys_seconds,
+        top->warm->cat_seconds, top->warm->cat_cpu_seconds);
   }
   fmt::print(", \"targets\": [");
   for (size_t i = 0; i < targets.size(); i++) {
@@ -212,11 +214,13 @@ void print_text(const Results& res) {
     fmt::print(
         "warm client (one more, while the {} clients of the whole row still map the blob), "
         "fork to exit:\n  {} = {:.0f} MiB/s (connect, OPEN and MAP {}, reading {}, the rest "
-        "fork, CLOSE and exit);\n  {} page faults for {} pages, {} page-ins by the daemon "
-        "meanwhile;\n  one cat of the same bytes {} = {:.0f} MiB/s\n\n",
+        "fork, CLOSE and exit);\n  CPU {} user + {} system, {} page faults for {} pages, {} "
+        "page-ins by the daemon meanwhile;\n  one cat of the same bytes {} = {:.0f} MiB/s "
+        "(CPU {})\n\n",
         top_n, secs(w.seconds), mib(res.blob_bytes) / w.seconds, secs(w.open_seconds),
-        secs(w.read_seconds), w.faults, res.blob_bytes / res.page_size, w.page_ins,
-        secs(w.cat_seconds), mib(res.blob_bytes) / w.cat_seconds);
+        secs(w.read_seconds), secs(w.user_seconds), secs(w.sys_seconds), w.faults,
+        res.blob_bytes / res.page_size, w.page_ins, secs(w.cat_seconds),
+        mib(res.blob_bytes) / w.cat_seconds, secs(w.cat_cpu_seconds));
   }
   fmt::print("targets (issue 10; whole blob{}):\n",
              base_n == 1 ? "" : fmt::format(", against {} clients: no 1-client row", base_n));
