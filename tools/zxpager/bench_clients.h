@@ -28,7 +28,9 @@ struct Warm {
   uint64_t page_ins = 0;    // the daemon's fills meanwhile (none if the pages are shared)
   double user_seconds = 0, sys_seconds = 0;  // its CPU (wait4)
   double cat_cpu_seconds = 0;
-  double cat_seconds = 0;  // one cat of the same bytes, fork to exit, median of 3
+  double mmap_seconds = 0;  // a process reading the file through mmap (the kernel's page
+                            // cache, a fresh mapping), fork to exit, median of 3
+  double cat_seconds = 0;   // one cat of the same bytes, fork to exit, median of 3
 };
 
 // One row: N clients, one workload, a fresh daemon.
