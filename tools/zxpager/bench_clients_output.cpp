@@ -264,7 +264,7 @@ void write_svg(const std::string& path, const Results& res) {
   bar_panel(&svg, L, T, PW, PH, "Wall time (s)", groups, {wall, cats});
   bar_panel(&svg, L + PW + GAP, T, PW, PH, "CPU time (s)", groups, {dcpu, ccpu, catcpu});
   bar_panel(&svg, L + 2 * (PW + GAP), T, PW, PH, "Over the blob's size (x)", groups, {decomp, pss},
-            1.3, "target 1.3x");
+            1.3, "PSS target 1.3x");
   svg += "</svg>\n";
   std::ofstream(path) << svg;
 }
