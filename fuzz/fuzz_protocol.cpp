@@ -89,6 +89,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           switch (h.op) {
             case proto::kHello:
               FUZZ_CHECK(!hello && req.hello.magic == proto::kMagic);
+              // A version both speak (version 1 is no longer served).
+              FUZZ_CHECK(req.hello.min_version <= proto::kVersion &&
+                         req.hello.max_version >= proto::kMinVersion &&
+                         req.hello.min_version <= req.hello.max_version);
               hello = true;
               break;
             case proto::kOpenName:

@@ -111,8 +111,8 @@ struct Session {
     const auto* bp = reinterpret_cast<const uint8_t*>(body);
     bytes.insert(bytes.end(), bp, bp + n);
   }
-  void Hello() {
-    proto::HelloRequest r = {proto::kMagic, 1, 1, 0};
+  void Hello(uint32_t min_version = proto::kMinVersion, uint32_t max_version = proto::kVersion) {
+    proto::HelloRequest r = {proto::kMagic, min_version, max_version, 0};
     Message(proto::kHello, &r, sizeof(r));
   }
 };
@@ -146,6 +146,18 @@ void Protocol() {
     proto::MapRequest m = {1, 0, 0x7f0000000000, 4096};
     s.Message(proto::kMap, &m, sizeof(m), /*one /dev/null*/ 1);
     Write("protocol", "open-root", s.bytes);
+  }
+  {
+    Session s;  // refused: a version-1 client (no common version)
+    s.Hello(1, 1);
+    s.Message(proto::kStats, "", 0);
+    Write("protocol", "hello-v1", s.bytes);
+  }
+  {
+    Session s;  // a client that speaks versions 1 to 2: version 2
+    s.Hello(1, 2);
+    s.Message(proto::kStats, "", 0);
+    Write("protocol", "hello-v1-v2", s.bytes);
   }
   {
     Session s;  // refused: a request before HELLO

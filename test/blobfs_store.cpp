@@ -1,7 +1,7 @@
 // blobfs::Store, the in-process mode: blobs mapped in this process through local pager
 // VMOs read byte-identical to their sources, page in lazily, fail a corrupted block with
 // ZX_ERR_IO_DATA_INTEGRITY (Read) or SIGBUS (the mapping) while other blobs keep working,
-// and are supplied by UFFDIO_MOVE where the kernel has it.
+// and all views of a blob share one VMO, each page paged in once.
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -288,37 +288,81 @@ TEST_CASE("a corrupted block fails with ZX_ERR_IO_DATA_INTEGRITY from Read and S
   CHECK(ss.pages_failed > 0);
 }
 
-TEST_CASE("pages are supplied by UFFDIO_MOVE where the kernel has it, by COPY when forced") {
-  zxp_features_t f;
-  REQUIRE(zxp_get_features(&f) == ZX_OK);
+TEST_CASE("views of one blob share one VMO: each page is paged in once for all of them, and "
+          "stays after the last view (the page cache) unless the budget is 0") {
   TestImage img;
-  const auto& want = img.files["dir/sub/text-6m.txt"];
+  const std::string name = "dir/sub/text-6m.txt";
+  const auto& want = img.files[name];
+  const uint64_t pages = (want.size() + kPage - 1) / kPage;
   for (bool force_copy : {false, true}) {
     INFO("force_copy " << force_copy);
     blobfs::Store::Options o;
     o.force_copy = force_copy;
     std::unique_ptr<blobfs::Store> store;
     REQUIRE(blobfs::Store::Open(img.path, o, &store) == ZX_OK);
-    std::unique_ptr<blobfs::StoreBlob> b;
-    REQUIRE(store->OpenBlob("dir/sub/text-6m.txt", &b) == ZX_OK);
-    REQUIRE(memcmp(b->data(), want.data(), want.size()) == 0);
+    std::unique_ptr<blobfs::StoreBlob> a, b;
+    REQUIRE(store->OpenBlob(name, &a) == ZX_OK);
+    REQUIRE(store->OpenBlobByRoot(a->root(), &b) == ZX_OK);
+    CHECK(a->vmo() == b->vmo());
+    CHECK(a->data() != b->data());  // two mappings of it
+    REQUIRE(memcmp(a->data(), want.data(), want.size()) == 0);
     REQUIRE(store->WaitIdle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    std::vector<blobfs::StoreBlobStats> stats;
+    REQUIRE(store->BlobStats(&stats) == ZX_OK);
+    const auto s1 = *Find(stats, a->root());
+    CHECK(s1.opens == 2);
+    CHECK(s1.mappings == 2);
+    CHECK(s1.pages_resident == pages);
+    zxp_service_stats_t ss1;
+    REQUIRE(store->ServiceStats(&ss1) == ZX_OK);
+    // The second view reads it all, through its mapping and Read(): no page-in at all.
+    REQUIRE(memcmp(b->data(), want.data(), want.size()) == 0);
+    std::vector<uint8_t> got(want.size());
+    REQUIRE(b->Read(0, got.data(), got.size()) == ZX_OK);
+    REQUIRE(got == want);
+    REQUIRE(store->WaitIdle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    REQUIRE(store->BlobStats(&stats) == ZX_OK);
+    const auto s2 = *Find(stats, a->root());
+    CHECK(s2.page_ins == s1.page_ins);
+    CHECK(s2.pages_supplied == s1.pages_supplied);
+    CHECK(s2.bytes_decompressed == s1.bytes_decompressed);
+    zxp_service_stats_t ss2;
+    REQUIRE(store->ServiceStats(&ss2) == ZX_OK);
+    CHECK(ss2.requests == ss1.requests);
+    // Shared memory takes copies (UFFDIO_MOVE moves into anonymous memory only).
     zxp_pager_stats_t ps;
     REQUIRE(store->PagerStats(&ps) == ZX_OK);
-    zxp_service_stats_t ss;
-    REQUIRE(store->ServiceStats(&ss) == ZX_OK);
-    const uint64_t pages = (want.size() + kPage - 1) / kPage;
-    CHECK(ps.pages_supplied_move + ps.pages_supplied_copy >= pages);
-    if (force_copy || !f.anon_supply_by_move) {
-      if (!force_copy) WARN("this kernel has no UFFDIO_MOVE (Linux 6.8+): COPY only");
-      CHECK(!store->uses_move());
-      CHECK(ps.pages_supplied_move == 0);
-      CHECK(ps.pages_supplied_copy >= pages);
-    } else {
-      CHECK(store->uses_move());
-      CHECK(ss.uses_move == 1);
-      CHECK(ps.pages_supplied_move >= pages);
-      CHECK(ps.pages_supplied_copy == 0);
-    }
+    CHECK(ps.pages_supplied_move == 0);
+    CHECK(ps.pages_supplied_copy >= pages);
+    // One view goes: the other reads on; both go: the pages stay for the next view.
+    a.reset();
+    REQUIRE(memcmp(b->data(), want.data(), want.size()) == 0);
+    b.reset();
+    REQUIRE(store->BlobStats(&stats) == ZX_OK);
+    CHECK(Find(stats, s1.root)->mappings == 0);
+    CHECK(Find(stats, s1.root)->pages_resident == pages);
+    std::unique_ptr<blobfs::StoreBlob> c;
+    REQUIRE(store->OpenBlob(name, &c) == ZX_OK);
+    REQUIRE(memcmp(c->data(), want.data(), want.size()) == 0);
+    REQUIRE(store->BlobStats(&stats) == ZX_OK);
+    CHECK(Find(stats, s1.root)->page_ins == s1.page_ins);
   }
+  // No page cache: the pages go with the last view, and come in again.
+  blobfs::Store::Options o;
+  o.page_cache_bytes = 0;
+  std::unique_ptr<blobfs::Store> store;
+  REQUIRE(blobfs::Store::Open(img.path, o, &store) == ZX_OK);
+  std::unique_ptr<blobfs::StoreBlob> v;
+  REQUIRE(store->OpenBlob(name, &v) == ZX_OK);
+  REQUIRE(memcmp(v->data(), want.data(), want.size()) == 0);
+  const std::string root = v->root();
+  v.reset();
+  std::vector<blobfs::StoreBlobStats> stats;
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  const uint64_t page_ins = Find(stats, root)->page_ins;
+  CHECK(Find(stats, root)->pages_resident == 0);
+  REQUIRE(store->OpenBlob(name, &v) == ZX_OK);
+  REQUIRE(memcmp(v->data(), want.data(), want.size()) == 0);
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  CHECK(Find(stats, root)->page_ins > page_ins);
 }

@@ -30,6 +30,8 @@
 #include <blobfs/protocol.h>
 #include <catch2/catch.hpp>
 #include <zxpager/blobfs_client.h>
+#include <zxpager/unique_fd.h>
+#include <zxpager/zxpager.h>
 
 #include "blobfs_test_util.h"
 
@@ -249,6 +251,32 @@ inline bool Serves(const Daemon& d, const TestImage& img, const std::string& nam
   return b->read(0, all.data(), all.size(), &got) == ZX_OK && all == img.files.at(name);
 }
 
+// Every blob of the image served once: their shared VMOs now exist (kept by the page
+// cache), so that a later count of the daemon's descriptors or memory compares like
+// with like.
+inline bool ServesAll(const Daemon& d, const TestImage& img) {
+  for (auto& [name, data] : img.files) {
+    if (!Serves(d, img, name)) return false;
+  }
+  return true;
+}
+
+// The daemon's statistics of blob `name` (over a fresh connection); false if it has none.
+inline bool StatsOf(const Daemon& d, const std::string& name, zxp::BlobfsBlobStats* out) {
+  std::unique_ptr<zxp::BlobfsClient> c;
+  std::vector<zxp::BlobfsBlobStats> all;
+  if (zxp::BlobfsClient::connect(d.socket().c_str(), &c) != ZX_OK || c->stats(&all) != ZX_OK) {
+    return false;
+  }
+  for (auto& s : all) {
+    if (s.name == name) {
+      *out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
 inline bool ExitedWith(int status, int code) {
   return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == code;
 }
@@ -285,12 +313,15 @@ class RawClient {
     if (n) memcpy(m.data() + sizeof(h), body, n);
     return SendBytes(m.data(), m.size(), send_fd);
   }
-  // Reads one reply: false on EOF/timeout.
+  // Reads one reply: false on EOF/timeout. The descriptors that came with it are kept
+  // (fds()) until the next reply.
   bool Receive(proto::Header* h, std::vector<uint8_t>* body, int timeout_ms = 10000) {
+    fds_.clear();
     if (!ReadFull(h, sizeof(*h), timeout_ms)) return false;
     body->resize(h->length);
     return h->length == 0 || ReadFull(body->data(), h->length, timeout_ms);
   }
+  std::vector<zxp::UniqueFd>& fds() { return fds_; }
   // The reply's status (first word), or 1 if none came.
   int32_t Call(uint16_t op, const void* body, size_t n, std::vector<uint8_t>* reply = nullptr,
                int send_fd = -1) {
@@ -305,16 +336,34 @@ class RawClient {
     return st;
   }
   bool Hello() {
-    proto::HelloRequest r = {proto::kMagic, 1, 1, 0};
+    proto::HelloRequest r = {proto::kMagic, proto::kMinVersion, proto::kVersion, 0};
     return Call(proto::kHello, &r, sizeof(r)) == ZX_OK;
   }
-  // Open by name: the reply.
-  proto::OpenReply Open(const std::string& name) {
+  // Open by name: the reply; the blob's memory descriptor, if one came, in *memory.
+  proto::OpenReply Open(const std::string& name, zxp::UniqueFd* memory = nullptr) {
     std::vector<uint8_t> b;
     proto::OpenReply r = {};
     r.status = Call(proto::kOpenName, name.data(), name.size(), &b);
     if (b.size() >= sizeof(r)) memcpy(&r, b.data(), sizeof(r));
+    if (memory) *memory = fds_.size() == 1 ? std::move(fds_[0]) : zxp::UniqueFd();
     return r;
+  }
+  // Open, map the memory (zxp_remote_map_vmo) and MAP it: the status of the first step
+  // that failed (1 if no reply came). *addr and *size the mapping, *uffd our copy of its
+  // userfaultfd (the daemon has its own).
+  int32_t OpenAndMap(const std::string& name, proto::OpenReply* o, uintptr_t* addr,
+                     uint64_t* size, zxp::UniqueFd* uffd) {
+    zxp::UniqueFd memory;
+    *o = Open(name, &memory);
+    if (o->status != ZX_OK) return o->status;
+    if (!memory) return ZX_ERR_IO_INVALID;
+    *size = (o->size + 4095) / 4096 * 4096;
+    int raw;
+    zx_status_t st = zxp_remote_map_vmo(memory.get(), 0, *size, 0, addr, &raw);
+    if (st != ZX_OK) return st;
+    uffd->reset(raw);
+    proto::MapRequest m = {o->handle, 0, *addr, *size};
+    return Call(proto::kMap, &m, sizeof(m), nullptr, raw);
   }
   // After a protocol error: the ERROR reply came, then the end of the stream.
   bool GotErrorAndClose() {
@@ -337,13 +386,29 @@ class RawClient {
     while (got < n) {
       pollfd pfd = {fd_, POLLIN, 0};
       if (poll(&pfd, 1, timeout_ms) <= 0) return false;
-      ssize_t r = recv(fd_, static_cast<uint8_t*>(p) + got, n - got, 0);
+      char control[CMSG_SPACE(sizeof(int) * 4)];
+      iovec iov = {static_cast<uint8_t*>(p) + got, n - got};
+      msghdr msg = {};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t r = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
       if (r <= 0) return false;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          fds_.emplace_back(fd);
+        }
+      }
       got += static_cast<size_t>(r);
     }
     return true;
   }
   int fd_;
+  std::vector<zxp::UniqueFd> fds_;
   uint32_t tag_ = 0;
   uint16_t last_op_ = 0;
 };

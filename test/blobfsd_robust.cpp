@@ -54,7 +54,7 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
           "closed, daemon unharmed, nothing leaked") {
   TestImage img(StandardFiles());
   Daemon d(img.path, img.dir.path());
-  REQUIRE(Serves(d, img, "dir/text-100k.txt"));
+  REQUIRE(ServesAll(d, img));  // the blobs' VMOs cached: descriptors then stay level
   const int fds0 = d.FdCount();
   const uint64_t big = img.files.at("dir/random-3m.bin").size();
 
@@ -119,6 +119,11 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
       {"no common version",
        [](RawClient& c) {
          proto::HelloRequest r = {proto::kMagic, 7, 9, 0};
+         REQUIRE(c.Call(proto::kHello, &r, sizeof(r)) == ZX_ERR_NOT_SUPPORTED);
+       }},
+      {"a version-1 client (private remote VMOs are no longer served)",
+       [](RawClient& c) {
+         proto::HelloRequest r = {proto::kMagic, 1, 1, 0};
          REQUIRE(c.Call(proto::kHello, &r, sizeof(r)) == ZX_ERR_NOT_SUPPORTED);
        }},
       {"second HELLO",
@@ -207,17 +212,19 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
       {"second MAP of a handle",
        [](RawClient& c) {
          REQUIRE(c.Hello());
-         proto::OpenReply o = c.Open("tiny");
+         zxp::UniqueFd memory;
+         proto::OpenReply o = c.Open("tiny", &memory);
          REQUIRE(o.status == ZX_OK);
+         REQUIRE(memory);
          for (int i = 0; i < 2; i++) {
            uintptr_t addr;
            int uffd;
-           REQUIRE(zxp_remote_map_create(4096, &addr, &uffd) == ZX_OK);
+           REQUIRE(zxp_remote_map_vmo(memory.get(), 0, 4096, 0, &addr, &uffd) == ZX_OK);
            proto::MapRequest m = {o.handle, 0, addr, 4096};
            int32_t st = c.Call(proto::kMap, &m, sizeof(m), nullptr, uffd);
-           close(uffd);
            if (i == 0) REQUIRE(st == ZX_OK);
            munmap(reinterpret_cast<void*>(addr), 4096);
+           close(uffd);
          }
        }},
       {"garbage",
@@ -250,20 +257,26 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
     REQUIRE(c.Hello());
     REQUIRE(c.Open("no such blob").status == ZX_ERR_NOT_FOUND);
     REQUIRE(c.last_op() == (proto::kOpenName | proto::kReplyBit));
-    proto::OpenReply o = c.Open("tiny");
-    REQUIRE(o.status == ZX_OK);
+    proto::OpenReply o = {};
     uintptr_t addr;
-    int uffd;
-    REQUIRE(zxp_remote_map_create(4096, &addr, &uffd) == ZX_OK);
-    proto::MapRequest m = {o.handle, 0, addr, 4096};
-    REQUIRE(c.Call(proto::kMap, &m, sizeof(m), nullptr, uffd) == ZX_OK);
-    close(uffd);
+    uint64_t size;
+    zxp::UniqueFd uffd;
+    REQUIRE(c.OpenAndMap("tiny", &o, &addr, &size, &uffd) == ZX_OK);
+    REQUIRE(size == 4096);
     proto::CommitRequest r = {o.handle, 0, 0, 8192};
     REQUIRE(c.Call(proto::kCommit, &r, sizeof(r)) == ZX_ERR_OUT_OF_RANGE);
     r.length = 5;
     REQUIRE(c.Call(proto::kCommit, &r, sizeof(r)) == ZX_OK);
     REQUIRE(memcmp(reinterpret_cast<void*>(addr), img.files.at("tiny").data(), 5) == 0);
     munmap(reinterpret_cast<void*>(addr), 4096);
+    // The OPEN of an empty blob carries no descriptor; of any other, exactly one.
+    zxp::UniqueFd memory;
+    REQUIRE(c.Open("empty", &memory).status == ZX_OK);
+    REQUIRE(c.fds().empty());
+    REQUIRE(c.Open("dir/text-100k.txt", &memory).status == ZX_OK);
+    REQUIRE(memory);
+    // Read-only: the daemon's memory cannot be written through it.
+    CHECK((fcntl(memory.get(), F_GETFL) & O_ACCMODE) == O_RDONLY);
   }
   REQUIRE(d.FdsBackTo(fds0));
   // Many rounds: descriptors back to where they were, memory flat.
@@ -280,7 +293,9 @@ TEST_CASE("malformed, truncated, oversized and out-of-order messages: error repl
 
 TEST_CASE("clients that die in the middle of a fault, or disconnect with mappings live") {
   TestImage img(StandardFiles());
-  Daemon d(img.path, img.dir.path());
+  // No page cache: a blob's VMO goes with its last client, so that pages stay missing
+  // from round to round (and descriptors return to where they were).
+  Daemon d(img.path, img.dir.path(), {"--page-cache", "0"});
   REQUIRE(Serves(d, img, "tiny"));
   const int fds0 = d.FdCount();
   const std::string sock = d.socket();
@@ -327,8 +342,9 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
   REQUIRE(d.FdsBackTo(fds0));
   REQUIRE(Serves(d, img, "dir/random-3m.bin"));
 
-  // Disconnect with a mapping live: pages already in stay readable; a page the daemon
-  // never supplied is SIGBUS (never silent zeros, never a hang).
+  // Disconnect with a mapping live: pages already in stay readable (also after the
+  // daemon dropped the blob's VMO, which it does here with its last client); a page the
+  // daemon never supplied is SIGBUS (never silent zeros, never a hang).
   for (int round = 0; round < 5; round++) {
     // The child says when it has disconnected; we say when the daemon has let go of its
     // mapping (its descriptors are closed: the poisoning before that is done).
@@ -342,15 +358,12 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
       close(down[1]);
       RawClient c(sock);
       if (!c.Hello()) _exit(1);
-      proto::OpenReply o = c.Open("dir/random-3m.bin");
-      if (o.status != ZX_OK) _exit(2);
-      const uint64_t size = (o.size + 4095) / 4096 * 4096;
+      proto::OpenReply o = {};
       uintptr_t addr;
-      int uffd;
-      if (zxp_remote_map_create(size, &addr, &uffd) != ZX_OK) _exit(3);
-      proto::MapRequest m = {o.handle, 0, addr, size};
-      if (c.Call(proto::kMap, &m, sizeof(m), nullptr, uffd) != ZX_OK) _exit(4);
-      close(uffd);
+      uint64_t size;
+      zxp::UniqueFd uffd;
+      if (c.OpenAndMap("dir/random-3m.bin", &o, &addr, &size, &uffd) != ZX_OK) _exit(4);
+      uffd.reset();
       const auto* base = reinterpret_cast<const volatile uint8_t*>(addr);
       const auto& want = img.files.at("dir/random-3m.bin");
       uint8_t byte;
@@ -378,7 +391,9 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
     REQUIRE(read(up[0], &ch, 1) == 1);
     REQUIRE(d.FdsBackTo(fds0));
     REQUIRE(write(down[1], &ch, 1) == 1);
-    REQUIRE(ExitedWith(WaitExit(pid), 0));
+    const int status = WaitExit(pid);
+    INFO("child status " << status);
+    REQUIRE(ExitedWith(status, 0));
     close(up[0]);
     close(down[1]);
   }
@@ -388,9 +403,10 @@ TEST_CASE("clients that die in the middle of a fault, or disconnect with mapping
   REQUIRE(d.Stop() == 0);
 }
 
-TEST_CASE("64 concurrent clients read overlapping blobs") {
+TEST_CASE("64 concurrent clients read overlapping blobs; with no page cache, each blob's "
+          "shared VMO goes with its last client") {
   TestImage img(StandardFiles());
-  Daemon d(img.path, img.dir.path(), {"--threads", "4"});
+  Daemon d(img.path, img.dir.path(), {"--threads", "4", "--page-cache", "0"});
   const int fds0 = d.FdCount();
   const std::vector<std::string> names = {"dir/random-3m.bin", "dir/sub/text-6m.txt",
                                           "dir/text-100k.txt", "block-plus-one.bin"};
@@ -425,6 +441,10 @@ TEST_CASE("64 concurrent clients read overlapping blobs") {
   for (pid_t pid : pids) ok += ExitedWith(WaitExit(pid, 120000), 0) ? 1 : 0;
   REQUIRE(ok == 64);
   REQUIRE(d.FdsBackTo(fds0));
+  zxp::BlobfsBlobStats st;
+  REQUIRE(StatsOf(d, "dir/sub/text-6m.txt", &st));
+  CHECK(st.vmos == 0);
+  CHECK(st.pages_resident == 0);
   REQUIRE(d.Stop() == 0);
 }
 

@@ -62,15 +62,19 @@ class BlobfsConnection {
  public:
   explicit BlobfsConnection(zxp::UniqueFd fd) : fd_(std::move(fd)) {}
 
-  // Sends a request (with `send_fd` attached if >= 0) and reads its reply body.
+  // Sends a request (with `send_fd` attached if >= 0) and reads its reply body, and the
+  // descriptors that came with it into *fds (if null, none may come).
   zx_status_t Call(uint16_t op, const void* body, size_t length, int send_fd,
-                   std::vector<uint8_t>* reply) {
+                   std::vector<uint8_t>* reply, std::vector<zxp::UniqueFd>* fds = nullptr) {
     std::lock_guard lock(mu_);
     if (broken_) return ZX_ERR_PEER_CLOSED;
     proto::Header h = {static_cast<uint32_t>(length), op, 0, ++tag_};
+    std::vector<zxp::UniqueFd> got;
     zx_status_t st = Send(h, body, length, send_fd);
-    if (st == ZX_OK) st = Receive(h, reply);
+    if (st == ZX_OK) st = Receive(h, reply, &got);
+    if (st == ZX_OK && !fds && !got.empty()) st = ZX_ERR_IO_INVALID;
     if (st != ZX_OK) broken_ = true;
+    if (st == ZX_OK && fds) *fds = std::move(got);
     return st;
   }
 
@@ -94,24 +98,44 @@ class BlobfsConnection {
     if (err != 0) return err < 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(err);
     return ZX_OK;
   }
-  zx_status_t ReadFull(void* buf, size_t n) {
+  // Reads n bytes; descriptors that come along (SCM_RIGHTS) go to *fds, owned.
+  zx_status_t ReadFull(void* buf, size_t n, std::vector<zxp::UniqueFd>* fds) {
     auto* p = static_cast<uint8_t*>(buf);
     size_t got = 0;
     while (got < n) {
-      ssize_t r = recv(fd_.get(), p + got, n - got, 0);
+      char control[CMSG_SPACE(sizeof(int) * 4)];
+      iovec iov = {p + got, n - got};
+      msghdr msg = {};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t r = recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
       if (r < 0 && errno == EINTR) continue;
+      for (cmsghdr* c = r > 0 ? CMSG_FIRSTHDR(&msg) : nullptr; c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          fds->emplace_back(fd);
+        }
+      }
       if (r <= 0) return r == 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(errno);
+      // More descriptors than the control buffer held: not this protocol.
+      if (msg.msg_flags & MSG_CTRUNC) return ZX_ERR_IO_INVALID;
       got += static_cast<size_t>(r);
     }
     return ZX_OK;
   }
-  zx_status_t Receive(const proto::Header& req, std::vector<uint8_t>* reply) {
+  zx_status_t Receive(const proto::Header& req, std::vector<uint8_t>* reply,
+                      std::vector<zxp::UniqueFd>* fds) {
     proto::Header h;
-    zx_status_t st = ReadFull(&h, sizeof(h));
+    zx_status_t st = ReadFull(&h, sizeof(h), fds);
     if (st != ZX_OK) return st;
     if (h.length > proto::kMaxReplyBody || h.tag != req.tag) return ZX_ERR_IO_INVALID;
     reply->resize(h.length);
-    if (h.length && (st = ReadFull(reply->data(), h.length)) != ZX_OK) return st;
+    if (h.length && (st = ReadFull(reply->data(), h.length, fds)) != ZX_OK) return st;
     if (h.op == (proto::kError | proto::kReplyBit)) {
       // The daemon refused the request and closed the connection.
       proto::StatusReply s = {ZX_ERR_IO_INVALID, 0};
@@ -152,14 +176,16 @@ zx_status_t BlobfsClient::connect(const char* socket_path, std::unique_ptr<Blobf
   }
   std::unique_ptr<BlobfsClient> c(new BlobfsClient());
   c->conn_ = std::make_shared<BlobfsConnection>(std::move(fd));
-  proto::HelloRequest hello = {proto::kMagic, proto::kVersion, proto::kVersion, 0};
+  proto::HelloRequest hello = {proto::kMagic, proto::kMinVersion, proto::kVersion, 0};
   std::vector<uint8_t> reply;
   zx_status_t st = c->conn_->Call(proto::kHello, &hello, sizeof(hello), -1, &reply);
   if (st != ZX_OK) return st;
   proto::HelloReply r = {};
   memcpy(&r, reply.data(), std::min(reply.size(), sizeof(r)));
   if (r.status != ZX_OK) return r.status;
-  if (r.version != proto::kVersion || r.page_size != kPage) return ZX_ERR_NOT_SUPPORTED;
+  if (r.version < proto::kMinVersion || r.version > proto::kVersion || r.page_size != kPage) {
+    return ZX_ERR_NOT_SUPPORTED;
+  }
   *out = std::move(c);
   return ZX_OK;
 }
@@ -193,28 +219,36 @@ zx_status_t BlobfsClient::open_by_root(const char* root_hex, std::unique_ptr<Blo
 zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t length,
                                       std::unique_ptr<BlobfsBlob>* out) {
   std::vector<uint8_t> reply;
-  zx_status_t st = conn_->Call(op, body, length, -1, &reply);
+  std::vector<zxp::UniqueFd> fds;
+  zx_status_t st = conn_->Call(op, body, length, -1, &reply, &fds);
   if (st != ZX_OK) return st;
   proto::OpenReply r = {};
   memcpy(&r, reply.data(), std::min(reply.size(), sizeof(r)));
-  if (r.status != ZX_OK) return r.status;
+  if (r.status != ZX_OK) return fds.empty() ? r.status : ZX_ERR_IO_INVALID;
   std::unique_ptr<BlobfsBlob> blob(new BlobfsBlob());
   blob->conn_ = conn_;
   blob->handle_ = r.handle;
   blob->size_ = r.size;
   blob->format_ = r.format;
   blob->root_ = Hex(r.root, sizeof(r.root));
+  // The blob's memory comes with the reply, exactly one descriptor (none for an empty
+  // blob); anything else is not this protocol (~BlobfsBlob closes the handle).
+  if (fds.size() != (r.size > 0 ? 1u : 0u)) return ZX_ERR_IO_INVALID;
   if (r.size > 0) {
     uintptr_t addr;
     int raw_uffd;
-    st = zxp_remote_map_create(r.size, &addr, &raw_uffd);
+    const uint64_t map_size = (r.size + kPage - 1) / kPage * kPage;
+    // Read-only: a private mapping of the shared memory, so nothing written here (after
+    // an mprotect) reaches the other clients.
+    st = zxp_remote_map_vmo(fds[0].get(), 0, map_size, 0, &addr, &raw_uffd);
+    fds.clear();  // the mapping holds the memory
     if (st == ZX_OK) {
       // The daemon gets a copy (or refuses it): ours goes at the end of this block, so
       // that when the daemon lets go the kernel releases the userfaultfd instead of
       // leaving faults to wait on a reader that never comes.
       zxp::UniqueFd uffd(raw_uffd);
       blob->data_ = reinterpret_cast<uint8_t*>(addr);
-      blob->map_size_ = (r.size + kPage - 1) / kPage * kPage;
+      blob->map_size_ = map_size;
       proto::MapRequest m = {r.handle, 0, addr, blob->map_size_};
       st = conn_->Call(proto::kMap, &m, sizeof(m), uffd.get(), &reply);
       if (st == ZX_OK) {
@@ -256,6 +290,9 @@ zx_status_t BlobfsClient::stats(std::vector<BlobfsBlobStats>* out) {
     s.corrupt = rec.corrupt != 0;
     s.opens = rec.opens;
     s.page_ins = rec.page_ins;
+    s.mappings = rec.mappings;
+    s.vmos = rec.vmos;
+    s.pages_resident = rec.pages_resident;
     s.pages_supplied = rec.pages_supplied;
     s.bytes_read = rec.bytes_read;
     s.bytes_decompressed = rec.bytes_decompressed;

@@ -15,14 +15,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
 #include <blobfs/protocol.h>
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
-
-#include "uffd.h"  // the library's userfaultfd layer: its EEXIST-skipping poison
 
 
 namespace blobfsd {
@@ -49,36 +48,30 @@ class Connection {
   void Start() { thread_ = std::thread([this] { Serve(); }); }
   bool done() const { return done_.load(std::memory_order_acquire); }
 
-  // From the main thread at SIGTERM: no new mappings; every mapping detached (its
-  // waiters fail); the thread wakes (reads end) and tears down.
+  // From the main thread at SIGTERM, after BlobStore::DetachAll (every waiter failed):
+  // no new opens or mappings; the thread wakes (reads end) and tears down.
   void Shutdown() {
-    std::vector<uint32_t> ids;
     {
       std::lock_guard lock(mu_);
       closing_ = true;
-      for (auto& [h, o] : opens_) {
-        if (o.vmo != ZX_HANDLE_INVALID) ids.push_back(o.vmo_id);
-      }
     }
-    for (uint32_t id : ids) server_->store()->service()->detach_vmo(id);
     shutdown(fd_.get(), SHUT_RD);
   }
 
  private:
   struct Open {
-    BlobSource* source;
-    uint64_t size;
-    zx_handle_t vmo = ZX_HANDLE_INVALID;
-    uint32_t vmo_id = 0;
-    zxp::UniqueFd poison_fd;  // a duplicate of the client's userfaultfd, for poisoning what was never supplied
-    uint64_t addr = 0, map_size = 0;
+    BlobSource* source = nullptr;
+    uint64_t size = 0;
+    blobfs::BlobVmo* vmo = nullptr;  // the blob's shared VMO for this uid (none if empty)
+    bool mapped = false;             // the client's mapping is attached as `mapping`
+    uint64_t mapping = 0;
   };
   enum class ReadResult { kOk, kEof, kTruncated, kTimedOut };
 
   void Serve();
   ReadResult ReadFull(void* buf, size_t n, bool first);
   bool Dispatch(const proto::Header& h, const std::vector<uint8_t>& body);
-  bool Reply(const proto::Header& h, const void* body, size_t n);
+  bool Reply(const proto::Header& h, const void* body, size_t n, int send_fd = -1);
   bool ReplyStatus(const proto::Header& h, zx_status_t st);
   // A protocol error: ERROR reply, and the connection closes (returns false).
   bool Error(const proto::Header& h, zx_status_t st, const char* what);
@@ -94,6 +87,9 @@ class Connection {
   std::thread thread_;
   std::atomic<bool> done_{false};
   bool hello_ = false;
+  // The client's user id (SO_PEERCRED): only clients of one user share a blob's memory,
+  // for any holder of it can put zero pages in its holes (see <zxpager/zxpager.h>).
+  uid_t uid_ = 0;
   std::vector<zxp::UniqueFd> fds_;  // descriptors received with the current message
   std::mutex mu_;         // opens_ and closing_ (Shutdown comes from the main thread)
   std::map<uint32_t, Open> opens_;
@@ -136,13 +132,23 @@ Connection::ReadResult Connection::ReadFull(void* buf, size_t n, bool first) {
   return ReadResult::kOk;
 }
 
-bool Connection::Reply(const proto::Header& req, const void* body, size_t n) {
+bool Connection::Reply(const proto::Header& req, const void* body, size_t n, int send_fd) {
   proto::Header h = {static_cast<uint32_t>(n), static_cast<uint16_t>(req.op | proto::kReplyBit), 0,
                      req.tag};
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<void*>(body), n}};
   msghdr msg = {};
   msg.msg_iov = iov;
   msg.msg_iovlen = 2;
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  if (send_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
+  }
   return proto::SendAll(fd_.get(), &msg) == 0;
 }
 
@@ -161,7 +167,13 @@ bool Connection::Error(const proto::Header& req, zx_status_t st, const char* wha
 }
 
 void Connection::Serve() {
-  for (;;) {
+  ucred cred = {};
+  socklen_t len = sizeof(cred);
+  bool peer_known = getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+                    len == sizeof(cred);
+  if (!peer_known) fprintf(stderr, "blobfsd: SO_PEERCRED: %s; closing the connection\n", strerror(errno));
+  uid_ = cred.uid;
+  while (peer_known) {
     proto::Header h = {};
     ReadResult r = ReadFull(&h, sizeof(h), true);
     if (r == ReadResult::kEof) break;
@@ -209,7 +221,8 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
   if (decoded != ZX_OK) return Error(h, decoded, what);
   if (h.op == proto::kHello) {
     hello_ = true;
-    proto::HelloReply rep = {ZX_OK, proto::kVersion, kPage};
+    // The newest both speak (DecodeRequest checked there is one).
+    proto::HelloReply rep = {ZX_OK, std::min(proto::kVersion, req.hello.max_version), kPage};
     return Reply(h, &rep, sizeof(rep));
   }
   const blobfs::Image& image = server_->store()->image();
@@ -262,25 +275,55 @@ bool Connection::Dispatch(const proto::Header& h, const std::vector<uint8_t>& bo
 bool Connection::OpenBlob(const proto::Header& h, uint32_t blob) {
   const blobfs::BlobInfo& info = server_->store()->image().blob(blob);
   proto::OpenReply rep = {};
+  BlobSource* src = server_->store()->source(blob);
   {
     std::lock_guard lock(mu_);
     if (closing_) {
       rep.status = ZX_ERR_BAD_STATE;
     } else if (opens_.size() >= proto::kMaxOpensPerConnection) {
       rep.status = ZX_ERR_NO_RESOURCES;
-    } else {
-      BlobSource* src = server_->store()->source(blob);
-      src->opens.fetch_add(1, std::memory_order_relaxed);
-      rep.handle = next_handle_++;
-      opens_[rep.handle] = Open{src, info.size, ZX_HANDLE_INVALID, 0, {}, 0, 0};
     }
   }
-  if (rep.status == ZX_OK) {
-    rep.size = info.size;
-    rep.format = static_cast<uint32_t>(info.format);
-    memcpy(rep.root, info.root.bytes.data(), sizeof(rep.root));
+  if (rep.status != ZX_OK) return Reply(h, &rep, sizeof(rep));
+  Open o;
+  o.source = src;
+  o.size = info.size;
+  zxp::UniqueFd memory;
+  if (info.size > 0) {
+    zxp::PagerService::VmoOptions vo;
+    // blobfs's read-ahead: 32 KiB clusters of raw blobs, whole 32 KiB frames of zstd ones,
+    // and the service's adaptive window on top for sequential readers.
+    vo.granule = blobfs::kChunkSize;
+    vo.readahead_max = 1u << 20;
+    rep.status = server_->store()->AcquireVmo(blob, uid_, vo, &o.vmo);
+    if (rep.status == ZX_OK) {
+      // Read-only: a client can never change what the others read through it (beyond the
+      // holes, which is why the VMO is per user id).
+      rep.status = server_->store()->service()->memory_fd(o.vmo->id(), false, &memory);
+      // (The library makes the memory mode 0400, so that this descriptor cannot be
+      // reopened for writing through /proc/self/fd: blobfsd_hostile pins it.)
+      if (rep.status != ZX_OK) {
+        server_->store()->ReleaseVmo(o.vmo);
+        o.vmo = nullptr;
+      }
+    }
+    if (rep.status != ZX_OK) {
+      fprintf(stderr, "blobfsd: no shared memory for blob %u: %s\n", blob,
+              zx_status_get_string(rep.status));
+      return Reply(h, &rep, sizeof(rep));
+    }
   }
-  return Reply(h, &rep, sizeof(rep));
+  src->opens.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    rep.handle = next_handle_++;
+    opens_[rep.handle] = std::move(o);
+  }
+  rep.size = info.size;
+  rep.format = static_cast<uint32_t>(info.format);
+  memcpy(rep.root, info.root.bytes.data(), sizeof(rep.root));
+  // Our copy of the descriptor closes when this returns: the client's is its own.
+  return Reply(h, &rep, sizeof(rep), memory.get());
 }
 
 bool Connection::Map(const proto::Header& h, const proto::MapRequest& m) {
@@ -289,34 +332,32 @@ bool Connection::Map(const proto::Header& h, const proto::MapRequest& m) {
   auto it = opens_.find(m.handle);
   if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "MAP of an unknown handle");
   Open& o = it->second;
-  if (o.vmo != ZX_HANDLE_INVALID) return Error(h, ZX_ERR_BAD_STATE, "second MAP of a handle");
-  const uint64_t want = (o.size + kPage - 1) / kPage * kPage;
-  if (o.size == 0 || m.size != want || m.addr % kPage != 0) {
+  if (o.mapped) return Error(h, ZX_ERR_BAD_STATE, "second MAP of a handle");
+  if (!o.vmo || m.size != o.vmo->size() || m.addr % kPage != 0) {
     return Error(h, ZX_ERR_INVALID_ARGS, "MAP of the wrong size or address");
   }
   if (closing_) return ReplyStatus(h, ZX_ERR_BAD_STATE);
-  zxp::UniqueFd poison_fd(fcntl(fds_[0].get(), F_DUPFD_CLOEXEC, 0));
-  if (!poison_fd) return ReplyStatus(h, ZX_ERR_NO_RESOURCES);
-  zxp::PagerService::VmoOptions vo;
-  // blobfs's read-ahead: 32 KiB clusters of raw blobs, whole 32 KiB frames of zstd ones,
-  // and the service's adaptive window on top for sequential readers.
-  vo.granule = blobfs::kChunkSize;
-  vo.readahead_max = 1u << 20;
   // On success the descriptor moves into the VMO; on failure it stays in fds_ (closed
   // with the message).
-  zx_status_t st = server_->store()->service()->create_remote_vmo(
-      o.source, &fds_[0], m.addr, m.size, vo, &o.vmo_id, &o.vmo);
-  if (st != ZX_OK) {
-    o.vmo = ZX_HANDLE_INVALID;
-    // A userfaultfd with features the client library never asks for (EVENT_FORK, ...).
-    if (st == ZX_ERR_NOT_SUPPORTED) {
-      return Error(h, st, "MAP: a userfaultfd with features zxp_remote_map_create never asks for");
-    }
-    return Error(h, st, "MAP: not a usable userfaultfd mapping");
+  uint64_t mapping = 0;
+  zx_status_t st = server_->store()->service()->attach_remote(o.vmo->id(), &fds_[0], m.addr, 0,
+                                                              m.size, &mapping);
+  switch (st) {
+    case ZX_OK:
+      break;
+    case ZX_ERR_BAD_STATE:  // detached: the daemon is stopping
+      return ReplyStatus(h, st);
+    case ZX_ERR_NOT_SUPPORTED:
+      // A userfaultfd with features the client library never asks for (EVENT_FORK, ...).
+      return Error(h, st, "MAP: a userfaultfd with features zxp_remote_map_vmo never asks for");
+    case ZX_ERR_ALREADY_EXISTS:
+      return Error(h, st, "MAP: a userfaultfd already serving another mapping");
+    default:
+      return Error(h, st, "MAP: not a usable userfaultfd mapping");
   }
-  o.poison_fd = std::move(poison_fd);
-  o.addr = m.addr;
-  o.map_size = m.size;
+  o.mapped = true;
+  o.mapping = mapping;
+  o.vmo->mappings.fetch_add(1, std::memory_order_relaxed);
   return ReplyStatus(h, ZX_OK);
 }
 
@@ -327,17 +368,16 @@ bool Connection::Commit(const proto::Header& h, const proto::CommitRequest& c) {
     std::lock_guard lock(mu_);
     auto it = opens_.find(c.handle);
     if (it == opens_.end()) return Error(h, ZX_ERR_BAD_STATE, "COMMIT of an unknown handle");
-    if (it->second.vmo == ZX_HANDLE_INVALID) {
-      return Error(h, ZX_ERR_BAD_STATE, "COMMIT before MAP");
-    }
-    vmo = it->second.vmo;
-    size = it->second.map_size;
+    if (!it->second.mapped) return Error(h, ZX_ERR_BAD_STATE, "COMMIT before MAP");
+    vmo = it->second.vmo->vmo();
+    size = it->second.vmo->size();
   }
   if (c.offset > size || c.length > size - c.offset) return ReplyStatus(h, ZX_ERR_OUT_OF_RANGE);
   if (c.length == 0) return ReplyStatus(h, ZX_OK);
   const uint64_t a = c.offset / kPage * kPage;
   const uint64_t b = (c.offset + c.length + kPage - 1) / kPage * kPage;
-  // Only this thread releases the handle, so it stays valid while the commit waits.
+  // Into the shared VMO: the pages land once, for every client of the blob. Only this
+  // thread releases the open, so the VMO stays held while the commit waits.
   zx_status_t st = zx_vmo_op_range(vmo, ZX_VMO_OP_COMMIT, a, b - a, nullptr, 0);
   return ReplyStatus(h, st);
 }
@@ -361,6 +401,10 @@ bool Connection::Stats(const proto::Header& h) {
     r.format = static_cast<uint32_t>(info.format);
     r.opens = s->opens.load();
     r.corrupt = s->corrupt() ? 1 : 0;
+    const blobfs::BlobVmoStats vs = server_->store()->VmoStats(s->blob());
+    r.mappings = vs.mappings;
+    r.vmos = vs.vmos;
+    r.pages_resident = vs.resident_bytes / kPage;
     r.name_length = static_cast<uint32_t>(name.size());
     const size_t padded = (name.size() + 7) / 8 * 8;
     if (out.size() + sizeof(r) + padded > proto::kMaxReplyBody) break;
@@ -376,16 +420,16 @@ bool Connection::Stats(const proto::Header& h) {
 }
 
 void Connection::Release(Open& o) {
-  if (o.vmo != ZX_HANDLE_INVALID) {
-    server_->store()->service()->detach_vmo(o.vmo_id);
-    // After the daemon lets go of a client mapping, pages it never supplied must not read
-    // as zeros in the client (the kernel fills a range no userfaultfd covers any more with
-    // zero pages): they get a poison marker, so touching one is SIGBUS, as a detached
-    // pager VMO faults on Zircon. A client gone already (ENOENT/ESRCH) needs nothing.
-    zxp::uffd::poison_missing(o.poison_fd.get(), o.addr, o.map_size);
-    zx_handle_close(o.vmo);
-    o.vmo = ZX_HANDLE_INVALID;
-    o.poison_fd.reset();
+  if (o.mapped) {
+    // Stops serving this client's mapping: what was never supplied there is poisoned, so
+    // a later touch is SIGBUS, never zeros; the other clients' mappings and the pages stay.
+    server_->store()->service()->detach_remote(o.vmo->id(), o.mapping);
+    o.vmo->mappings.fetch_sub(1, std::memory_order_relaxed);
+    o.mapped = false;
+  }
+  if (o.vmo) {
+    server_->store()->ReleaseVmo(o.vmo);
+    o.vmo = nullptr;
   }
   o.source->opens.fetch_sub(1, std::memory_order_relaxed);
   server_->store()->Released(o.source);
@@ -527,6 +571,8 @@ int Server::Run(int signal_fd) {
   unlink(path_.c_str());
   bound_ = false;
   store_->service()->wait_idle(zx_deadline_after(ZX_SEC(5)));
+  // Every shared VMO detached: whoever still waits for a page, in any client, fails.
+  store_->DetachAll();
   {
     std::lock_guard lock(mu_);
     for (auto& c : connections_) c->Shutdown();

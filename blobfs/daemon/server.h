@@ -1,5 +1,7 @@
 // The daemon's socket side: accepts clients, speaks the protocol (<blobfs/protocol.h>),
-// turns each client mapping into a remote pager VMO of the blob served by its BlobSource.
+// hands each client the memory of its blob's shared pager VMO (one per blob and client
+// user id, BlobStore::AcquireVmo) and serves the client's mapping of it
+// (PagerService::attach_remote), so each page is read, verified and decompressed once.
 // One thread per connection (a COMMIT blocks until its pages are in); the main thread
 // accepts and watches for SIGTERM/SIGINT.
 #pragma once

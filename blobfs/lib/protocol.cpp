@@ -41,7 +41,8 @@ zx_status_t DecodeRequest(const Header& h, std::span<const uint8_t> body, size_t
     if (hello_done) return fail(ZX_ERR_BAD_STATE, "second HELLO");
     memcpy(&r.hello, body.data(), sizeof(r.hello));
     if (r.hello.magic != kMagic) return fail(ZX_ERR_INVALID_ARGS, "bad magic");
-    if (r.hello.min_version > kVersion || r.hello.max_version < kVersion) {
+    if (r.hello.min_version > kVersion || r.hello.max_version < kMinVersion ||
+        r.hello.min_version > r.hello.max_version) {
       return fail(ZX_ERR_NOT_SUPPORTED, "no common protocol version");
     }
     *out = r;

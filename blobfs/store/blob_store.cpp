@@ -9,6 +9,8 @@
 
 #include <blobfs/compression.h>
 #include <zircon/status.h>
+#include <zircon/syscalls.h>
+#include <zircon/syscalls/object.h>
 
 #include "../../lib/src/tsan.h"  // what the ring orders, told to ThreadSanitizer
 
@@ -239,6 +241,120 @@ void BlobStore::Released(BlobSource* source) {
   for (BlobSource* s : sources()) {
     if (s->opens.load(std::memory_order_relaxed) == 0) merkle_.DropBlob(s->blob());
   }
+}
+
+// ---- Shared VMOs ----
+
+namespace {
+
+uint64_t CommittedBytes(zx_handle_t vmo) {
+  zx_info_vmo_t info = {};
+  if (zx_object_get_info(vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) != ZX_OK) {
+    return 0;
+  }
+  return info.committed_bytes;
+}
+
+}  // namespace
+
+zx_status_t BlobStore::AcquireVmo(uint32_t index, uid_t uid,
+                                  const zxp::PagerService::VmoOptions& options, BlobVmo** out) {
+  if (index >= image_->blob_count() || image_->blob(index).size == 0) return ZX_ERR_INVALID_ARGS;
+  BlobSource* src = source(index);
+  std::lock_guard lock(vmos_mu_);
+  if (detached_all_) return ZX_ERR_BAD_STATE;
+  auto& slot = vmos_[{index, uid}];
+  if (!slot) {
+    auto v = std::make_unique<BlobVmo>();
+    v->source_ = src;
+    v->uid_ = uid;
+    v->size_ = (image_->blob(index).size + kPage - 1) / kPage * kPage;
+    zxp::PagerService::VmoOptions vo = options;
+    vo.private_memory = false;  // the point: one copy of each page for every mapping
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    // Made under vmos_mu_ so that two first opens make one VMO; create_vmo calls no
+    // source and waits for nothing.
+    zx_status_t st = service_->create_vmo(src, v->size_, vo, &v->id_, &h);
+    if (st != ZX_OK) {
+      vmos_.erase({index, uid});
+      return st;
+    }
+    v->vmo_.reset(h);
+    slot = std::move(v);
+  }
+  slot->users_++;
+  *out = slot.get();
+  return ZX_OK;
+}
+
+void BlobStore::ReleaseVmo(BlobVmo* vmo) {
+  std::vector<std::unique_ptr<BlobVmo>> drop;
+  {
+    std::lock_guard lock(vmos_mu_);
+    vmo->users_--;
+    vmo->last_used_ = ++tick_;
+    if (vmo->users_ == 0) {
+      if (detached_all_) {
+        auto it = vmos_.find({vmo->source_->blob(), vmo->uid_});
+        drop.push_back(std::move(it->second));
+        vmos_.erase(it);
+      } else {
+        TakeOverBudget(&drop);
+      }
+    }
+  }
+  DropVmos(&drop);
+}
+
+void BlobStore::TakeOverBudget(std::vector<std::unique_ptr<BlobVmo>>* out) {
+  std::vector<std::pair<uint64_t, decltype(vmos_)::iterator>> unused;  // (tick, entry)
+  uint64_t cached = 0;
+  for (auto it = vmos_.begin(); it != vmos_.end(); ++it) {
+    if (it->second->users_ != 0) continue;
+    unused.emplace_back(it->second->last_used_, it);
+    cached += CommittedBytes(it->second->vmo());
+  }
+  std::sort(unused.begin(), unused.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [tick, it] : unused) {
+    if (cached <= options_.page_cache_bytes && options_.page_cache_bytes != 0) break;
+    cached -= std::min(cached, CommittedBytes(it->second->vmo()));
+    out->push_back(std::move(it->second));
+    vmos_.erase(it);
+  }
+}
+
+void BlobStore::DropVmos(std::vector<std::unique_ptr<BlobVmo>>* vmos) {
+  for (auto& v : *vmos) {
+    // Waits for fills in flight; afterwards the source is not asked for this VMO. Its
+    // pages are not punched out: a client that let go of the blob without unmapping it
+    // keeps reading what it had (its userfaultfd is gone, so a punched page would read
+    // as zeros there); they go when the last mapping of the memory does.
+    service_->detach_vmo(v->id());
+  }
+  vmos->clear();  // closes the handles
+}
+
+void BlobStore::DetachAll() {
+  std::vector<uint32_t> ids;
+  {
+    std::lock_guard lock(vmos_mu_);
+    detached_all_ = true;
+    for (auto& [key, v] : vmos_) ids.push_back(v->id());
+  }
+  for (uint32_t id : ids) service_->detach_vmo(id);
+}
+
+BlobVmoStats BlobStore::VmoStats(uint32_t index) {
+  BlobVmoStats out;
+  std::lock_guard lock(vmos_mu_);
+  for (auto it = vmos_.lower_bound({index, 0}); it != vmos_.end() && it->first.first == index;
+       ++it) {
+    out.vmos++;
+    out.mappings += it->second->mappings.load(std::memory_order_relaxed);
+    out.resident_bytes += CommittedBytes(it->second->vmo());
+  }
+  return out;
 }
 
 void BlobStore::Submit(Job* job) {

@@ -1,17 +1,26 @@
-// The blobs of an open image as paged sources, shared by blobfsd (remote pager VMOs in
-// client processes) and blobfs::Store (pager VMOs in this process): one BlobSource (a
-// zxp::PagedSource) per blob that reads frames or clusters with io_uring, verifies the
+// The blobs of an open image as paged sources, shared by blobfsd (shared pager VMOs
+// mapped in client processes) and blobfs::Store (mapped in this process): one BlobSource
+// (a zxp::PagedSource) per blob that reads frames or clusters with io_uring, verifies the
 // touched blocks against the Merkle tree (verified interior nodes cached), decompresses
-// and fills; per-blob statistics. A private header of the blobfs_store library.
+// and fills; one shared pager VMO (a BlobVmo) per blob and user id, which every mapping of
+// the blob by that user sees, kept after its last user as a cache of decompressed pages
+// under a budget; per-blob statistics. A private header of the blobfs_store library.
+//
+// Locks: sources_mu_ and vmos_mu_ are never held together; neither is held across a call
+// that waits for a fill (detach_vmo): a fill completes on a lane thread that takes none.
 #pragma once
 
+#include <lib/zx/vmo.h>
 #include <liburing.h>
+#include <sys/types.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <blobfs/image.h>
@@ -57,12 +66,48 @@ class BlobSource final : public zxp::PagedSource {
   std::atomic<bool> corrupt_{false};
 };
 
+// One shared pager VMO of a blob (PagerService::create_vmo, shared memory), for the users
+// of one user id: every mapping of it, in this process or another, sees the same pages,
+// each read, verified and decompressed once. Held by BlobStore::AcquireVmo until
+// ReleaseVmo; the object (and vmo()) stays valid while held.
+class BlobVmo {
+ public:
+  BlobSource* source() const { return source_; }
+  uint32_t id() const { return id_; }        // the service's name for it
+  zx_handle_t vmo() const { return vmo_.get(); }
+  uint64_t size() const { return size_; }    // the blob's size rounded up to pages
+  uid_t uid() const { return uid_; }
+  // Mappings of it now (client mappings attached, in-process views): statistics only.
+  std::atomic<uint32_t> mappings{0};
+
+ private:
+  friend class BlobStore;
+  BlobSource* source_ = nullptr;
+  uid_t uid_ = 0;
+  uint32_t id_ = 0;
+  zx::vmo vmo_;
+  uint64_t size_ = 0;
+  uint32_t users_ = 0;     // AcquireVmo minus ReleaseVmo (vmos_mu_)
+  uint64_t last_used_ = 0;  // the tick of its last release: the oldest goes first
+};
+
+// What the shared VMOs of one blob hold now.
+struct BlobVmoStats {
+  uint32_t vmos = 0;       // one per user id, open or cached
+  uint32_t mappings = 0;
+  uint64_t resident_bytes = 0;
+};
+
 class BlobStore {
  public:
   struct Options {
     uint32_t threads = 2;             // io_uring lanes, each with a completion thread
     uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
-    bool force_copy = false;           // supply by UFFDIO_COPY even where MOVE exists
+    // Decompressed pages kept in the shared VMOs of blobs nobody has open; over it, the
+    // VMOs released longest ago are dropped whole (detached and closed: their memory goes
+    // with the last mapping of it). 0: a VMO goes with its last user.
+    uint64_t page_cache_bytes = 256u << 20;
+    bool force_copy = false;           // aux memory a memfd (COPY) even where MOVE exists
     const char* log_name = "blobfsd";  // prefix of the corruption message
   };
 
@@ -84,6 +129,21 @@ class BlobStore {
   std::vector<BlobSource*> sources();
   blobfs::MerkleCache* merkle_cache() { return &merkle_; }
 
+  // The shared VMO of non-empty blob `index` for user `uid`, created on first use with
+  // `options` (read-ahead; later users get the VMO as it was made), and held until
+  // ReleaseVmo. ZX_ERR_BAD_STATE after DetachAll; ZX_ERR_INVALID_ARGS for an empty blob
+  // or an index past the table; the service's errors otherwise.
+  zx_status_t AcquireVmo(uint32_t index, uid_t uid,
+                         const zxp::PagerService::VmoOptions& options, BlobVmo** out);
+  // Lets go of an AcquireVmo. The last release keeps the VMO and its pages as a cache;
+  // then the cache is trimmed to Options::page_cache_bytes.
+  void ReleaseVmo(BlobVmo* vmo);
+  // At shutdown: every VMO detached (threads waiting on a page fail, in every process;
+  // supplied pages stay readable), and no new one is made. Held VMOs stay valid until
+  // released.
+  void DetachAll();
+  BlobVmoStats VmoStats(uint32_t index);
+
   struct Job;
   void Submit(Job* job);
 
@@ -97,6 +157,10 @@ class BlobStore {
   BlobStore() = default;
   void Reap(Lane* lane);
   void Finish(Job* job, zx_status_t read_status);
+  // Picks the unused VMOs to drop to fit the page cache budget (vmos_mu_ held) and
+  // takes them out of vmos_; the caller drops them with DropVmos, without the lock.
+  void TakeOverBudget(std::vector<std::unique_ptr<BlobVmo>>* out);
+  void DropVmos(std::vector<std::unique_ptr<BlobVmo>>* vmos);
 
   Options options_;
   std::unique_ptr<blobfs::Image> image_;
@@ -106,6 +170,10 @@ class BlobStore {
   std::atomic<uint32_t> next_lane_{0};
   std::mutex sources_mu_;
   std::vector<std::unique_ptr<BlobSource>> sources_;  // by blob index, null until used
+  std::mutex vmos_mu_;
+  std::map<std::pair<uint32_t, uid_t>, std::unique_ptr<BlobVmo>> vmos_;  // (blob, uid)
+  uint64_t tick_ = 0;
+  bool detached_all_ = false;
 };
 
 }  // namespace blobfs

@@ -10,6 +10,8 @@ namespace blobfs {
 
 namespace {
 constexpr uint64_t kPage = 4096;
+// The user id the Store's VMOs are keyed by: all its views are in this process.
+constexpr uid_t kStoreUid = 0;
 }  // namespace
 
 // ---- StoreBlob ----
@@ -17,16 +19,16 @@ constexpr uint64_t kPage = 4096;
 StoreBlob::~StoreBlob() {
   if (data_) {
     zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(data_), map_size_);
+    vmo_->mappings.fetch_sub(1, std::memory_order_relaxed);
   }
-  if (vmo_) {
-    // Waits for fills in flight; afterwards the source is no longer asked for this VMO.
-    store_->service()->detach_vmo(vmo_id_);
-    vmo_.reset();
-  }
+  // The pages stay, for the other views and as a cache.
+  if (vmo_) store_->ReleaseVmo(vmo_);
   BlobSource* src = store_->source(index_);
   src->opens.fetch_sub(1, std::memory_order_relaxed);
   store_->Released(src);
 }
+
+zx_handle_t StoreBlob::vmo() const { return vmo_ ? vmo_->vmo() : ZX_HANDLE_INVALID; }
 
 zx_status_t StoreBlob::Read(uint64_t offset, void* buffer, size_t length, size_t* actual) const {
   if (offset > size_) return ZX_ERR_OUT_OF_RANGE;
@@ -35,7 +37,7 @@ zx_status_t StoreBlob::Read(uint64_t offset, void* buffer, size_t length, size_t
   zx_status_t st = ZX_OK;
   // zx_vmo_read raises the page requests itself and returns a FAIL's status, where a
   // load through data() would take SIGBUS.
-  if (n > 0) st = zx_vmo_read(vmo_.get(), buffer, offset, n);
+  if (n > 0) st = zx_vmo_read(vmo_->vmo(), buffer, offset, n);
   if (actual) *actual = st == ZX_OK ? n : 0;
   return st;
 }
@@ -49,6 +51,7 @@ zx_status_t Store::Open(const std::string& image_path, const Options& options,
   BlobStore::Options bo;
   bo.threads = std::max<uint32_t>(1, options.threads);
   bo.cache_bytes = options.cache_bytes;
+  bo.page_cache_bytes = options.page_cache_bytes;
   bo.force_copy = options.force_copy;
   bo.log_name = "blobfs::Store";
   std::unique_ptr<BlobStore> bs;
@@ -99,17 +102,15 @@ zx_status_t Store::Map(uint32_t index, std::unique_ptr<StoreBlob>* out) {
   // frames of zstd ones, and the service's adaptive window on top.
   vo.granule = kChunkSize;
   vo.readahead_max = options_.readahead_max;
-  // One VMO per view for now, each its own mapping: the MOVE path.
-  vo.private_memory = true;
-  zx_handle_t vmo;
-  zx_status_t st = store_->service()->create_vmo(src, info.size, vo, &b->vmo_id_, &vmo);
+  // One process, one user: every view of the blob shares its VMO.
+  zx_status_t st = store_->AcquireVmo(index, kStoreUid, vo, &b->vmo_);
   if (st != ZX_OK) return st;
-  b->vmo_.reset(vmo);
   zx_vaddr_t addr;
-  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, b->vmo_.get(), 0,
+  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, b->vmo_->vmo(), 0,
                    b->map_size_, &addr);
-  if (st != ZX_OK) return st;
+  if (st != ZX_OK) return st;  // ~StoreBlob releases the VMO
   b->data_ = reinterpret_cast<const uint8_t*>(addr);
+  b->vmo_->mappings.fetch_add(1, std::memory_order_relaxed);
   *out = std::move(b);
   return ZX_OK;
 }
@@ -126,6 +127,9 @@ zx_status_t Store::BlobStats(std::vector<StoreBlobStats>* out) const {
     r.compressed = info.format != BlobFormat::kRaw;
     r.corrupt = s->corrupt();
     r.opens = s->opens.load();
+    const BlobVmoStats vs = store_->VmoStats(s->blob());
+    r.mappings = vs.mappings;
+    r.pages_resident = vs.resident_bytes / kPage;
     r.page_ins = s->page_ins.load();
     r.pages_supplied = s->pages_supplied.load();
     r.bytes_read = s->bytes_read.load();

@@ -27,8 +27,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<zxp::BlobfsClient> client;
   zx_status_t st = zxp::BlobfsClient::connect(socket_path.c_str(), &client);
   if (st != ZX_OK) {
-    fmt::print(stderr, "blobfs-cat: cannot reach blobfsd at {}: {}\n", socket_path,
-               zx_status_get_string(st));
+    // NOT_SUPPORTED from connect is the daemon refusing our HELLO: it is there, but speaks
+    // another protocol version (a version-1 daemon, or a newer one that dropped 2).
+    fmt::print(stderr, "blobfs-cat: {} blobfsd at {}: {}\n",
+               st == ZX_ERR_NOT_SUPPORTED ? "no protocol version in common with the"
+                                          : "cannot reach",
+               socket_path, zx_status_get_string(st));
     return 1;
   }
   std::unique_ptr<zxp::BlobfsBlob> blob;

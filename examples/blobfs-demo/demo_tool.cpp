@@ -4,6 +4,8 @@
 //       snippet of each, then what the daemon has paged in of the blob against its size.
 //   corrupt IMAGE NAME OUT  copies IMAGE to OUT with one byte of NAME's stored data
 //       flipped (in the middle of its data extent).
+//   pageins [--socket PATH] NAME  prints the daemon's work for NAME so far (page-ins,
+//       bytes decompressed, for all clients together) and its pages resident now.
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -89,6 +91,26 @@ int Peek(const std::string& socket, const std::string& name,
   return 0;
 }
 
+int PageIns(const std::string& socket, const std::string& name, const std::string& label) {
+  std::unique_ptr<zxp::BlobfsClient> c;
+  std::vector<zxp::BlobfsBlobStats> stats;
+  zx_status_t st = zxp::BlobfsClient::connect(socket.c_str(), &c);
+  if (st == ZX_OK) st = c->stats(&stats);
+  if (st != ZX_OK) {
+    fmt::print(stderr, "pageins: {}\n", zx_status_get_string(st));
+    return 1;
+  }
+  for (const auto& s : stats) {
+    if (s.name != name) continue;
+    fmt::print("  {:<28} page-ins {:>5}, decompressed {:>9}, read {:>9}, resident {:>5} of {} pages\n",
+               label, s.page_ins, Size(s.bytes_decompressed), Size(s.bytes_read),
+               s.pages_resident, (s.size + kPage - 1) / kPage);
+    return 0;
+  }
+  fmt::print("  {:<28} page-ins     0 (never opened)\n", label);
+  return 0;
+}
+
 int Corrupt(const std::string& image_path, const std::string& name, const std::string& out) {
   std::unique_ptr<blobfs::Image> image;
   std::string error;
@@ -133,7 +155,13 @@ int main(int argc, char** argv) {
   corrupt->add_option("IMAGE", image)->required();
   corrupt->add_option("NAME", name)->required();
   corrupt->add_option("OUT", out)->required();
+  std::string label;
+  auto* pageins = app.add_subcommand("pageins", "The daemon's page-ins of a blob so far");
+  pageins->add_option("--socket", socket, "The daemon's socket");
+  pageins->add_option("--label", label, "What to print before the numbers");
+  pageins->add_option("NAME", name)->required();
   CLI11_PARSE(app, argc, argv);
   if (peek->parsed()) return Peek(socket, name, ranges);
+  if (pageins->parsed()) return PageIns(socket, name, label.empty() ? name : label);
   return Corrupt(image, name, out);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,6 +68,10 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     memfd = UniqueFd(memfd_create("zxpager-vmo", MFD_CLOEXEC));
     if (!memfd) return errno == EMFILE || errno == ENFILE ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
     if (ftruncate(memfd.get(), static_cast<off_t>(size)) != 0) return ZX_ERR_NO_MEMORY;
+    // A memfd is created mode 0777: a read-only descriptor handed to another process
+    // (zxp_vmo_get_memory_fd) could be reopened read-write through /proc/self/fd/N. Read-only
+    // for its owner and nobody else, only root can.
+    fchmod(memfd.get(), 0400);
   }
   uintptr_t home = 0;
   if (size > 0) {
@@ -301,7 +306,10 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   }
   if (present_.test(page)) {
     if (memory_has(page, addr)) {
-      // A message read before the supply that woke its thread: nothing to do.
+      // A message read before the supply that woke its thread: nothing to do. (A remote
+      // view gets the page put in place too: a real view of the memory answers EEXIST, but
+      // a mapping of other memory that a client attached would fault here forever.)
+      if (view && !evicting_.test(page)) copy_into_remote(fd, addr, page);
       uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
       return;
     }
@@ -324,6 +332,16 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   }
   if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page, fd});
   request_missing(page, page + 1);
+}
+
+void PagerVmo::copy_into_remote(int fd, uintptr_t addr, uint64_t page) {
+  // Through the memfd, not the home: a page punched out meanwhile reads as a hole here,
+  // where through the home it would raise a fault on the thread that must handle it.
+  alignas(4096) static thread_local uint8_t bounce[kPageSize];
+  const off_t off = static_cast<off_t>(page * kPageSize);
+  if (pread(memfd_.get(), bounce, kPageSize, off) != static_cast<ssize_t>(kPageSize)) return;
+  if (lseek(memfd_.get(), off, SEEK_DATA) != off) return;  // gone: never copy its zeros
+  uffd::copy(fd, addr & ~(kPageSize - 1), bounce, kPageSize, false);
 }
 
 void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd) {
@@ -737,6 +755,21 @@ zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
   // in it, visible to every view): no access first, then unregister, which wakes them.
   mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
   uffd::unregister_range(fd, addr, len);
+  drop_views(addr, len);
+  if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
+  return ZX_OK;
+}
+
+void PagerVmo::track_view_writes() {
+  // Registering a range again with the same userfaultfd changes its mode. Pages present
+  // now are not clean (nothing tracked their writes), so nothing needs protecting yet.
+  for (auto& [a, v] : local_views_) {
+    if (v.writable && !v.wp) v.wp = uffd::register_range(v.fd, v.addr, v.len, true, nullptr) == 0;
+  }
+}
+
+void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
+  const int fd = service_->fd();
   const uintptr_t end = addr + len;
   std::vector<View> pieces;
   std::vector<uintptr_t> gone;
@@ -768,16 +801,14 @@ zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
   auto self = std::static_pointer_cast<PagerVmo>(shared_from_this());
   for (uintptr_t a : gone) service_->remove_region(a);
   for (View& v : pieces) service_->add_region(v.addr, v.len, self);
-  if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
-  return ZX_OK;
 }
 
-void PagerVmo::track_view_writes() {
-  // Registering a range again with the same userfaultfd changes its mode. Pages present
-  // now are not clean (nothing tracked their writes), so nothing needs protecting yet.
-  for (auto& [a, v] : local_views_) {
-    if (v.writable && !v.wp) v.wp = uffd::register_range(v.fd, v.addr, v.len, true, nullptr) == 0;
-  }
+void PagerVmo::forget_view(uintptr_t addr, uint64_t len) {
+  if (shared_) drop_views(addr, len);
+}
+
+void PagerVmo::view_replaced(uintptr_t addr, uint64_t len) {
+  if (shared_) uffd::wake(service_->fd(), addr, len);
 }
 
 bool PagerVmo::protect_views(uint64_t first, uint64_t end) {
@@ -805,10 +836,26 @@ void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) 
     for (auto& [a, b] : runs) {
       // COPY replaces a marker. Into a read-only view (a private mapping) it gives that
       // process its own copy of the page; into a writable one (shared) it fills the memfd,
-      // and the home's COPY then finds the page present. Errors (the process gone) leave
-      // nothing to fix.
-      uffd::copy(v.fd, v.addr + (a - vf) * kPageSize, src + (a - first) * kPageSize,
-                 (b - a) * kPageSize);
+      // and the home's COPY then finds the page present. A second shared view with a
+      // marker there then finds the page present too (EEXIST) and would keep its marker:
+      // punch the page out again and COPY through that view instead (the views that
+      // already have it simply fault it in again from the memfd). Other errors (the
+      // process gone) leave nothing to fix.
+      uint64_t punched = UINT64_MAX;
+      for (uint64_t p = a; p < b;) {
+        uffd::Progress r = uffd::copy(v.fd, v.addr + (p - vf) * kPageSize,
+                                      src + (p - first) * kPageSize, (b - p) * kPageSize);
+        p += r.done / kPageSize;
+        if (r.err != EEXIST) break;
+        // Once per page: present again right after the punch, it is not ours to fix.
+        if (p == punched ||
+            fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(p * kPageSize), static_cast<off_t>(kPageSize)) != 0) {
+          ++p;
+          continue;
+        }
+        punched = p;
+      }
       v.poisoned.clear(a, b);
     }
   };

@@ -117,6 +117,8 @@ class PagerVmo final : public Vmo {
                   uintptr_t* out) override;
   zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
   bool unmaps_partially() const override { return shared_; }
+  void forget_view(uintptr_t addr, uint64_t len) override;
+  void view_replaced(uintptr_t addr, uint64_t len) override;
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override {
     return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_PAGER_BACKED;
@@ -216,6 +218,8 @@ class PagerVmo final : public Vmo {
   // Makes a thread blocked at `addr` fail: SIGBUS through the fail signal here, or, for a
   // remote VMO (whose threads this process cannot signal), a poison marker on the page.
   void fail_waiter(pid_t tid, uintptr_t addr, int fd);
+  // Shared, with mu_ held: copies present page `page` into a remote view's `addr`.
+  void copy_into_remote(int fd, uintptr_t addr, uint64_t page);
   // With mu_ held: a page of [first, end) is present in the memory (for a shared VMO, in
   // the memfd), whatever the record says.
   bool memory_has(uint64_t page, uintptr_t fault_addr) const;
@@ -232,6 +236,9 @@ class PagerVmo final : public Vmo {
   zx_status_t map_shared(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
                          uint64_t len, uintptr_t* out);
   zx_status_t unmap_shared(uintptr_t addr, uint64_t len);
+  // Forgets the local views (and their waiters) in [addr, addr+len), keeping the parts
+  // of partly covered ones.
+  void drop_views(uintptr_t addr, uint64_t len);
   zx_status_t evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes);
   // With mu_ held: pages of [first, end) are about to be written by the library.
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,

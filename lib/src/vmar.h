@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "object.h"
 #include "vmo.h"
@@ -50,6 +51,17 @@ class AddressSpace {
     std::shared_ptr<Vmo> vmo;
     uint64_t vmo_offset;
   };
+  // A cut-out part of a recorded mapping.
+  struct Piece {
+    std::shared_ptr<Vmo> vmo;
+    uintptr_t addr;
+    uint64_t len;
+    bool whole;  // the whole mapping
+  };
+  // mu_ held: drops the records of [addr, addr+len), keeping the parts of partly covered
+  // mappings outside it; what was cut goes to *pieces (the caller then calls each piece's
+  // mapping_removed, after unmapping it if that is the point).
+  void cut_locked(uintptr_t addr, uint64_t len, std::vector<Piece>* pieces);
   std::mutex mu_;
   std::map<uintptr_t, Mapping> mappings_;  // by start address
   // Never held together with mu_. An overwriting map holds it across its mmap, so a range

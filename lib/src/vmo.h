@@ -81,6 +81,12 @@ class Vmo : public Object {
   // Undoes (part of) a mapping made by map(); the caller has dropped its record.
   virtual zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) = 0;
 
+  // ZX_VM_SPECIFIC_OVERWRITE maps over [addr, addr+len) of a mapping of this VMO: stop
+  // serving that range but leave it mapped (threads blocked there must fault again into
+  // what replaces it, not into SIGSEGV); then either view_replaced (the new mapping is in
+  // place: wake them) or, if mapping failed, unmap.
+  virtual void forget_view(uintptr_t addr, uint64_t len) { (void)addr, (void)len; }
+  virtual void view_replaced(uintptr_t addr, uint64_t len) { (void)addr, (void)len; }
   // True if part of a mapping can be unmapped (else only whole mappings).
   virtual bool unmaps_partially() const { return false; }
   virtual uint64_t committed_bytes() = 0;

@@ -7,6 +7,13 @@
 // oversized or out-of-order request gets an ERROR reply (a StatusReply) and the daemon
 // closes the connection; a request that is well-formed but fails (no such blob, a range
 // past the end) gets its own reply with the status, and the connection stays.
+//
+// Version 2 (this one): a blob's pages live in one shared pager VMO per blob and client
+// user id. A successful OPEN of a non-empty blob carries that VMO's read-only memory
+// descriptor (SCM_RIGHTS); the client maps it with zxp_remote_map_vmo and sends MAP with
+// the mapping's address and userfaultfd. Version 1 (a private remote VMO per client
+// mapping, zxp_remote_map_create) is no longer served: its HELLO gets
+// ZX_ERR_NOT_SUPPORTED.
 #pragma once
 
 #include <errno.h>
@@ -51,15 +58,16 @@ inline int SendAll(int fd, msghdr* msg) {
 }
 
 inline constexpr uint32_t kMagic = 0x46424c42;  // "BLBF"
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;     // what this side speaks
+inline constexpr uint32_t kMinVersion = 2;  // the oldest it serves
 inline constexpr uint32_t kMaxRequestBody = 8192;      // client to daemon
 inline constexpr uint32_t kMaxReplyBody = 64u << 20;   // daemon to client
 inline constexpr uint32_t kMaxOpensPerConnection = 4096;
 
 enum Op : uint16_t {
   kHello = 1,     // HelloRequest -> HelloReply
-  kOpenName = 2,  // the name's bytes (1..4096) -> OpenReply
-  kOpenRoot = 3,  // 32-byte Merkle root -> OpenReply
+  kOpenName = 2,  // the name's bytes (1..4096) -> OpenReply (+ a memory descriptor)
+  kOpenRoot = 3,  // 32-byte Merkle root -> OpenReply (+ a memory descriptor)
   kMap = 4,       // MapRequest + one userfaultfd (SCM_RIGHTS) -> StatusReply
   kCommit = 5,    // CommitRequest -> StatusReply
   kClose = 6,     // HandleRequest -> StatusReply
@@ -87,6 +95,9 @@ struct HelloReply {
   uint32_t version;  // chosen by the daemon
   uint64_t page_size;
 };
+// With status ZX_OK and size > 0, the reply carries exactly one descriptor (SCM_RIGHTS):
+// the blob's shared memory, read-only (zxp_vmo_get_memory_fd), shared with every client
+// of the same user id. Otherwise none.
 struct OpenReply {
   int32_t status;
   uint32_t handle;  // names the open blob in MAP, COMMIT, CLOSE (per connection)
@@ -95,8 +106,9 @@ struct OpenReply {
   uint32_t reserved;
   uint8_t root[32];
 };
-// The client's mapping of the open blob: `size` is the blob's size rounded up to pages,
-// registered MISSING with the userfaultfd sent along (zxp_remote_map_create).
+// The client's mapping of the open blob: the OPEN reply's descriptor mapped whole,
+// `size` the blob's size rounded up to pages, by zxp_remote_map_vmo, whose userfaultfd is
+// sent along.
 struct MapRequest {
   uint32_t handle;
   uint32_t reserved;
@@ -127,19 +139,22 @@ struct StatsReply {
 struct BlobStatsRecord {
   uint8_t root[32];
   uint64_t size;
-  uint64_t page_ins;            // fills (one read + verify + supply each)
+  uint64_t page_ins;            // fills (one read + verify + supply each), for all clients
   uint64_t pages_supplied;
   uint64_t bytes_read;          // from the image
   uint64_t bytes_decompressed;
   uint64_t verify_failures;
   uint64_t latency_p50_ns;      // fill started to pages supplied
   uint64_t latency_p99_ns;
+  uint64_t pages_resident;      // in the blob's shared VMOs now (open or cached)
   uint32_t format;
   uint32_t opens;               // open now
   uint32_t corrupt;             // 1 once a block failed verification
+  uint32_t mappings;            // client mappings attached now
+  uint32_t vmos;                // shared VMOs (one per user id) kept now
   uint32_t name_length;
 };
-static_assert(sizeof(BlobStatsRecord) == 112);
+static_assert(sizeof(BlobStatsRecord) == 128);
 
 // A request as the daemon decoded it: the header, and the body of its op.
 struct Request {
@@ -156,7 +171,8 @@ struct Request {
 // that came with them (SCM_RIGHTS), `hello_done` whether the session's HELLO succeeded.
 // Returns ZX_OK and *out (whose `bytes` point into `body`), or the status of the ERROR
 // reply and, in *what, what is wrong: flags set, unexpected descriptors, a body of the
-// wrong size, a bad HELLO (second one, bad magic, no common version: NOT_SUPPORTED), a
+// wrong size, a bad HELLO (second one, bad magic, no common version: NOT_SUPPORTED, which
+// is what a version-1 client gets), a
 // request before HELLO (BAD_STATE), an unknown op (NOT_SUPPORTED). A body longer than
 // kMaxRequestBody is OUT_OF_RANGE (the daemon checks that on the header, before reading
 // the body). Reentrant; never throws.

@@ -1,8 +1,10 @@
 // blobfs::Store: the in-process mode of blobfsd. Opens a blob image and maps its blobs
-// into this process, each a pager VMO (zxp::PagerService::create_vmo) whose pages are
-// read, verified against the blob's Merkle tree and decompressed on first touch, by the
-// same blob sources the daemon uses. Supply is UFFDIO_MOVE from anonymous aux memory
-// where the kernel has it (Linux 6.8+), else UFFDIO_COPY.
+// into this process. All views of one blob map one shared pager VMO
+// (zxp::PagerService::create_vmo, shared memory), whose pages are read, verified against
+// the blob's Merkle tree and decompressed on first touch, once for every view, by the
+// same blob sources the daemon uses; supply is UFFDIO_COPY into the shared memory. After
+// the last view of a blob goes, its VMO and pages stay as a cache (Options::
+// page_cache_bytes bounds what the cache keeps, dropping the blobs closed longest ago).
 //
 // Two ways to read a blob, as with the daemon's client library:
 //  - data(): the mapping. A page that fails verification is SIGBUS at its address in the
@@ -33,6 +35,7 @@
 namespace blobfs {
 
 class BlobStore;
+class BlobVmo;
 
 // Per-blob statistics (blobs opened at least once), as `blobfsd stats` shows them.
 struct StoreBlobStats {
@@ -42,6 +45,8 @@ struct StoreBlobStats {
   bool compressed = false;
   bool corrupt = false;
   uint32_t opens = 0;             // views open now
+  uint32_t mappings = 0;          // views mapping the blob's shared VMO now
+  uint64_t pages_resident = 0;    // in the blob's shared VMO (open or cached)
   uint64_t page_ins = 0;          // fills asked of the blob's source
   uint64_t pages_supplied = 0;    // pages produced (read-ahead included)
   uint64_t bytes_read = 0;        // from the image file
@@ -51,8 +56,8 @@ struct StoreBlobStats {
   uint64_t latency_p99_ns = 0;
 };
 
-// One open blob, mapped read-only. Destroying it unmaps it and detaches its VMO.
-// Thread-safe.
+// One open view of a blob, mapped read-only. Destroying it unmaps it and lets go of the
+// blob's shared VMO. Thread-safe.
 class StoreBlob {
  public:
   ~StoreBlob();
@@ -64,8 +69,9 @@ class StoreBlob {
   uint64_t size() const { return size_; }
   const std::string& root() const { return root_; }
   bool compressed() const { return compressed_; }
-  // The pager VMO (owned by the view).
-  zx_handle_t vmo() const { return vmo_.get(); }
+  // The blob's shared pager VMO (every view of the blob has the same one; owned by the
+  // Store, valid while this view lives; ZX_HANDLE_INVALID for an empty blob).
+  zx_handle_t vmo() const;
 
   // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets the
   // count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
@@ -78,8 +84,7 @@ class StoreBlob {
   StoreBlob() = default;
   std::shared_ptr<BlobStore> store_;
   uint32_t index_ = 0;
-  uint32_t vmo_id_ = 0;
-  zx::vmo vmo_;
+  BlobVmo* vmo_ = nullptr;  // held (BlobStore::AcquireVmo) until the destructor
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   uint64_t map_size_ = 0;
@@ -92,7 +97,10 @@ class Store {
   struct Options {
     uint32_t threads = 2;              // pager threads and io_uring lanes
     uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
-    bool force_copy = false;           // UFFDIO_COPY from memfd aux even where MOVE exists
+    // Decompressed pages kept for blobs with no view open (0: a blob's pages go with its
+    // last view).
+    uint64_t page_cache_bytes = 256u << 20;
+    bool force_copy = false;           // memfd aux memory even where MOVE exists
     uint64_t readahead_max = 1u << 20; // the service's adaptive window, at most (bytes)
   };
 
@@ -119,10 +127,12 @@ class Store {
   uint32_t blob_count() const;
   // Statistics of every blob opened at least once, in blob table order.
   zx_status_t BlobStats(std::vector<StoreBlobStats>* out) const;
-  // The pager service's and the pager's own statistics (pages_supplied_move counts the
-  // pages put in place by UFFDIO_MOVE).
+  // The pager service's and the pager's own statistics (shared VMOs are supplied by
+  // UFFDIO_COPY: pages_supplied_copy).
   zx_status_t ServiceStats(zxp_service_stats_t* out) const;
   zx_status_t PagerStats(zxp_pager_stats_t* out) const;
+  // Whether the aux memory is anonymous (UFFDIO_MOVE where a VMO takes it); the blobs'
+  // shared VMOs are copied into either way.
   bool uses_move() const;
   // Waits until no fill is in flight (read-ahead included) or `deadline` passes
   // (ZX_ERR_TIMED_OUT): the statistics are then settled (a woken reader can run ahead of

@@ -1,6 +1,8 @@
 // The blobfsd client: connect to the daemon, open blobs by name or Merkle root, and use
 // each as a read-only mapping whose pages the daemon reads, verifies and decompresses on
 // first touch (a userfaultfd of this process, served by the daemon: see README, "blobfsd").
+// The mapping is of the blob's shared memory, one copy for every process of this user id
+// that opens the blob: a page another such process brought in is there with no fault.
 //
 // Two ways to read a blob:
 //  - data(): the mapping. A page that cannot be produced (it fails verification: the
@@ -73,7 +75,10 @@ struct BlobfsBlobStats {
   bool compressed = false;
   bool corrupt = false;
   uint32_t opens = 0;
-  uint64_t page_ins = 0;
+  uint32_t mappings = 0;        // client mappings of the blob now
+  uint32_t vmos = 0;            // shared copies kept now (one per user id)
+  uint64_t pages_resident = 0;  // pages in those copies (open blobs and the cache)
+  uint64_t page_ins = 0;        // fills, for all clients together
   uint64_t pages_supplied = 0;
   uint64_t bytes_read = 0;
   uint64_t bytes_decompressed = 0;
@@ -89,8 +94,8 @@ class BlobfsClient {
 
   // Connects and says HELLO. `socket_path` nullptr or "": the default.
   // ZX_ERR_NOT_FOUND / ZX_ERR_ACCESS_DENIED / ZX_ERR_PEER_CLOSED if there is no daemon
-  // there (or it cannot be reached), ZX_ERR_NOT_SUPPORTED for a daemon of another
-  // protocol version.
+  // there (or it cannot be reached), ZX_ERR_NOT_SUPPORTED for a daemon with no protocol
+  // version in common (this library speaks version 2 only).
   static zx_status_t connect(const char* socket_path, std::unique_ptr<BlobfsClient>* out);
   ~BlobfsClient();
 
