@@ -11,6 +11,7 @@
 //   full       : every page, in order (throughput over the blob's uncompressed size)
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,24 +33,12 @@
 #include <zircon/status.h>
 #include <zxpager/blobfs_client.h>
 
+#include "bench_blobfs.h"
 #include "commands.h"
 
 namespace zxpager_cli {
 
-namespace {
-
-constexpr uint64_t kPage = 4096;
-constexpr const char* kBlobName = "large.txt";
-
-struct Options {
-  uint64_t size_mib = 256;
-  double random_pct = 1.0;
-  int repeat = 3;
-  int level = 9;
-  uint64_t seed = 1;
-  std::string blobfsd;
-  bool json = false;
-};
+namespace blobfs_bench {
 
 double now_s() {
   timespec ts;
@@ -57,8 +46,6 @@ double now_s() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-// Text from a small vocabulary, as blobfs holds for logs, manifests and scripts: zstd
-// compresses it several times over.
 std::vector<uint8_t> compressible(uint64_t n, uint64_t seed) {
   static const char* const kWords[] = {"pager ", "vmo ", "supply ", "request ", "port ",
                                        "fault ", "blob ", "merkle ", "frame ", "zircon\n",
@@ -74,7 +61,6 @@ std::vector<uint8_t> compressible(uint64_t n, uint64_t seed) {
   return out;
 }
 
-// The blobfsd binary: --blobfsd, else next to this one in the build tree or installed.
 std::string find_blobfsd(const std::string& given) {
   if (!given.empty()) return given;
   char self[4096];
@@ -89,50 +75,60 @@ std::string find_blobfsd(const std::string& given) {
   return "blobfsd";  // from PATH
 }
 
-// A blobfsd on a socket in `dir`, stopped (SIGTERM, waited for) on destruction.
-class Daemon {
- public:
-  Daemon(const std::string& bin, const std::string& image, const std::string& dir)
-      : socket_(dir + "/blobfsd.sock") {
-    unlink(socket_.c_str());
-    std::string log = dir + "/blobfsd.log";
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) dup2(fd, 2);
-      execlp(bin.c_str(), bin.c_str(), "--image", image.c_str(), "--socket", socket_.c_str(),
-             static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    // Up when it accepts a connection; a deadline, not a fixed sleep.
-    for (int i = 0; i < 1000 && pid_ > 0; i++) {
-      std::unique_ptr<zxp::BlobfsClient> c;
-      if (zxp::BlobfsClient::connect(socket_.c_str(), &c) == ZX_OK) {
-        up_ = true;
-        break;
-      }
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      usleep(5000);
-    }
+Daemon::Daemon(const std::string& bin, const std::string& image, const std::string& dir)
+    : socket_(dir + "/blobfsd.sock") {
+  unlink(socket_.c_str());
+  std::string log = dir + "/blobfsd.log";
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // An interrupted bench leaves no daemon behind.
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) dup2(fd, 2);
+    execlp(bin.c_str(), bin.c_str(), "--image", image.c_str(), "--socket", socket_.c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
   }
-  ~Daemon() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
+  // Up when it accepts a connection; a deadline, not a fixed sleep.
+  for (int i = 0; i < 1000 && pid_ > 0; i++) {
+    std::unique_ptr<zxp::BlobfsClient> c;
+    connect_status_ = zxp::BlobfsClient::connect(socket_.c_str(), &c);
+    if (connect_status_ == ZX_OK) {
+      up_ = true;
+      break;
     }
+    // A daemon that answers but speaks another protocol version will not change its mind.
+    if (connect_status_ == ZX_ERR_NOT_SUPPORTED || !running()) break;
+    usleep(5000);
   }
-  bool up() const { return up_; }
-  const std::string& socket() const { return socket_; }
+}
 
- private:
-  std::string socket_;
-  pid_t pid_ = -1;
-  bool up_ = false;
-};
+Daemon::~Daemon() {
+  if (pid_ > 0) {
+    kill(pid_, SIGTERM);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool Daemon::running() {
+  int status;
+  if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
+  return pid_ > 0;
+}
+
+}  // namespace blobfs_bench
+
+namespace {
+
+using blobfs_bench::compressible;
+using blobfs_bench::Daemon;
+using blobfs_bench::find_blobfsd;
+using blobfs_bench::kBlobName;
+using blobfs_bench::now_s;
+using blobfs_bench::Options;
+
+constexpr uint64_t kPage = 4096;
 
 enum Pattern { kFirst = 0, kRandom = 1, kFull = 2 };
 const char* const kPatternNames[] = {"first_byte", "random", "full"};
@@ -270,7 +266,10 @@ int run_bench_blobfs(const Options& o) {
           // A fresh daemon per run: its verified Merkle nodes start cold, as the store's.
           d = std::make_unique<Daemon>(blobfsd, image_path, dir);
           if (!d->up()) {
-            daemon_note = fmt::format("blobfsd ({}) did not start: its rows are left out", blobfsd);
+            daemon_note = fmt::format(
+                "blobfsd ({}) did not start or cannot be reached (connect: {}): its rows are "
+                "left out",
+                blobfsd, zx_status_get_string(d->connect_status()));
             break;
           }
         }
@@ -358,16 +357,21 @@ Runner add_bench_blobfs(CLI::App& bench) {
       "blobfs",
       "A large compressible blob read lazily (blobfs::Store in-process, blobfsd + client) "
       "against reading, decompressing and verifying it whole first: time to first byte, "
-      "to 1% random pages, and full-read throughput, with ratios");
-  sub->add_option("--size", o->size_mib, "Blob size in MiB")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 4096));
+      "to 1% random pages, and full-read throughput, with ratios.\n"
+      "With --clients: N client processes reading one blob from one blobfsd at once, "
+      "beside N cats of the same bytes (see the columns below)");
+  CLI::Option* size =
+      sub->add_option("--size", o->size_mib, "Blob size in MiB (128 with --clients)")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 4096));
   sub->add_option("--random-pct", o->random_pct, "Percentage of pages sampled at random")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 100.0));
-  sub->add_option("--repeat", o->repeat, "Runs per configuration (the median is kept)")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100));
+  CLI::Option* repeat =
+      sub->add_option("--repeat", o->repeat,
+                      "Runs per configuration (the median is kept; 1 with --clients)")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 100));
   sub->add_option("--level", o->level, "zstd level of the image")
       ->capture_default_str()
       ->check(CLI::Range(1, 22));
@@ -377,7 +381,29 @@ Runner add_bench_blobfs(CLI::App& bench) {
                   "The daemon binary (default: the build tree's, else next to zxpager, else "
                   "PATH)");
   sub->add_flag("--json", o->json, "Print the results as JSON");
-  return [o] { return run_bench_blobfs(*o); };
+  CLI::Option* clients =
+      sub->add_option("--clients", o->clients,
+                      "Run the many-clients bench: a row per client count (alone: 1,2,4,8)")
+          ->delimiter(',')
+          ->expected(0, 64)
+          ->default_str("1,2,4,8")
+      ->check(CLI::Range(1, 64));
+  sub->add_option("--svg", o->svg,
+                  "With --clients: also draw wall time, CPU and summed PSS per client count");
+  sub->add_option("--deadline", o->deadline_s,
+                  "With --clients: seconds a phase of a row may take before the bench gives "
+                  "up on it (a stuck daemon)")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  sub->footer(blobfs_bench::kClientsHelp);
+  return [o, size, repeat, clients] {
+    if (!clients->count()) return run_bench_blobfs(*o);
+    Options c = *o;
+    if (c.clients.empty()) c.clients = {1, 2, 4, 8};
+    if (!size->count()) c.size_mib = 128;
+    if (!repeat->count()) c.repeat = 1;
+    return blobfs_bench::run_bench_clients(c);
+  };
 }
 
 }  // namespace zxpager_cli
