@@ -241,7 +241,8 @@ zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t leng
     // Read-only: a private mapping of the shared memory, so nothing written here (after
     // an mprotect) reaches the other clients.
     st = zxp_remote_map_vmo(fds[0].get(), 0, map_size, 0, &addr, &raw_uffd);
-    fds.clear();  // the mapping holds the memory
+    blob->memory_ = std::move(fds[0]);  // read() reads present pages through it
+    fds.clear();
     if (st == ZX_OK) {
       // The daemon gets a copy (or refuses it): ours goes at the end of this block, so
       // that when the daemon lets go the kernel releases the userfaultfd instead of
@@ -337,15 +338,38 @@ zx_status_t BlobfsBlob::read(uint64_t offset, void* buffer, size_t length, size_
   auto* out = static_cast<uint8_t*>(buffer);
   for (uint64_t done = 0; done < n;) {
     const uint64_t chunk = std::min(n - done, kCommitChunk);
-    // Present first, then copied with ordinary loads: no fault can fail here, and no
-    // kernel access to the mapping (which user-mode userfaultfd would refuse) happens.
-    zx_status_t st = commit(offset + done, chunk);
-    if (st != ZX_OK) return st;
-    memcpy(out + done, data_ + offset + done, chunk);
+    if (!read_present(offset + done, out + done, chunk)) {
+      // Present first, then copied with ordinary loads: no fault can fail here, and no
+      // kernel access to the mapping (which user-mode userfaultfd would refuse) happens.
+      zx_status_t st = commit(offset + done, chunk);
+      if (st != ZX_OK) return st;
+      memcpy(out + done, data_ + offset + done, chunk);
+    }
     done += chunk;
     if (actual) *actual = done;
   }
   return ZX_OK;
+}
+
+bool BlobfsBlob::read_present(uint64_t offset, uint8_t* out, uint64_t length) {
+  if (!memory_) return false;
+  const off_t first = static_cast<off_t>(offset & ~(kPage - 1));
+  const off_t end = static_cast<off_t>((offset + length + kPage - 1) & ~(kPage - 1));
+  // A hole in the memory is a page nobody supplied yet: read through the descriptor it
+  // would be zeros. Only whole present runs are read this way.
+  auto all_present = [&] {
+    return lseek(memory_.get(), first, SEEK_DATA) == first &&
+           lseek(memory_.get(), first, SEEK_HOLE) >= end;
+  };
+  if (!all_present()) return false;
+  for (uint64_t got = 0; got < length;) {
+    ssize_t r = pread(memory_.get(), out + got, length - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<uint64_t>(r);
+  }
+  // Still present afterwards: no page was dropped (read as zeros) in between.
+  return all_present();
 }
 
 }  // namespace zxp

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <zircon/types.h>
+#include <zxpager/unique_fd.h>
 
 namespace zxp {
 
@@ -47,7 +48,10 @@ class BlobfsBlob {
   const std::string& root() const { return root_; }
   bool compressed() const { return format_ != 0; }
 
-  // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets
+  // Copies up to `length` bytes at `offset` into `buffer`: pages present in the blob's
+  // shared memory (brought in by any client of this user id) straight from it, as a read
+  // of a cached file is (no page faults, no round trip); the rest after a COMMIT.
+  // *actual (may be null) gets
   // the count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
   // ZX_ERR_IO_DATA_INTEGRITY if any page of the range fails verification (buffer
   // contents then unspecified); ZX_ERR_PEER_CLOSED if the daemon is gone.
@@ -56,6 +60,9 @@ class BlobfsBlob {
   zx_status_t commit(uint64_t offset, uint64_t length);
 
  private:
+  // Copies [offset, offset+length) from the memory if every page of it is present there;
+  // false otherwise (nothing to rely on in `out` then).
+  bool read_present(uint64_t offset, uint8_t* out, uint64_t length);
   friend class BlobfsClient;
   BlobfsBlob() = default;
   std::shared_ptr<BlobfsConnection> conn_;
@@ -63,6 +70,7 @@ class BlobfsBlob {
   uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   uint64_t map_size_ = 0;
+  UniqueFd memory_;  // the blob's shared memory (read-only)
   uint32_t format_ = 0;
   std::string root_;
 };
