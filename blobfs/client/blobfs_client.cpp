@@ -356,10 +356,20 @@ bool BlobfsBlob::read_present(uint64_t offset, uint8_t* out, uint64_t length) {
   const off_t first = static_cast<off_t>(offset & ~(kPage - 1));
   const off_t end = static_cast<off_t>((offset + length + kPage - 1) & ~(kPage - 1));
   // A hole in the memory is a page nobody supplied yet: read through the descriptor it
-  // would be zeros. Only whole present runs are read this way.
+  // would be zeros. Only whole present runs are read this way. mincore of the mapping
+  // reports the memory's pages whether mapped here or not (SEEK_HOLE would scan on to the
+  // next hole, the whole blob once it is all present).
   auto all_present = [&] {
-    return lseek(memory_.get(), first, SEEK_DATA) == first &&
-           lseek(memory_.get(), first, SEEK_HOLE) >= end;
+    unsigned char vec[256];
+    for (off_t at = first; at < end;) {
+      const off_t n = std::min<off_t>(end - at, static_cast<off_t>(sizeof(vec) * kPage));
+      if (mincore(data_ + at, static_cast<size_t>(n), vec) != 0) return false;
+      for (off_t i = 0; i < n / static_cast<off_t>(kPage); i++) {
+        if (!(vec[i] & 1)) return false;
+      }
+      at += n;
+    }
+    return true;
   };
   if (!all_present()) return false;
   for (uint64_t got = 0; got < length;) {

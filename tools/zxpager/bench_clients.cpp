@@ -130,11 +130,11 @@ uint64_t read_blob(const uint8_t* p, uint64_t size, Workload w, const std::vecto
   return s;
 }
 
-// The whole blob as a program reading it would: BlobfsBlob::read into a buffer, 4 MiB at
-// a time (as blobfs-cat does), summed as read_blob sums it. A failed read gives a sum
+// The whole blob as a program reading it would: BlobfsBlob::read into a buffer, 256 KiB at
+// a time (cat's buffer is 128 KiB), summed as read_blob sums it. A failed read gives a sum
 // that cannot match (the parent reports the bytes as wrong).
 uint64_t read_whole(zxp::BlobfsBlob* blob) {
-  std::vector<uint8_t> buf(4u << 20);
+  std::vector<uint8_t> buf(256u << 10);
   uint64_t s = 0;
   for (uint64_t off = 0; off < blob->size();) {
     size_t got = 0;
