@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -242,6 +243,9 @@ zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t leng
     // an mprotect) reaches the other clients.
     st = zxp_remote_map_vmo(fds[0].get(), 0, map_size, 0, &addr, &raw_uffd);
     blob->memory_ = std::move(fds[0]);  // read() reads present pages through it
+    struct stat ms;
+    blob->mincore_reliable_ = fstat(blob->memory_.get(), &ms) == 0 &&
+                              (ms.st_uid == geteuid() || geteuid() == 0);
     fds.clear();
     if (st == ZX_OK) {
       // The daemon gets a copy (or refuses it): ours goes at the end of this block, so
@@ -356,19 +360,32 @@ bool BlobfsBlob::read_present(uint64_t offset, uint8_t* out, uint64_t length) {
   const off_t first = static_cast<off_t>(offset & ~(kPage - 1));
   const off_t end = static_cast<off_t>((offset + length + kPage - 1) & ~(kPage - 1));
   // A hole in the memory is a page nobody supplied yet: read through the descriptor it
-  // would be zeros. Only whole present runs are read this way. mincore of the mapping
-  // reports the memory's pages whether mapped here or not (SEEK_HOLE would scan on to the
-  // next hole, the whole blob once it is all present).
+  // would be zeros. Only whole present runs are read this way.
   auto all_present = [&] {
-    unsigned char vec[256];
-    for (off_t at = first; at < end;) {
-      const off_t n = std::min<off_t>(end - at, static_cast<off_t>(sizeof(vec) * kPage));
-      if (mincore(data_ + at, static_cast<size_t>(n), vec) != 0) return false;
-      for (off_t i = 0; i < n / static_cast<off_t>(kPage); i++) {
-        if (!(vec[i] & 1)) return false;
+    if (mincore_reliable_) {
+      // O(range). (Linux answers mincore truthfully about a file's page cache only to its
+      // owner or a writer: to others it says every page is present.)
+      unsigned char vec[256];
+      for (off_t at = first; at < end;) {
+        const off_t n = std::min<off_t>(end - at, static_cast<off_t>(sizeof(vec) * kPage));
+        if (mincore(data_ + at, static_cast<size_t>(n), vec) != 0) return false;
+        for (off_t i = 0; i < n / static_cast<off_t>(kPage); i++) {
+          if (!(vec[i] & 1)) return false;
+        }
+        at += n;
       }
-      at += n;
+      return true;
     }
+    // SEEK_HOLE scans on to the next hole (the whole blob once it is all present), so its
+    // answer is kept: pages of a blob that is open never leave its memory (blobfsd evicts
+    // only blobs nobody has open, and drops them whole rather than punching pages out).
+    std::lock_guard lock(hint_mu_);
+    if (first >= present_from_ && end <= present_to_) return true;
+    if (lseek(memory_.get(), first, SEEK_DATA) != first) return false;
+    const off_t hole = lseek(memory_.get(), first, SEEK_HOLE);
+    if (hole < end) return false;
+    present_from_ = first;
+    present_to_ = hole;
     return true;
   };
   if (!all_present()) return false;
@@ -378,8 +395,9 @@ bool BlobfsBlob::read_present(uint64_t offset, uint8_t* out, uint64_t length) {
     if (r <= 0) return false;
     got += static_cast<uint64_t>(r);
   }
-  // Still present afterwards: no page was dropped (read as zeros) in between.
-  return all_present();
+  // Still present afterwards (where that is cheap to ask): no page was dropped (and read
+  // as zeros) in between.
+  return !mincore_reliable_ || all_present();
 }
 
 }  // namespace zxp

@@ -7,7 +7,8 @@
 // Two ways to read a blob:
 //  - data(): the mapping. A page that cannot be produced (it fails verification: the
 //    blob is corrupt) is SIGBUS at its address in the touching thread, as on Fuchsia.
-//  - read(): copies out after asking the daemon to make the range present, and returns
+//  - read(): copies out (pages already present straight from the blob's memory, the rest
+//    after asking the daemon to make them present), and returns
 //    the status (ZX_ERR_IO_DATA_INTEGRITY, ...) instead of a signal. Use it whenever the
 //    bytes go to the kernel: an ordinary user has only user-mode userfaultfd, where a
 //    kernel access to a page not yet present (write(2) straight from data()) fails with
@@ -24,6 +25,7 @@
 #include <stdint.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -71,6 +73,9 @@ class BlobfsBlob {
   uint64_t size_ = 0;
   uint64_t map_size_ = 0;
   UniqueFd memory_;  // the blob's shared memory (read-only)
+  bool mincore_reliable_ = false;  // this process owns the memory (or is root)
+  std::mutex hint_mu_;
+  int64_t present_from_ = 0, present_to_ = 0;  // seen all present (when mincore is not)
   uint32_t format_ = 0;
   std::string root_;
 };
