@@ -321,6 +321,25 @@ TEST_CASE("regression: out of descriptors, blobfsd stops accepting for a while i
   REQUIRE(Serves(d, img, "tiny"));
   const int threads0 = d.Threads();
   REQUIRE(WaitUntil([&] { return d.Threads() <= threads0; }));
+  // The served client's connection and userfaultfd gone too (its thread may still have
+  // been closing them when counted above): only then are the free numbers below final.
+  auto links = [&](const char* prefix) {
+    int n = 0;
+    const std::string fd_dir = "/proc/" + std::to_string(d.pid()) + "/fd/";
+    DIR* dir = opendir(fd_dir.c_str());
+    if (!dir) return -1;
+    while (dirent* e = readdir(dir)) {
+      char target[256];
+      ssize_t len = readlink((fd_dir + e->d_name).c_str(), target, sizeof(target) - 1);
+      if (len <= 0) continue;
+      target[len] = 0;
+      if (strncmp(target, prefix, strlen(prefix)) == 0) n++;
+    }
+    closedir(dir);
+    return n;
+  };
+  // (One userfaultfd is the daemon's own, the one its pager service reads.)
+  REQUIRE(WaitUntil([&] { return links("socket:") == 1 && links("anon_inode:[userfaultfd]") == 1; }));
   const int fds0 = d.FdCount();
   struct rlimit old_limit;
   REQUIRE(prlimit(d.pid(), RLIMIT_NOFILE, nullptr, &old_limit) == 0);
