@@ -173,9 +173,12 @@ zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_
 // page replaces the marker. Trust: the kernel lets any process that holds the
 // descriptor allocate pages in the memory's holes by touching them outside a registered
 // mapping (zeros that every other mapping would then see; the pager replaces such a
-// page when it next supplies it, but readers in between see zeros). Give a VMO's
-// descriptor only to processes that may alter what each other reads (blobfsd shares a
-// blob's VMO among clients of one user id).
+// page when it next supplies it, but readers in between see zeros), and a process of
+// the pager's user id (the memory's owner) can make its read-only descriptor writable
+// (fchmod, then reopen it through /proc). Give a VMO's descriptor only to processes that
+// may alter what each other reads (blobfsd shares a blob's VMO among clients of one user
+// id). A VMO whose writable descriptor was handed out has writers the library cannot see:
+// zxp_vmo_evict then finds none of its pages clean.
 
 // zxp_vmo_get_memory_fd and zxp_remote_map_vmo option: a writable mapping.
 #define ZXP_REMOTE_WRITABLE ((uint32_t)1u << 0)
