@@ -82,20 +82,7 @@ class BlobfsConnection {
  private:
   zx_status_t Send(const proto::Header& h, const void* body, size_t length, int send_fd) {
     iovec iov[2] = {{const_cast<proto::Header*>(&h), sizeof(h)}, {const_cast<void*>(body), length}};
-    msghdr msg = {};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = length ? 2 : 1;
-    char control[CMSG_SPACE(sizeof(int))] = {};
-    if (send_fd >= 0) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
-    }
-    int err = proto::SendAll(fd_.get(), &msg);
+    int err = proto::SendWithFd(fd_.get(), iov, length ? 2 : 1, send_fd);
     if (err != 0) return err < 0 ? ZX_ERR_PEER_CLOSED : StatusFromErrno(err);
     return ZX_OK;
   }

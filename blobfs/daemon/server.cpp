@@ -136,20 +136,7 @@ bool Connection::Reply(const proto::Header& req, const void* body, size_t n, int
   proto::Header h = {static_cast<uint32_t>(n), static_cast<uint16_t>(req.op | proto::kReplyBit), 0,
                      req.tag};
   iovec iov[2] = {{&h, sizeof(h)}, {const_cast<void*>(body), n}};
-  msghdr msg = {};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  if (send_fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
-  }
-  return proto::SendAll(fd_.get(), &msg) == 0;
+  return proto::SendWithFd(fd_.get(), iov, 2, send_fd) == 0;
 }
 
 bool Connection::ReplyStatus(const proto::Header& h, zx_status_t st) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <zircon/types.h>
@@ -55,6 +56,25 @@ inline int SendAll(int fd, msghdr* msg) {
     }
   }
   return 0;
+}
+
+// Sends iov[0..iovlen) as SendAll does, with `send_fd` attached (SCM_RIGHTS) unless it is
+// negative.
+inline int SendWithFd(int fd, iovec* iov, size_t iovlen, int send_fd) {
+  msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = iovlen;
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  if (send_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
+  }
+  return SendAll(fd, &msg);
 }
 
 inline constexpr uint32_t kMagic = 0x46424c42;  // "BLBF"
