@@ -1344,7 +1344,8 @@ void PagerVmo::teardown() {
     std::vector<uintptr_t> locals;
     {
       std::lock_guard lock(mu_);
-      for (auto& [id, v] : remote_views_) {
+      for (auto& entry : remote_views_) {
+        View& v = entry.second;  // (clang 14 cannot capture a structured binding)
         if (!v.owned) continue;
         const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
         present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
