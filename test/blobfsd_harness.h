@@ -173,7 +173,24 @@ class Daemon {
     closedir(d);
     return n;
   }
-  int Threads() const { return static_cast<int>(StatusField("Threads:")); }
+  // The daemon's own threads: io_uring's workers (iou-wrk-*, iou-sqp-*) are the kernel's,
+  // started when a read is punted (older kernels punt buffered reads) and one per ring
+  // kept while it is idle, so they are not counted.
+  int Threads() const {
+    const std::string dir = "/proc/" + std::to_string(pid_) + "/task";
+    DIR* d = opendir(dir.c_str());
+    if (!d) return 0;
+    int n = 0;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      std::ifstream comm(dir + "/" + e->d_name + "/comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name.rfind("iou-", 0) != 0) n++;
+    }
+    closedir(d);
+    return n;
+  }
   uint64_t RssKb() const { return StatusField("VmRSS:"); }
   // Waits until the descriptor count is back to `n` (connections are torn down
   // asynchronously).
