@@ -698,10 +698,7 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
 
 zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
                                  uint64_t len, uintptr_t* out) {
-  int prot = PROT_NONE;
-  if (options & ZX_VM_PERM_READ) prot |= PROT_READ;
-  if (options & ZX_VM_PERM_WRITE) prot |= PROT_WRITE;
-  if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
+  const int prot = prot_from_options(options);
   const bool writable = (options & ZX_VM_PERM_WRITE) != 0;
   int flags = MAP_SHARED | MAP_NORESERVE;
   // Over another mapping (ZX_VM_SPECIFIC_OVERWRITE), threads may be blocked at those very
@@ -831,8 +828,7 @@ void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
                               v.wp, {}, {}});
       }
     }
-    for (View& v : pieces) local_views_.emplace(v.addr, View{v.fd, v.addr, v.offset, v.len, false,
-                                                             v.writable, v.wp, {}, {}});
+    for (View& v : pieces) local_views_.emplace(v.addr, std::move(v));
   }
   auto self = std::static_pointer_cast<PagerVmo>(shared_from_this());
   for (uintptr_t a : gone) service_->remove_region(a, this);
@@ -883,9 +879,7 @@ void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) 
         p += r.done / kPageSize;
         if (r.err != EEXIST) break;
         // Once per page: present again right after the punch, it is not ours to fix.
-        if (p == punched ||
-            fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      static_cast<off_t>(p * kPageSize), static_cast<off_t>(kPageSize)) != 0) {
+        if (p == punched || !punch(p, p + 1)) {
           ++p;
           continue;
         }
@@ -926,10 +920,7 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
   uint64_t evicted = 0;
   for (auto& [a, b] : runs) {
     // Out of the page cache, so out of every view in every process at once.
-    if (fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  static_cast<off_t>(a * kPageSize), static_cast<off_t>((b - a) * kPageSize)) == 0) {
-      evicted += b - a;
-    }
+    if (punch(a, b)) evicted += b - a;
   }
   std::vector<std::pair<int, uintptr_t>> deferred;
   {
@@ -994,6 +985,19 @@ zx_status_t PagerVmo::attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offse
   return ZX_OK;
 }
 
+void PagerVmo::poison_unsupplied(const View& v) {
+  const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+  present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
+    uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
+  });
+}
+
+bool PagerVmo::punch(uint64_t first, uint64_t end) {
+  return fallocate(memfd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                   static_cast<off_t>(first * kPageSize),
+                   static_cast<off_t>((end - first) * kPageSize)) == 0;
+}
+
 zx_status_t PagerVmo::detach_remote(uint64_t id) {
   View v;
   {
@@ -1002,12 +1006,7 @@ zx_status_t PagerVmo::detach_remote(uint64_t id) {
     if (it == remote_views_.end() || !it->second.owned) return ZX_ERR_NOT_FOUND;
     v = std::move(it->second);
     remote_views_.erase(it);
-    // Once its descriptor closes, the other process would read zeros (its own) from every
-    // page never supplied: poison them first, so they fail (SIGBUS) instead.
-    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
-    present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
-      uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
-    });
+    poison_unsupplied(v);
     std::erase_if(map_waiters_, [&](const MapWaiter& w) { return w.fd == v.fd; });
   }
   service_->remove_remote(v.fd, this);
@@ -1344,13 +1343,9 @@ void PagerVmo::teardown() {
     std::vector<uintptr_t> locals;
     {
       std::lock_guard lock(mu_);
-      for (auto& entry : remote_views_) {
-        View& v = entry.second;  // (clang 14 cannot capture a structured binding)
+      for (auto& [id, v] : remote_views_) {
         if (!v.owned) continue;
-        const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
-        present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
-          uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
-        });
+        poison_unsupplied(v);
         remotes.push_back(std::move(v));
       }
       remote_views_.clear();

@@ -219,6 +219,11 @@ class PagerVmo final : public Vmo {
   void fail_waiter(pid_t tid, uintptr_t addr, int fd);
   // Shared, with mu_ held: copies present page `page` into a remote view's `addr`.
   void copy_into_remote(int fd, uintptr_t addr, uint64_t page);
+  // Shared, with mu_ held: poisons the pages of remote view `v` never supplied, so that once
+  // its descriptor closes they fail (SIGBUS) there instead of reading zeros.
+  void poison_unsupplied(const View& v);
+  // Shared: punches [first, end) out of the memfd (every view loses those pages).
+  bool punch(uint64_t first, uint64_t end);
   // With mu_ held: a page of [first, end) is present in the memory (for a shared VMO, in
   // the memfd), whatever the record says.
   bool memory_has(uint64_t page, uintptr_t fault_addr) const;

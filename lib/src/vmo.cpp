@@ -292,12 +292,17 @@ zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   }
 }
 
-zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
-                          uint64_t len, uintptr_t* out) {
+int prot_from_options(zx_vm_option_t options) {
   int prot = PROT_NONE;
   if (options & ZX_VM_PERM_READ) prot |= PROT_READ;
   if (options & ZX_VM_PERM_WRITE) prot |= PROT_WRITE;
   if (options & ZX_VM_PERM_EXECUTE) prot |= PROT_EXEC;
+  return prot;
+}
+
+zx_status_t MemfdVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) {
+  const int prot = prot_from_options(options);
   int flags = MAP_SHARED;
   if (fixed) flags |= (options & ZX_VM_SPECIFIC_OVERWRITE) ? MAP_FIXED : MAP_FIXED_NOREPLACE;
   // ZX_VM_MAP_RANGE is not MAP_POPULATE: Zircon maps the pages already committed, while

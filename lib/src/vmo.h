@@ -53,6 +53,9 @@ inline bool vmo_op_is_lock(uint32_t op) {
   return op == ZX_VMO_OP_LOCK || op == ZX_VMO_OP_TRY_LOCK || op == ZX_VMO_OP_UNLOCK;
 }
 
+// The mmap protection of a mapping made with zx_vmar_map `options`.
+int prot_from_options(zx_vm_option_t options);
+
 // Raises the soft RLIMIT_NOFILE to the hard limit, once: every memfd VMO is a descriptor.
 void raise_fd_limit_once();
 
