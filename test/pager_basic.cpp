@@ -417,17 +417,24 @@ TEST_CASE("ZX_INFO_VMO of a pager VMO says PAGER_BACKED") {
   zx_handle_close(aux);
 }
 
-TEST_CASE("a pager VMO maps only with ZX_VM_ALLOW_FAULTS; a private one only once") {
+TEST_CASE("a pager VMO maps with or without ZX_VM_ALLOW_FAULTS; a private one only once") {
   TestPager pager;
+  const zx_handle_t root = zx_vmar_root_self();
+  for (zx_vm_option_t extra : {zx_vm_option_t{0}, zx_vm_option_t{ZX_VM_ALLOW_FAULTS}}) {
+    TestVmo* shared = pager.create_vmo(2, false);
+    REQUIRE(shared);
+    REQUIRE(pager.supply(shared, 0, 2) == ZX_OK);
+    zx_vaddr_t a = 0;
+    REQUIRE(zx_vmar_map(root, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | extra, 0, shared->vmo, 0,
+                        2 * kPage, &a) == ZX_OK);
+    CHECK(reinterpret_cast<const uint8_t*>(a)[kPage] == pattern(shared->key, 1, 0));
+    CHECK(zx_vmar_unmap(root, a, 2 * kPage) == ZX_OK);
+  }
+
   TestVmo* vmo = pager.create_vmo(4, false, ZXP_PAGER_VMO_PRIVATE);
   REQUIRE(vmo);
-  const zx_handle_t root = zx_vmar_root_self();
   zx_vaddr_t addr = 0;
-  CHECK(zx_vmar_map(root, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, vmo->vmo, 0, 4 * kPage, &addr) ==
-        ZX_ERR_NOT_SUPPORTED);
-  CHECK(zx_vmar_map(root, ZX_VM_PERM_READ, 0, vmo->vmo, 0, kPage, &addr) == ZX_ERR_NOT_SUPPORTED);
-
-  const zx_vm_option_t ok = ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | ZX_VM_ALLOW_FAULTS;
+  const zx_vm_option_t ok = ZX_VM_PERM_READ | ZX_VM_PERM_WRITE;
   REQUIRE(zx_vmar_map(root, ok, 0, vmo->vmo, 0, 4 * kPage, &addr) == ZX_OK);
   zx_vaddr_t second = 0;
   CHECK(zx_vmar_map(root, ok, 0, vmo->vmo, 0, 4 * kPage, &second) == ZX_ERR_NOT_SUPPORTED);

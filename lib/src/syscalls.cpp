@@ -356,9 +356,8 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   if ((options & ZX_VM_REQUIRE_NON_RESIZABLE) && (vmo->info_flags() & ZX_INFO_VMO_RESIZABLE)) {
     return ZX_ERR_NOT_SUPPORTED;
   }
-  if (vmo->kind() == zxp::Vmo::Kind::kPager && !(options & ZX_VM_ALLOW_FAULTS)) {
-    return ZX_ERR_NOT_SUPPORTED;
-  }
+  // A pager VMO maps with or without ZX_VM_ALLOW_FAULTS: Zircon versions differ on
+  // requiring it, and code written for either must work here.
   if (vmo->kind() != zxp::Vmo::Kind::kMemfd &&
       !zxp::range_within(vmo_offset, rounded, vmo->size())) {
     return ZX_ERR_OUT_OF_RANGE;
