@@ -62,6 +62,12 @@ Pager::~Pager() = default;
 zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                               uint64_t size, std::shared_ptr<PagerVmo>* out) {
   const bool shared = !(options & ZXP_PAGER_VMO_PRIVATE);
+  // A resizable VMO (shared only) maps its memfd over more than its size, so that it grows
+  // in place: faults past the memfd's end are SIGBUS in every view (shmem checks the size
+  // before a fault reaches userfaultfd), and the home never moves.
+  const uint64_t reserve =
+      (options & ZX_VMO_RESIZABLE) ? std::max(size, kResizableReserve) : 0;
+  const uint64_t home_len = reserve ? reserve : size;
   UniqueFd memfd;
   if (shared) {
     raise_fd_limit_once();
@@ -74,37 +80,37 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     fchmod(memfd.get(), 0400);
   }
   uintptr_t home = 0;
-  if (size > 0) {
-    void* p = shared ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                            memfd.get(), 0)
-                     : mmap(nullptr, size, PROT_READ | PROT_WRITE,
+  if (home_len > 0) {
+    void* p = shared ? mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_NORESERVE, memfd.get(), 0)
+                     : mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     home = reinterpret_cast<uintptr_t>(p);
     // A forked child must not inherit the range: it would read zeros where pages are
     // missing, with nobody to page them in.
-    madvise(p, size, MADV_DONTFORK);
+    madvise(p, home_len, MADV_DONTFORK);
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
     const bool wp = service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
                     (!shared || service_->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
-    int err = uffd::register_range(service_->fd(), home, size, wp, nullptr);
+    int err = uffd::register_range(service_->fd(), home, home_len, wp, nullptr);
     if (err != 0) {
-      munmap(p, size);
+      munmap(p, home_len);
       return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
     }
     // No ZX_VM_SPECIFIC_OVERWRITE over it.
-    if (AddressSpace::get().own(home, size) != ZX_OK) {
-      uffd::unregister_range(service_->fd(), home, size);
-      munmap(p, size);
+    if (AddressSpace::get().own(home, home_len) != ZX_OK) {
+      uffd::unregister_range(service_->fd(), home, home_len);
+      munmap(p, home_len);
       return ZX_ERR_NO_MEMORY;
     }
   }
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         home, std::static_pointer_cast<Pager>(shared_from_this()),
-                                        service_->fd(), false, std::move(memfd));
-  if (size > 0) service_->add_region(home, size, vmo);
+                                        service_->fd(), false, std::move(memfd), reserve);
+  if (home_len > 0) service_->add_region(home, home_len, vmo);
   track(vmo);
   *out = std::move(vmo);
   return ZX_OK;
@@ -171,13 +177,15 @@ void (*PagerVmo::test_hook_after_move_)(uintptr_t, uint64_t) = nullptr;
 
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-                   std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd)
+                   std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd,
+                   uint64_t reserve)
     : service_(service),
       pager_koid_(pager_koid),
       stats_(std::move(stats)),
       port_(std::move(port)),
       key_(key),
       size_(size),
+      reserve_(reserve),
       pager_(std::move(pager)),
       uffd_(uffd),
       remote_(remote),
@@ -194,6 +202,8 @@ PagerVmo::~PagerVmo() {
 }
 
 void PagerVmo::request_missing(uint64_t first, uint64_t end) {
+  // Past the end there is nothing to request; in a grown range nothing is the pager's.
+  end = std::min({end, size_pages(), grown_from_});
   present_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) {
     uint64_t p = a;
     while (p < b) {
@@ -249,21 +259,21 @@ void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdraw
   }
 }
 
-bool PagerVmo::tracking_clean() const { return wp_ && eviction_used_ && !untracked_writer_; }
+bool PagerVmo::tracking_clean() const { return tracking_writes() && !untracked_writer_; }
 
 void PagerVmo::mark_present(uint64_t first, uint64_t end, bool clean) {
   if (first >= end) return;
   present_.set(first, end);
   if (clean) {
     clean_.set(first, end);
-  } else if (eviction_used_) {
+  } else if (tracking_writes()) {
     clean_.clear(first, end);
   }
 }
 
 bool PagerVmo::locate(int fd, uintptr_t addr, uint64_t* page, View** view) {
   *view = nullptr;
-  if (fd == uffd_ && addr >= home_ && addr - home_ < size_) {
+  if (fd == uffd_ && addr >= home_ && addr - home_ < size()) {
     *page = (addr - home_) / kPageSize;
     return true;
   }
@@ -321,6 +331,21 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   if (detached_ || peer_gone_) {
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
     fail_waiter(tid, addr, fd);
+    return;
+  }
+  if (page >= grown_from_) {
+    // Past the end (a fault read after a shrink), the woken thread faults again into SIGBUS;
+    // in a grown range it finds a zero page, which no request precedes (as on Zircon).
+    if (page < size_pages()) {
+      zx_status_t st = fill_grown(page, page + 1);
+      if (st == ZX_OK && view) copy_into_remote(fd, addr, page);
+      if (st != ZX_OK && st != ZX_ERR_SHOULD_WAIT) {
+        stats_->failures.fetch_add(1, std::memory_order_relaxed);
+        fail_waiter(tid, addr, fd);  // no memory for it: the thread fails, not spins
+        return;
+      }
+    }
+    uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
     return;
   }
   bool known = false;
@@ -418,6 +443,20 @@ zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_
       st = w.status;
       break;
     }
+    if (end > size_pages()) {
+      st = ZX_ERR_OUT_OF_RANGE;  // shrunk under the waiter
+      break;
+    }
+    if (zx_status_t z = fill_grown(first, end); z != ZX_OK) {
+      if (z != ZX_ERR_SHOULD_WAIT) {
+        st = z;
+        break;
+      }
+      lock.unlock();
+      service_->sync();
+      lock.lock();
+      continue;
+    }
     if (present_.all_present(first, end)) break;
     if (detached_ || torn_down_) {
       st = ZX_ERR_BAD_STATE;
@@ -439,7 +478,7 @@ zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_
 }
 
 zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool write) {
-  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   if (remote_) return ZX_ERR_NOT_SUPPORTED;  // the memory is in another process
   if (len == 0) return ZX_OK;
   const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
@@ -450,7 +489,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     uint64_t cur = offset + done;
     zx_status_t st = ensure_present(lock, cur / kPageSize, end_page);
     if (st != ZX_OK) return st;
-    if (write && wp_ && eviction_used_) {
+    if (write && tracking_writes()) {
       // A page being evicted must not be written until it is gone and supplied again.
       bool evicting = false;
       evicting_.for_each_present_run(cur / kPageSize, end_page,
@@ -503,7 +542,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
 
 zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                           uint64_t end) {
-  if (!wp_ || !eviction_used_) return ZX_OK;
+  if (!tracking_writes()) return ZX_OK;
   for (;;) {
     int err = uffd::writeprotect(uffd_, home_ + first * kPageSize,
                                  (end - first) * kPageSize, false, true);
@@ -528,6 +567,7 @@ bool PagerVmo::on_wp_fault(uintptr_t addr) {
     uffd::wake(fd, page_addr, kPageSize);
     return true;
   }
+  modified_ = true;  // (zx_pager_query_vmo_stats)
   if (evicting_.test(page)) {
     // Being dropped right now: let the write wait for the eviction, then fault the page
     // back in, so the write lands on the re-supplied contents rather than being lost.
@@ -594,17 +634,31 @@ zx_status_t PagerVmo::read(void* buffer, uint64_t offset, size_t len) {
 }
 
 zx_status_t PagerVmo::write(const void* buffer, uint64_t offset, size_t len) {
-  return access(const_cast<void*>(buffer), offset, len, true);
+  zx_status_t st = access(const_cast<void*>(buffer), offset, len, true);
+  if (st == ZX_OK) {
+    std::lock_guard lock(mu_);
+    modified_ = true;
+  }
+  return st;
 }
 
 zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
-  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   if (vmo_op_is_hint(op)) return ZX_OK;
   switch (op) {
     case ZX_VMO_OP_COMMIT: {
       if (len == 0) return ZX_OK;
       std::unique_lock lock(mu_);
-      return ensure_present(lock, offset / kPageSize, (offset + len + kPageSize - 1) / kPageSize);
+      const uint64_t first = offset / kPageSize;
+      uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
+      for (;;) {
+        zx_status_t st = ensure_present(lock, first, end);
+        if (st != ZX_ERR_OUT_OF_RANGE) return st;
+        // Shrunk meanwhile: Zircon commits what is left, as if the pages past the end had
+        // been committed and then dropped by the resize.
+        end = std::min(end, size_pages());
+        if (first >= end) return ZX_OK;
+      }
     }
     case ZX_VMO_OP_DECOMMIT:  // Zircon: not for pager-backed VMOs (see zxp_vmo_evict)
     case ZX_VMO_OP_ZERO:
@@ -624,6 +678,7 @@ zx_status_t PagerVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   if (remote_ || fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
   std::lock_guard lock(mu_);
   if (torn_down_) return ZX_ERR_BAD_STATE;
+  if ((options & ZX_VM_PERM_WRITE) && !tracking_writes()) untracked_store_ = true;
   *out = home_ + vmo_offset;
   return ZX_OK;
 }
@@ -731,7 +786,8 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
     }
     // Writes through a writable view are tracked once eviction is in use (see
     // track_view_writes: WP mode costs the view the kernel's fault-around).
-    wp = writable && wp_ && eviction_used_;
+    wp = writable && tracking_writes();
+    if (writable && !wp) untracked_store_ = true;
     // Known before it is registered: a fault can arrive as soon as it is.
     local_views_.emplace(addr, View{fd, addr, vmo_offset, len, false, writable, wp, {}, {}});
   }
@@ -766,9 +822,19 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   }
   if (wp) {
     std::lock_guard lock(mu_);
-    if (tracking_clean()) {
+    const uint64_t vf = vmo_offset / kPageSize, ve = vf + len / kPageSize;
+    if (stats_used_) {
+      // Every present page traps its first write through this view (a store is a
+      // modification for zx_pager_query_vmo_stats), the clean ones included.
+      present_.for_each_present_run(vf, ve, [&](uint64_t a, uint64_t b) {
+        if (uffd::writeprotect(fd, addr + (a - vf) * kPageSize, (b - a) * kPageSize, true,
+                               false) != 0) {
+          clean_.clear(a, b);
+          untracked_store_ = true;
+        }
+      });
+    } else if (tracking_clean()) {
       // Clean pages must trap their first write through this view as well.
-      const uint64_t vf = vmo_offset / kPageSize, ve = vf + len / kPageSize;
       clean_.for_each_present_run(vf, ve, [&](uint64_t a, uint64_t b) {
         if (uffd::writeprotect(fd, addr + (a - vf) * kPageSize, (b - a) * kPageSize, true,
                                false) != 0) {
@@ -944,7 +1010,7 @@ zx_status_t PagerVmo::memory_fd(bool writable, UniqueFd* out) {
       // Whoever holds it can write the memory without a fault: no page can be proven clean
       // from now on.
       untracked_writer_ = true;
-      clean_.clear(0, size_ / kPageSize);
+      clean_.clear(0, size_pages());
     }
   }
   // A new open file of the same memory, so a read-only one really is read-only (a dup
@@ -1086,7 +1152,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   // lost to eviction; COPY with UFFDIO_COPY_MODE_WP protects as it installs.
   // MOVE needs both sides anonymous private memory: a shared VMO is filled by COPY.
   const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_ && !shared_ &&
-                        !(wp_ && eviction_used_);
+                        !tracking_writes();
   std::shared_lock<std::shared_mutex> memfd_lock;
   std::unique_lock<std::mutex> anon_lock;
   auto lock_aux = [&]() -> zx_status_t {
@@ -1177,6 +1243,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
           st = ZX_ERR_BAD_STATE;
           break;
         }
+        if (end > size_pages()) {
+          st = ZX_ERR_OUT_OF_RANGE;  // shrunk meanwhile
+          break;
+        }
         st = lock_aux();
         p = at;
         break;
@@ -1213,6 +1283,7 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   std::unique_lock lock(mu_);
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+  if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
   if (len == 0) return ZX_OK;
   if (legacy) {
     // zx_pager_vmo_op's rule: the aux range must be fully committed and unmapped.
@@ -1225,7 +1296,10 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
       return ZX_ERR_BAD_STATE;
     }
   }
-  zx_status_t st = fill(lock, first, end, aux, aux_offset);
+  // Pages a resize grew hold the VMO's own zeros (or what was written there since), never
+  // the pager's: Zircon skips them as it skips present pages.
+  const uint64_t fill_end = std::clamp(grown_from_, first, end);
+  zx_status_t st = first < fill_end ? fill(lock, first, fill_end, aux, aux_offset) : ZX_OK;
   if (st == ZX_ERR_PEER_CLOSED) {
     // The memory is gone with its process: every waiter fails now (a COMMIT for that
     // process would otherwise wait for pages that can never come), and no new request is
@@ -1363,7 +1437,7 @@ void PagerVmo::teardown() {
       std::lock_guard lock(mu_);
       // A marker fail_waiter left answers EEXIST: skip it, not stop there.
       if (remote_fd_) {
-        present_.for_each_missing_run(0, size_ / kPageSize, [&](uint64_t a, uint64_t b) {
+        present_.for_each_missing_run(0, size_pages(), [&](uint64_t a, uint64_t b) {
           uffd::poison_missing(uffd_, home + a * kPageSize, (b - a) * kPageSize, true);
         });
       }
@@ -1371,13 +1445,13 @@ void PagerVmo::teardown() {
     service_->remove_remote(uffd_, this);
     std::lock_guard lock(mu_);
     remote_fd_.reset();
-  } else if (size_ > 0) {
+  } else if (const uint64_t home_len = reserve_ ? reserve_ : size(); home_len > 0) {
     service_->remove_region(home);
     // Unregister before unmapping: munmap of a registered range would wait for its UNMAP
     // event to be read, which must not depend on who drops the last reference.
-    uffd::unregister_range(uffd_, home, size_);
-    AddressSpace::get().disown(home, size_);
-    munmap(reinterpret_cast<void*>(home), size_);
+    uffd::unregister_range(uffd_, home, home_len);
+    AddressSpace::get().disown(home, home_len);
+    munmap(reinterpret_cast<void*>(home), home_len);
     for (auto& [addr, len] : graveyard) {
       uffd::unregister_range(uffd_, addr, len);
       AddressSpace::get().disown(addr, len);

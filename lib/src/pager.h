@@ -44,6 +44,10 @@ namespace zxp {
 class FaultService;
 class PagerVmo;
 
+// The address space a resizable pager VMO's home reserves (MAP_NORESERVE: no memory until
+// used), which is as far as it can grow; more if it is created larger.
+inline constexpr uint64_t kResizableReserve = 64ull << 30;
+
 struct PagerStats {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> requests_withdrawn{0};
@@ -69,7 +73,7 @@ class Pager final : public Object {
 
   zx_obj_type_t type() const override { return kType; }
 
-  // `options` may hold ZXP_PAGER_VMO_PRIVATE.
+  // `options` may hold ZXP_PAGER_VMO_PRIVATE and ZX_VMO_RESIZABLE (not both).
   zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                          uint64_t size, std::shared_ptr<PagerVmo>* out);
   // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process,
@@ -102,14 +106,17 @@ class PagerVmo final : public Vmo {
   // `uffd` is the descriptor the home range is registered with: the process's own, or,
   // when `remote`, another process's (owned by this VMO). `memfd` is a shared VMO's
   // memory (home is then a MAP_SHARED view of it); empty for a private or remote one.
+  // A resizable VMO's home is `reserve` bytes long (at least `size`): it can grow that far
+  // in place.
   PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
            std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
-           std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd);
+           std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd,
+           uint64_t reserve = 0);
   ~PagerVmo() override;
 
   // Vmo
   Kind kind() const override { return Kind::kPager; }
-  uint64_t size() const override { return size_; }
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
   zx_status_t read(void* buffer, uint64_t offset, size_t len) override;
   zx_status_t write(const void* buffer, uint64_t offset, size_t len) override;
   zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t len) override;
@@ -120,8 +127,15 @@ class PagerVmo final : public Vmo {
   void view_replaced(uintptr_t addr, uint64_t len) override;
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override {
-    return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_PAGER_BACKED;
+    return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_PAGER_BACKED |
+           (resizable() ? ZX_INFO_VMO_RESIZABLE : 0);
   }
+  // zx_vmo_set_size (ZX_ERR_UNAVAILABLE unless created ZX_VMO_RESIZABLE).
+  zx_status_t set_size(uint64_t new_size) override;
+  bool resizable() const { return reserve_ != 0; }
+  // zx_pager_query_vmo_stats, arguments validated: whether the VMO was modified (written
+  // or resized) since it was created or since the last query that reset it.
+  zx_status_t query_stats(bool reset, bool* modified);
 
   zx_koid_t pager_koid() const { return pager_koid_; }
   bool remote() const { return remote_; }
@@ -212,8 +226,22 @@ class PagerVmo final : public Vmo {
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
   void mark_present(uint64_t first, uint64_t end, bool clean);
-  // With mu_ held: pages supplied now can be proven clean later (eviction tracks writes).
+  // With mu_ held: pages supplied now can be proven clean later (eviction or
+  // zx_pager_query_vmo_stats track writes).
   bool tracking_clean() const;
+  // With mu_ held: writes through mappings trap (WP mode), because eviction or
+  // zx_pager_query_vmo_stats asked for it.
+  bool tracking_writes() const { return wp_ && (eviction_used_ || stats_used_); }
+  // The current size in pages.
+  uint64_t size_pages() const { return size() / kPageSize; }
+  // With mu_ held: puts zero pages at the missing pages of [first, end) that lie in the
+  // range a resize grew (Zircon's zero interval: never requested from the pager).
+  // ZX_ERR_SHOULD_WAIT if the kernel asked to retry (EAGAIN: its pending events must be
+  // read first).
+  zx_status_t fill_grown(uint64_t first, uint64_t end);
+  // Shared, with mu_ held, when zx_pager_query_vmo_stats is first used: writes through
+  // every writable view and into every present page trap from now on.
+  void track_writes_for_stats();
   // Makes a thread blocked at `addr` fail: SIGBUS through the fail signal here, or, for a
   // remote VMO (whose threads this process cannot signal), a poison marker on the page.
   void fail_waiter(pid_t tid, uintptr_t addr, int fd);
@@ -254,7 +282,10 @@ class PagerVmo final : public Vmo {
   const std::shared_ptr<PagerStats> stats_;
   const std::shared_ptr<Port> port_;
   const uint64_t key_;
-  const uint64_t size_;
+  // Changed by set_size with mu_ held; read without it for argument checks.
+  std::atomic<uint64_t> size_;
+  // Resizable: the length of the home mapping (the largest size it can grow to); else 0.
+  const uint64_t reserve_;
   const std::weak_ptr<Pager> pager_;
   const int uffd_;
   const bool remote_;
@@ -281,6 +312,15 @@ class PagerVmo final : public Vmo {
   // Shared: a view the library cannot write-protect (a writable remote mapping) was
   // attached, so no page can be proven clean from then on.
   bool untracked_writer_ = false;
+  // Pages from here on were never the pager's to supply: a resize grew the VMO over them
+  // (or shrank it below them), so the missing ones are zero (see fill_grown).
+  uint64_t grown_from_ = UINT64_MAX;
+  // zx_pager_query_vmo_stats: modified since the last reset; write tracking on for it;
+  // a store could have landed without trapping since the last reset (before tracking was
+  // on, or through a mapping tracking cannot see).
+  bool modified_ = false;
+  bool stats_used_ = false;
+  bool untracked_store_ = false;
   std::map<uintptr_t, View> local_views_;  // by address
   std::map<uint64_t, View> remote_views_;  // by id
   uint64_t next_view_id_ = 1;

@@ -95,8 +95,11 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
     return ZX_ERR_INVALID_ARGS;
   }
   if (!out) return ZX_ERR_INVALID_ARGS;
-  // Resizing and dirty tracking come with later work.
-  if (options & (ZX_VMO_RESIZABLE | ZX_VMO_TRAP_DIRTY)) return ZX_ERR_NOT_SUPPORTED;
+  // Dirty tracking comes with later work. A private VMO's memory is its one mapping, which
+  // cannot end in SIGBUS where a shrink cuts it: only shared VMOs resize.
+  if (options & ZX_VMO_TRAP_DIRTY) return ZX_ERR_NOT_SUPPORTED;
+  const bool resizable = (options & ZX_VMO_RESIZABLE) != 0;
+  if (resizable && (options & ZXP_PAGER_VMO_PRIVATE)) return ZX_ERR_NOT_SUPPORTED;
   uint64_t rounded;
   if (!zxp::round_up_page(size, &rounded) || rounded > zxp::kMaxVmoSize) {
     return ZX_ERR_OUT_OF_RANGE;
@@ -104,7 +107,8 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
   std::shared_ptr<zxp::PagerVmo> vmo;
   st = pager->create_vmo(options, std::move(port), key, rounded, &vmo);
   if (st != ZX_OK) return st;
-  return HandleTable::get().add(std::move(vmo), ZX_DEFAULT_VMO_RIGHTS, out);
+  return HandleTable::get().add(std::move(vmo),
+                                ZX_DEFAULT_VMO_RIGHTS | (resizable ? ZX_RIGHT_RESIZE : 0), out);
 } catch (...) {
   return zxp::status_from_exception();
 }
@@ -245,6 +249,33 @@ zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t
     default:
       return ZX_ERR_INVALID_ARGS;
   }
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager_handle, zx_handle_t vmo_handle,
+                                     uint32_t options, void* buffer,
+                                     size_t buffer_size) noexcept try {
+  // Zircon's order: the handles (no rights asked), the VMO's pager, the buffer's size, the
+  // options.
+  std::shared_ptr<zxp::Pager> pager;
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  if (st != ZX_OK) return st;
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
+  if (buffer_size < sizeof(zx_pager_vmo_stats_t)) return ZX_ERR_BUFFER_TOO_SMALL;
+  if (options & ~ZX_PAGER_RESET_VMO_STATS) return ZX_ERR_INVALID_ARGS;
+  // Zircon faults on a bad buffer while copying out; here a null one is refused before
+  // the query, which would otherwise consume the state a reset clears.
+  if (!buffer) return ZX_ERR_INVALID_ARGS;
+  bool modified = false;
+  st = pv->query_stats((options & ZX_PAGER_RESET_VMO_STATS) != 0, &modified);
+  if (st != ZX_OK) return st;
+  zx_pager_vmo_stats_t stats = {};
+  stats.modified = modified ? ZX_PAGER_VMO_STATS_MODIFIED : 0;
+  memcpy(buffer, &stats, sizeof(stats));
+  return ZX_OK;
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -66,6 +66,8 @@ zx_status_t zx_pager_op_range(zx_handle_t pager, uint32_t op, zx_handle_t pager_
 zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t op,
                             uint64_t offset, uint64_t length, zx_handle_t aux_vmo,
                             uint64_t aux_offset) ZX_NOEXCEPT;
+zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t options,
+                                     void* buffer, size_t buffer_size) ZX_NOEXCEPT;
 
 #pragma GCC visibility pop
 

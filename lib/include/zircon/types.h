@@ -128,6 +128,15 @@ typedef uint32_t zx_clock_t;
 #define ZX_PAGER_OP_WRITEBACK_BEGIN 3u
 #define ZX_PAGER_OP_WRITEBACK_END 4u
 
+// zx_pager_query_vmo_stats: its option, and what it reports.
+#define ZX_PAGER_RESET_VMO_STATS ((uint32_t)1u)
+typedef struct zx_pager_vmo_stats {
+  // ZX_PAGER_VMO_STATS_MODIFIED if the VMO was modified (written or resized) since it was
+  // created or since a query with ZX_PAGER_RESET_VMO_STATS; else 0.
+  uint32_t modified;
+} zx_pager_vmo_stats_t;
+#define ZX_PAGER_VMO_STATS_MODIFIED ((uint32_t)1u)
+
 // Page request commands (zx_packet_page_request_t.command).
 #define ZX_PAGER_VMO_READ ((uint16_t)0)
 #define ZX_PAGER_VMO_COMPLETE ((uint16_t)1)

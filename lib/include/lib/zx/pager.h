@@ -54,6 +54,12 @@ class pager final : public object<pager> {
     return zx_pager_op_range(get(), op, pager_vmo.get(), offset, length, data);
   }
 
+  // zx_pager_query_vmo_stats; `options` is 0 or ZX_PAGER_RESET_VMO_STATS.
+  zx_status_t query_vmo_stats(const vmo& pager_vmo, uint32_t options, void* buffer,
+                              size_t buffer_size) const {
+    return zx_pager_query_vmo_stats(get(), pager_vmo.get(), options, buffer, buffer_size);
+  }
+
   zx_status_t duplicate(zx_rights_t rights, pager* result) const {
     return object<pager>::duplicate(rights, result);
   }
