@@ -69,8 +69,15 @@ TEST_CASE("zx_pager_create_vmo errors") {
     CHECK(zx_pager_create_vmo(p, ZX_VMO_RESIZABLE | (1u << 4), port, 1, kPage, &vmo) ==
           ZX_ERR_INVALID_ARGS);
   }
-  SECTION("ZX_VMO_RESIZABLE is NOT_SUPPORTED for now") {
-    CHECK(zx_pager_create_vmo(p, ZX_VMO_RESIZABLE, port, 1, kPage, &vmo) == ZX_ERR_NOT_SUPPORTED);
+  SECTION("ZX_VMO_RESIZABLE is for shared VMOs: NOT_SUPPORTED with ZXP_PAGER_VMO_PRIVATE") {
+    CHECK(zx_pager_create_vmo(p, ZX_VMO_RESIZABLE | ZXP_PAGER_VMO_PRIVATE, port, 1, kPage,
+                              &vmo) == ZX_ERR_NOT_SUPPORTED);
+    zx_handle_t v = ZX_HANDLE_INVALID;
+    REQUIRE(zx_pager_create_vmo(p, ZX_VMO_RESIZABLE, port, 1, kPage, &v) == ZX_OK);
+    zx_handle_close(v);
+    zx_port_packet_t pkt = {};
+    REQUIRE(pager.get_packet(&pkt));
+    CHECK(pkt.page_request.command == ZX_PAGER_VMO_COMPLETE);
   }
   SECTION("bad handles and wrong types") {
     CHECK(zx_pager_create_vmo(ZX_HANDLE_INVALID, 0, port, 1, kPage, &vmo) == ZX_ERR_BAD_HANDLE);

@@ -164,10 +164,12 @@ TEST_CASE("shrink: requests past the end are withdrawn or never raised") {
   Blocked blocked(pager.pager());
   TestVmo* vmo = pager.create_vmo(4, true, ZX_VMO_RESIZABLE);
   REQUIRE(vmo);
-  // A fault whose request nobody has read yet: the shrink withdraws it.
+  // A fault whose request is queued but nobody has read yet: the shrink withdraws it.
+  const zxp_pager_stats_t before = stats_of(pager.pager());
   Faulter& f = blocked.touch(vmo, 3, Access::kMapping);
   REQUIRE(f.wait_blocked());
-  const uint64_t withdrawn = stats_of(pager.pager()).requests_withdrawn;
+  REQUIRE(wait_until([&] { return stats_of(pager.pager()).requests > before.requests; }));
+  const uint64_t withdrawn = before.requests_withdrawn;
   REQUIRE(resize(vmo, 2) == ZX_OK);
   REQUIRE(f.wait());
   CHECK(f.outcome() == Faulter::Outcome::kSigbus);

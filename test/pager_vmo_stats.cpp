@@ -34,9 +34,12 @@ uint32_t query_reset(zx_handle_t pager, const TestVmo* vmo) {
   return query(pager, vmo, ZX_PAGER_RESET_VMO_STATS);
 }
 
-bool tracked_stores() {
+// True if stores into this kind of pager VMO can be write-protected (userfaultfd WP; for
+// a shared one, on shared memory).
+bool tracked_stores(uint32_t options = 0) {
   zxp_features_t f;
-  return zxp_get_features(&f) == ZX_OK && f.wp_shmem;
+  if (zxp_get_features(&f) != ZX_OK) return false;
+  return (options & ZXP_PAGER_VMO_PRIVATE) ? f.wp : f.wp_shmem;
 }
 
 }  // namespace
@@ -156,7 +159,7 @@ TEST_CASE("query_vmo_stats: stores through a mapping") {
     REQUIRE(pager.supply(vmo, 0, 2) == ZX_OK);
     // A writable mapping existed before anything tracked its stores: it may have written.
     CHECK(query_reset(p, vmo) == ZX_PAGER_VMO_STATS_MODIFIED);
-    if (!tracked_stores()) {
+    if (!tracked_stores(options)) {
       // Without WP mode for this memory, a writable mapping can always have written.
       CHECK(query_reset(p, vmo) == ZX_PAGER_VMO_STATS_MODIFIED);
       continue;
