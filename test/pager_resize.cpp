@@ -159,6 +159,27 @@ TEST_CASE("EarlyWakeWithResize: a zx_vmo_read waiting for pages the VMO loses fa
   CHECK(pager.no_packet());
 }
 
+TEST_CASE("EvictionHintsWithResize: an ALWAYS_NEED hint ends when a shrink cuts its range") {
+  constexpr uint64_t kPages = 20;
+  TestPager pager;
+  Blocked blocked(pager.pager());
+  TestVmo* vmo = pager.create_vmo(kPages, false, ZX_VMO_RESIZABLE);
+  REQUIRE(vmo);
+  AsyncCall& hint = blocked.call(vmo->vmo, [vmo] {
+    return zx_vmo_op_range(vmo->vmo, ZX_VMO_OP_ALWAYS_NEED, 10 * kPage, 10 * kPage, nullptr, 0);
+  });
+  zx_port_packet_t p;
+  REQUIRE(pager.get_packet(&p));
+  CHECK(p.page_request.offset == 10 * kPage);
+  REQUIRE(p.page_request.length >= kPage);
+  REQUIRE(pager.supply(vmo, 10, 2) == ZX_OK);
+  REQUIRE(resize(vmo, 12) == ZX_OK);
+  REQUIRE(hint.wait());
+  CHECK(hint.status() == ZX_OK);
+  CHECK(committed(vmo->vmo) == 2 * kPage);
+  CHECK(pager.no_packet());
+}
+
 TEST_CASE("shrink: requests past the end are withdrawn or never raised") {
   TestPager pager;
   Blocked blocked(pager.pager());

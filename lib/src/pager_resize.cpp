@@ -35,7 +35,8 @@ alignas(4096) const uint8_t kZeros[kZeroPages * kPageSize] = {};
 zx_status_t PagerVmo::fill_grown(uint64_t first, uint64_t end) {
   first = std::max(first, grown_from_);
   end = std::min(end, size_pages());
-  if (first >= end || torn_down_) return ZX_OK;
+  // Detached, the VMO has no pages (Zircon decommits them), grown or not.
+  if (first >= end || detached_ || torn_down_) return ZX_OK;
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   present_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) {
     for (uint64_t p = a; p < b; p += kZeroPages) runs.emplace_back(p, std::min(b, p + kZeroPages));
@@ -95,6 +96,7 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
     });
     // zx_vmo_read/write waiting past the end fail (ZX_ERR_OUT_OF_RANGE); a COMMIT keeps
     // what is left of its range.
+    for (LibWaiter* w : lib_waiters_) signal(w);
     cv_.notify_all();
   } else if (new_pages > old_pages) {
     grown_from_ = std::min(grown_from_, old_pages);
@@ -105,7 +107,11 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
   if (rounded != new_size) {
     const uint64_t page = new_size / kPageSize;
     if (!present_.test(page) && page < grown_from_) {
-      zx_status_t st = ensure_present(lock, page, page + 1);
+      LibWaiter w;
+      w.head = page;
+      lib_waiters_.push_back(&w);
+      zx_status_t st = wait_for_head(lock, &w, page + 1);
+      lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
       if (st != ZX_OK) return st;
       if (size() != rounded) return ZX_OK;  // resized again meanwhile
     }
