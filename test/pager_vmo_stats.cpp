@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <lib/zx/pager.h>
@@ -254,4 +255,30 @@ TEST_CASE("query_vmo_stats: through zx::pager") {
   REQUIRE(pager.query_vmo_stats(vmo, 0, &stats, sizeof(stats)) == ZX_OK);
   CHECK(stats.modified == 0);
   CHECK(pager.query_vmo_stats(vmo, 0, &stats, 1) == ZX_ERR_BUFFER_TOO_SMALL);
+}
+
+TEST_CASE("query_vmo_stats: a remote VMO always counts (its memory is the other process's)") {
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  if (!f.remote_vmos) {
+    WARN("skipped: remote VMOs need UFFDIO_POISON (Linux 6.6)");
+    return;
+  }
+  TestPager pager;
+  uintptr_t addr = 0;
+  int uffd = -1;
+  // The "other process" is this one here: what matters is that the library sees none of
+  // its stores.
+  REQUIRE(zxp_remote_map_create(kPage, &addr, &uffd) == ZX_OK);
+  zx_handle_t vmo;
+  REQUIRE(zxp_pager_create_remote_vmo(pager.pager(), 0, pager.port(), 5, uffd, addr, kPage,
+                                      &vmo) == ZX_OK);
+  zx_pager_vmo_stats_t stats = {};
+  REQUIRE(zx_pager_query_vmo_stats(pager.pager(), vmo, ZX_PAGER_RESET_VMO_STATS, &stats,
+                                   sizeof(stats)) == ZX_OK);
+  CHECK(stats.modified == ZX_PAGER_VMO_STATS_MODIFIED);
+  REQUIRE(zx_pager_query_vmo_stats(pager.pager(), vmo, 0, &stats, sizeof(stats)) == ZX_OK);
+  CHECK(stats.modified == ZX_PAGER_VMO_STATS_MODIFIED);
+  zx_handle_close(vmo);
+  munmap(reinterpret_cast<void*>(addr), kPage);
 }

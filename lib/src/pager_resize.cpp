@@ -155,8 +155,9 @@ zx_status_t PagerVmo::query_stats(bool reset, bool* modified) {
     stats_used_ = true;
     track_writes_for_stats();
   }
-  // A descriptor handed out writable (zxp_vmo_get_memory_fd) writes unseen, always.
-  *modified = modified_ || untracked_store_ || untracked_writer_;
+  // A descriptor handed out writable (zxp_vmo_get_memory_fd) writes unseen, always; so
+  // does the other process of a remote VMO, whose memory is its own.
+  *modified = modified_ || untracked_store_ || untracked_writer_ || remote_;
   if (reset) {
     modified_ = false;
     // Without WP mode, a writable mapping can store unseen at any time.
