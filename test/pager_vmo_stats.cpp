@@ -76,19 +76,23 @@ TEST_CASE("query_vmo_stats: bad arguments, in Zircon's order") {
   CHECK(zx_pager_query_vmo_stats(p, vmo->vmo, ZX_PAGER_RESET_VMO_STATS | 2, &stats,
                                  sizeof(stats)) == ZX_ERR_INVALID_ARGS);
   CHECK(zx_pager_query_vmo_stats(p, vmo->vmo, 0, nullptr, sizeof(stats)) == ZX_ERR_INVALID_ARGS);
-  // No rights are asked of either handle.
-  zx_handle_t weak_pager, weak_vmo, port;
-  REQUIRE(zx_pager_create(0, &weak_pager) == ZX_OK);
+  // The pager needs MANAGE_VMO and the VMO READ (as Zircon's kernel asks), before the
+  // other checks; nothing more.
+  zx_handle_t q, r, port, v, v_no_read;
+  REQUIRE(zx_pager_create(0, &q) == ZX_OK);
+  REQUIRE(zx_pager_create(0, &r) == ZX_OK);
   REQUIRE(zx_port_create(0, &port) == ZX_OK);
-  REQUIRE(zx_pager_create_vmo(weak_pager, 0, port, 0, kPage, &weak_vmo) == ZX_OK);
-  REQUIRE(zx_handle_replace(weak_pager, ZX_RIGHT_NONE, &weak_pager) == ZX_OK);
-  REQUIRE(zx_handle_replace(weak_vmo, ZX_RIGHT_NONE, &weak_vmo) == ZX_OK);
+  REQUIRE(zx_pager_create_vmo(q, 0, port, 0, kPage, &v) == ZX_OK);
+  REQUIRE(zx_handle_duplicate(v, ZX_DEFAULT_VMO_RIGHTS & ~ZX_RIGHT_READ, &v_no_read) == ZX_OK);
+  REQUIRE(zx_handle_replace(r, ZX_DEFAULT_PAGER_RIGHTS & ~ZX_RIGHT_MANAGE_VMO, &r) == ZX_OK);
+  CHECK(zx_pager_query_vmo_stats(r, v, 2, &stats, 0) == ZX_ERR_ACCESS_DENIED);
+  CHECK(zx_pager_query_vmo_stats(q, v_no_read, 2, &stats, 0) == ZX_ERR_ACCESS_DENIED);
+  REQUIRE(zx_handle_replace(q, ZX_RIGHT_MANAGE_VMO, &q) == ZX_OK);
+  REQUIRE(zx_handle_replace(v, ZX_RIGHT_READ, &v) == ZX_OK);
   stats.modified = ~0u;
-  CHECK(zx_pager_query_vmo_stats(weak_pager, weak_vmo, 0, &stats, sizeof(stats)) == ZX_OK);
+  CHECK(zx_pager_query_vmo_stats(q, v, 0, &stats, sizeof(stats)) == ZX_OK);
   CHECK(stats.modified == 0);
-  zx_handle_close(weak_vmo);
-  zx_handle_close(weak_pager);
-  zx_handle_close(port);
+  for (zx_handle_t h : {v_no_read, v, r, q, port}) zx_handle_close(h);
   // A larger buffer is fine (the struct may grow).
   uint32_t big[4] = {~0u, ~0u, ~0u, ~0u};
   CHECK(zx_pager_query_vmo_stats(p, vmo->vmo, 0, big, sizeof(big)) == ZX_OK);

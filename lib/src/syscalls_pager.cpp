@@ -271,11 +271,12 @@ zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t
 zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager_handle, zx_handle_t vmo_handle,
                                      uint32_t options, void* buffer,
                                      size_t buffer_size) noexcept try {
-  // Zircon's order: the handles (no rights asked), the VMO's pager, the buffer's size, the
-  // options.
+  // Zircon's order: the handles (the pager with MANAGE_VMO, the VMO with READ, as its
+  // kernel asks), the VMO's pager, the buffer's size, the options.
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle,
+                                        ZX_RIGHT_READ, &pager, &vmo);
   if (st != ZX_OK) return st;
   zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
   if (!pv) return ZX_ERR_INVALID_ARGS;
