@@ -1,6 +1,7 @@
 // Nested VMARs: zx_vmar_allocate, zx_vmar_map/unmap inside them, zx_vmar_destroy,
 // zx_vmar_op_range, ZX_INFO_VMAR; each of Zircon's status codes; pager VMOs mapped into
-// a sub-VMAR fault and are supplied as in the root; many threads at once.
+// a sub-VMAR fault and are supplied as in the root; a range another mapping took is
+// never mapped over nor unmapped; many threads at once.
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include "pager_harness.h"
+#include "vmar.h"
 
 using namespace pager_test;
 
@@ -627,6 +629,57 @@ TEST_CASE("zx_vmar_op_range errors, in Zircon's order", "[vmar]") {
   zx_handle_close(no_children);
   zx_handle_close(no_read);
   zx_handle_close(read_only);
+  zx_handle_close(vmo);
+}
+
+namespace {
+uintptr_t g_intruder = 0;
+uint64_t g_intruder_len = 0;
+// Someone else's mapping lands in the hole a VMO's unmap left, before the reservation is
+// back (any thread's mmap could, at that instant).
+void map_intruder(uintptr_t addr, uint64_t len) {
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p != reinterpret_cast<void*>(addr)) return;
+  memset(p, 0x5a, len);
+  g_intruder = addr;
+  g_intruder_len = len;
+}
+}  // namespace
+
+TEST_CASE("a range another mapping took inside a sub-VMAR is never mapped over nor unmapped",
+          "[vmar]") {
+  Sub a;
+  REQUIRE(allocate(zx_vmar_root_self(), kCanAll, 0, 16 * kPage, &a) == ZX_OK);
+  zx_handle_t vmo = memfd_vmo(4);
+  zx_vaddr_t addr;
+  REQUIRE(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC, 0, vmo, 0, 4 * kPage, &addr) == ZX_OK);
+  g_intruder = 0;
+  zxp::AddressSpace::test_hook_after_unmap_ = map_intruder;
+  zx_status_t st = zx_vmar_unmap(a.h, addr, 4 * kPage);
+  zxp::AddressSpace::test_hook_after_unmap_ = nullptr;
+  REQUIRE(st == ZX_OK);
+  REQUIRE(g_intruder == addr);
+  // Not handed out again, by place or by search.
+  zx_vaddr_t x;
+  CHECK(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC, kPage, vmo, 0, kPage, &x) == ZX_ERR_ALREADY_EXISTS);
+  CHECK(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC_OVERWRITE, 0, vmo, 0, kPage, &x) ==
+        ZX_ERR_INVALID_ARGS);
+  CHECK(zx_vmar_map(a.h, kRW, 0, vmo, 0, 13 * kPage, &x) == ZX_ERR_NO_RESOURCES);
+  Sub b;
+  CHECK(allocate(a.h, kCanRW | ZX_VM_SPECIFIC, 2 * kPage, kPage, &b) == ZX_ERR_ALREADY_EXISTS);
+  REQUIRE(zx_vmar_map(a.h, kRW, 0, vmo, 0, 12 * kPage, &x) == ZX_OK);
+  CHECK(x == a.base + 4 * kPage);
+  // Destroying the sub-VMAR releases its range but leaves the intruder's memory alone.
+  REQUIRE(zx_vmar_destroy(a.h) == ZX_OK);
+  CHECK_FALSE(range_held(a.base + 4 * kPage, 12 * kPage));
+  install_fault_handlers();
+  uintptr_t at = 0;
+  uint8_t byte = 0;
+  CHECK(run_guarded([&] { byte = *reinterpret_cast<volatile uint8_t*>(g_intruder + kPage); },
+                    &at) == 0);
+  CHECK(byte == 0x5a);
+  munmap(reinterpret_cast<void*>(g_intruder), g_intruder_len);
   zx_handle_close(vmo);
 }
 

@@ -42,6 +42,8 @@ void* reserve(void* hint, uint64_t len, int extra_flags) {
 
 }  // namespace
 
+void (*AddressSpace::test_hook_after_unmap_)(uintptr_t, uint64_t) = nullptr;
+
 AddressSpace& AddressSpace::get() {
   static AddressSpace* space = new AddressSpace();
   return *space;
@@ -236,7 +238,10 @@ zx_status_t AddressSpace::unmap_pieces(std::vector<Piece>& pieces, bool reserve_
   for (auto& p : pieces) {
     zx_status_t st = p.vmo->unmap(p.addr, p.len, p.whole);
     if (st != ZX_OK) result = st;
-    if (reserve_after) re_reserve_locked(p.addr, p.len);
+    if (reserve_after) {
+      if (test_hook_after_unmap_) test_hook_after_unmap_(p.addr, p.len);
+      re_reserve_locked(p.addr, p.len);
+    }
     p.vmo->mapping_removed();
   }
   return result;

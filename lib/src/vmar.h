@@ -110,6 +110,10 @@ class AddressSpace {
   zx_status_t own(uintptr_t addr, uint64_t len) noexcept;
   void disown(uintptr_t addr, uint64_t len) noexcept;
 
+  // Tests only: called inside a nested VMAR between a VMO's unmap and the reservation
+  // going back over its range, the instant in which another mapping can land there.
+  static void (*test_hook_after_unmap_)(uintptr_t addr, uint64_t len);
+
  private:
   AddressSpace();
 
