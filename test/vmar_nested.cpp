@@ -303,6 +303,14 @@ TEST_CASE("zx_vmar_map and zx_vmar_unmap errors inside a sub-VMAR", "[vmar]") {
         ZX_ERR_INVALID_ARGS);
   CHECK(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC | ZX_VM_OFFSET_IS_UPPER_LIMIT, 0, vmo, 0, kPage,
                     &addr) == ZX_ERR_INVALID_ARGS);
+  CHECK(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC_OVERWRITE | ZX_VM_MAP_RANGE, 0, vmo, 0, kPage,
+                    &addr) == ZX_ERR_INVALID_ARGS);
+  zx_vaddr_t in_root;
+  REQUIRE(zx_vmar_map(zx_vmar_root_self(), kRW, 0, vmo, 0, kPage, &in_root) == ZX_OK);
+  CHECK(zx_vmar_map(zx_vmar_root_self(), kRW | ZX_VM_SPECIFIC_OVERWRITE | ZX_VM_MAP_RANGE,
+                    in_root - vmar_info(zx_vmar_root_self()).base, vmo, 0, kPage, &addr) ==
+        ZX_ERR_INVALID_ARGS);
+  REQUIRE(zx_vmar_unmap(zx_vmar_root_self(), in_root, kPage) == ZX_OK);
   // Overlaps: a mapping, a sub-VMAR (also for an overwrite).
   zx_vaddr_t first;
   REQUIRE(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC, 0, vmo, 0, 2 * kPage, &first) == ZX_OK);

@@ -380,6 +380,9 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   const zx_vm_option_t allowed =
       kVmarMapOptions | (vmar->is_root() ? 0 : ZX_VM_OFFSET_IS_UPPER_LIMIT);
   if (options & ~allowed) return ZX_ERR_INVALID_ARGS;
+  if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
+    return ZX_ERR_INVALID_ARGS;  // Zircon's rule
+  }
   zx_rights_t perm = vm_perm_rights(options);
   if (!(vmo_rights & ZX_RIGHT_MAP)) return ZX_ERR_ACCESS_DENIED;
   if ((vmo_rights & perm) != perm || (vmar_rights & perm) != perm) return ZX_ERR_ACCESS_DENIED;
