@@ -136,6 +136,25 @@ TEST_CASE("zx_vmar_allocate: a sub-VMAR of the root, its handle and its range", 
     REQUIRE(allocate(a.h, kCanRW | ZX_VM_ALIGN_16KB, 0, 2 * kPage, &c) == ZX_OK);
     CHECK(c.base % (16u << 10) == 0);
   }
+  SECTION("ZX_VM_OFFSET_IS_UPPER_LIMIT in the root") {
+    const uint64_t limit = 1ull << 40;  // 1 TiB above the root's base
+    Sub b;
+    REQUIRE(allocate(zx_vmar_root_self(), kCanRW | ZX_VM_OFFSET_IS_UPPER_LIMIT, limit,
+                     4 * kPage, &b) == ZX_OK);
+    CHECK(b.base + 4 * kPage <= root.base + limit);
+    CHECK(allocate(zx_vmar_root_self(), kCanRW | ZX_VM_OFFSET_IS_UPPER_LIMIT, 2 * kPage,
+                   4 * kPage, &b) == ZX_ERR_INVALID_ARGS);
+  }
+  SECTION("ZX_VM_SPECIFIC in the root over a mapping") {
+    zx_handle_t v = memfd_vmo(1);
+    zx_vaddr_t m;
+    REQUIRE(zx_vmar_map(zx_vmar_root_self(), kRW, 0, v, 0, kPage, &m) == ZX_OK);
+    Sub b;
+    CHECK(allocate(zx_vmar_root_self(), kCanRW | ZX_VM_SPECIFIC, m - root.base, kPage, &b) ==
+          ZX_ERR_ALREADY_EXISTS);
+    REQUIRE(zx_vmar_unmap(zx_vmar_root_self(), m, kPage) == ZX_OK);
+    zx_handle_close(v);
+  }
   SECTION("ZX_VM_COMPACT is accepted") {
     Sub b;
     REQUIRE(allocate(zx_vmar_root_self(), kCanRW | ZX_VM_COMPACT, 0, 4 * kPage, &b) == ZX_OK);
