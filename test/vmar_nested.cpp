@@ -417,6 +417,25 @@ TEST_CASE("zx_vmar_destroy", "[vmar]") {
   zx_handle_close(vmo);
 }
 
+// Zircon's MapReadIfXomUnsupported: where execute-only mappings do not exist (x86, and
+// Linux in general), ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED maps readable.
+TEST_CASE("ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED maps readable, in the root and in a sub-VMAR",
+          "[vmar]") {
+  Sub a;
+  REQUIRE(allocate(zx_vmar_root_self(), kCanAll, 0, 4 * kPage, &a) == ZX_OK);
+  zx_handle_t vmo = memfd_vmo(1);
+  REQUIRE(zx_vmo_write(vmo, "xom", 0, 4) == ZX_OK);
+  for (zx_handle_t vmar : {zx_vmar_root_self(), a.h}) {
+    zx_vaddr_t addr;
+    REQUIRE(zx_vmar_map(vmar, ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED, 0, vmo, 0, kPage, &addr) ==
+            ZX_OK);
+    CHECK(touch(addr) == 0);
+    CHECK(memcmp(reinterpret_cast<void*>(addr), "xom", 4) == 0);
+    REQUIRE(zx_vmar_unmap(vmar, addr, kPage) == ZX_OK);
+  }
+  zx_handle_close(vmo);
+}
+
 TEST_CASE("VMARs nested three deep", "[vmar]") {
   Sub a, b, c;
   REQUIRE(allocate(zx_vmar_root_self(), kCanAll, 0, 64 * kPage, &a) == ZX_OK);

@@ -383,6 +383,9 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
     return ZX_ERR_INVALID_ARGS;  // Zircon's rule
   }
+  // Execute-only mappings are not something Linux promises (x86 has none): as Zircon on
+  // such a machine, the mapping is readable.
+  if (options & ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED) options |= ZX_VM_PERM_READ;
   zx_rights_t perm = vm_perm_rights(options);
   if (!(vmo_rights & ZX_RIGHT_MAP)) return ZX_ERR_ACCESS_DENIED;
   if ((vmo_rights & perm) != perm || (vmar_rights & perm) != perm) return ZX_ERR_ACCESS_DENIED;
