@@ -383,11 +383,15 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
     return ZX_ERR_INVALID_ARGS;  // Zircon's rule
   }
+  zx_rights_t perm = vm_perm_rights(options);
+  if (!(vmo_rights & ZX_RIGHT_MAP)) return ZX_ERR_ACCESS_DENIED;
   // Execute-only mappings are not something Linux promises (x86 has none): as Zircon on
   // such a machine, the mapping is readable.
   if (options & ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED) options |= ZX_VM_PERM_READ;
-  zx_rights_t perm = vm_perm_rights(options);
-  if (!(vmo_rights & ZX_RIGHT_MAP)) return ZX_ERR_ACCESS_DENIED;
+  // Zircon has no way to express a writable or executable mapping that is not readable.
+  if (!(options & ZX_VM_PERM_READ) && (options & (ZX_VM_PERM_WRITE | ZX_VM_PERM_EXECUTE))) {
+    return ZX_ERR_INVALID_ARGS;
+  }
   if ((vmo_rights & perm) != perm || (vmar_rights & perm) != perm) return ZX_ERR_ACCESS_DENIED;
   if (len == 0 || !zxp::page_aligned(vmo_offset)) return ZX_ERR_INVALID_ARGS;
   bool specific = options & (ZX_VM_SPECIFIC | ZX_VM_SPECIFIC_OVERWRITE);
