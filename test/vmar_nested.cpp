@@ -567,6 +567,20 @@ TEST_CASE("zx_vmar_op_range COMMIT of a pager VMO mapping raises requests, retur
   CHECK(result.load() == ZX_OK);
   CHECK(vmo_info(vmo->vmo).committed_bytes == 2 * kPage);
   CHECK(vmo->check(1, 2));
+  // PREFETCH and ALWAYS_NEED commit as well (zx_vmo_op_range's rule), one page each here.
+  for (uint32_t op : {ZX_VMAR_OP_PREFETCH, ZX_VMAR_OP_ALWAYS_NEED}) {
+    const uint64_t page = op == ZX_VMAR_OP_PREFETCH ? 3 : 0;
+    INFO("op " << op);
+    std::atomic<zx_status_t> st{ZX_ERR_INTERNAL};
+    std::thread hint([&] {
+      st = zx_vmar_op_range(a.h, op, vmo->base + page * kPage, kPage, nullptr, 0);
+    });
+    REQUIRE(tp.wait_for_request(vmo, page, 1));
+    REQUIRE(tp.supply(vmo, page, 1) == ZX_OK);
+    hint.join();
+    CHECK(st.load() == ZX_OK);
+  }
+  CHECK(vmo_info(vmo->vmo).committed_bytes == 4 * kPage);
   // Hints and MAP_RANGE pass through; DECOMMIT and ZERO are not for pager VMOs.
   CHECK(zx_vmar_op_range(a.h, ZX_VMAR_OP_DONT_NEED, vmo->base, 4 * kPage, nullptr, 0) == ZX_OK);
   CHECK(zx_vmar_op_range(a.h, ZX_VMAR_OP_MAP_RANGE, vmo->base, 4 * kPage, nullptr, 0) == ZX_OK);
