@@ -419,7 +419,8 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
     return ZX_ERR_OUT_OF_RANGE;
   }
   // What the mapping could ever be used for: zx_vmar_op_range checks it.
-  const zx_rights_t can = vmo_rights & vmar_rights & (ZX_RIGHT_READ | ZX_RIGHT_WRITE | ZX_RIGHT_EXECUTE);
+  const zx_rights_t can =
+      vmo_rights & vmar_rights & (ZX_RIGHT_READ | ZX_RIGHT_WRITE | ZX_RIGHT_EXECUTE);
   uintptr_t addr;
   if (vmar->is_root()) {
     st = zxp::AddressSpace::get().map(vmo, options, fixed, vmo_offset, rounded, can, &addr);

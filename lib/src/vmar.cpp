@@ -1,6 +1,8 @@
 #include "vmar.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -13,7 +15,8 @@ namespace zxp {
 
 namespace {
 
-constexpr zx_vm_option_t kCanMapRwx = ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE;
+constexpr zx_vm_option_t kCanMapRwx =
+    ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE;
 // ZX_VM_FAULT_BEYOND_STREAM_SIZE: known to Zircon, meaningless for a VMAR.
 constexpr zx_vm_option_t kFaultBeyondStreamSize = 1u << 15;
 
@@ -98,7 +101,9 @@ zx_status_t AddressSpace::map_into(Vmar& vmar, const std::shared_ptr<Vmo>& vmo,
     if (meets_children_locked(vmar, addr, len, &partial)) {
       return overwrite ? ZX_ERR_INVALID_ARGS : ZX_ERR_ALREADY_EXISTS;
     }
-    if (meets_lost_locked(addr, len)) return overwrite ? ZX_ERR_INVALID_ARGS : ZX_ERR_ALREADY_EXISTS;
+    if (meets_lost_locked(addr, len)) {
+      return overwrite ? ZX_ERR_INVALID_ARGS : ZX_ERR_ALREADY_EXISTS;
+    }
     if (!overwrite && meets_mappings_locked(addr, len)) return ZX_ERR_ALREADY_EXISTS;
   } else {
     const uintptr_t limit = upper ? vmar.base_ + vmar_offset : vmar.base_ + vmar.len_;
@@ -214,7 +219,8 @@ zx_status_t AddressSpace::unmap(Vmar& vmar, uintptr_t addr, uint64_t len, bool o
     std::lock_guard lock(mu_);
     uintptr_t end = addr + len;
     auto first = mappings_.lower_bound(addr);
-    if (first != mappings_.begin() && std::prev(first)->first + std::prev(first)->second.len > addr) {
+    if (first != mappings_.begin() &&
+        std::prev(first)->first + std::prev(first)->second.len > addr) {
       --first;
     }
     // Anonymous and private pager VMOs exist at one address only: they unmap whole or not
@@ -257,7 +263,9 @@ void AddressSpace::re_reserve_locked(uintptr_t addr, uint64_t len) {
     lost_[addr] = len;
   } catch (const std::bad_alloc&) {
     // Unrecorded, the range may be handed out again and mapped over with MAP_FIXED, which
-    // would replace someone else's memory: better to stop here.
+    // would replace someone else's memory: better to stop here, saying why.
+    fprintf(stderr, "zxpager: out of memory recording a lost sub-VMAR range at %#lx\n",
+            static_cast<unsigned long>(addr));
     abort();
   }
 }
@@ -348,7 +356,9 @@ zx_status_t AddressSpace::allocate(Vmar& parent, zx_vm_option_t options, uint64_
       base = (raw + align - 1) & ~(align - 1);
       if (base > raw) munmap(p, base - raw);
       const uintptr_t raw_end = raw + size + extra;
-      if (raw_end > base + size) munmap(reinterpret_cast<void*>(base + size), raw_end - base - size);
+      if (raw_end > base + size) {
+        munmap(reinterpret_cast<void*>(base + size), raw_end - base - size);
+      }
       if (upper && base + size > parent.base_ + offset) {
         munmap(reinterpret_cast<void*>(base), size);
         return ZX_ERR_NO_RESOURCES;
@@ -430,7 +440,8 @@ zx_status_t AddressSpace::op_range(Vmar& vmar, uint32_t op, uintptr_t addr, uint
       // Committing, decommitting or prefetching through a parent would act as a protect
       // that adds rights there, which Zircon forbids; hints need ZX_RIGHT_OP_CHILDREN.
       auto c = vmar.children_.upper_bound(it->first);
-      const bool in_child = c != vmar.children_.begin() && std::prev(c)->second->contains(it->first, 1);
+      const bool in_child =
+          c != vmar.children_.begin() && std::prev(c)->second->contains(it->first, 1);
       if (in_child && (op == ZX_VMAR_OP_COMMIT || op == ZX_VMAR_OP_DECOMMIT ||
                        op == ZX_VMAR_OP_PREFETCH || !op_children)) {
         return ZX_ERR_INVALID_ARGS;
@@ -499,7 +510,9 @@ bool AddressSpace::meets_children_locked(Vmar& vmar, uintptr_t addr, uint64_t le
 bool AddressSpace::meets_mappings_locked(uintptr_t addr, uint64_t len) {
   std::lock_guard lock(mu_);
   auto it = mappings_.lower_bound(addr);
-  if (it != mappings_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) return true;
+  if (it != mappings_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) {
+    return true;
+  }
   return it != mappings_.end() && it->first < addr + len;
 }
 
@@ -525,7 +538,9 @@ bool AddressSpace::find_spot_locked(Vmar& vmar, uint64_t len, uint64_t align, ui
   }
   auto it = lost_.lower_bound(lo);
   if (it != lost_.begin()) --it;
-  for (; it != lost_.end() && it->first < hi; ++it) taken.emplace_back(it->first, it->first + it->second);
+  for (; it != lost_.end() && it->first < hi; ++it) {
+    taken.emplace_back(it->first, it->first + it->second);
+  }
   std::sort(taken.begin(), taken.end());
   uintptr_t at = lo;
   auto fits = [&](uintptr_t gap_end) {
