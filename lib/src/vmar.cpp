@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -41,6 +42,52 @@ zx_vm_option_t can_map_needed(zx_vm_option_t options) {
 void* reserve(void* hint, uint64_t len, int extra_flags) {
   return mmap(hint, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags,
               -1, 0);
+}
+
+// The gaps between this process's mappings in [Vmar::kBase, Vmar::kEnd), from
+// /proc/self/maps (sorted by address); empty if it cannot be read.
+std::vector<std::pair<uintptr_t, uintptr_t>> address_space_gaps() {
+  std::vector<std::pair<uintptr_t, uintptr_t>> gaps;
+  FILE* f = fopen("/proc/self/maps", "re");
+  if (!f) return gaps;
+  uintptr_t at = Vmar::kBase;
+  char line[512];
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long start, end;
+    if (sscanf(line, "%lx-%lx", &start, &end) != 2) continue;
+    if (start > at) gaps.emplace_back(at, std::min<uintptr_t>(start, Vmar::kEnd));
+    at = std::max<uintptr_t>(at, end);
+    // (a line longer than the buffer: skip its rest)
+    while (!strchr(line, '\n') && fgets(line, sizeof(line), f)) {
+    }
+  }
+  fclose(f);
+  if (at < Vmar::kEnd) gaps.emplace_back(at, Vmar::kEnd);
+  return gaps;
+}
+
+// Reserves `len` bytes aligned to `align`, ending at or below `limit`, as high as possible
+// (Zircon places below the limit; Linux's own placement ignores one). Tries the highest
+// gaps first: another thread may take one meanwhile, and the kernel keeps a guard gap
+// below stacks.
+bool reserve_below(uintptr_t limit, uint64_t len, uint64_t align, uintptr_t* out) {
+  auto gaps = address_space_gaps();
+  int tries = 0;
+  for (auto it = gaps.rbegin(); it != gaps.rend() && tries < 16; ++it) {
+    const uintptr_t hi = std::min(it->second, limit);
+    if (hi <= it->first || hi - it->first < len) continue;
+    const uintptr_t cand = (hi - len) & ~(align - 1);
+    if (cand < it->first) continue;
+    ++tries;
+    void* want = reinterpret_cast<void*>(cand);
+    void* p = reserve(want, len, MAP_FIXED_NOREPLACE);
+    if (p == want) {
+      *out = cand;
+      return true;
+    }
+    if (p != MAP_FAILED) munmap(p, len);  // (MAP_FIXED_NOREPLACE taken as a hint)
+  }
+  return false;
 }
 
 }  // namespace
@@ -339,18 +386,14 @@ zx_status_t AddressSpace::allocate(Vmar& parent, zx_vm_option_t options, uint64_
         munmap(p, size);
         return ZX_ERR_ALREADY_EXISTS;
       }
+    } else if (upper) {
+      // Linux's placement knows no upper limit: look for the highest free range below it.
+      if (!reserve_below(parent.base_ + offset, size, align, &base)) return ZX_ERR_NO_RESOURCES;
     } else {
-      // Linux picks the place; over-reserve to align, then trim. With an upper limit, the
-      // highest place below it is asked for (a hint), and anything above refused.
+      // Linux picks the place; over-reserve to align, then trim.
       const uint64_t extra = align > kPageSize ? align : 0;
       if (size > UINT64_MAX - extra) return ZX_ERR_NO_RESOURCES;
-      void* hint = nullptr;
-      if (upper) {
-        const uintptr_t limit = parent.base_ + offset;
-        if (limit - parent.base_ < size + extra) return ZX_ERR_NO_RESOURCES;
-        hint = reinterpret_cast<void*>((limit - size - extra) & ~(kPageSize - 1));
-      }
-      void* p = reserve(hint, size + extra, 0);
+      void* p = reserve(nullptr, size + extra, 0);
       if (p == MAP_FAILED) return ZX_ERR_NO_RESOURCES;
       const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
       base = (raw + align - 1) & ~(align - 1);
@@ -358,10 +401,6 @@ zx_status_t AddressSpace::allocate(Vmar& parent, zx_vm_option_t options, uint64_
       const uintptr_t raw_end = raw + size + extra;
       if (raw_end > base + size) {
         munmap(reinterpret_cast<void*>(base + size), raw_end - base - size);
-      }
-      if (upper && base + size > parent.base_ + offset) {
-        munmap(reinterpret_cast<void*>(base), size);
-        return ZX_ERR_NO_RESOURCES;
       }
     }
     reserved = true;
