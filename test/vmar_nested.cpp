@@ -543,6 +543,38 @@ TEST_CASE("Unmapping or destroying under a blocked thread in a sub-VMAR wakes it
   CHECK(vmo->check_read(0, 1));
 }
 
+// Zircon's VmarRemapTest inside a sub-VMAR: ZX_VM_SPECIFIC_OVERWRITE replaces a pager
+// VMO's mapping under a blocked thread, which faults again into the new mapping.
+TEST_CASE("VmarRemapTest in a sub-VMAR: an overwrite sends a blocked thread to the new VMO",
+          "[vmar]") {
+  TestPager tp;
+  Sub a;
+  REQUIRE(allocate(zx_vmar_root_self(), kCanAll, 0, 8 * kPage, &a) == ZX_OK);
+  TestVmo* first = tp.create_vmo(2, /*map=*/false);
+  TestVmo* second = tp.create_vmo(2, /*map=*/false);
+  REQUIRE((first && second));
+  REQUIRE(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC, 2 * kPage, first->vmo, 0, 2 * kPage,
+                      &first->base) == ZX_OK);
+  Faulter f(first, 1, Access::kMapping);
+  REQUIRE(tp.wait_for_request(first, 1, 1));
+  REQUIRE(f.wait_blocked());
+  REQUIRE(zx_vmar_map(a.h, kRW | ZX_VM_SPECIFIC_OVERWRITE, 2 * kPage, second->vmo, 0, 2 * kPage,
+                      &second->base) == ZX_OK);
+  CHECK(second->base == first->base);
+  REQUIRE(tp.wait_for_request(second, 1, 1));
+  REQUIRE(tp.supply(second, 1, 1) == ZX_OK);
+  REQUIRE(f.wait());
+  CHECK(f.outcome() == Faulter::Outcome::kOk);
+  CHECK(second->check(1, 1));
+  CHECK(vmo_info(first->vmo).num_mappings == 0);
+  CHECK(vmo_info(second->vmo).num_mappings == 1);
+  CHECK(tp.no_packet());
+  REQUIRE(zx_vmar_destroy(a.h) == ZX_OK);
+  first->base = 0;
+  second->base = 0;
+  CHECK(vmo_info(second->vmo).num_mappings == 0);
+}
+
 TEST_CASE("zx_vmar_op_range COMMIT of a pager VMO mapping raises requests, returns once supplied",
           "[vmar]") {
   TestPager tp;
