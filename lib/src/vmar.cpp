@@ -190,12 +190,16 @@ zx_status_t AddressSpace::map_vmo(const std::shared_ptr<Vmo>& vmo, zx_vm_option_
         views.push_back(View{it->second.vmo, a, b - a});
       }
     }
-    zx_status_t st;
     {
+      // Checked, not held across the map: a pager VMO's map takes its own lock, which a
+      // supply holds while it records a memfd aux VMO's source view here (own()). Holding
+      // this across would make the two deadlock; and it would not make the check stronger,
+      // since the library records memory right after mapping it and drops the record right
+      // before unmapping it, both outside this lock.
       std::lock_guard owned_lock(owned_mu_);
       if (overlaps_owned(fixed, len)) return ZX_ERR_INVALID_ARGS;
-      st = vmo->map(options, fixed, vmo_offset, len, &addr);
     }
+    zx_status_t st = vmo->map(options, fixed, vmo_offset, len, &addr);
     if (st != ZX_OK) return st;
     for (View& v : views) v.vmo->view_replaced(v.addr, v.len);
   } else {

@@ -7,10 +7,11 @@
 // the reservation back. Deeper VMARs are bookkeeping inside that reservation.
 //
 // Locking: tree_mu_ (every operation on a nested VMAR, and the root's operations that
-// could touch one) before mu_ and owned_mu_ (never held together), before any VMO's own
-// locks. tree_mu_ is held across the VMO's map and unmap, but never across anything that
-// waits for a pager (zx_vmar_op_range's COMMIT runs after it is released). Zircon, too,
-// serialises an address space's VMAR operations under one lock.
+// could touch one) before any VMO's own locks, before mu_ or owned_mu_ (never held
+// together, nor across a VMO call that locks). tree_mu_ is held across the VMO's map and
+// unmap, but never across anything that waits for a pager (zx_vmar_op_range's COMMIT runs
+// after it is released). Zircon, too, serialises an address space's VMAR operations under
+// one lock.
 #pragma once
 
 #include <map>
@@ -167,8 +168,8 @@ class AddressSpace {
   std::map<uintptr_t, uint64_t> lost_;  // start -> length, guarded by tree_mu_
   std::mutex mu_;
   std::map<uintptr_t, Mapping> mappings_;  // by start address
-  // Never held together with mu_. An overwriting map holds it across its mmap, so a range
-  // it checked cannot become the library's under it.
+  // Never held together with mu_, nor across anything that takes another lock (a VMO's
+  // map, say): own() is called with VMO locks held.
   std::mutex owned_mu_;
   std::map<uintptr_t, uint64_t> owned_;  // start -> length; never overlapping
 };
