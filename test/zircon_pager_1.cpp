@@ -1305,3 +1305,72 @@ TEST_CASE("FailEarlyWake") {
   REQUIRE(pager.FailPages(vmo, 1, 1, ZX_ERR_IO));
   REQUIRE(t.WaitForFailure());
 }
+
+// --- The plumbing itself (zircon_userpager.h): each check above relies on these. ---------
+
+TEST_CASE("harness: Wait, WaitForFailure and WaitForAnyCrash tell the endings apart") {
+  TestThread ok([] { return true; });
+  REQUIRE(ok.Start());
+  CHECK(ok.Wait());
+  CHECK_FALSE(ok.WaitForFailure());
+  CHECK_FALSE(ok.WaitForAnyCrash());
+
+  TestThread failed([] { return false; });
+  REQUIRE(failed.Start());
+  CHECK(failed.WaitForFailure());
+  CHECK_FALSE(failed.Wait());
+  CHECK_FALSE(failed.WaitForAnyCrash());
+}
+
+TEST_CASE("harness: WaitForCrash checks the address and the signal the status maps to") {
+  void* p = mmap(nullptr, page_size(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(p != MAP_FAILED);
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  TestThread t([addr] { return *reinterpret_cast<volatile uint8_t*>(addr) > 0; });
+  REQUIRE(t.Start());
+  CHECK(t.WaitForCrash(addr, ZX_ERR_NOT_FOUND));  // SIGSEGV at addr
+  CHECK_FALSE(t.WaitForCrash(addr + page_size(), ZX_ERR_NOT_FOUND));
+  CHECK_FALSE(t.WaitForCrash(addr, ZX_ERR_IO));  // that would be SIGBUS
+  CHECK_FALSE(t.Wait());
+  CHECK_FALSE(t.WaitForFailure());
+  munmap(p, page_size());
+}
+
+TEST_CASE("harness: WaitForBlocked is false for a thread that ends without blocking") {
+  TestThread t([] { return true; });
+  REQUIRE(t.Start());
+  CHECK_FALSE(t.WaitForBlocked());
+  CHECK(t.Wait());
+}
+
+TEST_CASE("harness: a request a blocked thread raised is seen at a deadline already past") {
+  const bool check_vmar = GENERATE(true, false);
+  UserPager pager;
+  REQUIRE(pager.Init());
+  Vmo* vmo;
+  REQUIRE(pager.CreateVmo(1, &vmo));
+  TestThread t([vmo, check_vmar] { return check_buffer(vmo, 0, 1, check_vmar); });
+  REQUIRE(t.Start());
+  REQUIRE(t.WaitForBlocked());
+  CHECK(pager.WaitForPageRead(vmo, 0, 1, 0));
+  REQUIRE(pager.SupplyPages(vmo, 0, 1));
+  REQUIRE(t.Wait());
+}
+
+TEST_CASE("harness: a suspended thread leaves its wait for the page and blocks again on resume") {
+  const bool check_vmar = GENERATE(true, false);
+  UserPager pager;
+  REQUIRE(pager.Init());
+  Vmo* vmo;
+  REQUIRE(pager.CreateVmo(1, &vmo));
+  TestThread t([vmo, check_vmar] { return check_buffer(vmo, 0, 1, check_vmar); });
+  REQUIRE(t.Start());
+  REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
+  REQUIRE(t.WaitForBlocked());
+  t.SuspendSync();
+  REQUIRE(t.WaitForSuspend());
+  t.Resume();
+  REQUIRE(t.WaitForBlocked());
+  REQUIRE(pager.SupplyPages(vmo, 0, 1));
+  REQUIRE(t.Wait());
+}
