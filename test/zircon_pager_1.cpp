@@ -447,7 +447,7 @@ VMO_VMAR_TEST(ReadResizeTest, "[.pending]") {
 }
 
 // A thread suspended while it waits for a page, then resumed, waits again and asks again.
-VMO_VMAR_TEST(SuspendReadTest, "[.pending]") {
+VMO_VMAR_TEST(SuspendReadTest, "") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
@@ -494,7 +494,7 @@ TEST_CASE("DetachPageCompleteTest") {
 // never supplied alike fail afterwards. (Fuchsia also reads through a clone at each step;
 // clones are issue 15, so the first read goes to the VMO itself and the clone's steps are
 // left out.)
-VMO_VMAR_TEST(DecommitOnDetachTest, "[.pending]") {
+VMO_VMAR_TEST(DecommitOnDetachTest, "") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
@@ -838,7 +838,7 @@ TEST_CASE("ResizeCommitTest", "[.pending]") {
 }
 
 // A commit suspended and resumed asks again.
-TEST_CASE("SuspendCommitTest", "[.pending]") {
+TEST_CASE("SuspendCommitTest") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
@@ -847,6 +847,10 @@ TEST_CASE("SuspendCommitTest", "[.pending]") {
   TestThread t([vmo] { return vmo->Commit(0, 1); });
   REQUIRE(t.Start());
   REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
+  // Not in Fuchsia's steps: on Zircon the thread raises the request and waits inside one
+  // system call, so a suspend always finds it waiting. Here it queues the packet and then
+  // waits; a signal in between is over before the wait starts and leaves nothing to redo.
+  REQUIRE(t.WaitForBlocked());
   t.SuspendSync();
   t.Resume();
   REQUIRE(t.WaitForBlocked());
@@ -897,7 +901,7 @@ TEST_CASE("InvalidPagerCreateVmo") {
         ZX_ERR_ACCESS_DENIED);
 }
 
-TEST_CASE("InvalidPagerDetachVmo", "[.pending]") {
+TEST_CASE("InvalidPagerDetachVmo") {
   zx::pager pager;
   REQUIRE(zx::pager::create(0, &pager) == ZX_OK);
   zx::port port;
@@ -1239,7 +1243,7 @@ TEST_CASE("FailOverlappingRangeCommit", "[.pending]") {
   }, /*fail_first=*/false);
 }
 
-TEST_CASE("FailOverlappingRangeRead", "[.pending]") {
+TEST_CASE("FailOverlappingRangeRead") {
   FailOverlappingRange([](Vmo* vmo, uint64_t page, uint64_t count) {
     std::vector<uint8_t> data(count * page_size());
     return vmo->vmo().read(data.data(), page * page_size(), data.size()) == ZX_OK;
@@ -1265,7 +1269,7 @@ TEST_CASE("FailRedundant") {
 }
 
 // A detach fails the waiting commit; a FAIL afterwards is an error.
-TEST_CASE("FailAfterDetach", "[.pending]") {
+TEST_CASE("FailAfterDetach") {
   UserPager pager;
   REQUIRE(pager.Init());
   constexpr uint64_t kNumPages = 11;

@@ -60,9 +60,11 @@ void install_suspend_handler() {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_suspend_signal;
-    // SA_RESTART: a suspension is invisible to the system calls the thread was in, as
-    // Zircon's is.
-    sa.sa_flags = SA_RESTART;
+    // No SA_RESTART: Zircon's suspend interrupts a thread's wait for a page (the wait ends
+    // with an internal retry, and the thread asks anew once resumed). Here the library's
+    // wait in zx_vmo_read/COMMIT sees EINTR the same way; with SA_RESTART the kernel would
+    // restart it unseen.
+    sa.sa_flags = 0;
     sigemptyset(&sa.sa_mask);
     sigaction(suspend_signal(), &sa, nullptr);
   });

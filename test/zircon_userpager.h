@@ -9,7 +9,8 @@
 //     condition-variable wait for zx_vmo_read/COMMIT), not ZX_THREAD_STATE_BLOCKED_PAGER;
 //   - suspending a thread is a real-time signal whose handler waits until resumed: a
 //     thread in a userfaultfd fault leaves the fault to run it and faults again when it
-//     returns, as a suspended Zircon thread retries its fault on resume;
+//     returns, a thread in the library's wait for zx_vmo_read/COMMIT sees EINTR, as a
+//     suspended Zircon thread leaves its wait for a page and asks again on resume;
 //   - ZX_TIME_INFINITE means kTestTimeout, so a bug fails a test instead of hanging it.
 // Pager VMOs are mapped ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, Fuchsia's own flags.
 #pragma once
