@@ -400,10 +400,11 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   }
   if (!known) {
     map_waiters_.push_back(MapWaiter{tid, addr, page, fd});
-  } else if (uint64_t t = ticket_covering(page); t != 0 && !port_->queued(t)) {
+  } else if (uint64_t t = ticket_covering(page); tid != 0 && t != 0 && !port_->queued(t)) {
     // The thread left its fault (a signal handler ran, it was stopped and continued) and
     // came back to a page whose request the pager took already: as on Zircon, it asks
-    // again (a request still queued is asked once).
+    // again (a request still queued is asked once). Only where faults carry the thread
+    // id: without it, every thread faulting at this address looks like this one.
     retire_requests(page, page + 1, false);
   }
   request_missing(page, page + 1);

@@ -70,6 +70,18 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
   return pv->supply(offset, length, aux.get(), aux_offset, legacy);
 }
 
+zx_status_t detach(zx_handle_t pager_handle, zx_handle_t vmo_handle, bool decommit) {
+  std::shared_ptr<zxp::Pager> pager;
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_ATTACH_VMO | ZX_RIGHT_MANAGE_VMO,
+                                        vmo_handle, ZX_RIGHT_WRITE, &pager, &vmo);
+  if (st != ZX_OK) return st;
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
+  pv->detach(true, decommit);
+  return ZX_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -179,15 +191,14 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) noe
 }
 
 zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) noexcept try {
-  std::shared_ptr<zxp::Pager> pager;
-  std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_ATTACH_VMO | ZX_RIGHT_MANAGE_VMO,
-                                        vmo_handle, ZX_RIGHT_WRITE, &pager, &vmo);
-  if (st != ZX_OK) return st;
-  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
-  if (!pv) return ZX_ERR_INVALID_ARGS;
-  pv->detach(true, true);
-  return ZX_OK;
+  return detach(pager_handle, vmo_handle, true);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_pager_detach_vmo_keep_pages(zx_handle_t pager_handle,
+                                            zx_handle_t vmo_handle) noexcept try {
+  return detach(pager_handle, vmo_handle, false);
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -106,6 +106,13 @@ zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out) ZX_NO
 zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
                           uint64_t* evicted_bytes) ZX_NOEXCEPT;
 
+// Detaches `vmo` from `pager` as zx_pager_detach_vmo does (waiters fail, no request is
+// raised any more, ZX_PAGER_VMO_COMPLETE is queued), but keeps the supplied pages, as
+// closing the pager does: for a server that stops serving a VMO whose mappings (here or
+// in other processes) must go on reading what they had. zx_pager_detach_vmo decommits,
+// as on Zircon. Same rights and errors as zx_pager_detach_vmo.
+zx_status_t zxp_pager_detach_vmo_keep_pages(zx_handle_t pager, zx_handle_t vmo) ZX_NOEXCEPT;
+
 // ---- Pager VMOs whose memory lives in another process ----
 //
 // The client process (the one whose memory is paged) calls zxp_remote_map_create, sends

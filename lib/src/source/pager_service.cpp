@@ -390,7 +390,8 @@ class PagerService::Impl {
       }
       v->detached = true;
     }
-    zx_pager_detach_vmo(pager_.get(), v->handle.get());
+    // Its pages stay: mappings (a blob's clients) keep reading what they had.
+    zxp_pager_detach_vmo_keep_pages(pager_.get(), v->handle.get());
     {
       std::unique_lock lock(v->mu);
       // The streams' last windows are counted neither as hits nor as waste: whether the
