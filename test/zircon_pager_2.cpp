@@ -491,12 +491,15 @@ TEST_CASE("ZeroHandlesRace") {
   std::atomic<zx_handle_t> pager_handle = pager;
 
   std::atomic<bool> thread_ok = true;
-  std::thread thread([&pager_handle, &running, &thread_ok] {
+  std::atomic<bool> started = false;
+  std::thread thread([&pager_handle, &running, &thread_ok, &started] {
     zx_handle_t port;
     if (zx_port_create(0, &port) != ZX_OK) {
       thread_ok = false;
+      started = true;
       return;
     }
+    started = true;
     while (running) {
       // The handle may be closed by now; only a success leaves something to close.
       zx_handle_t vmo;
@@ -508,6 +511,9 @@ TEST_CASE("ZeroHandlesRace") {
     zx_handle_close(port);
   });
 
+  // (Not in the original: a pager is a cheap object here, and the loop below could be
+  // over before the other thread has made its first call.)
+  while (!started) sched_yield();
   for (int i = 0; i < 10000; i++) {
     zx_handle_close(pager);
     REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
