@@ -898,3 +898,39 @@ TEST_CASE("Prefetch", "[.pending]") {
   REQUIRE(t.Wait());
   pager.ReleaseVmo(root_vmo);
 }
+
+// --- Beyond Fuchsia's file ---
+
+// Found while porting SuspendInKernelCaptureFaultsTest (left out): a system call that
+// copies from a pager mapping (here zx_vmo_write of a plain VMO, a pwrite inside the
+// library) waits for the page in the kernel. Zircon ends such a call with an error when
+// the page fails. Here the FAIL's signal cannot run while the thread is in the kernel, so
+// the fault is retried at once, over and over (a new request, a thread on the CPU) until
+// the page is supplied. Hidden until the library handles it.
+TEST_CASE("FAIL of a page a system call copies from ends the call", "[.finding]") {
+  UserPager pager;
+  REQUIRE(pager.Init());
+
+  Vmo* vmo;
+  REQUIRE(pager.CreateVmo(1, &vmo));
+  zx::vmo plain;
+  REQUIRE(zx::vmo::create(page_size(), 0, &plain) == ZX_OK);
+
+  std::atomic<zx_status_t> status = ZX_OK;
+  TestThread t([vmo, &plain, &status]() -> bool {
+    status = plain.write(reinterpret_cast<const void*>(vmo->base_addr()), 0, page_size());
+    return status == ZX_OK;
+  });
+  REQUIRE(t.Start());
+  REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
+  REQUIRE(pager.FailPages(vmo, 0, 1, ZX_ERR_IO));
+
+  const bool failed = t.WaitForFailure();
+  if (!failed) {
+    // Let the thread out before the test ends.
+    pager.SupplyPages(vmo, 0, 1);
+    t.Wait();
+  }
+  REQUIRE(failed);
+  REQUIRE(status.load() != ZX_OK);
+}
