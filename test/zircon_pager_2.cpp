@@ -934,3 +934,33 @@ TEST_CASE("FAIL of a page a system call copies from ends the call", "[.finding]"
   REQUIRE(failed);
   REQUIRE(status.load() != ZX_OK);
 }
+
+// The same with a detach: no supply can come any more, so the call only ends when the
+// mapping goes (then with ZX_ERR_INVALID_ARGS, the EFAULT of the copy).
+TEST_CASE("Detach of a VMO a system call copies from ends the call", "[.finding]") {
+  UserPager pager;
+  REQUIRE(pager.Init());
+
+  Vmo* vmo;
+  REQUIRE(pager.CreateVmo(1, &vmo));
+  zx::vmo plain;
+  REQUIRE(zx::vmo::create(page_size(), 0, &plain) == ZX_OK);
+
+  std::atomic<zx_status_t> status = ZX_OK;
+  const uintptr_t src = vmo->base_addr();
+  TestThread t([src, &plain, &status]() -> bool {
+    status = plain.write(reinterpret_cast<const void*>(src), 0, page_size());
+    return status == ZX_OK;
+  });
+  REQUIRE(t.Start());
+  REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
+  REQUIRE(pager.DetachVmo(vmo));
+
+  const bool failed = t.WaitForFailure();
+  if (!failed) {
+    pager.ReleaseVmo(vmo);  // unmapping is what lets it out today
+    t.Wait();
+  }
+  REQUIRE(failed);
+  REQUIRE(status.load() != ZX_OK);
+}
