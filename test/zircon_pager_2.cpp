@@ -6,7 +6,9 @@
 //
 // Tests of behaviour still being built elsewhere are tagged [.pending] and hidden; the
 // steps of each that need a VMO clone, a BTI or a kernel debug command are not here (see
-// docs/conformance-2.md for every test of that half and why).
+// docs/conformance-2.md for every test of that half and why). At the end, two tests not
+// in Fuchsia's file pin what porting SuspendInKernelCaptureFaultsTest showed ([.finding],
+// hidden until the library handles it).
 #include <catch2/catch.hpp>
 
 #include <sched.h>
@@ -42,7 +44,7 @@ bool WaitForData(const void* expected, const volatile void* data, size_t size) {
       if (want[i] != got[i]) return false;
     }
     return true;
-  });
+  }, kTestTimeout);
 }
 
 }  // namespace
