@@ -162,6 +162,31 @@ TEST_CASE("zx_pager_detach_vmo errors") {
   CHECK(read_holds(vmo, 0, 1, 0));
   CHECK(read_holds(foreign, 0, 1, 0));
 
+  // Rights, as Zircon: the VMO handle needs WRITE, the pager ATTACH_VMO and MANAGE_VMO
+  // (InvalidPagerDetachVmo).
+  {
+    zx_handle_t ro = ZX_HANDLE_INVALID;
+    REQUIRE(zx_handle_duplicate(vmo->vmo, ZX_DEFAULT_VMO_RIGHTS & ~ZX_RIGHT_WRITE, &ro) == ZX_OK);
+    CHECK(zx_pager_detach_vmo(p, ro) == ZX_ERR_ACCESS_DENIED);
+    zx_handle_close(ro);
+    // A pager handle has no DUPLICATE right: weaken a fresh pager of its own VMO.
+    for (zx_rights_t missing : {ZX_RIGHT_ATTACH_VMO, ZX_RIGHT_MANAGE_VMO}) {
+      zx_handle_t own = ZX_HANDLE_INVALID, port = ZX_HANDLE_INVALID, v = ZX_HANDLE_INVALID;
+      REQUIRE(zx_pager_create(0, &own) == ZX_OK);
+      REQUIRE(zx_port_create(0, &port) == ZX_OK);
+      REQUIRE(zx_pager_create_vmo(own, 0, port, 0, kPage, &v) == ZX_OK);
+      zx_handle_t weak = ZX_HANDLE_INVALID;
+      REQUIRE(zx_handle_replace(own, ZX_DEFAULT_PAGER_RIGHTS & ~missing, &weak) == ZX_OK);
+      CHECK(zx_pager_detach_vmo(weak, v) == ZX_ERR_ACCESS_DENIED);
+      zx_port_packet_t packet;
+      CHECK(zx_port_wait(port, 0, &packet) == ZX_ERR_TIMED_OUT);  // not detached
+      zx_handle_close(v);
+      zx_handle_close(weak);
+      zx_handle_close(port);
+    }
+    CHECK(pager.no_packet());
+  }
+
   // The real thing, twice: the second is a no-op (ZX_OK, no second COMPLETE).
   CHECK(zx_pager_detach_vmo(p, vmo->vmo) == ZX_OK);
   CHECK(pager.wait_for_complete(vmo));
@@ -261,11 +286,11 @@ TEST_CASE("zx_pager_supply_pages argument errors leave the aux untouched") {
     CHECK(supply(p, v, 0, L, aux, kTopPage) == ZX_ERR_OUT_OF_RANGE);  // aux_offset + length wraps
     CHECK(supply(p, v, 0, kTopPage, aux, L) == ZX_ERR_OUT_OF_RANGE);
   }
-  SECTION("a pager VMO as aux is BAD_STATE") {
-    CHECK(supply(p, v, 0, L, sibling->vmo, 0) == ZX_ERR_BAD_STATE);
-    CHECK(supply(p, v, 0, L, v, 0) == ZX_ERR_BAD_STATE);
-    CHECK(supply(p, v, 0, L, foreign->vmo, 0) == ZX_ERR_BAD_STATE);
-    CHECK(supply(p, v, 2 * kPage, 2 * L, sibling->vmo, 0) == ZX_ERR_BAD_STATE);
+  SECTION("a pager VMO as aux is NOT_SUPPORTED (InvalidPagerSupplyPages)") {
+    CHECK(supply(p, v, 0, L, sibling->vmo, 0) == ZX_ERR_NOT_SUPPORTED);
+    CHECK(supply(p, v, 0, L, v, 0) == ZX_ERR_NOT_SUPPORTED);
+    CHECK(supply(p, v, 0, L, foreign->vmo, 0) == ZX_ERR_NOT_SUPPORTED);
+    CHECK(supply(p, v, 2 * kPage, 2 * L, sibling->vmo, 0) == ZX_ERR_NOT_SUPPORTED);
     // The pager VMO used as aux keeps its pages.
     CHECK(committed(sibling->vmo) == 2 * kPage);
     CHECK(read_holds(sibling, 0, 2, 0));
@@ -298,6 +323,9 @@ TEST_CASE("zx_pager_supply_pages argument errors leave the aux untouched") {
     CHECK(supply(p, v, 0, L, aux, kTopPage + 1) == ZX_ERR_INVALID_ARGS);
     CHECK(supply(p, foreign->vmo, 64 * kPage, L, aux, 0) == ZX_ERR_INVALID_ARGS);
     CHECK(supply(p, foreign->vmo, 0, L, sibling->vmo, 0) == ZX_ERR_INVALID_ARGS);
+    // Ownership before the aux handle is even looked at (InvalidPagerSupplyPages).
+    CHECK(supply(p, foreign->vmo, 0, 0, ZX_HANDLE_INVALID, 0) == ZX_ERR_INVALID_ARGS);
+    CHECK(supply(p, foreign->vmo, 0, L, port, 0) == ZX_ERR_INVALID_ARGS);
     // Ranges before the aux's suitability.
     CHECK(supply(p, v, 64 * kPage, L, sibling->vmo, 0) == ZX_ERR_OUT_OF_RANGE);
     CHECK(supply(p, v, 0, L, sibling->vmo, 64 * kPage) == ZX_ERR_OUT_OF_RANGE);
@@ -455,11 +483,11 @@ TEST_CASE("zx_pager_op_range errors") {
     CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, foreign->vmo, 64 * kPage, kPage, io) ==
           ZX_ERR_INVALID_ARGS);
   }
-  SECTION("FAIL on a detached VMO is a no-op") {
+  SECTION("FAIL on a detached VMO is BAD_STATE (FailAfterDetach)") {
     REQUIRE(pager.detach(vmo) == ZX_OK);
     detached = true;
     REQUIRE(pager.wait_for_complete(vmo));
-    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, 0, kPage, io) == ZX_OK);
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, 0, kPage, io) == ZX_ERR_BAD_STATE);
     // Argument errors still apply to it.
     CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, 0, kPage, 0) == ZX_ERR_INVALID_ARGS);
     CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, 64 * kPage, kPage, io) == ZX_ERR_OUT_OF_RANGE);

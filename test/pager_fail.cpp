@@ -1,7 +1,10 @@
 // ZX_PAGER_OP_FAIL: a waiter through a mapping takes SIGBUS at its address, a waiter in
 // zx_vmo_read gets the code; one FAIL releases every waiter in its range and nobody else;
 // FAIL leaves nothing behind (a later access raises a new request, supply works); FAIL
-// with nobody waiting, or after detach, is a no-op.
+// with nobody waiting is a no-op, after detach BAD_STATE.
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -186,16 +189,17 @@ TEST_CASE("One FAIL releases many waiters on one coalesced request") {
   REQUIRE(tp.no_packet());
 }
 
-TEST_CASE("FAIL of part of a coalesced request fails only the waiters in that part") {
+TEST_CASE("FAIL of part of a coalesced request fails only the waiters on failed pages") {
+  // Zircon's FailOverlapRequest / FailOverlappingRangeRead: the read that raised the
+  // request is not failed by a FAIL of a page it has not reached; it asks for that page
+  // again once its request has ended.
   TestPager tp;
   TestVmo* vmo = tp.create_vmo(8);
   REQUIRE(vmo);
   // One zx_vmo_read over all 8 pages: one request.
   std::atomic<zx_status_t> read_status{1};
-  std::thread reader([&] {
-    std::vector<uint8_t> buf(8 * kPage);
-    read_status = zx_vmo_read(vmo->vmo, buf.data(), 0, buf.size());
-  });
+  std::vector<uint8_t> buf(8 * kPage);
+  std::thread reader([&] { read_status = zx_vmo_read(vmo->vmo, buf.data(), 0, buf.size()); });
   REQUIRE(tp.wait_for_request(vmo, 0, 8));
   Faulter in_part(vmo, 2, Access::kMapping);
   Faulter elsewhere(vmo, 5, Access::kMapping);
@@ -204,12 +208,49 @@ TEST_CASE("FAIL of part of a coalesced request fails only the waiters in that pa
   REQUIRE(tp.no_packet());
   REQUIRE(tp.fail(vmo, 2, 1, ZX_ERR_IO) == ZX_OK);
   require_failed(in_part, Access::kMapping, ZX_ERR_IO);
-  reader.join();  // the read spans the failed page
-  REQUIRE(read_status == ZX_ERR_IO);
   REQUIRE(elsewhere.still_blocked());
-  REQUIRE(tp.supply(vmo, 0, 8) == ZX_OK);
+  // The read copies what arrives and waits for the rest of its request; no new packet
+  // while that request is open.
+  REQUIRE(tp.supply(vmo, 0, 2) == ZX_OK);
+  REQUIRE(tp.no_packet());
+  REQUIRE(read_status == 1);
+  REQUIRE(tp.supply(vmo, 3, 5) == ZX_OK);
   require_supplied(elsewhere);
+  // Its request ended without page 2: it asks for page 2 alone.
+  REQUIRE(tp.wait_for_request(vmo, 2, 1));
+  REQUIRE(read_status == 1);
+  REQUIRE(tp.supply(vmo, 2, 1) == ZX_OK);
+  reader.join();
+  REQUIRE(read_status == ZX_OK);
+  for (uint64_t p = 0; p < 8; ++p) {
+    for (uint64_t i = 0; i < kPage; i += 511) {
+      REQUIRE(buf[p * kPage + i] == pattern(vmo->key, p, i, vmo->gen));
+    }
+  }
   REQUIRE(vmo->check(0, 8));
+  REQUIRE(tp.no_packet());
+}
+
+TEST_CASE("FAIL of the page a read waits on fails the read at once (FailEarlyWake)") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(3);
+  REQUIRE(vmo);
+  std::atomic<zx_status_t> read_status{1};
+  std::vector<uint8_t> buf(3 * kPage);
+  std::atomic<pid_t> tid{0};
+  std::thread reader([&] {
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    read_status = zx_vmo_read(vmo->vmo, buf.data(), 0, buf.size());
+  });
+  REQUIRE(tp.wait_for_request(vmo, 0, 3));
+  REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
+  // Woken early for page 0, it copies it and waits again, now on page 1.
+  REQUIRE(wait_until([&] { return buf[kPage - 1] == pattern(vmo->key, 0, kPage - 1, vmo->gen); }));
+  REQUIRE(wait_until([&] { return tid != 0 && thread_blocked_in_pager(tid, Access::kRead); }));
+  // Page 2 is never resolved: the FAIL of page 1 alone ends the read.
+  REQUIRE(tp.fail(vmo, 1, 1, ZX_ERR_IO) == ZX_OK);
+  reader.join();
+  REQUIRE(read_status == ZX_ERR_IO);
   REQUIRE(tp.no_packet());
 }
 
@@ -269,16 +310,15 @@ TEST_CASE("Redundant FAIL is a no-op") {
   REQUIRE(tp.no_packet());
 }
 
-TEST_CASE("FAIL after detach is a no-op returning ZX_OK") {
+TEST_CASE("FailAfterDetach: FAIL of a detached VMO is BAD_STATE and raises nothing") {
   TestPager tp;
   TestVmo* vmo = tp.create_vmo(2);
   REQUIRE(vmo);
   REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
   REQUIRE(tp.detach(vmo) == ZX_OK);
   REQUIRE(tp.wait_for_complete(vmo));
-  REQUIRE(tp.fail(vmo, 0, 2) == ZX_OK);
+  REQUIRE(tp.fail(vmo, 0, 2) == ZX_ERR_BAD_STATE);
   REQUIRE(tp.no_packet());
-  REQUIRE(vmo->check(0, 1));
 }
 
 TEST_CASE("Supply after FAIL works") {
@@ -345,21 +385,30 @@ TEST_CASE("FAIL of the middle of a queued request leaves the rest requested") {
   }));
   Faulter waiter(vmo, 3, Access::kMapping);  // shares the queued request
   REQUIRE(waiter.wait_blocked());
+  // Page 1 is not where the read waits (page 0): the read goes on.
   REQUIRE(tp.fail(vmo, 1, 1) == ZX_OK);
-  reader.join();
-  REQUIRE(read_status == ZX_ERR_IO);
   REQUIRE(waiter.still_blocked());
+  REQUIRE(read_status == 1);
   REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
   // Page 3 still has a waiter: a request covering it must be on the port.
   zx_port_packet_t pk;
   bool got = tp.get_packet(&pk);
   if (!got) {
     tp.supply(vmo, 3, 1);  // unblock the waiter so the failure is reported, not a hang
+    tp.fail(vmo, 0, 4);
+    reader.join();
     FAIL("no request covering page 3 on the port; its waiter would wait forever");
   }
   REQUIRE(pk.page_request.command == ZX_PAGER_VMO_READ);
   REQUIRE(pk.page_request.offset <= 3 * kPage);
   REQUIRE(pk.page_request.offset + pk.page_request.length >= 4 * kPage);
-  REQUIRE(tp.supply(vmo, 3, 1) == ZX_OK);
+  REQUIRE(tp.supply(vmo, 2, 2) == ZX_OK);
   require_supplied(waiter);
+  // The read's request ended without page 1: it asks for it, and fails when that fails.
+  REQUIRE(tp.wait_for_request(vmo, 1, 1));
+  REQUIRE(read_status == 1);
+  REQUIRE(tp.fail(vmo, 1, 1) == ZX_OK);
+  reader.join();
+  REQUIRE(read_status == ZX_ERR_IO);
+  REQUIRE(tp.no_packet());
 }

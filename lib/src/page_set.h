@@ -55,6 +55,9 @@ class PageSet {
 
   // True if every page of [first, end) is present.
   bool all_present(uint64_t first, uint64_t end) const { return next_missing(first, end) >= end; }
+  // The first page of [p, end) that is missing (present), or end.
+  uint64_t first_missing(uint64_t p, uint64_t end) const { return next_missing(p, end); }
+  uint64_t first_present(uint64_t p, uint64_t end) const { return next_present(p, end); }
 
  private:
   static constexpr uint64_t kChunkPages = 512;

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -225,6 +227,72 @@ void PagerVmo::add_request_piece(uint64_t first, uint64_t end, uint64_t ticket) 
   ++ticket_pieces_[ticket];
 }
 
+uint64_t PagerVmo::request_run(uint64_t first, uint64_t end, uint64_t* run_end) {
+  uint64_t stop = present_.first_present(first, end);
+  auto it = requests_.upper_bound(first);
+  if (it != requests_.end() && it->first < stop) stop = it->first;
+  zx_port_packet_t packet = {};
+  packet.key = key_;
+  packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
+  packet.status = ZX_OK;
+  packet.page_request.command = ZX_PAGER_VMO_READ;
+  packet.page_request.offset = first * kPageSize;
+  packet.page_request.length = (stop - first) * kPageSize;
+  const uint64_t ticket = port_->queue_internal(packet);
+  add_request_piece(first, stop, ticket);
+  stats_->requests.fetch_add(1, std::memory_order_relaxed);
+  *run_end = stop;
+  return ticket;
+}
+
+uint64_t PagerVmo::ticket_covering(uint64_t page) const {
+  auto it = requests_.upper_bound(page);
+  if (it == requests_.begin()) return 0;
+  --it;
+  return it->second.end > page ? it->second.ticket : 0;
+}
+
+void PagerVmo::retire_ticket(uint64_t ticket) {
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (it->second.ticket == ticket) {
+      it = requests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (ticket_pieces_.erase(ticket) > 0) port_->withdraw(ticket);
+}
+
+void PagerVmo::rerequest_orphans() {
+  for (const MapWaiter& w : map_waiters_) {
+    if (!present_.test(w.page) && ticket_covering(w.page) == 0) {
+      request_missing(w.page, w.page + 1);
+    }
+  }
+}
+
+void PagerVmo::signal(LibWaiter* w, zx_status_t status) {
+  if (w->status == ZX_OK) w->status = status;
+  if (w->woken) return;
+  w->woken = true;
+  __atomic_store_n(&w->futex, 1u, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &w->futex, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+void PagerVmo::wake_lib_waiters() {
+  for (LibWaiter* w : lib_waiters_) {
+    if (w->woken) continue;
+    if (present_.test(w->head)) {
+      w->pending = ZX_OK;
+      signal(w);
+    } else if (ticket_pieces_.count(w->ticket) == 0) {
+      // Its request ended without its head: run again (and raise what is still missing),
+      // or fail with what an overlap was told.
+      signal(w, w->pending);
+    }
+  }
+}
+
 void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdrawn) {
   auto it = requests_.upper_bound(first);
   if (it != requests_.begin() && std::prev(it)->second.end > first) --it;
@@ -330,7 +398,14 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
       break;
     }
   }
-  if (!known) map_waiters_.push_back(MapWaiter{tid, addr, page, fd});
+  if (!known) {
+    map_waiters_.push_back(MapWaiter{tid, addr, page, fd});
+  } else if (uint64_t t = ticket_covering(page); t != 0 && !port_->queued(t)) {
+    // The thread left its fault (a signal handler ran, it was stopped and continued) and
+    // came back to a page whose request the pager took already: as on Zircon, it asks
+    // again (a request still queued is asked once).
+    retire_requests(page, page + 1, false);
+  }
   request_missing(page, page + 1);
 }
 
@@ -408,33 +483,65 @@ void PagerVmo::on_remap(uintptr_t from, uintptr_t to) {
   map_waiters_.clear();
 }
 
-zx_status_t PagerVmo::ensure_present(std::unique_lock<std::mutex>& lock, uint64_t first,
-                                     uint64_t end) {
-  LibWaiter w{first, end};
-  bool registered = false;
-  zx_status_t st = ZX_OK;
+zx_status_t PagerVmo::wait_for_head(std::unique_lock<std::mutex>& lock, LibWaiter* w,
+                                    uint64_t end) {
   for (;;) {
-    if (w.status != ZX_OK) {
-      st = w.status;
-      break;
+    if (w->status != ZX_OK) return w->status;
+    if (present_.test(w->head)) return ZX_OK;
+    if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+    if (peer_gone_) return ZX_ERR_PEER_CLOSED;
+    if (uint64_t t = ticket_covering(w->head)) {
+      // Requested already: by itself (still its request) or by another (an overlap).
+      w->primary = w->primary && t == w->ticket;
+      if (t != w->ticket) w->pending = ZX_OK;
+      w->ticket = t;
+    } else if (!(w->primary && ticket_pieces_.count(w->ticket) > 0 && w->head >= w->req_first &&
+                 w->head < w->req_end)) {
+      // Nobody asks for it: ask, for the missing run from here. (A primary whose own
+      // request is still open but lost its head to a FAIL waits for that request to end
+      // and asks again then, as Zircon's does.)
+      uint64_t run_end = 0;
+      w->ticket = request_run(w->head, end, &run_end);
+      w->req_first = w->head;
+      w->req_end = run_end;
+      w->primary = true;
+      w->pending = ZX_OK;
     }
-    if (present_.all_present(first, end)) break;
-    if (detached_ || torn_down_) {
-      st = ZX_ERR_BAD_STATE;
-      break;
+    w->woken = false;
+    __atomic_store_n(&w->futex, 0u, __ATOMIC_RELAXED);
+    lock.unlock();
+    // (BITSET: a waiter reads as one in /proc/<tid>/syscall, distinct from a contended
+    // mutex, as a condition-variable wait does.)
+    long r = syscall(SYS_futex, &w->futex, FUTEX_WAIT_BITSET_PRIVATE, 0, nullptr, nullptr,
+                     FUTEX_BITSET_MATCH_ANY);
+    const int err = r < 0 ? errno : 0;
+    lock.lock();
+    if (!w->woken && err == EINTR && w->primary && !port_->queued(w->ticket)) {
+      // A signal handler ran: the thread left its wait and came back. Zircon cancels the
+      // request of a thread that leaves (suspended, say) and it asks again when it
+      // returns; its packet was taken by the pager already, so a fresh one goes out.
+      retire_ticket(w->ticket);
+      w->ticket = 0;
+      w->primary = false;
+      wake_lib_waiters();
+      rerequest_orphans();
     }
-    if (peer_gone_) {
-      st = ZX_ERR_PEER_CLOSED;
-      break;
-    }
-    request_missing(first, end);
-    if (!registered) {
-      lib_waiters_.push_back(&w);
-      registered = true;
-    }
-    cv_.wait(lock);
   }
-  if (registered) lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
+}
+
+zx_status_t PagerVmo::commit(uint64_t first, uint64_t end) {
+  std::unique_lock lock(mu_);
+  LibWaiter w;
+  lib_waiters_.push_back(&w);
+  zx_status_t st = ZX_OK;
+  for (uint64_t p = first; p < end;) {
+    p = present_.first_missing(p, end);
+    if (p >= end) break;
+    w.head = p;
+    st = wait_for_head(lock, &w, end);
+    if (st != ZX_OK) break;
+  }
+  lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
   return st;
 }
 
@@ -444,22 +551,36 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
   if (len == 0) return ZX_OK;
   const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
   std::unique_lock lock(mu_);
+  // Works through the range as Zircon does: copies what is present, then waits for the
+  // next missing page only (so a read wakes as each supplied run arrives, and never needs
+  // the whole range present at once).
+  LibWaiter w;
+  lib_waiters_.push_back(&w);
+  struct Unregister {
+    std::vector<LibWaiter*>& list;
+    LibWaiter* w;
+    ~Unregister() { list.erase(std::find(list.begin(), list.end(), w)); }
+  } unregister{lib_waiters_, &w};
   size_t done = 0;
   bool synced = false;
   while (done < len) {
-    uint64_t cur = offset + done;
-    zx_status_t st = ensure_present(lock, cur / kPageSize, end_page);
-    if (st != ZX_OK) return st;
+    const uint64_t cur = offset + done;
+    const uint64_t cur_page = cur / kPageSize;
+    if (!present_.test(cur_page)) {
+      w.head = cur_page;
+      zx_status_t st = wait_for_head(lock, &w, end_page);
+      if (st != ZX_OK) return st;
+      continue;
+    }
+    const uint64_t stop_page = present_.first_missing(cur_page, end_page);
+    const size_t chunk = std::min<uint64_t>(len - done, stop_page * kPageSize - cur);
     if (write && wp_ && eviction_used_) {
       // A page being evicted must not be written until it is gone and supplied again.
-      bool evicting = false;
-      evicting_.for_each_present_run(cur / kPageSize, end_page,
-                                     [&](uint64_t, uint64_t) { evicting = true; });
-      if (evicting) {
+      if (evicting_.first_present(cur_page, stop_page) < stop_page) {
         cv_.wait(lock);
         continue;
       }
-      st = unprotect_for_write(lock, cur / kPageSize, end_page);
+      zx_status_t st = unprotect_for_write(lock, cur_page, stop_page);
       if (st != ZX_OK) return st;
     }
     uintptr_t home = home_;
@@ -472,15 +593,15 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
       FaultService::LibraryCopyScope scope;
       auto* user = static_cast<uint8_t*>(buffer) + done;
       auto* mem = reinterpret_cast<uint8_t*>(home + cur);
-      n = write ? copy_to_process(mem, user, len - done, &err)
-                : copy_from_process(user, mem, len - done, &err);
+      n = write ? copy_to_process(mem, user, chunk, &err)
+                : copy_from_process(user, mem, chunk, &err);
     }
     lock.lock();
     done += n;
     if (n > 0) synced = false;
     if (err == 0) continue;
     if (err != EFAULT) return status_from_errno(err);
-    if (torn_down_) return ZX_ERR_BAD_STATE;
+    if (torn_down_ || detached_) return ZX_ERR_BAD_STATE;
     if (home != home_) continue;  // the home moved (unmapped); retry there
     uint64_t page = (offset + done) / kPageSize;
     if (present_.test(page)) {
@@ -558,8 +679,10 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     // fault thread, before it could land), so marking them as evicting now makes any
     // write from here on wait until they are gone.
     clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      evicting_.set(a, b);
-      runs.emplace_back(a, b);
+      always_need_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
+        evicting_.set(x, y);
+        runs.emplace_back(x, y);
+      });
     });
     home = home_;
   }
@@ -599,13 +722,41 @@ zx_status_t PagerVmo::write(const void* buffer, uint64_t offset, size_t len) {
 
 zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
-  if (vmo_op_is_hint(op)) return ZX_OK;
+  // Whole pages: an unaligned range covers every page it touches.
+  const uint64_t first = offset / kPageSize;
+  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
   switch (op) {
-    case ZX_VMO_OP_COMMIT: {
+    case ZX_VMO_OP_COMMIT:
+    case ZX_VMO_OP_PREFETCH:
+      // Zircon commits the range of both: page requests, waiting until supplied.
+      return len == 0 ? ZX_OK : commit(first, end);
+    case ZX_VMO_OP_ALWAYS_NEED: {
+      // Committed, and kept: zxp_vmo_evict leaves these pages alone from now on.
       if (len == 0) return ZX_OK;
-      std::unique_lock lock(mu_);
-      return ensure_present(lock, offset / kPageSize, (offset + len + kPageSize - 1) / kPageSize);
+      {
+        std::lock_guard lock(mu_);
+        always_need_.set(first, end);
+      }
+      return commit(first, end);
     }
+    case ZX_VMO_OP_DONT_NEED: {
+      // The pages go first: where eviction is in use (zxp_vmo_evict, a paged source's
+      // budget), clean ones go now; a later access pages them in again.
+      if (len == 0) return ZX_OK;
+      bool evict_now = false;
+      {
+        std::lock_guard lock(mu_);
+        always_need_.clear(first, end);
+        evict_now = eviction_used_ && !detached_ && !torn_down_;
+      }
+      if (evict_now) evict(first * kPageSize, (end - first) * kPageSize, nullptr);
+      return ZX_OK;
+    }
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return ZX_OK;
     case ZX_VMO_OP_DECOMMIT:  // Zircon: not for pager-backed VMOs (see zxp_vmo_evict)
     case ZX_VMO_OP_ZERO:
     case ZX_VMO_OP_LOCK:
@@ -906,8 +1057,10 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
     // would have cleared them, in the fault thread, before it could land), so marking them
     // as evicting makes any write from here on wait until they are gone.
     clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      evicting_.set(a, b);
-      runs.emplace_back(a, b);
+      always_need_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
+        evicting_.set(x, y);
+        runs.emplace_back(x, y);
+      });
     });
     // The record goes first: a fault after the punch below must raise a request. (A supply
     // in between finds the page still there and keeps it in the record; the next fault
@@ -1231,9 +1384,7 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
     // process would otherwise wait for pages that can never come), and no new request is
     // raised. Its threads are gone too, so there is nobody to signal.
     peer_gone_ = true;
-    for (LibWaiter* w : lib_waiters_) {
-      if (w->status == ZX_OK) w->status = ZX_ERR_PEER_CLOSED;
-    }
+    for (LibWaiter* w : lib_waiters_) signal(w, ZX_ERR_PEER_CLOSED);
     map_waiters_.clear();
     for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
     requests_.clear();
@@ -1262,7 +1413,7 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
       return true;
     });
   }
-  if (!lib_waiters_.empty()) cv_.notify_all();
+  wake_lib_waiters();
   return st;
 }
 
@@ -1270,7 +1421,8 @@ zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
   // Faults already raised but not yet read are waiters too: read them first.
   service_->sync();
   std::lock_guard lock(mu_);
-  if (detached_ || torn_down_ || len == 0) return ZX_OK;
+  if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+  if (len == 0) return ZX_OK;
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   std::erase_if(map_waiters_, [&](const MapWaiter& w) {
     if (w.page < first || w.page >= end || present_.test(w.page)) return false;
@@ -1278,44 +1430,72 @@ zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
     fail_waiter(w.tid, w.addr, w.fd);
     return true;
   });
-  bool woke = false;
+  // As Zircon: a thread whose head page fails fails now if the request is its own (the
+  // whole request ends with it); one waiting on another's request learns it when that
+  // request ends. A thread woken already (by an early supply) runs on and asks again.
+  std::vector<uint64_t> ended;
   for (LibWaiter* w : lib_waiters_) {
-    uint64_t lo = std::max(first, w->first), hi = std::min(end, w->end);
-    if (lo < hi && !present_.all_present(lo, hi) && w->status == ZX_OK) {
-      w->status = error;
-      stats_->failures.fetch_add(1, std::memory_order_relaxed);
-      woke = true;
+    if (w->woken || w->head < first || w->head >= end || present_.test(w->head)) continue;
+    stats_->failures.fetch_add(1, std::memory_order_relaxed);
+    if (w->primary) {
+      signal(w, error);
+      ended.push_back(w->ticket);
+    } else {
+      w->pending = error;
     }
   }
   retire_requests(first, end, false);
-  if (woke) cv_.notify_all();
+  for (uint64_t t : ended) retire_ticket(t);
+  wake_lib_waiters();
+  rerequest_orphans();
   return ZX_OK;
 }
 
-void PagerVmo::detach(bool complete_packet) {
+void PagerVmo::detach(bool complete_packet, bool decommit) {
   service_->sync();
-  std::lock_guard lock(mu_);
-  if (detached_) return;
-  detached_ = true;
-  for (const MapWaiter& w : map_waiters_) {
-    stats_->failures.fetch_add(1, std::memory_order_relaxed);
-    fail_waiter(w.tid, w.addr, w.fd);
+  std::vector<std::pair<uint64_t, uint64_t>> drop;
+  uintptr_t home;
+  {
+    std::lock_guard lock(mu_);
+    if (detached_) return;
+    detached_ = true;
+    for (const MapWaiter& w : map_waiters_) {
+      stats_->failures.fetch_add(1, std::memory_order_relaxed);
+      fail_waiter(w.tid, w.addr, w.fd);
+    }
+    map_waiters_.clear();
+    for (LibWaiter* w : lib_waiters_) signal(w, ZX_ERR_BAD_STATE);
+    for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
+    requests_.clear();
+    ticket_pieces_.clear();
+    if (complete_packet) {
+      zx_port_packet_t packet = {};
+      packet.key = key_;
+      packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
+      packet.page_request.command = ZX_PAGER_VMO_COMPLETE;
+      port_->queue_internal(packet);
+    }
+    if (decommit && !remote_ && !torn_down_) {
+      // Zircon decommits a detached VMO: its pages are gone, a read is BAD_STATE and a
+      // touch through a mapping a fatal fault (every fault on a detached VMO fails).
+      // The record goes first, so no fault from here on finds a page it would keep.
+      present_.for_each_present_run(0, size_ / kPageSize,
+                                    [&](uint64_t a, uint64_t b) { drop.emplace_back(a, b); });
+      present_.clear(0, size_ / kPageSize);
+      clean_.clear(0, size_ / kPageSize);
+      always_need_.clear(0, size_ / kPageSize);
+    }
+    home = home_;
+    cv_.notify_all();
   }
-  map_waiters_.clear();
-  for (LibWaiter* w : lib_waiters_) {
-    if (w->status == ZX_OK) w->status = ZX_ERR_BAD_STATE;
+  // Never with mu_ held: madvise of a registered range waits for its event to be read.
+  for (auto& [a, b] : drop) {
+    if (shared_) {
+      punch(a, b);  // out of the page cache: out of every view in every process
+    } else {
+      madvise(reinterpret_cast<void*>(home + a * kPageSize), (b - a) * kPageSize, MADV_DONTNEED);
+    }
   }
-  for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
-  requests_.clear();
-  ticket_pieces_.clear();
-  if (complete_packet) {
-    zx_port_packet_t packet = {};
-    packet.key = key_;
-    packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
-    packet.page_request.command = ZX_PAGER_VMO_COMPLETE;
-    port_->queue_internal(packet);
-  }
-  cv_.notify_all();
 }
 
 void PagerVmo::on_unreferenced() {
@@ -1334,6 +1514,7 @@ void PagerVmo::teardown() {
     torn_down_ = true;
     home = home_;
     graveyard.swap(graveyard_);
+    for (LibWaiter* w : lib_waiters_) signal(w, ZX_ERR_BAD_STATE);
     cv_.notify_all();
   }
   if (shared_) {

@@ -143,8 +143,9 @@ class PagerVmo final : public Vmo {
   zx_status_t fail(uint64_t offset, uint64_t len, zx_status_t error);
   // zxp_vmo_evict, arguments validated.
   zx_status_t evict(uint64_t offset, uint64_t len, uint64_t* evicted_bytes);
-  // zx_pager_detach_vmo (complete_packet) or pager close (no packet).
-  void detach(bool complete_packet);
+  // zx_pager_detach_vmo (complete_packet, decommit: the supplied pages go too, as on
+  // Zircon) or pager close (neither: what was supplied stays readable).
+  void detach(bool complete_packet, bool decommit = false);
 
   // Fault thread entry points. `fd` is the userfaultfd the message came from.
   void on_fault(uintptr_t addr, pid_t tid, int fd);
@@ -187,21 +188,51 @@ class PagerVmo final : public Vmo {
   // Where a fault at `addr` through `fd` lands: the VMO page, and whether it is a remote
   // view's (set *view). False if no view of this VMO covers it.
   bool locate(int fd, uintptr_t addr, uint64_t* page, View** view);
-  // A thread inside zx_vmo_read/write/commit waiting for pages.
+  // A thread inside zx_vmo_read/write/op_range working through a range, as Zircon's: it
+  // waits for one page at a time (its head), on the request that covers it. The request
+  // is its own (primary: it raised it, for the missing run from the head up to the first
+  // page that is present or requested already) or another's (an overlap). It wakes as
+  // soon as its head is supplied (early wake: it copies what is there and goes on), when
+  // its request ends, or when its head fails; an overlap whose head fails learns it when
+  // the request it waits on ends, as on Zircon.
   struct LibWaiter {
-    uint64_t first, end;
-    zx_status_t status = ZX_OK;
+    uint64_t head = 0;
+    uint64_t ticket = 0;           // the request waited on; 0 before the first wait
+    uint64_t req_first = 0, req_end = 0;  // the range of the request it raised last
+    bool primary = false;
+    bool woken = false;            // signalled since it last went to sleep
+    zx_status_t status = ZX_OK;    // ends the operation once woken
+    zx_status_t pending = ZX_OK;   // overlap: its head failed; delivered when the request ends
+    uint32_t futex = 0;
   };
+  // With mu_ held: wakes `w` (with `status` unless one is set already).
+  void signal(LibWaiter* w, zx_status_t status = ZX_OK);
+  // With mu_ held: wakes the lib waiters whose head is present or whose request ended.
+  void wake_lib_waiters();
+  // Waits until page w->head is present; the status that ends the operation otherwise.
+  zx_status_t wait_for_head(std::unique_lock<std::mutex>& lock, LibWaiter* w, uint64_t end);
+  // With mu_ held: the ticket of the request covering `page`, or 0.
+  uint64_t ticket_covering(uint64_t page) const;
+  // With mu_ held: forgets every piece of request `ticket` (withdrawing its packet if
+  // still queued).
+  void retire_ticket(uint64_t ticket);
+  // With mu_ held: threads faulting through mappings on pages no request covers any more
+  // (their request was cancelled as a whole) get one.
+  void rerequest_orphans();
 
   // With mu_ held: raises requests for the pages of [first, end) that are missing and not
   // yet requested.
   void request_missing(uint64_t first, uint64_t end);
+  // With mu_ held: raises one request for the missing run from `first` up to `end`, the
+  // first present page or the first page requested already; returns its ticket.
+  uint64_t request_run(uint64_t first, uint64_t end, uint64_t* run_end);
   // With mu_ held: forgets requests over [first, end), withdrawing queued packets of those
   // wholly covered.
   void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn);
   void add_request_piece(uint64_t first, uint64_t end, uint64_t ticket);
-  // Waits until [first, end) is present; returns ZX_OK, the FAIL code, or BAD_STATE.
-  zx_status_t ensure_present(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end);
+  // Commits [first, end): waits until every page has been present (ZX_VMO_OP_COMMIT and
+  // the hints that commit); returns ZX_OK, the FAIL code, or BAD_STATE.
+  zx_status_t commit(uint64_t first, uint64_t end);
   // Reads/writes through the home mapping, re-requesting pages that vanished meanwhile.
   zx_status_t access(void* buffer, uint64_t offset, size_t len, bool write);
   // The fill itself, with mu_ held; may drop and retake `lock` to let the fault thread run.
@@ -275,6 +306,7 @@ class PagerVmo final : public Vmo {
   // write faults on those, held back until the eviction is done.
   const bool wp_;
   bool eviction_used_ = false;
+  PageSet always_need_;  // ZX_VMO_OP_ALWAYS_NEED: zxp_vmo_evict leaves these alone
   PageSet clean_;
   PageSet evicting_;
   std::vector<std::pair<int, uintptr_t>> deferred_writes_;  // (userfaultfd, address)

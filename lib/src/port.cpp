@@ -60,6 +60,13 @@ bool Port::withdraw(uint64_t ticket) {
   return true;
 }
 
+bool Port::queued(uint64_t ticket) {
+  MutexLock lock(mu_);
+  auto it = std::lower_bound(queue_.begin(), queue_.end(), ticket,
+                             [](const Entry& e, uint64_t t) { return e.ticket < t; });
+  return it != queue_.end() && it->ticket == ticket && !it->withdrawn;
+}
+
 zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   MutexLock lock(mu_);
   while (live_ == 0) {

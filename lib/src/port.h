@@ -32,6 +32,9 @@ class Port final : public Object {
   // Removes a packet queued by queue_internal if it has not been dequeued yet.
   // Returns true if it was withdrawn.
   bool withdraw(uint64_t ticket);
+  // True while a packet queued by queue_internal waits in the queue (not yet dequeued,
+  // not withdrawn).
+  bool queued(uint64_t ticket);
   // zx_port_wait: the oldest packet, or ZX_ERR_TIMED_OUT once `deadline` (monotonic ns)
   // has passed with none queued.
   zx_status_t wait(zx_time_t deadline, zx_port_packet_t* out);

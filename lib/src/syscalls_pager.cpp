@@ -51,6 +51,9 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
   zx_status_t st = lookup_pager_and_vmo(pager_handle, legacy ? 0 : ZX_RIGHT_MANAGE_VMO,
                                         vmo_handle, legacy ? 0 : ZX_RIGHT_WRITE, &pager, &vmo);
   if (st != ZX_OK) return st;
+  // Zircon checks that the VMO is the pager's before it looks at the aux handle.
+  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
+  if (!pv) return ZX_ERR_INVALID_ARGS;
   st = HandleTable::get().lookup_as(aux_handle,
                                     legacy ? (ZX_RIGHT_READ | ZX_RIGHT_WRITE) : ZX_RIGHT_WRITE,
                                     &aux);
@@ -58,13 +61,12 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
   if (!zxp::page_aligned(offset) || !zxp::page_aligned(length) || !zxp::page_aligned(aux_offset)) {
     return ZX_ERR_INVALID_ARGS;
   }
-  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
-  if (!pv) return ZX_ERR_INVALID_ARGS;
   if (!zxp::range_within(offset, length, pv->size()) ||
       !zxp::range_within(aux_offset, length, aux->size())) {
     return ZX_ERR_OUT_OF_RANGE;
   }
-  if (aux->kind() == zxp::Vmo::Kind::kPager) return ZX_ERR_BAD_STATE;
+  // Zircon cannot take pages out of a pager-backed VMO.
+  if (aux->kind() == zxp::Vmo::Kind::kPager) return ZX_ERR_NOT_SUPPORTED;
   return pv->supply(offset, length, aux.get(), aux_offset, legacy);
 }
 
@@ -179,11 +181,12 @@ zx_status_t zxp_remote_map_create(uint64_t size, uintptr_t* addr, int* uffd) noe
 zx_status_t zx_pager_detach_vmo(zx_handle_t pager_handle, zx_handle_t vmo_handle) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_ATTACH_VMO | ZX_RIGHT_MANAGE_VMO,
+                                        vmo_handle, ZX_RIGHT_WRITE, &pager, &vmo);
   if (st != ZX_OK) return st;
   zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
   if (!pv) return ZX_ERR_INVALID_ARGS;
-  pv->detach(true);
+  pv->detach(true, true);
   return ZX_OK;
 } catch (...) {
   return zxp::status_from_exception();
@@ -215,7 +218,8 @@ zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t
                               uint64_t offset, uint64_t length, uint64_t data) noexcept try {
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, 0, vmo_handle, 0, &pager, &vmo);
+  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle,
+                                        ZX_RIGHT_WRITE, &pager, &vmo);
   if (st != ZX_OK) return st;
   zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
   if (!pv) return ZX_ERR_INVALID_ARGS;
