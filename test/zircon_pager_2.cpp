@@ -54,7 +54,7 @@ bool WaitForData(const void* expected, const volatile void* data, size_t size) {
 // A FAIL of one page inside another thread's outstanding range reaches only the thread
 // waiting on that page; the range's owner is woken early by a supply and asks again for
 // what it still lacks.
-TEST_CASE("FailOverlapRequest", "[.pending]") {
+TEST_CASE("FailOverlapRequest") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -203,7 +203,7 @@ TEST_CASE("FailErrorCode") {
 
 // ALWAYS_NEED commits the range: the pages are requested and the call returns once they
 // are supplied.
-TEST_CASE("EvictionHintAlwaysNeed", "[.pending]") {
+TEST_CASE("EvictionHintAlwaysNeed") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -655,7 +655,7 @@ TEST_CASE("PresentPageSplitsRange") {
 
 // --- Early wake: zx_vmo_read copies each supplied run as it arrives ---
 
-TEST_CASE("EarlyWakeOnSupply", "[.pending]") {
+TEST_CASE("EarlyWakeOnSupply") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -693,7 +693,7 @@ TEST_CASE("EarlyWakeOnSupply", "[.pending]") {
   REQUIRE(expected == data);
 }
 
-TEST_CASE("EarlyWakeNonLinearSupply", "[.pending]") {
+TEST_CASE("EarlyWakeNonLinearSupply") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -739,7 +739,7 @@ TEST_CASE("EarlyWakeNonLinearSupply", "[.pending]") {
   REQUIRE(expected == data);
 }
 
-TEST_CASE("EarlyWakeOverlappingRequests", "[.pending]") {
+TEST_CASE("EarlyWakeOverlappingRequests") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -885,7 +885,7 @@ TEST_CASE("EarlyWakeWithResize", "[.pending]") {
 
 // ZX_VMO_OP_PREFETCH on the pager VMO itself requests the page. (The original goes on
 // with a prefetch through a slice and through a clone: VMO children, not in scope.)
-TEST_CASE("Prefetch", "[.pending]") {
+TEST_CASE("Prefetch") {
   UserPager pager;
   REQUIRE(pager.Init());
 
