@@ -1,5 +1,5 @@
 /* The C ABI stands alone: a C11 program that includes every public C header and uses
- * handles, VMOs, ports and the root VMAR, linked against the shared library only. */
+ * handles, VMOs, ports and VMARs, linked against the shared library only. */
 #include <stdio.h>
 #include <string.h>
 
@@ -106,12 +106,39 @@ static void ports(void) {
   EXPECT_STATUS(zx_handle_close(replaced), ZX_OK);
 }
 
+static void nested_vmars(void) {
+  zx_handle_t sub = ZX_HANDLE_INVALID;
+  zx_vaddr_t base = 0;
+  EXPECT_STATUS(zx_vmar_allocate(zx_vmar_root_self(),
+                                 ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_SPECIFIC,
+                                 0, 4 * 4096, &sub, &base),
+                ZX_OK);
+  zx_info_vmar_t info;
+  EXPECT_STATUS(zx_object_get_info(sub, ZX_INFO_VMAR, &info, sizeof(info), NULL, NULL), ZX_OK);
+  EXPECT(info.base == base && info.len == 4 * 4096);
+  zx_handle_t vmo = ZX_HANDLE_INVALID;
+  EXPECT_STATUS(zx_vmo_create(4096, 0, &vmo), ZX_OK);
+  zx_vaddr_t addr = 0;
+  EXPECT_STATUS(zx_vmar_map(sub, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | ZX_VM_SPECIFIC, 2 * 4096,
+                            vmo, 0, 4096, &addr),
+                ZX_OK);
+  EXPECT(addr == base + 2 * 4096);
+  EXPECT_STATUS(zx_vmar_op_range(sub, ZX_VMAR_OP_COMMIT, addr, 4096, NULL, 0), ZX_OK);
+  EXPECT_STATUS(zx_vmar_op_range(sub, ZX_VMAR_OP_COMMIT, base, 4096, NULL, 0), ZX_ERR_BAD_STATE);
+  EXPECT_STATUS(zx_vmar_destroy(sub), ZX_OK);
+  EXPECT_STATUS(zx_vmar_map(sub, ZX_VM_PERM_READ, 0, vmo, 0, 4096, &addr), ZX_ERR_BAD_STATE);
+  EXPECT_STATUS(zx_vmar_destroy(zx_vmar_root_self()), ZX_ERR_NOT_SUPPORTED);
+  EXPECT_STATUS(zx_handle_close(vmo), ZX_OK);
+  EXPECT_STATUS(zx_handle_close(sub), ZX_OK);
+}
+
 int main(void) {
   EXPECT(zx_system_get_page_size() == 4096);
   EXPECT(strcmp(zx_status_get_string(ZX_ERR_BAD_HANDLE), "ZX_ERR_BAD_HANDLE") == 0);
   vmos(0);
   vmos(ZXP_VMO_ANONYMOUS);
   ports();
+  nested_vmars();
   EXPECT_STATUS(zx_handle_close(ZX_HANDLE_INVALID), ZX_OK);
   if (failures) {
     fprintf(stderr, "c_abi: %d failure(s)\n", failures);

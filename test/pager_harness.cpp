@@ -138,12 +138,9 @@ bool TestPager::wait_for_complete(TestVmo* vmo, zx_duration_t timeout) {
          p.page_request.length == 0;
 }
 
-namespace {
-
-// Makes the library read every fault already raised in this process (one userfaultfd
-// serves every pager): ZX_PAGER_OP_FAIL reads the pending faults before it fails anything
-// (they are waiters too). Done on a pager and VMO of its own, which nobody waits on, so
-// that no test's pager, port or statistics see it.
+// ZX_PAGER_OP_FAIL reads the pending faults before it fails anything (they are waiters
+// too). Done on a pager and VMO of its own, which nobody waits on, so that no test's
+// pager, port or statistics see it.
 bool sync_faults() {
   static std::mutex mu;
   static zx_handle_t pager = ZX_HANDLE_INVALID, port = ZX_HANDLE_INVALID,
@@ -157,8 +154,6 @@ bool sync_faults() {
   return zx_pager_op_range(pager, ZX_PAGER_OP_FAIL, vmo, 0, kPage,
                            static_cast<uint64_t>(static_cast<int64_t>(ZX_ERR_IO))) == ZX_OK;
 }
-
-}  // namespace
 
 bool TestPager::no_packet(zx_duration_t timeout) {
   // A request any fault raised so far makes is queued once they are read: ahead of the

@@ -127,6 +127,11 @@ class Faulter {
   bool data_ok_ = false;
 };
 
+// Makes the library read every fault already raised in this process (one userfaultfd
+// serves every pager), so the requests they cause are queued on their ports before this
+// returns. False if it could not.
+bool sync_faults();
+
 // True if thread `tid` of this process is asleep waiting for a page: parked in a page
 // fault (outside any system call) for kMapping, in the library's condition-variable wait
 // (futex FUTEX_WAIT_BITSET) for kRead. Reads /proc/self/task/<tid>/syscall. Where a test

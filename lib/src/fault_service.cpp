@@ -162,6 +162,21 @@ bool FaultService::fail_thread(pid_t tid, uintptr_t addr) {
   return syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, si.si_signo, &si) == 0;
 }
 
+bool FaultService::in_system_call(pid_t tid) {
+  // "nr arg1 ..." inside a system call, "-1 sp pc" outside any (a fault in user mode),
+  // "running" when not blocked. Only a fault that sleeps is asked about.
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return buf[0] >= '0' && buf[0] <= '9';
+}
+
 FaultService::LibraryCopyScope::LibraryCopyScope() {
   if (t_library_copy_depth++ == 0) t_library_copy_failed = false;
 }

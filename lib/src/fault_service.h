@@ -105,6 +105,11 @@ class FaultService {
   // still missing, so a thread id reused meanwhile (or a fault already resolved) is left
   // alone.
   static bool fail_thread(pid_t tid, uintptr_t addr);
+  // True if thread `tid` of this process sleeps inside a system call: a fault it waits on
+  // is a kernel copy from user memory (a read(2) into a pager mapping, the library's own
+  // process_vm_readv), which no signal can interrupt: the kernel retries that fault until
+  // the page is there.
+  static bool in_system_call(pid_t tid);
   // The real-time signal used to deliver that SIGBUS on the target thread.
   static int fail_signal();
 

@@ -294,7 +294,7 @@ void PagerVmo::signal(LibWaiter* w, zx_status_t status) {
 void PagerVmo::wake_lib_waiters() {
   for (LibWaiter* w : lib_waiters_) {
     if (w->woken) continue;
-    if (present_.test(w->head)) {
+    if (w->early && present_.test(w->head)) {
       w->pending = ZX_OK;
       signal(w);
     } else if (ticket_pieces_.count(w->ticket) == 0) {
@@ -448,10 +448,14 @@ void PagerVmo::copy_into_remote(int fd, uintptr_t addr, uint64_t page) {
 }
 
 void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd) {
-  if (fd == service_->fd() && service_->has(UFFD_FEATURE_THREAD_ID)) {
+  if (fd == service_->fd() && service_->has(UFFD_FEATURE_THREAD_ID) &&
+      !(service_->has(UFFD_FEATURE_POISON) && FaultService::in_system_call(tid))) {
     FaultService::fail_thread(tid, addr);
     return;
   }
+  // A fault inside a system call (a kernel copy) cannot take the signal: the kernel would
+  // retry it for ever, asking again each time. A poison marker makes the copy fail with
+  // EFAULT, as Zircon fails the call.
   if (shared_) {
     // A view other than the home: remember the marker, which a later supply must replace
     // (the supply itself only writes the home).
@@ -571,6 +575,7 @@ zx_status_t PagerVmo::wait_for_head(std::unique_lock<std::mutex>& lock, LibWaite
 zx_status_t PagerVmo::commit(uint64_t first, uint64_t end) {
   std::unique_lock lock(mu_);
   LibWaiter w;
+  w.early = false;
   lib_waiters_.push_back(&w);
   zx_status_t st = ZX_OK;
   for (uint64_t p = first; p < end;) {

@@ -214,6 +214,9 @@ class PagerVmo final : public Vmo {
     uint64_t ticket = 0;           // the request waited on; 0 before the first wait
     uint64_t req_first = 0, req_end = 0;  // the range of the request it raised last
     bool primary = false;
+    // zx_vmo_read/write wake early, as each supplied run arrives; a commit (and the
+    // hints that commit) waits for its whole request to end, as on Zircon.
+    bool early = true;
     bool woken = false;            // signalled since it last went to sleep
     zx_status_t status = ZX_OK;    // ends the operation once woken
     zx_status_t pending = ZX_OK;   // overlap: its head failed; delivered when the request ends

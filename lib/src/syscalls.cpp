@@ -1,4 +1,4 @@
-// The C ABI for handles, ports, VMOs and the root VMAR: validates arguments in Zircon's
+// The C ABI for handles, ports, VMOs and VMARs: validates arguments in Zircon's
 // order, converts, and calls into the objects.
 #include <string.h>
 #include <time.h>
@@ -143,7 +143,8 @@ zx_status_t zx_object_get_info(zx_handle_t handle, uint32_t topic, void* buffer,
         return ZX_ERR_BUFFER_TOO_SMALL;
       }
       if (!buffer) return ZX_ERR_INVALID_ARGS;
-      zx_info_vmar_t info = {zxp::Vmar::kBase, zxp::Vmar::kEnd - zxp::Vmar::kBase};
+      auto* vmar = static_cast<zxp::Vmar*>(e.object.get());
+      zx_info_vmar_t info = {vmar->base(), vmar->len()};
       memcpy(buffer, &info, sizeof(info));
       finish(1);
       return ZX_OK;
@@ -300,7 +301,7 @@ zx_status_t zx_vmo_op_range(zx_handle_t handle, uint32_t op, uint64_t offset, ui
   return zxp::status_from_exception();
 }
 
-// ---- the root VMAR ----
+// ---- VMARs ----
 
 zx_handle_t zx_vmar_root_self(void) noexcept try {
   static std::mutex mu;
@@ -308,8 +309,7 @@ zx_handle_t zx_vmar_root_self(void) noexcept try {
   std::lock_guard lock(mu);
   HandleTable::Entry e;
   if (root == ZX_HANDLE_INVALID || HandleTable::get().lookup(root, &e) != ZX_OK) {
-    static auto vmar = std::make_shared<zxp::Vmar>();
-    if (HandleTable::get().add(vmar,
+    if (HandleTable::get().add(zxp::AddressSpace::get().root(),
                                ZX_DEFAULT_VMAR_RIGHTS | ZX_RIGHT_READ | ZX_RIGHT_WRITE |
                                    ZX_RIGHT_EXECUTE,
                                &root) != ZX_OK) {
@@ -319,6 +319,49 @@ zx_handle_t zx_vmar_root_self(void) noexcept try {
   return root;
 } catch (...) {
   return ZX_HANDLE_INVALID;  // out of memory for the handle: there is no root to name
+}
+
+zx_status_t zx_vmar_allocate(zx_handle_t parent_vmar, zx_vm_option_t options, size_t offset,
+                             size_t size, zx_handle_t* child_vmar,
+                             zx_vaddr_t* child_addr) noexcept try {
+  // The rights the child may map with must be the parent handle's (Zircon's first check).
+  zx_rights_t needed = 0;
+  if (options & ZX_VM_CAN_MAP_READ) needed |= ZX_RIGHT_READ;
+  if (options & ZX_VM_CAN_MAP_WRITE) needed |= ZX_RIGHT_WRITE;
+  if (options & ZX_VM_CAN_MAP_EXECUTE) needed |= ZX_RIGHT_EXECUTE;
+  std::shared_ptr<zxp::Vmar> parent;
+  zx_status_t st = HandleTable::get().lookup_as(parent_vmar, needed, &parent);
+  if (st != ZX_OK) return st;
+  if (!child_vmar || !child_addr) return ZX_ERR_INVALID_ARGS;
+  std::shared_ptr<zxp::Vmar> child;
+  st = zxp::AddressSpace::get().allocate(*parent, options, offset, size, &child);
+  if (st != ZX_OK) return st;
+  // Rights follow what the child can map, as Zircon's.
+  zx_rights_t rights = ZX_DEFAULT_VMAR_RIGHTS;
+  if (child->flags() & ZX_VM_CAN_MAP_READ) rights |= ZX_RIGHT_READ;
+  if (child->flags() & ZX_VM_CAN_MAP_WRITE) rights |= ZX_RIGHT_WRITE;
+  if (child->flags() & ZX_VM_CAN_MAP_EXECUTE) rights |= ZX_RIGHT_EXECUTE;
+  zx_handle_t h;
+  st = HandleTable::get().add(child, rights, &h);
+  if (st != ZX_OK) {
+    zxp::AddressSpace::get().destroy(*child);  // no handle names it: undo
+    return st;
+  }
+  *child_vmar = h;
+  *child_addr = child->base();
+  return ZX_OK;
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zx_vmar_destroy(zx_handle_t handle) noexcept try {
+  std::shared_ptr<zxp::Vmar> vmar;
+  zx_status_t st = HandleTable::get().lookup_as(handle, ZX_RIGHT_OP_CHILDREN, &vmar);
+  if (st != ZX_OK) return st;
+  if (vmar->is_root()) return ZX_ERR_NOT_SUPPORTED;
+  return zxp::AddressSpace::get().destroy(*vmar);
+} catch (...) {
+  return zxp::status_from_exception();
 }
 
 zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vmar_offset,
@@ -334,19 +377,32 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
   st = HandleTable::get().lookup_as(vmo_handle, 0, &vmo, &vmo_rights);
   if (st != ZX_OK) return st;
   if (!mapped_addr) return ZX_ERR_INVALID_ARGS;
-  if (options & ~kVmarMapOptions) return ZX_ERR_INVALID_ARGS;
+  const zx_vm_option_t allowed =
+      kVmarMapOptions | (vmar->is_root() ? 0 : ZX_VM_OFFSET_IS_UPPER_LIMIT);
+  if (options & ~allowed) return ZX_ERR_INVALID_ARGS;
+  if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
+    return ZX_ERR_INVALID_ARGS;  // Zircon's rule
+  }
   zx_rights_t perm = vm_perm_rights(options);
   if (!(vmo_rights & ZX_RIGHT_MAP)) return ZX_ERR_ACCESS_DENIED;
+  // Execute-only mappings are not something Linux promises (x86 has none): as Zircon on
+  // such a machine, the mapping is readable.
+  if (options & ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED) options |= ZX_VM_PERM_READ;
+  // Zircon has no way to express a writable or executable mapping that is not readable.
+  if (!(options & ZX_VM_PERM_READ) && (options & (ZX_VM_PERM_WRITE | ZX_VM_PERM_EXECUTE))) {
+    return ZX_ERR_INVALID_ARGS;
+  }
   if ((vmo_rights & perm) != perm || (vmar_rights & perm) != perm) return ZX_ERR_ACCESS_DENIED;
   if (len == 0 || !zxp::page_aligned(vmo_offset)) return ZX_ERR_INVALID_ARGS;
   bool specific = options & (ZX_VM_SPECIFIC | ZX_VM_SPECIFIC_OVERWRITE);
-  if (!specific && vmar_offset != 0) return ZX_ERR_INVALID_ARGS;
-  if (specific && !zxp::page_aligned(vmar_offset)) return ZX_ERR_INVALID_ARGS;
+  bool upper = options & ZX_VM_OFFSET_IS_UPPER_LIMIT;
+  if (!specific && !upper && vmar_offset != 0) return ZX_ERR_INVALID_ARGS;
+  if ((specific || upper) && !zxp::page_aligned(vmar_offset)) return ZX_ERR_INVALID_ARGS;
   uint64_t rounded;
   if (!zxp::round_up_page(len, &rounded)) return ZX_ERR_OUT_OF_RANGE;
   if (vmo_offset > UINT64_MAX - rounded) return ZX_ERR_OUT_OF_RANGE;
   uintptr_t fixed = 0;
-  if (specific) {
+  if (specific && vmar->is_root()) {
     if (vmar_offset > zxp::Vmar::kEnd - zxp::Vmar::kBase ||
         rounded > zxp::Vmar::kEnd - zxp::Vmar::kBase - vmar_offset) {
       return ZX_ERR_OUT_OF_RANGE;
@@ -362,8 +418,16 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
       !zxp::range_within(vmo_offset, rounded, vmo->size())) {
     return ZX_ERR_OUT_OF_RANGE;
   }
+  // What the mapping could ever be used for: zx_vmar_op_range checks it.
+  const zx_rights_t can =
+      vmo_rights & vmar_rights & (ZX_RIGHT_READ | ZX_RIGHT_WRITE | ZX_RIGHT_EXECUTE);
   uintptr_t addr;
-  st = zxp::AddressSpace::get().map(vmo, options, fixed, vmo_offset, rounded, &addr);
+  if (vmar->is_root()) {
+    st = zxp::AddressSpace::get().map(vmo, options, fixed, vmo_offset, rounded, can, &addr);
+  } else {
+    st = zxp::AddressSpace::get().map_into(*vmar, vmo, options, vmar_offset, vmo_offset, rounded,
+                                           can, &addr);
+  }
   if (st != ZX_OK) return st;
   *mapped_addr = addr;
   return ZX_OK;
@@ -373,14 +437,53 @@ zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vma
 
 zx_status_t zx_vmar_unmap(zx_handle_t handle, zx_vaddr_t addr, uint64_t len) noexcept try {
   std::shared_ptr<zxp::Vmar> vmar;
-  zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar);
+  zx_rights_t rights = 0;
+  zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar, &rights);
   if (st != ZX_OK) return st;
   if (!zxp::page_aligned(addr) || len == 0) return ZX_ERR_INVALID_ARGS;
   uint64_t rounded;
   if (!zxp::round_up_page(len, &rounded) || addr > UINTPTR_MAX - rounded) {
     return ZX_ERR_INVALID_ARGS;
   }
-  return zxp::AddressSpace::get().unmap(addr, rounded);
+  return zxp::AddressSpace::get().unmap(*vmar, addr, rounded, rights & ZX_RIGHT_OP_CHILDREN);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zx_vmar_op_range(zx_handle_t handle, uint32_t op, zx_vaddr_t address, size_t size,
+                             void* buffer, size_t buffer_size) noexcept try {
+  std::shared_ptr<zxp::Vmar> vmar;
+  zx_rights_t rights = 0;
+  zx_status_t st = HandleTable::get().lookup_as(handle, 0, &vmar, &rights);
+  if (st != ZX_OK) return st;
+  // Zircon's order: the op, the handle's rights for it, the buffer, the range.
+  zx_rights_t needed;
+  switch (op) {
+    case ZX_VMAR_OP_COMMIT:
+    case ZX_VMAR_OP_DECOMMIT:
+    case ZX_VMAR_OP_ZERO:
+      needed = ZX_RIGHT_WRITE;
+      break;
+    case ZX_VMAR_OP_PREFETCH:
+    case ZX_VMAR_OP_MAP_RANGE:
+      needed = ZX_RIGHT_READ;
+      break;
+    case ZX_VMAR_OP_DONT_NEED:
+    case ZX_VMAR_OP_ALWAYS_NEED:
+      needed = 0;  // hints
+      break;
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+  if ((rights & needed) != needed) return ZX_ERR_ACCESS_DENIED;
+  if (buffer || buffer_size) return ZX_ERR_INVALID_ARGS;
+  uint64_t rounded;
+  if (!zxp::round_up_page(size, &rounded) || rounded == 0 || !zxp::page_aligned(address)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
+  if (!vmar->contains(address, rounded)) return ZX_ERR_OUT_OF_RANGE;
+  return zxp::AddressSpace::get().op_range(*vmar, op, address, rounded,
+                                           rights & ZX_RIGHT_OP_CHILDREN);
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -243,7 +243,11 @@ zx_status_t MemfdVmo::decommit(uint64_t offset, uint64_t len) {
   return ZX_OK;
 }
 
+// Zircon ignores eviction hints on VMOs no pager backs, before it looks at the range.
+static bool ignored_hint(uint32_t op) { return op == ZX_VMO_OP_DONT_NEED || op == ZX_VMO_OP_ALWAYS_NEED; }
+
 zx_status_t MemfdVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (ignored_hint(op)) return ZX_OK;
   std::shared_lock lock(resize_mu_);
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   // Zircon widens the range to whole pages.
@@ -462,6 +466,7 @@ zx_status_t AnonVmo::decommit(uint64_t offset, uint64_t len) {
 }
 
 zx_status_t AnonVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (ignored_hint(op)) return ZX_OK;
   if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
   // Against read(): a page it found present must not be dropped before it is copied (the
   // copy would fault a fresh page in, committing it).

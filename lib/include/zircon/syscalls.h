@@ -46,12 +46,18 @@ zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) ZX_NOEXCEPT;
 zx_status_t zx_vmo_op_range(zx_handle_t handle, uint32_t op, uint64_t offset, uint64_t size,
                             void* buffer, size_t buffer_size) ZX_NOEXCEPT;
 
-// Address space (the root VMAR only; nested VMARs are not supported).
+// Address space: the root VMAR and nested ones.
 zx_handle_t zx_vmar_root_self(void) ZX_NOEXCEPT;
+zx_status_t zx_vmar_allocate(zx_handle_t parent_vmar, zx_vm_option_t options, size_t offset,
+                             size_t size, zx_handle_t* child_vmar,
+                             zx_vaddr_t* child_addr) ZX_NOEXCEPT;
+zx_status_t zx_vmar_destroy(zx_handle_t handle) ZX_NOEXCEPT;
 zx_status_t zx_vmar_map(zx_handle_t handle, zx_vm_option_t options, uint64_t vmar_offset,
                         zx_handle_t vmo, uint64_t vmo_offset, uint64_t len,
                         zx_vaddr_t* mapped_addr) ZX_NOEXCEPT;
 zx_status_t zx_vmar_unmap(zx_handle_t handle, zx_vaddr_t addr, uint64_t len) ZX_NOEXCEPT;
+zx_status_t zx_vmar_op_range(zx_handle_t handle, uint32_t op, zx_vaddr_t address, size_t size,
+                             void* buffer, size_t buffer_size) ZX_NOEXCEPT;
 
 // Pagers.
 zx_status_t zx_pager_create(uint32_t options, zx_handle_t* out) ZX_NOEXCEPT;

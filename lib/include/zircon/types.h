@@ -119,6 +119,15 @@ typedef uint32_t zx_clock_t;
 #define ZX_VMO_OP_ALWAYS_NEED 13u
 #define ZX_VMO_OP_PREFETCH 14u
 
+// zx_vmar_op_range operations (the shared ones keep the ZX_VMO_OP_* values).
+#define ZX_VMAR_OP_COMMIT 1u
+#define ZX_VMAR_OP_DECOMMIT 2u
+#define ZX_VMAR_OP_MAP_RANGE 3u
+#define ZX_VMAR_OP_ZERO 10u
+#define ZX_VMAR_OP_DONT_NEED 12u
+#define ZX_VMAR_OP_ALWAYS_NEED 13u
+#define ZX_VMAR_OP_PREFETCH 14u
+
 // zx_pager_vmo_op (legacy) operations.
 #define ZX_PAGER_SUPPLY_PAGES 1u
 

@@ -1,4 +1,4 @@
-// zx::vmar, as in Fuchsia's lib/zx. Only the root VMAR exists in zxpager.
+// zx::vmar, as in Fuchsia's lib/zx. Closing a vmar does not destroy it (destroy() does).
 #ifndef LIB_ZX_VMAR_H_
 #define LIB_ZX_VMAR_H_
 
@@ -29,6 +29,21 @@ class vmar final : public object<vmar> {
   }
   zx_status_t unmap(uintptr_t address, size_t len) const {
     return zx_vmar_unmap(get(), address, len);
+  }
+  zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t size, void* buffer,
+                       size_t buffer_size) const {
+    return zx_vmar_op_range(get(), op, offset, size, buffer, buffer_size);
+  }
+  zx_status_t destroy() const { return zx_vmar_destroy(get()); }
+  // `child` may be this very object (Fuchsia allows that aliasing): it is replaced only
+  // once the call returned.
+  zx_status_t allocate(uint32_t options, size_t offset, size_t size, vmar* child,
+                       uintptr_t* child_addr) const {
+    vmar h;
+    zx_status_t status =
+        zx_vmar_allocate(get(), options, offset, size, h.reset_and_get_address(), child_addr);
+    child->reset(h.release());
+    return status;
   }
 
   zx_status_t duplicate(zx_rights_t rights, vmar* result) const {
