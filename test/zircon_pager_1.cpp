@@ -429,7 +429,7 @@ TEST_CASE("VmarMapRangeTest") {
 }
 
 // A read waiting on a page that a shrink removes ends (a fault past the end: SIGBUS).
-VMO_VMAR_TEST(ReadResizeTest, "[.pending]") {
+VMO_VMAR_TEST(ReadResizeTest, "") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
@@ -818,7 +818,7 @@ TEST_CASE("CommitRedundantSupplyTest") {
 
 // A shrink under a commit: the pages cut off no longer count, the commit waits for the
 // one left.
-TEST_CASE("ResizeCommitTest", "[.pending]") {
+TEST_CASE("ResizeCommitTest", "") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;

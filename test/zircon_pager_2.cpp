@@ -271,7 +271,7 @@ TEST_CASE("EvictionHintsOpRange", "[.pending]") {
 }
 
 // ALWAYS_NEED on a resizable VMO that shrinks under it ends when the range is gone.
-TEST_CASE("EvictionHintsWithResize", "[.pending]") {
+TEST_CASE("EvictionHintsWithResize", "") {
   UserPager pager;
   REQUIRE(pager.Init());
 
@@ -849,7 +849,7 @@ TEST_CASE("EarlyWakeOverlappingRequests") {
 }
 
 // A read woken early after its VMO shrank below the range fails.
-TEST_CASE("EarlyWakeWithResize", "[.pending]") {
+TEST_CASE("EarlyWakeWithResize", "") {
   UserPager pager;
   REQUIRE(pager.Init());
 
