@@ -1,7 +1,7 @@
 // Fuchsia's core pager tests (zircon/system/utest/core/pager/pager.cc), first half,
 // ported onto zxpager: the same test names and steps in pager.cc's order, the plumbing in
 // zircon_userpager.h. Where a step cannot be the same on Linux, or Zircon and zxpager
-// differ, the test says so; docs/conformance-1.md has one row per Fuchsia test.
+// differ, the test says so; the README's conformance table has a row per Fuchsia test.
 // Tests tagged [.pending] need resizable pager VMOs; they are written as Zircon behaves.
 #include <string.h>
 #include <sys/mman.h>

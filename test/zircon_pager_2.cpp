@@ -6,7 +6,7 @@
 //
 // Tests of behaviour still being built (resizable pager VMOs) are tagged [.pending] and
 // hidden; the steps of each that need a VMO clone, a BTI or a kernel debug command are not
-// here (see docs/conformance-2.md for every test of that half and why). At the end, two
+// here (see the README's conformance table for every test and why). At the end, two
 // tests not in Fuchsia's file pin what porting SuspendInKernelCaptureFaultsTest showed: a
 // system call copying from a failed or detached page ends (it spun for ever before).
 #include <catch2/catch.hpp>
