@@ -21,7 +21,9 @@ per_kernel_timeout=${TEST_KERNELS_TIMEOUT:-3600}
 tests=(${TEST_KERNELS_TESTS:-kernel_paths vmo vmar pager_basic pager_supply pager_errors
        pager_fail pager_lifecycle pager_process pager_evict paged_source file_pager
        pager_remote paged_source_remote blobfsd_serve blobfsd_robust
-       pager_shared pager_shared_remote blobfsd_shared blobfsd_hostile})
+       pager_shared pager_shared_remote blobfsd_shared blobfsd_hostile
+       pager_conformance zircon_pager_1 zircon_pager_2 vmar_nested
+       pager_resize pager_vmo_stats})
 # Seconds each test may take under TCG (tens of times slower than the host).
 per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
 
