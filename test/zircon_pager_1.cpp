@@ -2,7 +2,6 @@
 // ported onto zxpager: the same test names and steps in pager.cc's order, the plumbing in
 // zircon_userpager.h. Where a step cannot be the same on Linux, or Zircon and zxpager
 // differ, the test says so; the README's conformance table has a row per Fuchsia test.
-// Tests tagged [.pending] need resizable pager VMOs; they are written as Zircon behaves.
 #include <string.h>
 #include <sys/mman.h>
 

@@ -4,8 +4,7 @@
 // of infinite waits, SIGBUS for a fatal page fault). Pager VMOs are mapped with Fuchsia's
 // own flags (ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, no ZX_VM_ALLOW_FAULTS).
 //
-// Tests of behaviour still being built (resizable pager VMOs) are tagged [.pending] and
-// hidden; the steps of each that need a VMO clone, a BTI or a kernel debug command are not
+// The steps of a test that need a VMO clone, a BTI or a kernel debug command are not
 // here (see the README's conformance table for every test and why). At the end, two
 // tests not in Fuchsia's file pin what porting SuspendInKernelCaptureFaultsTest showed: a
 // system call copying from a failed or detached page ends (it spun for ever before).
