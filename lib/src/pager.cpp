@@ -218,15 +218,7 @@ void PagerVmo::request_missing(uint64_t first, uint64_t end) {
         }
       }
       uint64_t stop = (it != requests_.end() && it->first < b) ? it->first : b;
-      zx_port_packet_t packet = {};
-      packet.key = key_;
-      packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
-      packet.status = ZX_OK;
-      packet.page_request.command = ZX_PAGER_VMO_READ;
-      packet.page_request.offset = p * kPageSize;
-      packet.page_request.length = (stop - p) * kPageSize;
-      add_request_piece(p, stop, port_->queue_internal(packet));
-      stats_->requests.fetch_add(1, std::memory_order_relaxed);
+      queue_request(p, stop);
       p = stop;
     }
   });
@@ -243,17 +235,21 @@ uint64_t PagerVmo::request_run(uint64_t first, uint64_t end, uint64_t* run_end) 
   uint64_t stop = present_.first_present(first, end);
   auto it = requests_.upper_bound(first);
   if (it != requests_.end() && it->first < stop) stop = it->first;
+  *run_end = stop;
+  return queue_request(first, stop);
+}
+
+uint64_t PagerVmo::queue_request(uint64_t first, uint64_t end) {
   zx_port_packet_t packet = {};
   packet.key = key_;
   packet.type = ZX_PKT_TYPE_PAGE_REQUEST;
   packet.status = ZX_OK;
   packet.page_request.command = ZX_PAGER_VMO_READ;
   packet.page_request.offset = first * kPageSize;
-  packet.page_request.length = (stop - first) * kPageSize;
+  packet.page_request.length = (end - first) * kPageSize;
   const uint64_t ticket = port_->queue_internal(packet);
-  add_request_piece(first, stop, ticket);
+  add_request_piece(first, end, ticket);
   stats_->requests.fetch_add(1, std::memory_order_relaxed);
-  *run_end = stop;
   return ticket;
 }
 

@@ -243,6 +243,8 @@ class PagerVmo final : public Vmo {
   // With mu_ held: raises one request for the missing run from `first` up to `end`, the
   // first present page or the first page requested already; returns its ticket.
   uint64_t request_run(uint64_t first, uint64_t end, uint64_t* run_end);
+  // With mu_ held: queues the READ packet for [first, end) and records it outstanding.
+  uint64_t queue_request(uint64_t first, uint64_t end);
   // With mu_ held: forgets requests over [first, end), withdrawing queued packets of those
   // wholly covered.
   void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn);
