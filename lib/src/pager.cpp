@@ -395,6 +395,18 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
     clean_.clear(page, page + 1);
   }
   if (detached_ || peer_gone_) {
+    if (detached_ && copying_ > 0 && fd == uffd_ && !view && addr >= home_ &&
+        addr - home_ < size_ && !service_->has(UFFD_FEATURE_POISON) &&
+        tid != 0 && FaultService::in_system_call(tid)) {
+      // The library's own copy (a zx_vmo_read or write in flight when the VMO was
+      // detached) faulted on a page evicted under it. Without poison markers nothing
+      // fails a copy inside a system call, and the detach waits for it: a zero page lets
+      // it end (its caller returns BAD_STATE, the VMO being detached), and the detach's
+      // decommit drops it with the rest.
+      zero_filled_ = true;
+      uffd::zeropage(fd, addr & ~(kPageSize - 1), kPageSize);
+      return;
+    }
     stats_->failures.fetch_add(1, std::memory_order_relaxed);
     fail_waiter(tid, addr, fd);
     return;
@@ -631,6 +643,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
       if (st != ZX_OK) return st;
     }
     uintptr_t home = home_;
+    ++copying_;
     lock.unlock();
     int err = 0;
     size_t n;
@@ -644,6 +657,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
                 : copy_from_process(user, mem, chunk, &err);
     }
     lock.lock();
+    if (--copying_ == 0 && detached_) cv_.notify_all();
     done += n;
     if (n > 0) synced = false;
     if (err == 0) continue;
@@ -1529,7 +1543,7 @@ void PagerVmo::detach(bool complete_packet, bool decommit) {
   std::vector<std::pair<uint64_t, uint64_t>> drop;
   uintptr_t home;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (detached_) return;
     detached_ = true;
     for (const MapWaiter& w : map_waiters_) {
@@ -1551,9 +1565,13 @@ void PagerVmo::detach(bool complete_packet, bool decommit) {
     if (decommit && !remote_ && !torn_down_) {
       // Zircon decommits a detached VMO: its pages are gone, a read is BAD_STATE and a
       // touch through a mapping a fatal fault (every fault on a detached VMO fails).
-      // The record goes first, so no fault from here on finds a page it would keep.
+      // Copies in flight finish first (no new one starts: detached_ is set); they copy
+      // present pages, and one that faults on a page evicted under it is let out by
+      // on_fault. Then the record goes, so no fault from here on finds a page it keeps.
+      cv_.wait(lock, [&] { return copying_ == 0; });
       present_.for_each_present_run(0, size_ / kPageSize,
                                     [&](uint64_t a, uint64_t b) { drop.emplace_back(a, b); });
+      if (zero_filled_) drop.emplace_back(0, size_ / kPageSize);
       present_.clear(0, size_ / kPageSize);
       clean_.clear(0, size_ / kPageSize);
       always_need_.clear(0, size_ / kPageSize);

@@ -335,6 +335,11 @@ class PagerVmo final : public Vmo {
   std::vector<std::pair<uintptr_t, uint64_t>> graveyard_;  // old homes (PROT_NONE)
   bool detached_ = false;
   bool torn_down_ = false;
+  // zx_vmo_read/write copies in flight (outside mu_). A decommitting detach waits for
+  // them: a copy inside a system call cannot be failed by a signal, so none may be left
+  // copying from pages the detach drops.
+  uint32_t copying_ = 0;
+  bool zero_filled_ = false;  // on_fault let such a copy out with a zero page
   bool peer_gone_ = false;  // remote: the other process's memory is gone (supply failed)
   PageSet present_;
   // Write tracking for eviction (used once zxp_vmo_evict was called on the VMO): pages
