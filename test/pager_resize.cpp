@@ -22,6 +22,7 @@
 #include <zircon/syscalls/object.h>
 #include <zxpager/zxpager.h>
 
+#include "fd_passing.h"
 #include "pager_harness.h"
 #include "pager_proto_util.h"
 
@@ -362,38 +363,6 @@ struct ChildReply {
   uint8_t byte;
 };
 
-bool send_fd(int sock, const void* data, size_t len, int fd) {
-  struct msghdr msg = {};
-  struct iovec iov = {const_cast<void*>(data), len};
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  return sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(len);
-}
-
-bool recv_fd(int sock, void* data, size_t len, int* fd) {
-  struct msghdr msg = {};
-  struct iovec iov = {data, len};
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != static_cast<ssize_t>(len)) return false;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (fd && c && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof(int));
-  return true;
-}
-
 // The child: maps `memfd` (read-only view of `pages` pages), sends back its address and
 // userfaultfd, then reads byte 8 of each page number it is sent, replying with the byte
 // or the signal.
@@ -402,7 +371,7 @@ bool recv_fd(int sock, void* data, size_t len, int* fd) {
   int uffd = -1;
   if (zxp_remote_map_vmo(memfd, 0, pages * kPage, 0, &base, &uffd) != ZX_OK) _exit(2);
   uint64_t addr = base;
-  if (!send_fd(sock, &addr, sizeof(addr), uffd)) _exit(3);
+  if (!send_msg(sock, &addr, sizeof(addr), uffd)) _exit(3);
   uint64_t page;
   while (recv(sock, &page, sizeof(page), 0) == sizeof(page)) {
     ChildReply r = {};
@@ -454,7 +423,7 @@ TEST_CASE("shrink and grow seen by another process's view: SIGBUS past the end, 
   };
   uint64_t base = 0;
   int uffd = -1;
-  REQUIRE(recv_fd(sock, &base, sizeof(base), &uffd));
+  REQUIRE(recv_msg(sock, &base, sizeof(base), &uffd));
   REQUIRE(uffd >= 0);
   uint64_t id = 0;
   REQUIRE(zxp_vmo_attach_remote(vmo->vmo, uffd, base, 0, kPages * kPage, &id) == ZX_OK);
