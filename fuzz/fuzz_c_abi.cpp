@@ -435,7 +435,10 @@ class Session {
         uint32_t op = in_.ConsumeIntegralInRange<uint32_t>(0, 15);
         uint64_t offset = Offset(SizeOf(a));
         uint64_t len = Offset(SizeOf(a));
-        if (op == ZX_VMO_OP_COMMIT && !WontBlock(a, offset, len)) break;
+        // COMMIT and the hints that commit (as on Zircon) wait for the pager.
+        const bool commits = op == ZX_VMO_OP_COMMIT || op == ZX_VMO_OP_ALWAYS_NEED ||
+                             op == ZX_VMO_OP_PREFETCH;
+        if (commits && !WontBlock(a, offset, len)) break;
         if ((op == ZX_VMO_OP_COMMIT || op == ZX_VMO_OP_ZERO) && a &&
             a->object->kind == Kind::kAux && len / page() > kMaxCommitPages &&
             offset < a->object->size) {
