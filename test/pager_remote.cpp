@@ -23,6 +23,7 @@
 #include <zircon/syscalls.h>
 #include <zxpager/zxpager.h>
 
+#include "fd_passing.h"
 #include "kernel_require.h"
 
 ZXP_TEST_REQUIRES(remote_vmos, "remote pager VMOs depend on UFFDIO_POISON (Linux 6.6)");
@@ -55,20 +56,8 @@ struct Reply {
   uintptr_t base;
   int uffd;
   if (zxp_remote_map_create(kPages * kPage, &base, &uffd) != ZX_OK) _exit(4);
-  struct msghdr msg = {};
   uint64_t payload[2] = {base, kPages * kPage};
-  struct iovec iov = {payload, sizeof(payload)};
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-  if (sendmsg(sock, &msg, 0) < 0) _exit(5);
+  if (!pager_test::send_msg(sock, payload, sizeof(payload), uffd)) _exit(5);
   struct sigaction sa = {};
   sa.sa_sigaction = on_sigbus;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
@@ -110,16 +99,9 @@ struct Remote {
     close(sv[1]);
     sock = sv[0];
     uint64_t payload[2];
-    struct iovec iov = {payload, sizeof(payload)};
-    char control[CMSG_SPACE(sizeof(int))] = {};
-    struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    REQUIRE(recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) == sizeof(payload));
-    int uffd;
-    memcpy(&uffd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    int uffd = -1;
+    REQUIRE(pager_test::recv_msg(sock, payload, sizeof(payload), &uffd));
+    REQUIRE(uffd >= 0);
     base = payload[0];
     REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
     REQUIRE(zx_port_create(0, &port) == ZX_OK);

@@ -42,6 +42,19 @@ zxp::PagerVmo* owned_pager_vmo(const std::shared_ptr<zxp::Pager>& pager,
   return pv->pager_koid() == pager->koid() ? pv : nullptr;
 }
 
+// Both lookups, then that the VMO is the pager's, in Zircon's order. *pv stays valid
+// while *vmo is held.
+zx_status_t lookup_owned(zx_handle_t pager_handle, zx_rights_t pager_rights,
+                         zx_handle_t vmo_handle, zx_rights_t vmo_rights,
+                         std::shared_ptr<zxp::Vmo>* vmo, zxp::PagerVmo** pv) {
+  std::shared_ptr<zxp::Pager> pager;
+  zx_status_t st =
+      lookup_pager_and_vmo(pager_handle, pager_rights, vmo_handle, vmo_rights, &pager, vmo);
+  if (st != ZX_OK) return st;
+  *pv = owned_pager_vmo(pager, *vmo);
+  return *pv ? ZX_OK : ZX_ERR_INVALID_ARGS;
+}
+
 zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t offset,
                    uint64_t length, zx_handle_t aux_handle, uint64_t aux_offset, bool legacy) {
   std::shared_ptr<zxp::Pager> pager;
@@ -71,13 +84,11 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
 }
 
 zx_status_t detach(zx_handle_t pager_handle, zx_handle_t vmo_handle, bool decommit) {
-  std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_ATTACH_VMO | ZX_RIGHT_MANAGE_VMO,
-                                        vmo_handle, ZX_RIGHT_WRITE, &pager, &vmo);
+  zxp::PagerVmo* pv = nullptr;
+  zx_status_t st = lookup_owned(pager_handle, ZX_RIGHT_ATTACH_VMO | ZX_RIGHT_MANAGE_VMO,
+                                vmo_handle, ZX_RIGHT_WRITE, &vmo, &pv);
   if (st != ZX_OK) return st;
-  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
-  if (!pv) return ZX_ERR_INVALID_ARGS;
   pv->detach(true, decommit);
   return ZX_OK;
 }
@@ -231,13 +242,11 @@ zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t o
 
 zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t vmo_handle,
                               uint64_t offset, uint64_t length, uint64_t data) noexcept try {
-  std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle,
-                                        ZX_RIGHT_WRITE, &pager, &vmo);
+  zxp::PagerVmo* pv = nullptr;
+  zx_status_t st =
+      lookup_owned(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle, ZX_RIGHT_WRITE, &vmo, &pv);
   if (st != ZX_OK) return st;
-  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
-  if (!pv) return ZX_ERR_INVALID_ARGS;
   if (!zxp::page_aligned(offset) || !zxp::page_aligned(length)) return ZX_ERR_INVALID_ARGS;
   switch (op) {
     case ZX_PAGER_OP_FAIL: {
@@ -273,13 +282,11 @@ zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager_handle, zx_handle_t vmo_h
                                      size_t buffer_size) noexcept try {
   // Zircon's order: the handles (the pager with MANAGE_VMO, the VMO with READ, as its
   // kernel asks), the VMO's pager, the buffer's size, the options.
-  std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_status_t st = lookup_pager_and_vmo(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle,
-                                        ZX_RIGHT_READ, &pager, &vmo);
+  zxp::PagerVmo* pv = nullptr;
+  zx_status_t st =
+      lookup_owned(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle, ZX_RIGHT_READ, &vmo, &pv);
   if (st != ZX_OK) return st;
-  zxp::PagerVmo* pv = owned_pager_vmo(pager, vmo);
-  if (!pv) return ZX_ERR_INVALID_ARGS;
   if (buffer_size < sizeof(zx_pager_vmo_stats_t)) return ZX_ERR_BUFFER_TOO_SMALL;
   if (options & ~ZX_PAGER_RESET_VMO_STATS) return ZX_ERR_INVALID_ARGS;
   // Zircon faults on a bad buffer while copying out; here a null one is refused before
