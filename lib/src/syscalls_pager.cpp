@@ -303,6 +303,22 @@ zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager_handle, zx_handle_t vmo_h
   return zxp::status_from_exception();
 }
 
+zx_status_t zx_pager_query_dirty_ranges(zx_handle_t pager_handle, zx_handle_t vmo_handle,
+                                        uint64_t offset, uint64_t length, void* buffer,
+                                        size_t buffer_size, size_t* actual,
+                                        size_t* avail) noexcept try {
+  // Zircon's order: the pager with MANAGE_VMO, the VMO with READ, the VMO's pager.
+  std::shared_ptr<zxp::Vmo> vmo;
+  zxp::PagerVmo* pv = nullptr;
+  zx_status_t st =
+      lookup_owned(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle, ZX_RIGHT_READ, &vmo, &pv);
+  if (st != ZX_OK) return st;
+  (void)offset, (void)length, (void)buffer, (void)buffer_size, (void)actual, (void)avail;
+  return ZX_ERR_NOT_SUPPORTED;  // dirty tracking: being built (issue 12)
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
 // ---- extensions ----
 
 zx_status_t zxp_get_features(zxp_features_t* out) noexcept try {

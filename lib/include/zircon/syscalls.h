@@ -74,6 +74,10 @@ zx_status_t zx_pager_vmo_op(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t o
                             uint64_t aux_offset) ZX_NOEXCEPT;
 zx_status_t zx_pager_query_vmo_stats(zx_handle_t pager, zx_handle_t pager_vmo, uint32_t options,
                                      void* buffer, size_t buffer_size) ZX_NOEXCEPT;
+zx_status_t zx_pager_query_dirty_ranges(zx_handle_t pager, zx_handle_t pager_vmo,
+                                        uint64_t offset, uint64_t length, void* buffer,
+                                        size_t buffer_size, size_t* actual,
+                                        size_t* avail) ZX_NOEXCEPT;
 
 #pragma GCC visibility pop
 

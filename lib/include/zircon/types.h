@@ -146,6 +146,17 @@ typedef struct zx_pager_vmo_stats {
 } zx_pager_vmo_stats_t;
 #define ZX_PAGER_VMO_STATS_MODIFIED ((uint32_t)1u)
 
+// zx_pager_query_dirty_ranges: one range of dirty pages. `options` is
+// ZX_VMO_DIRTY_RANGE_IS_ZERO for a range that reads as zeros and holds no committed page
+// (a range a resize grew, not written since); ZX_PAGER_OP_WRITEBACK_BEGIN takes the same
+// flag as its `data` to say the pager writes such a range back as zeros.
+typedef struct zx_vmo_dirty_range {
+  uint64_t offset;
+  uint64_t length;
+  uint64_t options;
+} zx_vmo_dirty_range_t;
+#define ZX_VMO_DIRTY_RANGE_IS_ZERO ((uint64_t)1u)
+
 // Page request commands (zx_packet_page_request_t.command).
 #define ZX_PAGER_VMO_READ ((uint16_t)0)
 #define ZX_PAGER_VMO_COMPLETE ((uint16_t)1)

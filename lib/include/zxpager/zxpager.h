@@ -268,6 +268,9 @@ typedef struct zxp_file zxp_file_t;
 #define ZXP_FILE_DIRECT ((uint32_t)1u << 0)    // O_DIRECT where the file system takes it
 #define ZXP_FILE_COPY ((uint32_t)1u << 1)      // supply by COPY from memfd aux (not MOVE)
 #define ZXP_FILE_WRITABLE ((uint32_t)1u << 2)  // private copy-on-write mapping
+// Opens the file read-write; the mapping is writable and its dirty pages are written
+// back to the file by zxp_file_sync (and zxp_file_close). Not with ZXP_FILE_WRITABLE.
+#define ZXP_FILE_WRITEBACK ((uint32_t)1u << 3)
 
 typedef struct zxp_file_options {
   uint32_t flags;             // ZXP_FILE_*
@@ -305,6 +308,11 @@ zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
 zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) ZX_NOEXCEPT;
 // Writes the working set recorded so far (needs record_path or a path here).
 zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) ZX_NOEXCEPT;
+// ZXP_FILE_WRITEBACK: writes the dirty pages of [offset, offset+length) back to the file
+// and makes them durable (fdatasync); returns the first error, the pages that could not
+// be written staying dirty. Writes racing the sync are never lost: a page written again
+// while it is being written back stays dirty for the next sync.
+zx_status_t zxp_file_sync(zxp_file_t* file, uint64_t offset, uint64_t length) ZX_NOEXCEPT;
 // Unmaps, detaches, writes the trace if asked for, frees. NULL is a no-op.
 zx_status_t zxp_file_close(zxp_file_t* file) ZX_NOEXCEPT;
 

@@ -60,6 +60,14 @@ class pager final : public object<pager> {
     return zx_pager_query_vmo_stats(get(), pager_vmo.get(), options, buffer, buffer_size);
   }
 
+  // zx_pager_query_dirty_ranges: `buffer` holds zx_vmo_dirty_range_t entries.
+  zx_status_t query_dirty_ranges(const vmo& pager_vmo, uint64_t offset, uint64_t length,
+                                 void* buffer, size_t buffer_size, size_t* actual,
+                                 size_t* avail) const {
+    return zx_pager_query_dirty_ranges(get(), pager_vmo.get(), offset, length, buffer,
+                                       buffer_size, actual, avail);
+  }
+
   zx_status_t duplicate(zx_rights_t rights, pager* result) const {
     return object<pager>::duplicate(rights, result);
   }
