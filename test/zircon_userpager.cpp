@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -413,6 +414,181 @@ bool UserPager::WaitForPageComplete(uint64_t key, zx_time_t deadline) {
                p.page_request.offset == 0 && p.page_request.length == 0;
       },
       deadline);
+}
+
+bool UserPager::WaitForPageDirty(Vmo* vmo, uint64_t page_offset, uint64_t page_count,
+                                 zx_time_t deadline) {
+  const uint64_t key = vmo->key();
+  const uint64_t offset = page_offset * page_size();
+  const uint64_t length = page_count * page_size();
+  return WaitForRequest(
+      [=](const zx_port_packet_t& p) {
+        return p.key == key && p.type == ZX_PKT_TYPE_PAGE_REQUEST && p.status == ZX_OK &&
+               p.page_request.command == ZX_PAGER_VMO_DIRTY && p.page_request.flags == 0 &&
+               p.page_request.offset == offset && p.page_request.length == length;
+      },
+      deadline);
+}
+
+bool UserPager::GetPageDirtyRequest(Vmo* vmo, zx_time_t deadline, uint64_t* page_offset,
+                                    uint64_t* page_count) {
+  return GetPageRequest(vmo, ZX_PAGER_VMO_DIRTY, deadline, page_offset, page_count);
+}
+
+bool UserPager::DirtyOp(uint32_t op, const char* name, Vmo* vmo, uint64_t page_offset,
+                        uint64_t page_count, uint64_t data) {
+  const zx_status_t status =
+      pager_.op_range(op, vmo->vmo(), page_offset * page_size(), page_count * page_size(), data);
+  if (status != ZX_OK) {
+    fprintf(stderr, "zircon_userpager: %s of pages [%zu, +%zu) failed: %s\n", name,
+            static_cast<size_t>(page_offset), static_cast<size_t>(page_count),
+            zx_status_get_string(status));
+    return false;
+  }
+  return true;
+}
+
+bool UserPager::DirtyPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count) {
+  return DirtyOp(ZX_PAGER_OP_DIRTY, "ZX_PAGER_OP_DIRTY", vmo, page_offset, page_count, 0);
+}
+
+bool UserPager::WritebackBeginPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count) {
+  return DirtyOp(ZX_PAGER_OP_WRITEBACK_BEGIN, "ZX_PAGER_OP_WRITEBACK_BEGIN", vmo, page_offset,
+                 page_count, 0);
+}
+
+bool UserPager::WritebackBeginZeroPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count) {
+  return DirtyOp(ZX_PAGER_OP_WRITEBACK_BEGIN, "ZX_PAGER_OP_WRITEBACK_BEGIN (zero range)", vmo,
+                 page_offset, page_count, ZX_VMO_DIRTY_RANGE_IS_ZERO);
+}
+
+bool UserPager::WritebackEndPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count) {
+  return DirtyOp(ZX_PAGER_OP_WRITEBACK_END, "ZX_PAGER_OP_WRITEBACK_END", vmo, page_offset,
+                 page_count, 0);
+}
+
+bool UserPager::VerifyModified(Vmo* vmo) {
+  zx_pager_vmo_stats_t stats = {};
+  const zx_status_t status = zx_pager_query_vmo_stats(
+      pager_.get(), vmo->vmo().get(), ZX_PAGER_RESET_VMO_STATS, &stats, sizeof(stats));
+  if (status != ZX_OK) {
+    fprintf(stderr, "zircon_userpager: zx_pager_query_vmo_stats failed: %s\n",
+            zx_status_get_string(status));
+    return false;
+  }
+  return stats.modified == ZX_PAGER_VMO_STATS_MODIFIED;
+}
+
+bool UserPager::VerifyDirtyRanges(Vmo* vmo, const zx_vmo_dirty_range_t* ranges,
+                                  size_t num_ranges) {
+  if (num_ranges > 0 && ranges == nullptr) return false;
+  size_t avail = 0;
+  zx_status_t status =
+      pager_.query_dirty_ranges(vmo->vmo(), 0, vmo->size(), nullptr, 0, nullptr, &avail);
+  if (status != ZX_OK) {
+    fprintf(stderr, "zircon_userpager: zx_pager_query_dirty_ranges failed: %s\n",
+            zx_status_get_string(status));
+    return false;
+  }
+  if (avail != num_ranges) {
+    fprintf(stderr, "zircon_userpager: %zu dirty ranges, expected %zu\n", avail, num_ranges);
+    // Say what they are, to read a failure without a debugger.
+    VerifyDirtyRangesWith(vmo, ranges, num_ranges, nullptr, 0, nullptr);
+    return false;
+  }
+  // Two entries: most queries take more than one call, so the walk is tested too.
+  constexpr size_t kEntries = 2;
+  zx_vmo_dirty_range_t on_stack[kEntries] = {};
+  size_t actual_on_stack = 0;
+  if (!VerifyDirtyRangesWith(vmo, ranges, num_ranges, on_stack, kEntries, &actual_on_stack)) {
+    return false;
+  }
+  // Fresh memory: the first entry ends a page, the rest start the next, the count has a
+  // page of its own, so the library's copy out faults in more than one place.
+  const size_t len = 4 * page_size();
+  void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    fprintf(stderr, "zircon_userpager: mmap: %s\n", strerror(errno));
+    return false;
+  }
+  auto* base = static_cast<uint8_t*>(mem);
+  auto* buf = reinterpret_cast<zx_vmo_dirty_range_t*>(base + page_size() -
+                                                       sizeof(zx_vmo_dirty_range_t));
+  auto* actual = reinterpret_cast<size_t*>(base + 3 * page_size());
+  const bool ok = VerifyDirtyRangesWith(vmo, ranges, num_ranges, buf, kEntries, actual);
+  munmap(mem, len);
+  return ok;
+}
+
+// Walks the dirty ranges with a buffer of `buf_entries` entries (none: only prints them).
+bool UserPager::VerifyDirtyRangesWith(Vmo* vmo, const zx_vmo_dirty_range_t* ranges,
+                                      size_t num_ranges, zx_vmo_dirty_range_t* buf,
+                                      size_t buf_entries, size_t* actual) {
+  const bool print_only = buf == nullptr;
+  zx_vmo_dirty_range_t print_buf[8];
+  size_t print_actual = 0;
+  if (print_only) {
+    buf = print_buf;
+    buf_entries = 8;
+    actual = &print_actual;
+  }
+  const uint64_t size = vmo->size();
+  uint64_t start = 0;
+  size_t matched = 0;
+  while (start < size) {
+    size_t avail = 0;
+    const zx_status_t status = pager_.query_dirty_ranges(
+        vmo->vmo(), start, size - start, buf, buf_entries * sizeof(*buf), actual, &avail);
+    if (status != ZX_OK) {
+      fprintf(stderr, "zircon_userpager: zx_pager_query_dirty_ranges failed: %s\n",
+              zx_status_get_string(status));
+      return false;
+    }
+    const size_t got = *actual;
+    if (got > avail || got > buf_entries || (got < avail && got != buf_entries)) {
+      fprintf(stderr, "zircon_userpager: query gave actual %zu, avail %zu, buffer %zu\n", got,
+              avail, buf_entries);
+      return false;
+    }
+    if (got == 0) break;
+    for (size_t i = 0; i < got; ++i) {
+      const zx_vmo_dirty_range_t& r = buf[i];
+      if (print_only) {
+        fprintf(stderr, "zircon_userpager:   dirty range {%zu, %zu, %zu} (pages)\n",
+                static_cast<size_t>(r.offset / page_size()),
+                static_cast<size_t>(r.length / page_size()), static_cast<size_t>(r.options));
+        continue;
+      }
+      if (matched == num_ranges) {
+        fprintf(stderr, "zircon_userpager: extra dirty range {%zu, %zu, %zu} (bytes)\n",
+                static_cast<size_t>(r.offset), static_cast<size_t>(r.length),
+                static_cast<size_t>(r.options));
+        return false;
+      }
+      const zx_vmo_dirty_range_t& want = ranges[matched];
+      if (r.offset != want.offset * page_size() || r.length != want.length * page_size() ||
+          r.options != want.options) {
+        fprintf(stderr,
+                "zircon_userpager: dirty range %zu is {%zu, %zu, %zu}, expected {%zu, %zu, %zu}"
+                " (pages)\n",
+                matched, static_cast<size_t>(r.offset / page_size()),
+                static_cast<size_t>(r.length / page_size()), static_cast<size_t>(r.options),
+                static_cast<size_t>(want.offset), static_cast<size_t>(want.length),
+                static_cast<size_t>(want.options));
+        return false;
+      }
+      ++matched;
+    }
+    start = buf[got - 1].offset + buf[got - 1].length;
+    if (got == avail) break;
+  }
+  if (print_only) return false;
+  if (matched != num_ranges) {
+    fprintf(stderr, "zircon_userpager: %zu dirty ranges seen, expected %zu\n", matched,
+            num_ranges);
+    return false;
+  }
+  return true;
 }
 
 bool UserPager::GetPageReadRequest(Vmo* vmo, zx_time_t deadline, uint64_t* page_offset,

@@ -139,11 +139,34 @@ class UserPager {
   // a thread already caused is never missed for lack of time.
   bool WaitForPageRead(Vmo* vmo, uint64_t page_offset, uint64_t page_count, zx_time_t deadline);
   bool WaitForPageComplete(uint64_t key, zx_time_t deadline);
+  // The same for a DIRTY request (ZX_PAGER_VMO_DIRTY) of exactly [page_offset, +page_count).
+  bool WaitForPageDirty(Vmo* vmo, uint64_t page_offset, uint64_t page_count, zx_time_t deadline);
   // The first READ request of `vmo`, in pages.
   bool GetPageReadRequest(Vmo* vmo, zx_time_t deadline, uint64_t* page_offset,
                           uint64_t* page_count);
   bool GetPageRequest(Vmo* vmo, uint16_t command, zx_time_t deadline, uint64_t* page_offset,
                       uint64_t* page_count);
+  // The first DIRTY request of `vmo`, in pages.
+  bool GetPageDirtyRequest(Vmo* vmo, zx_time_t deadline, uint64_t* page_offset,
+                           uint64_t* page_count);
+
+  // The dirty-tracking ops on [page_offset, +page_count), each true on ZX_OK (the status is
+  // printed otherwise): ZX_PAGER_OP_DIRTY; WRITEBACK_BEGIN with data 0 or, for the Zero
+  // one, ZX_VMO_DIRTY_RANGE_IS_ZERO; WRITEBACK_END.
+  bool DirtyPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count);
+  bool WritebackBeginPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count);
+  bool WritebackBeginZeroPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count);
+  bool WritebackEndPages(Vmo* vmo, uint64_t page_offset, uint64_t page_count);
+
+  // True if zx_pager_query_dirty_ranges over the whole VMO reports exactly `ranges` (offset
+  // and length in pages, options as reported), in order. It asks three ways, each of which
+  // must agree: the count alone (no buffer), a two-entry buffer walked to the end, and the
+  // same with the buffer straddling a page boundary of memory never touched before (the
+  // copy out faults there) and the count on a page of its own.
+  bool VerifyDirtyRanges(Vmo* vmo, const zx_vmo_dirty_range_t* ranges, size_t num_ranges);
+  // zx_pager_query_vmo_stats with ZX_PAGER_RESET_VMO_STATS: true if the VMO was modified
+  // (false also if the query fails, which is printed).
+  bool VerifyModified(Vmo* vmo);
 
   // Starts a thread that supplies every READ request (with the generated contents) up to
   // each VMO's page fault supply limit, and drops the rest. Once started, VMOs may be
@@ -155,6 +178,10 @@ class UserPager {
 
  private:
   bool CreateVmoInternal(uint64_t byte_size, uint32_t options, Vmo** vmo_out);
+  bool DirtyOp(uint32_t op, const char* name, Vmo* vmo, uint64_t page_offset,
+               uint64_t page_count, uint64_t data);
+  bool VerifyDirtyRangesWith(Vmo* vmo, const zx_vmo_dirty_range_t* ranges, size_t num_ranges,
+                             zx_vmo_dirty_range_t* buf, size_t buf_entries, size_t* actual);
   bool WaitForRequest(const std::function<bool(const zx_port_packet_t&)>& match,
                       zx_time_t deadline);
   void PageFaultHandler();
@@ -237,3 +264,15 @@ inline bool check_buffer(Vmo* vmo, uint64_t offset, uint64_t len, bool check_vma
   static void name([[maybe_unused]] bool check_vmar)
 
 #define VMO_VMAR_TEST(name, tags) VMO_VMAR_TEST_TAGS(name, tags, tags)
+
+// Fuchsia's TEST_WITH_AND_WITHOUT_TRAP_DIRTY(Name, base_options) runs a body with
+// `create_option` = base_options | ZX_VMO_TRAP_DIRTY and = base_options: here two Catch2
+// test cases, "NameTrapDirty" and "NameNoTrapDirty", as Fuchsia names them.
+#define TEST_WITH_AND_WITHOUT_TRAP_DIRTY_TAGS(name, base_option, trap_tags, no_trap_tags) \
+  static void name(uint32_t create_option);                                              \
+  TEST_CASE(#name "TrapDirty", trap_tags) { name((base_option) | ZX_VMO_TRAP_DIRTY); }    \
+  TEST_CASE(#name "NoTrapDirty", no_trap_tags) { name(base_option); }                     \
+  static void name([[maybe_unused]] uint32_t create_option)
+
+#define TEST_WITH_AND_WITHOUT_TRAP_DIRTY(name, base_option, tags) \
+  TEST_WITH_AND_WITHOUT_TRAP_DIRTY_TAGS(name, base_option, tags, tags)
