@@ -1082,7 +1082,8 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ResizeWriteback, ZX_VMO_RESIZABLE, "") {
   REQUIRE(pager.WritebackBeginPages(vmo, 0, 3));
   REQUIRE(pager.WritebackEndPages(vmo, 0, 3));
   REQUIRE(pager.VerifyDirtyRanges(vmo, nullptr, 0));
-  REQUIRE(check_data(vmo, 0, 3, expected.data()));
+  // Differs by design: page 1, a zero page written back, is asked for again.
+  REQUIRE(check_data_supplying_gaps(pager, vmo, 0, 3, expected.data(), {1}));
   REQUIRE(no_requests(pager, vmo));
 }
 

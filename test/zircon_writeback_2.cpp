@@ -86,7 +86,8 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ResizeWritebackIntersectingWrite, ZX_VMO_RESIZA
   REQUIRE(pager.WritebackBeginPages(vmo, 0, 4));
   REQUIRE(pager.WritebackEndPages(vmo, 0, 4));
   REQUIRE(pager.VerifyDirtyRanges(vmo, nullptr, 0));
-  REQUIRE(check_data(vmo, 0, 4, expected.data()));
+  // Differs by design: pages 1 and 3, zero pages written back, are asked for again.
+  REQUIRE(check_data_supplying_gaps(pager, vmo, 0, 4, expected.data(), {1, 3}));
   REQUIRE(no_requests(pager, vmo));
 }
 
@@ -116,7 +117,8 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ResizeWritebackNonIntersectingWrite, ZX_VMO_RES
   REQUIRE(pager.WritebackBeginPages(vmo, 0, 4));
   REQUIRE(pager.WritebackEndPages(vmo, 0, 4));
   REQUIRE(pager.VerifyDirtyRanges(vmo, nullptr, 0));
-  REQUIRE(check_data(vmo, 0, 4, expected.data()));
+  // Differs by design: pages 1 and 2, zero pages written back, are asked for again.
+  REQUIRE(check_data_supplying_gaps(pager, vmo, 0, 4, expected.data(), {1, 2}));
   REQUIRE(no_requests(pager, vmo));
 }
 
@@ -336,7 +338,8 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ResizeWritebackMulipleGaps, ZX_VMO_RESIZABLE, "
   zx_vmo_dirty_range_t range = {3, 2, 0};
   REQUIRE(pager.VerifyDirtyRanges(vmo, &range, 1));
   memset(&expected[3 * page_size()], 0xbb, 2 * page_size());
-  REQUIRE(check_data(vmo, 0, 6, expected.data()));
+  // Differs by design: pages 1 and 5, zero pages written back, are asked for again.
+  REQUIRE(check_data_supplying_gaps(pager, vmo, 0, 6, expected.data(), {1, 5}));
   REQUIRE(no_requests(pager, vmo));
 }
 
@@ -559,7 +562,8 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ResizeWritebackInterleavedWriteWithMapping, ZX_
   REQUIRE(pager.VerifyDirtyRanges(vmo, &range, 1));
   vmo->GenerateBufferContents(&expected[3 * page_size()], 1, 3);
   expected[3 * page_size()] = 0xdd;
-  REQUIRE(check_data(vmo, 0, 6, expected.data()));
+  // Differs by design: pages 1 and 5, zero pages written back, are asked for again.
+  REQUIRE(check_data_supplying_gaps(pager, vmo, 0, 6, expected.data(), {1, 5}));
 
   REQUIRE(pager.WritebackBeginPages(vmo, 2, 3));
   REQUIRE(pager.WritebackEndPages(vmo, 2, 3));
