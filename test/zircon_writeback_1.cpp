@@ -3,7 +3,11 @@
 // original's order, in the project's own words; the plumbing is zircon_userpager.h. Where a
 // step cannot be the same on Linux, or zxpager differs by design, the test says so; the
 // README's conformance table has a row per Fuchsia test.
+#include "kernel_require.h"
 #include "zircon_writeback_common.h"
+
+ZXP_TEST_REQUIRES(wp_shmem, "dirty tracking write-protects shared pager VMOs "
+                            "(UFFD_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19)");
 
 using namespace zircon_writeback;
 

@@ -5,7 +5,11 @@
 // ZX_VMO_OP_ZERO on pager VMOs (OpZeroNotSupported pins what zxpager does instead).
 #include <algorithm>
 
+#include "kernel_require.h"
 #include "zircon_writeback_common.h"
+
+ZXP_TEST_REQUIRES(wp_shmem, "dirty tracking write-protects shared pager VMOs "
+                            "(UFFD_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19)");
 
 using namespace zircon_writeback;
 
