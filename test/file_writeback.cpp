@@ -25,7 +25,11 @@
 #include <zxpager/file_pager.h>
 #include <zxpager/zxpager.h>
 
+#include "kernel_require.h"
 #include "pager_harness.h"
+
+// Dirty tracking of a shared pager VMO write-protects its pages (userfaultfd WP on shmem).
+ZXP_TEST_REQUIRES(wp_shmem, "dirty tracking needs userfaultfd write-protection of shmem");
 
 namespace {
 
