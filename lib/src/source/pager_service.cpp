@@ -819,15 +819,19 @@ class PagerService::Impl {
   // Drops the oldest supplied ranges until resident + in flight fits the budget. Dirty
   // pages are never dropped: a range that keeps some goes to the back of the queue, and
   // its VMO is synced in the background (then this runs again and drops them, clean).
-  // Each range is looked at once per call, so dirty pages cannot make it spin.
+  // Each range is looked at once per call, so dirty pages cannot make it spin, and a run
+  // of ranges that keep dirty pages ends the call (what is behind them waits for the
+  // background sync, which calls this again): a fill's completion does bounded work.
   void enforce_budget() {
+    constexpr unsigned kKeptRun = 16;
     size_t visits;
     {
       std::lock_guard lock(budget_mu_);
       visits = fifo_.size();
     }
     std::vector<std::shared_ptr<Vmo>> to_sync;
-    while (visits-- > 0) {
+    unsigned kept_run = 0;
+    while (visits-- > 0 && kept_run < kKeptRun) {
       Resident r;
       {
         std::lock_guard lock(budget_mu_);
@@ -841,6 +845,7 @@ class PagerService::Impl {
       std::shared_ptr<Vmo> vp = r.vmo.lock();
       uint64_t kept = 0;
       evict_range(vp, r.first, r.end, nullptr, &kept);
+      kept_run = kept ? kept_run + 1 : 0;
       if (kept) {
         {
           std::lock_guard lock(budget_mu_);
