@@ -406,9 +406,10 @@ class PagerService::Impl {
       // A dirty query starts dirty tracking before anything is supplied, so every page is
       // supplied write-protected and its first write makes it dirty, whichever mapping
       // (or zx_vmo_write) it comes through.
+      zx_vmo_dirty_range_t none;
       size_t actual = 0, avail = 0;
       st = zx_pager_query_dirty_ranges(pager_.get(), v->handle.get(), 0, v->pages * kPage,
-                                       nullptr, 0, &actual, &avail);
+                                       &none, sizeof(none), &actual, &avail);
       if (st != ZX_OK) return st;
       if (v->pages > 0) {
         zx_vaddr_t addr;
