@@ -1010,8 +1010,11 @@ class PagerService::Impl {
         st = zx_pager_op_range(pager_.get(), ZX_PAGER_OP_WRITEBACK_END, h, r.offset, r.length, 0);
         if (st == ZX_OK) cleaned += r.length / kPage;
       } else {
-        // The store may not hold these bytes: the pages go back to dirty (memory holds the
-        // only good copy) for the next sync.
+        // The store may not hold these bytes: no END, and the pages go back to Dirty
+        // (memory holds the only good copy) for the next sync. OP_DIRTY is for VMOs whose
+        // writes trap (ZX_VMO_TRAP_DIRTY; NOT_SUPPORTED otherwise); without it the pages
+        // stay AwaitingClean, which the next dirty query reports and BEGIN takes again,
+        // and which eviction never drops, so either way nothing is lost.
         st = r.status;
         zx_pager_op_range(pager_.get(), ZX_PAGER_OP_DIRTY, h, r.offset, r.length, 0);
       }
