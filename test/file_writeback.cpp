@@ -244,6 +244,7 @@ TEST_CASE("Stores through the mapping reach the file at sync, exactly, the tail 
   CHECK(s.write_errors == 0);
   CHECK(s.sync_latency_max_ns > 0);
   CHECK(s.sync_latency_p50_ns <= s.sync_latency_p99_ns);
+  CHECK(s.uses_move == 0);  // a shared VMO is supplied by COPY
   CHECK(zxp_file_close(f) == ZX_OK);
   CHECK(first_difference(path, model) == -1);
 }
