@@ -739,6 +739,12 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     }
     uintptr_t home = home_;
     ++copying_;
+    // A write copies into pages the kernel pins first (process_vm_writev): a
+    // WRITEBACK_BEGIN meanwhile protects the page table entry, not the pinned page, so the
+    // copy's stores are unseen. The pages stay (eviction skips them) and are marked Dirty
+    // again once it is done, so that no writeback in between counts them clean for good.
+    const std::pair<uint64_t, uint64_t> writing{cur_page, (cur + chunk + kPageSize - 1) / kPageSize};
+    if (write) writes_in_flight_.push_back(writing);
     lock.unlock();
     int err = 0;
     size_t n;
@@ -753,7 +759,16 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     }
     lock.lock();
     if (--copying_ == 0 && detached_) cv_.notify_all();
-    if (write && n > 0) modified_ = true;  // (zx_pager_query_vmo_stats)
+    if (write) {
+      writes_in_flight_.erase(
+          std::find(writes_in_flight_.begin(), writes_in_flight_.end(), writing));
+      if (n > 0) {
+        modified_ = true;  // (zx_pager_query_vmo_stats)
+        const uint64_t last = (cur + n + kPageSize - 1) / kPageSize;
+        present_.for_each_present_run(cur_page, last,
+                                      [&](uint64_t a, uint64_t b) { mark_written(a, b); });
+      }
+    }
     done += n;
     if (n > 0) synced = false;
     if (err == 0) continue;
@@ -866,8 +881,15 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
       always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
         // (Never a Dirty or AwaitingClean page, whatever else the record says.)
         dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
-          evicting_.set(x, y);
-          runs.emplace_back(x, y);
+          for (uint64_t q = x; q < y; ++q) {
+            if (being_written(q)) continue;
+            evicting_.set(q, q + 1);
+            if (!runs.empty() && runs.back().second == q) {
+              ++runs.back().second;
+            } else {
+              runs.emplace_back(q, q + 1);
+            }
+          }
         });
       });
     });
@@ -1290,8 +1312,15 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
       always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
         // (Never a Dirty or AwaitingClean page, whatever else the record says.)
         dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
-          evicting_.set(x, y);
-          runs.emplace_back(x, y);
+          for (uint64_t q = x; q < y; ++q) {
+            if (being_written(q)) continue;
+            evicting_.set(q, q + 1);
+            if (!runs.empty() && runs.back().second == q) {
+              ++runs.back().second;
+            } else {
+              runs.emplace_back(q, q + 1);
+            }
+          }
         });
       });
     });
@@ -1536,6 +1565,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       if (shared_ && (!remote_views_.empty() || !local_views_.empty())) {
         unpoison_views(a, b, src + src_off);
       }
+      // Views are write-protected before the page enters the memory: a store through one
+      // between the COPY and its protection would map the page writable and go unseen.
+      // (Where a page stays missing, the marker waits for the next supply.)
+      if (shared_ && tracking_writes()) protect_views(a, b);
       // From a memfd, wake only after the punch below: a woken thread running on another
       // CPU while the punch zaps the memfd's mappings costs a TLB shootdown IPI.
       fill_run_copy(a, b, src + src_off, &done, &err, !memfd);

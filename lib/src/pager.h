@@ -427,6 +427,14 @@ class PagerVmo final : public Vmo {
     zx_status_t status = ZX_OK;
   };
   std::vector<DirtyLibWaiter*> dirty_lib_waiters_;
+  // zx_vmo_write copies in flight, in pages [first, end): eviction leaves them alone.
+  std::vector<std::pair<uint64_t, uint64_t>> writes_in_flight_;
+  bool being_written(uint64_t page) const {
+    for (const auto& [a, b] : writes_in_flight_) {
+      if (page >= a && page < b) return true;
+    }
+    return false;
+  }
   // zx_pager_query_vmo_stats: modified since the last reset; write tracking on for it;
   // a store could have landed without trapping since the last reset (before tracking was
   // on, or through a mapping tracking cannot see).
