@@ -12,6 +12,12 @@
 // - The mapping: pager VMOs' memory is always read-write here. A read-only mapping is
 //   a promise of the caller; a `writable` mapping is a private copy-on-write view: writes
 //   land in the VMO's pages and are never written back (and such pages are never evicted).
+// - Writing back (`writeback`): the file opens read-write, the mapping is writable, and
+//   sync() writes the dirty pages back with io_uring (coalesced, many in flight), then
+//   fdatasync, on Zircon's writeback protocol (a write racing the sync stays dirty for
+//   the next one); a failed write leaves its pages dirty and sync returns the status.
+//   close() syncs. Under a budget dirty pages count as resident and a background sync
+//   cleans them before they can be evicted. See zxp_file_sync for the errors.
 // - Errors: a failed read is ZX_PAGER_OP_FAIL with ZX_ERR_IO (SIGBUS through the
 //   mapping, the code from zx_vmo_read); the tail of the last page past EOF is zero; pages
 //   past a new, smaller end of a file that shrank fail with ZX_ERR_IO.
@@ -39,6 +45,7 @@ class ZXP_EXPORT FilePager {
     bool direct = false;
     bool force_copy = false;
     bool writable = false;
+    bool writeback = false;             // not with writable (ZX_ERR_INVALID_ARGS)
     uint32_t pager_threads = 1;
     uint32_t queue_depth = 128;         // reads in flight at most (aux slots)
     uint64_t readahead_max = 2u << 20;
@@ -55,7 +62,7 @@ class ZXP_EXPORT FilePager {
 
   // The mapping (nullptr for an empty file) and the file's size when opened.
   const uint8_t* data() const;
-  uint8_t* mutable_data() const;  // nullptr unless Options::writable
+  uint8_t* mutable_data() const;  // nullptr unless Options::writable or writeback
   uint64_t size() const;
   zx_handle_t vmo() const;  // borrowed
 
@@ -66,7 +73,10 @@ class ZXP_EXPORT FilePager {
   zx_status_t prefetch_trace(const char* path);
   // Waits until no read is in flight (e.g. a replay finished), or the deadline.
   zx_status_t wait_idle(zx_time_t deadline);
-  // Writes the trace (Options::record_path), unmaps, detaches. Idempotent.
+  // Options::writeback: zxp_file_sync (its errors; ZX_ERR_BAD_STATE after close()).
+  zx_status_t sync(uint64_t offset, uint64_t length);
+  // Syncs (writeback), writes the trace (Options::record_path), unmaps, detaches, and
+  // returns the first error; everything is released whatever happens. Idempotent.
   zx_status_t close();
 
   class Impl;

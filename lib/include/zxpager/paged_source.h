@@ -43,6 +43,16 @@ struct FillRequest {
 // may queue the work rather than do it at once.
 inline constexpr uint32_t kFillSpeculative = 1u << 0;
 
+// One range of dirty pages the service asks a source to write back (PagerService::sync).
+struct WriteBackRange {
+  uint64_t offset;     // byte offset in the VMO, page aligned
+  uint64_t length;     // bytes, a page multiple
+  const uint8_t* src;  // the VMO's bytes there (a read-only view); nullptr: the range
+                       // reads as zeros (ZX_VMO_DIRTY_RANGE_IS_ZERO)
+  zx_status_t status;  // set by the source: ZX_OK once written and durable
+  uint64_t written;    // set by the source: bytes it wrote to the store
+};
+
 // Content provider. fill() is called on a pager thread (or the prefetch thread) and must
 // not block for long: start the work and return; finish it from any thread.
 // Thread-safety: fill() may be called from several threads at once.
@@ -54,6 +64,14 @@ class ZXP_EXPORT PagedSource {
   // slot): a source that queues its work (an io_uring that submits many reads at once)
   // starts it here. The default does nothing.
   virtual void flush();
+  // Writes `ranges` (disjoint, ascending) of VMO `vmo_id` back to the store and makes
+  // them durable before it returns, setting each range's status and written bytes: a
+  // range is ZX_OK only if all of it reached the store durably. Called by
+  // PagerService::sync on the syncing thread, one call at a time per VMO; it may block.
+  // `src` stays readable for the call (the pages are under writeback: never evicted).
+  // The default fails every range with ZX_ERR_NOT_SUPPORTED. The statuses a source sets
+  // are sync's return values: ZX_ERR_NO_SPACE, ZX_ERR_ACCESS_DENIED, ZX_ERR_IO...
+  virtual void write_back(uint32_t vmo_id, WriteBackRange* ranges, size_t count);
 };
 
 // Read-ahead hints (zxp_file_advise takes the same values).
@@ -93,6 +111,12 @@ class ZXP_EXPORT PagerService {
     // (a file pager). Otherwise the VMO is shared memory: mapped any number of times, in
     // this process (zx_vmar_map) and others (attach_remote), every page supplied once.
     bool private_memory = false;
+    // Dirty tracking from creation, and sync() writes dirty pages back through the
+    // source's write_back(). Shared memory only (not with private_memory): the service
+    // maps a read-only view to write from. Under a budget, dirty pages count as resident;
+    // when eviction finds dirty pages in its way it syncs the VMO in the background and
+    // evicts them once clean.
+    bool writeback = false;
   };
 
   static zx_status_t create(const Options& options, std::unique_ptr<PagerService>* out);
@@ -136,8 +160,20 @@ class ZXP_EXPORT PagerService {
   // returns how many bytes went; the next touch requests them again.
   zx_status_t evict(uint32_t id, uint64_t offset, uint64_t length, uint64_t* evicted_bytes);
   // Detaches the VMO (waiters fail, supplied pages stay readable) and waits until no fill
-  // of it is in flight. Afterwards its source is no longer called.
+  // of it is in flight. Afterwards its source is no longer called. Waits for a sync in
+  // progress; dirty pages not synced are not written back any more.
   zx_status_t detach_vmo(uint32_t id);
+
+  // VmoOptions::writeback: writes the dirty pages of [offset, offset+length) (page
+  // aligned) back with the Zircon protocol: zx_pager_query_dirty_ranges,
+  // ZX_PAGER_OP_WRITEBACK_BEGIN on each range, the source's write_back(), then
+  // ZX_PAGER_OP_WRITEBACK_END for the ranges written (a page written again meanwhile
+  // stays dirty) and ZX_PAGER_OP_DIRTY for those that failed (they stay dirty for the
+  // next sync). Syncs of one VMO are serialised. Returns the first range's error.
+  // Errors: ZX_ERR_NOT_FOUND (no such VMO), ZX_ERR_NOT_SUPPORTED (not writeback),
+  // ZX_ERR_INVALID_ARGS (unaligned), ZX_ERR_OUT_OF_RANGE, ZX_ERR_BAD_STATE (detached),
+  // what the Zircon calls return, and the source's statuses.
+  zx_status_t sync(uint32_t id, uint64_t offset, uint64_t length);
 
   // Completion of a fill, exactly once per FillRequest. A non-OK status fails the whole
   // range; fail_range() before it fails a part. Statuses Zircon's FAIL does not take

@@ -260,6 +260,19 @@ typedef struct zxp_service_stats {
   uint8_t uses_move;          // supply by UFFDIO_MOVE from anonymous aux
   uint8_t direct_io;          // file pager: O_DIRECT reads in effect
   uint8_t reserved[6];
+  // Writing back (ZXP_FILE_WRITEBACK; PagerService::sync). A sync counts once however
+  // many ranges it writes; background syncs (the budget's) are counted in both.
+  uint64_t syncs;
+  uint64_t background_syncs;
+  uint64_t pages_dirtied;      // dirty pages syncs found (a page that failed and stays
+                               // dirty is found again by the next sync)
+  uint64_t pages_written_back; // pages made clean (written, durable, WRITEBACK_END)
+  uint64_t writeback_bytes;    // bytes written to the store (the last page only to EOF)
+  uint64_t writes;             // file pager: write operations issued (after coalescing)
+  uint64_t write_errors;       // file pager: failed writes and failed fdatasyncs
+  uint64_t sync_latency_p50_ns;  // one sync: dirty query to the last WRITEBACK_END
+  uint64_t sync_latency_p99_ns;
+  uint64_t sync_latency_max_ns;
 } zxp_service_stats_t;
 
 // A file mapped through a pager VMO, pages read on demand with io_uring.
@@ -268,8 +281,10 @@ typedef struct zxp_file zxp_file_t;
 #define ZXP_FILE_DIRECT ((uint32_t)1u << 0)    // O_DIRECT where the file system takes it
 #define ZXP_FILE_COPY ((uint32_t)1u << 1)      // supply by COPY from memfd aux (not MOVE)
 #define ZXP_FILE_WRITABLE ((uint32_t)1u << 2)  // private copy-on-write mapping
-// Opens the file read-write; the mapping is writable and its dirty pages are written
-// back to the file by zxp_file_sync (and zxp_file_close). Not with ZXP_FILE_WRITABLE.
+// Opens the file read-write; the mapping (zxp_file_mutable_data) is writable and its
+// dirty pages are written back to the file by zxp_file_sync (and zxp_file_close).
+// Not with ZXP_FILE_WRITABLE. The file keeps its size: the mapping ends with the last
+// page, whose tail past the end of the file is never written back.
 #define ZXP_FILE_WRITEBACK ((uint32_t)1u << 3)
 
 typedef struct zxp_file_options {
@@ -281,17 +296,26 @@ typedef struct zxp_file_options {
   const char* prefetch_path;  // replay this working set at open (NULL: none)
 } zxp_file_options_t;
 
-// Opens a regular file or block device read-only and maps all of it through a pager
-// VMO: *out's mapping (zxp_file_data) reads the file's bytes, the tail of the last page
-// zero-filled. A read that fails answers the touching thread with ZX_ERR_IO (SIGBUS
-// through the mapping); pages past a new end of a file that shrank fail the same way.
-// Errors: ZX_ERR_INVALID_ARGS (NULL path or out), ZX_ERR_NOT_FOUND, ZX_ERR_ACCESS_DENIED,
-// ZX_ERR_WRONG_TYPE (not a regular file or block device), ZX_ERR_IO, ZX_ERR_NO_MEMORY.
+// Opens a regular file or block device read-only (read-write with ZXP_FILE_WRITEBACK)
+// and maps all of it through a pager VMO: *out's mapping (zxp_file_data) reads the
+// file's bytes, the tail of the last page zero-filled. A read that fails answers the
+// touching thread with ZX_ERR_IO (SIGBUS through the mapping); pages past a new end of a
+// file that shrank fail the same way.
+// Errors: ZX_ERR_INVALID_ARGS (NULL path or out; ZXP_FILE_WRITEBACK with
+// ZXP_FILE_WRITABLE), ZX_ERR_NOT_FOUND, ZX_ERR_ACCESS_DENIED (no permission; with
+// ZXP_FILE_WRITEBACK also a file that cannot be opened for writing: a read-only file
+// system or file), ZX_ERR_WRONG_TYPE (not a regular file or block device), ZX_ERR_IO,
+// ZX_ERR_NO_MEMORY, ZX_ERR_NOT_SUPPORTED (ZXP_FILE_WRITEBACK on a kernel without
+// userfaultfd write-protection of shared memory: zxp_features_t.wp_shmem).
 // Thread-safe; the returned object may be used from any thread.
 zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
                           zxp_file_t** out) ZX_NOEXCEPT;
 // The mapping (NULL for an empty file) and the file's size in bytes.
 const void* zxp_file_data(const zxp_file_t* file) ZX_NOEXCEPT;
+// The same mapping, writable: NULL unless opened with ZXP_FILE_WRITABLE or
+// ZXP_FILE_WRITEBACK (or the file is empty). Stores reach the file only with
+// ZXP_FILE_WRITEBACK, at the next zxp_file_sync or zxp_file_close.
+void* zxp_file_mutable_data(const zxp_file_t* file) ZX_NOEXCEPT;
 uint64_t zxp_file_size(const zxp_file_t* file) ZX_NOEXCEPT;
 // The pager VMO (borrowed: valid until zxp_file_close).
 zx_handle_t zxp_file_vmo(const zxp_file_t* file) ZX_NOEXCEPT;
@@ -308,12 +332,30 @@ zx_status_t zxp_file_advise(zxp_file_t* file, uint64_t offset, uint64_t length,
 zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) ZX_NOEXCEPT;
 // Writes the working set recorded so far (needs record_path or a path here).
 zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) ZX_NOEXCEPT;
-// ZXP_FILE_WRITEBACK: writes the dirty pages of [offset, offset+length) back to the file
-// and makes them durable (fdatasync); returns the first error, the pages that could not
-// be written staying dirty. Writes racing the sync are never lost: a page written again
-// while it is being written back stays dirty for the next sync.
+// ZXP_FILE_WRITEBACK: writes the dirty pages of [offset, offset+length) (widened to whole
+// pages, clipped at the end of the file) back to the file and makes them durable
+// (fdatasync), with io_uring: many writes in flight, adjacent dirty pages coalesced into
+// writes of up to 1 MiB. The last page is written only up to the file's size. Returns
+// the first error; every page that could not be written (or made durable) stays dirty,
+// so nothing is lost in memory and a later sync writes it. Writes racing the sync are
+// never lost: a page written again while it is being written back stays dirty for the
+// next sync. Concurrent syncs of one file are serialised. Thread-safe.
+// Errors:
+//   ZX_ERR_INVALID_ARGS    file is NULL
+//   ZX_ERR_NOT_SUPPORTED   not opened with ZXP_FILE_WRITEBACK
+//   ZX_ERR_OUT_OF_RANGE    offset past the end of the file, or offset+length overflows
+//   ZX_ERR_BAD_STATE       the file was closed (C++: FilePager::close)
+//   ZX_ERR_NO_SPACE        the file system is full (ENOSPC, EDQUOT)
+//   ZX_ERR_ACCESS_DENIED   the file cannot be written any more (EROFS, EPERM, EACCES)
+//   ZX_ERR_FILE_BIG        past the file system's or process's file size limit (EFBIG)
+//   ZX_ERR_IO              an I/O error (EIO), a write that wrote nothing, or any other
+//                          write or fdatasync failure
+//   ZX_ERR_NO_MEMORY       out of memory
 zx_status_t zxp_file_sync(zxp_file_t* file, uint64_t offset, uint64_t length) ZX_NOEXCEPT;
-// Unmaps, detaches, writes the trace if asked for, frees. NULL is a no-op.
+// Syncs the whole file (ZXP_FILE_WRITEBACK), unmaps, detaches, writes the trace if asked
+// for, frees: everything is freed whatever happens, and the first error (the sync's
+// first) is returned. Dirty pages a failed sync could not write are lost then. NULL is a
+// no-op.
 zx_status_t zxp_file_close(zxp_file_t* file) ZX_NOEXCEPT;
 
 #pragma GCC visibility pop

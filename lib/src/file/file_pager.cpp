@@ -49,10 +49,14 @@ class FilePager::Impl {
   ~Impl() { close(); }
 
   zx_status_t open(const char* path, const Options& o) {
+    if (o.writeback && o.writable) return ZX_ERR_INVALID_ARGS;
     opt_ = o;
     if (o.record_path) record_path_ = o.record_path;
-    fd_ = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return status_from_errno(errno);
+    fd_ = ::open(path, (o.writeback ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd_ < 0) {
+      // A read-only file system: the file cannot be written back, which is no permission.
+      return errno == EROFS || errno == ETXTBSY ? ZX_ERR_ACCESS_DENIED : status_from_errno(errno);
+    }
     struct stat st;
     if (fstat(fd_, &st) != 0) return status_from_errno(errno);
     if (S_ISREG(st.st_mode)) {
@@ -68,7 +72,14 @@ class FilePager::Impl {
       // buffered descriptor, one that refuses it at read is handled by the source.
       int dfd = ::open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
       if (dfd >= 0) {
-        ::close(fd_);
+        // Writing back keeps the buffered descriptor to write with (the last page's
+        // write is not a whole sector); O_DIRECT reads see what it wrote (the kernel
+        // writes dirty cache back before a direct read).
+        if (o.writeback) {
+          write_fd_ = fd_;
+        } else {
+          ::close(fd_);
+        }
         fd_ = dfd;
         direct = true;
       }
@@ -84,12 +95,16 @@ class FilePager::Impl {
     source_ = std::make_unique<FileSource>();
     s = source_->init(fd_, size_, direct, so.aux_slots);
     if (s != ZX_OK) return s;
+    if (o.writeback) source_->set_write_fd(write_fd_ >= 0 ? write_fd_ : fd_);
     PagerService::VmoOptions vo;
     vo.readahead_max = o.readahead_max;
     vo.record = o.record_path != nullptr;
     vo.evictable = o.budget_bytes != 0;
-    // One mapping is all a file pager hands out: keep the zero-copy MOVE path.
-    vo.private_memory = true;
+    // One mapping is all a file pager hands out: keep the zero-copy MOVE path. Writing
+    // back needs a second one (the service writes from a read-only view), and dirty
+    // tracking supplies by COPY anyway (pages go in write-protected).
+    vo.private_memory = !o.writeback;
+    vo.writeback = o.writeback;
     s = service_->create_vmo(source_.get(), size_, vo, &id_, &vmo_);
     if (s != ZX_OK) return s;
     have_vmo_ = true;
@@ -97,7 +112,7 @@ class FilePager::Impl {
       uint64_t len = (size_ + kPage - 1) & ~(kPage - 1);
       zx_vaddr_t addr;
       zx_vm_option_t perm = ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS;
-      if (o.writable) perm |= ZX_VM_PERM_WRITE;
+      if (o.writable || o.writeback) perm |= ZX_VM_PERM_WRITE;
       s = zx_vmar_map(zx_vmar_root_self(), perm, 0, vmo_, 0, len, &addr);
       if (s != ZX_OK) return s;
       addr_ = reinterpret_cast<uint8_t*>(addr);
@@ -132,9 +147,26 @@ class FilePager::Impl {
     return service_->prefetch(id_, ranges.data(), ranges.size());
   }
 
+  // Whole pages covering [offset, offset+length), clipped at the end of the file.
+  zx_status_t sync(uint64_t offset, uint64_t length) {
+    if (!opt_.writeback) return ZX_ERR_NOT_SUPPORTED;
+    if (!have_vmo_) return ZX_ERR_BAD_STATE;
+    if (offset > size_ || length > UINT64_MAX - offset) return ZX_ERR_OUT_OF_RANGE;
+    const uint64_t end = std::min(size_, offset + length);
+    const uint64_t a = offset & ~(kPage - 1), b = (end + kPage - 1) & ~(kPage - 1);
+    if (a >= b) return ZX_OK;
+    return service_->sync(id_, a, b - a);
+  }
+
   zx_status_t close() {
     zx_status_t s = ZX_OK;
-    if (have_vmo_ && !record_path_.empty()) s = save_trace(record_path_.c_str());
+    // Before the unmap: a store through the mapping racing close is the caller's bug,
+    // but every store before it reaches the file.
+    if (have_vmo_ && opt_.writeback) s = sync(0, size_);
+    if (have_vmo_ && !record_path_.empty()) {
+      zx_status_t t = save_trace(record_path_.c_str());
+      if (s == ZX_OK) s = t;
+    }
     if (addr_) {
       zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
       addr_ = nullptr;
@@ -148,12 +180,15 @@ class FilePager::Impl {
     source_.reset();
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+    if (write_fd_ >= 0) ::close(write_fd_);
+    write_fd_ = -1;
     return s;
   }
 
   Options opt_;
   std::string record_path_;
   int fd_ = -1;
+  int write_fd_ = -1;  // writing back with O_DIRECT reads: the buffered descriptor
   uint64_t size_ = 0;
   std::unique_ptr<PagerService> service_;
   std::unique_ptr<FileSource> source_;
@@ -178,7 +213,9 @@ zx_status_t FilePager::open(const char* path, const Options& options,
 }
 
 const uint8_t* FilePager::data() const { return impl_->addr_; }
-uint8_t* FilePager::mutable_data() const { return impl_->opt_.writable ? impl_->addr_ : nullptr; }
+uint8_t* FilePager::mutable_data() const {
+  return impl_->opt_.writable || impl_->opt_.writeback ? impl_->addr_ : nullptr;
+}
 uint64_t FilePager::size() const { return impl_->size_; }
 zx_handle_t FilePager::vmo() const { return impl_->vmo_; }
 
@@ -198,7 +235,13 @@ zx_status_t FilePager::get_stats(zxp_service_stats_t* out) {
   if (s != ZX_OK) return s;
   out->bytes_read = impl_->source_->bytes_read();
   out->direct_io = impl_->source_->direct() ? 1 : 0;
+  out->writes = impl_->source_->writes();
+  out->write_errors = impl_->source_->write_errors();
   return ZX_OK;
+}
+
+zx_status_t FilePager::sync(uint64_t offset, uint64_t length) {
+  return impl_->sync(offset, length);
 }
 
 zx_status_t FilePager::save_trace(const char* path) { return impl_->save_trace(path); }
@@ -225,6 +268,7 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
     o.direct = options->flags & ZXP_FILE_DIRECT;
     o.force_copy = options->flags & ZXP_FILE_COPY;
     o.writable = options->flags & ZXP_FILE_WRITABLE;
+    o.writeback = options->flags & ZXP_FILE_WRITEBACK;
     if (options->pager_threads) o.pager_threads = options->pager_threads;
     if (options->readahead_max) o.readahead_max = options->readahead_max;
     o.budget_bytes = options->budget_bytes;
@@ -242,6 +286,9 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
 
 const void* zxp_file_data(const zxp_file_t* file) noexcept {
   return file ? file->pager->data() : nullptr;
+}
+void* zxp_file_mutable_data(const zxp_file_t* file) noexcept {
+  return file ? file->pager->mutable_data() : nullptr;
 }
 uint64_t zxp_file_size(const zxp_file_t* file) noexcept { return file ? file->pager->size() : 0; }
 zx_handle_t zxp_file_vmo(const zxp_file_t* file) noexcept {
@@ -266,6 +313,13 @@ zx_status_t zxp_file_get_stats(zxp_file_t* file, zxp_service_stats_t* out) noexc
 zx_status_t zxp_file_save_trace(zxp_file_t* file, const char* path) noexcept try {
   if (!file) return ZX_ERR_INVALID_ARGS;
   return file->pager->save_trace(path);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_file_sync(zxp_file_t* file, uint64_t offset, uint64_t length) noexcept try {
+  if (!file) return ZX_ERR_INVALID_ARGS;
+  return file->pager->sync(offset, length);
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -2,9 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
+#include "../status.h"
 #include "../tsan.h"
 
 namespace zxp {
@@ -15,6 +18,7 @@ constexpr uint64_t kQuit = 0;  // user_data of the NOP that stops the reaper
 }  // namespace
 
 FileSource::~FileSource() {
+  if (wring_ok_) io_uring_queue_exit(&wring_);
   if (!ring_ok_) return;
   {
     std::lock_guard lock(sq_mu_);
@@ -233,6 +237,152 @@ void FileSource::handle(uint64_t data, int res) {
     finish(r, false);  // the file ends early now: it shrank
   } else {
     submit(r);  // a short read: read the rest
+  }
+}
+
+}  // namespace zxp
+
+namespace zxp {
+
+namespace {
+
+// A failed write or fdatasync, as zxp_file_sync reports it. A full disk is NO_SPACE
+// here (the project's map says NO_MEMORY for ENOSPC, which is right for memory calls).
+zx_status_t write_status(int err) {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return ZX_ERR_NO_SPACE;
+    case EROFS:
+    case EPERM:
+    case EACCES:
+    case EBADF:  // a descriptor not open for writing
+      return ZX_ERR_ACCESS_DENIED;
+    case EFBIG:
+      return ZX_ERR_FILE_BIG;
+    case ENOMEM:
+      return ZX_ERR_NO_MEMORY;
+    default:
+      return ZX_ERR_IO;
+  }
+}
+
+}  // namespace
+
+void FileSource::write_back(uint32_t, WriteBackRange* ranges, size_t count) {
+  std::lock_guard lock(write_mu_);
+  for (size_t i = 0; i < count; i++) {
+    ranges[i].status = ZX_OK;
+    ranges[i].written = 0;
+  }
+  auto fail_all = [&](zx_status_t st) {
+    for (size_t i = 0; i < count; i++) {
+      if (ranges[i].status == ZX_OK) ranges[i].status = st;
+    }
+  };
+  if (write_fd_ < 0) {
+    fail_all(ZX_ERR_ACCESS_DENIED);
+    return;
+  }
+  if (!wring_ok_) {
+    int r = io_uring_queue_init(kWriteDepth, &wring_, 0);
+    if (r < 0) {
+      fail_all(r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_IO);
+      return;
+    }
+    wring_ok_ = true;
+  }
+  // The writes: dirty ranges arrive coalesced (adjacent dirty pages are one range); each
+  // is cut into pieces of kMaxWrite, and clipped at the file's end.
+  struct Write {
+    size_t range;
+    uint64_t off;
+    const uint8_t* src;
+    uint64_t len;
+    uint64_t done;
+  };
+  std::vector<Write> writes;
+  static const std::vector<uint8_t> zeros(kMaxWrite, 0);
+  for (size_t i = 0; i < count; i++) {
+    const uint64_t end = std::min(size_, ranges[i].offset + ranges[i].length);
+    for (uint64_t off = ranges[i].offset; off < end; off += kMaxWrite) {
+      const uint64_t len = std::min(kMaxWrite, end - off);
+      const uint8_t* src = ranges[i].src ? ranges[i].src + (off - ranges[i].offset) : zeros.data();
+      writes.push_back({i, off, src, len, 0});
+    }
+  }
+  size_t next = 0;
+  unsigned inflight = 0;
+  auto queue = [&](size_t w) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&wring_);  // never null: at most kWriteDepth queued
+    Write& x = writes[w];
+    io_uring_prep_write(sqe, write_fd_, x.src + x.done, static_cast<unsigned>(x.len - x.done),
+                        x.off + x.done);
+    io_uring_sqe_set_data64(sqe, w);
+    inflight++;
+  };
+  while (next < writes.size() || inflight > 0) {
+    while (next < writes.size() && inflight < kWriteDepth) {
+      // A range that failed already is not written further: it stays dirty whole.
+      if (ranges[writes[next].range].status == ZX_OK) queue(next);
+      next++;
+    }
+    if (inflight == 0) break;
+    int n;
+    do {
+      n = io_uring_submit_and_wait(&wring_, 1);
+    } while (n == -EINTR);
+    if (n < 0) {
+      // Nothing we queued may be left in flight when we return (the caller's pages would
+      // be read after WRITEBACK_END): drain what was submitted before failing.
+      io_uring_cqe* cqe;
+      while (inflight > 0 && io_uring_wait_cqe(&wring_, &cqe) == 0) {
+        io_uring_cqe_seen(&wring_, cqe);
+        inflight--;
+      }
+      fail_all(ZX_ERR_IO);
+      write_errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned seen = 0;
+    std::vector<size_t> again;
+    io_uring_for_each_cqe(&wring_, head, cqe) {
+      seen++;
+      inflight--;
+      const size_t w = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
+      Write& x = writes[w];
+      WriteBackRange& r = ranges[x.range];
+      const int res = cqe->res;
+      if (res == -EAGAIN || res == -EINTR) {
+        again.push_back(w);
+      } else if (res < 0 || res == 0) {
+        // A write that wrote nothing would never finish: an error, as a full disk is.
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        if (r.status == ZX_OK) r.status = res < 0 ? write_status(-res) : ZX_ERR_IO;
+      } else {
+        x.done += static_cast<uint64_t>(res);
+        r.written += static_cast<uint64_t>(res);
+        writes_.fetch_add(1, std::memory_order_relaxed);
+        if (x.done < x.len && r.status == ZX_OK) again.push_back(w);  // short: the rest
+      }
+    }
+    io_uring_cq_advance(&wring_, seen);
+    for (size_t w : again) queue(w);
+  }
+  bool any = false;
+  for (size_t i = 0; i < count; i++) any |= ranges[i].status == ZX_OK;
+  if (!any) return;
+  // Durable, or not written back: a failed fdatasync may have dropped the page cache's
+  // dirty state, so the store's bytes are unknown, and the pages stay dirty in memory.
+  int r;
+  do {
+    r = fdatasync(write_fd_);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+    fail_all(write_status(errno));
   }
 }
 

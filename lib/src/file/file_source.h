@@ -1,5 +1,7 @@
 // A paged source reading a file with io_uring: many reads in flight, one reaper thread
-// completing them (supply happens there), the file registered with the ring once.
+// completing them (supply happens there), the file registered with the ring once. With a
+// write descriptor it writes back too: write_back() on its own ring, on the syncing
+// thread, many writes in flight, then fdatasync.
 #pragma once
 
 #include <liburing.h>
@@ -22,12 +24,22 @@ class FileSource final : public PagedSource {
   // short of it mean the file shrank. `direct`: fd was opened with O_DIRECT; a read the
   // file system refuses (EINVAL) turns it off and is retried buffered.
   zx_status_t init(int fd, uint64_t size, bool direct, unsigned depth);
+  // Writing back: `fd` (the caller's, opened for writing, without O_DIRECT) is where
+  // write_back() writes. Call once, after init.
+  void set_write_fd(int fd) { write_fd_ = fd; }
   void fill(PagerService* service, const FillRequest& request) override;
   void flush() override;
+  // Coalesced writes of up to kMaxWrite bytes, kWriteDepth in flight, then fdatasync;
+  // the last page is written only up to the file's size (it keeps its size).
+  void write_back(uint32_t vmo_id, WriteBackRange* ranges, size_t count) override;
+  static constexpr uint64_t kMaxWrite = 1u << 20;
+  static constexpr unsigned kWriteDepth = 32;
 
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
   bool direct() const { return direct_.load(std::memory_order_relaxed); }
   uint64_t read_errors() const { return read_errors_.load(std::memory_order_relaxed); }
+  uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
+  uint64_t write_errors() const { return write_errors_.load(std::memory_order_relaxed); }
 
  private:
   struct Read {
@@ -59,6 +71,14 @@ class FileSource final : public PagedSource {
   std::thread reaper_;
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> read_errors_{0};
+
+  // Writing back: one sync at a time per VMO (the service's sync lock), so one ring.
+  int write_fd_ = -1;
+  std::mutex write_mu_;
+  io_uring wring_{};    // guarded by write_mu_
+  bool wring_ok_ = false;  // guarded by write_mu_
+  std::atomic<uint64_t> writes_{0};
+  std::atomic<uint64_t> write_errors_{0};
 };
 
 }  // namespace zxp

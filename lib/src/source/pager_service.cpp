@@ -4,8 +4,12 @@
 //
 // Locking: Vmo::mu guards one VMO's read-ahead streams, in-flight ranges, resident
 // bitmap and trace; slots_mu_ the free aux slots; budget_mu_ the eviction queue;
-// vmos_mu_ the id table. None is held across a source's fill(), a supply or an
-// eviction, so a source may complete inline.
+// vmos_mu_ the id table; wb_mu_ the background sync queue. None is held across a
+// source's fill(), a supply or an eviction, so a source may complete inline.
+// Vmo::sync_mu serialises one VMO's syncs and is taken first, before any of the others
+// (detach takes it too); it is held across the source's write_back(), which must
+// therefore never wait for a fill (the pages it writes are present: dirty pages are never
+// evicted).
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -33,6 +37,9 @@ namespace zxp {
 
 PagedSource::~PagedSource() = default;
 void PagedSource::flush() {}
+void PagedSource::write_back(uint32_t, WriteBackRange* ranges, size_t count) {
+  for (size_t i = 0; i < count; i++) ranges[i].status = ZX_ERR_NOT_SUPPORTED;
+}
 
 namespace {
 
@@ -104,6 +111,17 @@ class PagerService::Impl {
     uint64_t lru_clock = 0;
     std::vector<PageRange> trace;
     std::vector<Waiter> waiters;
+    // Writeback: a read-only view of the VMO to write from, and the sync lock.
+    std::mutex sync_mu;
+    uint8_t* view = nullptr;
+    uint64_t view_len = 0;
+    bool sync_queued = false;  // a background sync is queued (guarded by wb_mu_)
+
+    ~Vmo() { unmap_view(); }
+    void unmap_view() {
+      if (view) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(view), view_len);
+      view = nullptr;
+    }
 
     bool is_resident(uint64_t p) const { return (resident[p / 64] >> (p % 64)) & 1; }
     void set_resident(uint64_t a, uint64_t b, bool on) {
@@ -174,12 +192,23 @@ class PagerService::Impl {
   std::condition_variable idle_cv_;
   uint64_t batches_total_ = 0;  // in flight, all VMOs (guarded by idle_mu_)
 
+  // Background syncs the budget asks for, run on their own thread (started with the
+  // first writeback VMO under a budget).
+  std::mutex wb_mu_;
+  std::condition_variable wb_cv_;
+  std::deque<std::weak_ptr<Vmo>> wb_q_;
+  bool wb_stopping_ = false;
+  std::thread wb_thread_;
+
   struct Counters {
     std::atomic<uint64_t> requests{0}, fills{0}, pages_supplied{0}, bytes_read{0},
         readahead_pages{0}, readahead_hits{0}, readahead_waste{0}, prefetch_pages{0},
-        pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0};
+        pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0},
+        syncs{0}, background_syncs{0}, pages_dirtied{0}, pages_written_back{0},
+        writeback_bytes{0};
   } c_;
   LatencyHistogram latency_;
+  LatencyHistogram sync_latency_;
 
   ~Impl() { shutdown(); }
 
@@ -213,6 +242,12 @@ class PagerService::Impl {
   }
 
   void shutdown() {
+    {
+      std::lock_guard lock(wb_mu_);
+      wb_stopping_ = true;
+    }
+    wb_cv_.notify_all();
+    if (wb_thread_.joinable()) wb_thread_.join();
     std::vector<uint32_t> ids;
     {
       std::lock_guard lock(vmos_mu_);
@@ -339,6 +374,8 @@ class PagerService::Impl {
     if (o.granule == 0 || (o.granule % kPage) != 0 || o.granule > opt_.max_fill) {
       return ZX_ERR_INVALID_ARGS;
     }
+    // The service writes back from a view of its own: a private VMO has one mapping only.
+    if (o.writeback && o.private_memory) return ZX_ERR_INVALID_ARGS;
     auto v = std::make_shared<Vmo>();
     v->source = source;
     v->opt = o;
@@ -365,6 +402,27 @@ class PagerService::Impl {
       st = zxp_vmo_evict(v->handle.get(), 0, kPage, nullptr);
       if (st != ZX_OK && st != ZX_ERR_NOT_SUPPORTED) return st;  // v closes it
     }
+    if (o.writeback) {
+      // A dirty query starts dirty tracking before anything is supplied, so every page is
+      // supplied write-protected and its first write makes it dirty, whichever mapping
+      // (or zx_vmo_write) it comes through.
+      size_t actual = 0, avail = 0;
+      st = zx_pager_query_dirty_ranges(pager_.get(), v->handle.get(), 0, v->pages * kPage,
+                                       nullptr, 0, &actual, &avail);
+      if (st != ZX_OK) return st;
+      if (v->pages > 0) {
+        zx_vaddr_t addr;
+        st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0,
+                         v->handle.get(), 0, v->pages * kPage, &addr);
+        if (st != ZX_OK) return st;
+        v->view = reinterpret_cast<uint8_t*>(addr);
+        v->view_len = v->pages * kPage;
+      }
+      if (opt_.budget_bytes) {
+        std::lock_guard lock(wb_mu_);
+        if (!wb_thread_.joinable()) wb_thread_ = std::thread([this] { writeback_loop(); });
+      }
+    }
     zx_handle_t dup;
     st = zx_handle_duplicate(v->handle.get(), ZX_RIGHT_SAME_RIGHTS, &dup);
     if (st != ZX_OK) return st;  // v closes it
@@ -380,6 +438,8 @@ class PagerService::Impl {
   zx_status_t detach(uint32_t id) {
     std::shared_ptr<Vmo> v = find(id);
     if (!v) return ZX_ERR_NOT_FOUND;
+    // A sync in progress finishes first (it reads the view and uses the handle).
+    std::lock_guard sync_lock(v->sync_mu);
     {
       // One detach per VMO: a second caller racing the first must not close the handle
       // again (by then it may name another object); it waits until the detach is done.
@@ -408,6 +468,7 @@ class PagerService::Impl {
       v->handle.reset();
       v->detach_done = true;
     }
+    v->unmap_view();
     v->idle.notify_all();
     return ZX_OK;
   }
@@ -755,26 +816,101 @@ class PagerService::Impl {
     if (--v.batches == 0) v.idle.notify_all();
   }
 
-  // Drops the oldest supplied ranges until resident + in flight fits the budget.
+  // Drops the oldest supplied ranges until resident + in flight fits the budget. Dirty
+  // pages are never dropped: a range that keeps some goes to the back of the queue, and
+  // its VMO is synced in the background (then this runs again and drops them, clean).
+  // Each range is looked at once per call, so dirty pages cannot make it spin.
   void enforce_budget() {
-    for (;;) {
+    size_t visits;
+    {
+      std::lock_guard lock(budget_mu_);
+      visits = fifo_.size();
+    }
+    std::vector<std::shared_ptr<Vmo>> to_sync;
+    while (visits-- > 0) {
       Resident r;
       {
         std::lock_guard lock(budget_mu_);
         uint64_t used = c_.resident_bytes.load(std::memory_order_relaxed) +
                         inflight_bytes_.load(std::memory_order_relaxed);
         // The newest range stays: it was supplied for someone about to touch it.
-        if (used <= opt_.budget_bytes || fifo_.size() <= 1) return;
+        if (used <= opt_.budget_bytes || fifo_.size() <= 1) break;
         r = fifo_.front();
         fifo_.pop_front();
       }
-      evict_range(r.vmo.lock(), r.first, r.end);
+      std::shared_ptr<Vmo> vp = r.vmo.lock();
+      uint64_t kept = 0;
+      evict_range(vp, r.first, r.end, nullptr, &kept);
+      if (kept) {
+        {
+          std::lock_guard lock(budget_mu_);
+          fifo_.push_back(r);
+        }
+        if (std::find(to_sync.begin(), to_sync.end(), vp) == to_sync.end()) to_sync.push_back(vp);
+      }
+    }
+    for (auto& vp : to_sync) queue_background_sync(vp);
+  }
+
+  void queue_background_sync(const std::shared_ptr<Vmo>& vp) {
+    {
+      std::lock_guard lock(wb_mu_);
+      if (!wb_thread_.joinable() || wb_stopping_ || vp->sync_queued) return;
+      vp->sync_queued = true;
+      wb_q_.push_back(vp);
+    }
+    wb_cv_.notify_one();
+  }
+
+  void writeback_loop() {
+    std::unique_lock lock(wb_mu_);
+    for (;;) {
+      wb_cv_.wait(lock, [&] { return wb_stopping_ || !wb_q_.empty(); });
+      if (wb_stopping_) return;
+      std::shared_ptr<Vmo> vp = wb_q_.front().lock();
+      wb_q_.pop_front();
+      if (!vp) continue;
+      vp->sync_queued = false;
+      lock.unlock();
+      // A sync that fails leaves the pages dirty; they stay resident (over the budget)
+      // until a later sync succeeds: they are the only copy of those bytes.
+      if (sync_vmo(vp, 0, vp->pages * kPage, true) == ZX_OK) enforce_budget();
+      lock.lock();
     }
   }
 
-  // Forgets [a, b) as resident and drops its clean pages.
+  // Dirty pages of [a, b) of a writeback VMO, marked resident again after an eviction
+  // (which never drops them). Returns how many.
+  uint64_t keep_dirty(Vmo& v, zx_handle_t handle, uint64_t a, uint64_t b) {
+    uint64_t kept = 0;
+    uint64_t cursor = a * kPage;
+    const uint64_t end = b * kPage;
+    while (cursor < end) {
+      zx_vmo_dirty_range_t buf[64];
+      size_t actual = 0, avail = 0;
+      if (zx_pager_query_dirty_ranges(pager_.get(), handle, cursor, end - cursor, buf,
+                                      sizeof(buf), &actual, &avail) != ZX_OK ||
+          actual == 0) {
+        break;
+      }
+      std::lock_guard lock(v.mu);
+      for (size_t i = 0; i < actual; i++) {
+        uint64_t p = std::max(a, buf[i].offset / kPage);
+        uint64_t q = std::min(b, (buf[i].offset + buf[i].length) / kPage);
+        if (p >= q || (buf[i].options & ZX_VMO_DIRTY_RANGE_IS_ZERO)) continue;
+        v.set_resident(p, q, true);
+        kept += q - p;
+      }
+      if (actual == avail) break;
+      cursor = buf[actual - 1].offset + buf[actual - 1].length;
+    }
+    return kept;
+  }
+
+  // Forgets [a, b) as resident and drops its clean pages. Dirty pages of a writeback VMO
+  // stay resident (and counted): *kept (may be null) receives how many.
   zx_status_t evict_range(const std::shared_ptr<Vmo>& vp, uint64_t a, uint64_t b,
-                          uint64_t* evicted_bytes = nullptr) {
+                          uint64_t* evicted_bytes = nullptr, uint64_t* kept = nullptr) {
     if (!vp) return ZX_ERR_NOT_FOUND;
     Vmo& v = *vp;
     uint64_t was = 0;
@@ -788,12 +924,98 @@ class PagerService::Impl {
       // are not reused quickly), which is what a detached VMO needs.
       handle = v.handle.get();
     }
-    c_.resident_bytes.fetch_sub(was * kPage, std::memory_order_relaxed);
     uint64_t evicted = 0;
     zx_status_t st = zxp_vmo_evict(handle, a * kPage, (b - a) * kPage, &evicted);
     c_.pages_evicted.fetch_add(evicted / kPage, std::memory_order_relaxed);
+    const uint64_t still = v.opt.writeback ? keep_dirty(v, handle, a, b) : 0;
+    // Pages dirtied since the count (not counted as resident then) make `still` larger.
+    c_.resident_bytes.fetch_sub(was * kPage, std::memory_order_relaxed);
+    c_.resident_bytes.fetch_add(still * kPage, std::memory_order_relaxed);
+    if (kept) *kept = still;
     if (evicted_bytes) *evicted_bytes = evicted;
     return st;
+  }
+
+  // ---- Writing back ----
+
+  zx_status_t sync(uint32_t id, uint64_t offset, uint64_t length) {
+    std::shared_ptr<Vmo> v = find(id);
+    if (!v) return ZX_ERR_NOT_FOUND;
+    if (!v->opt.writeback) return ZX_ERR_NOT_SUPPORTED;
+    if ((offset % kPage) || (length % kPage)) return ZX_ERR_INVALID_ARGS;
+    if (offset / kPage > v->pages || length / kPage > v->pages - offset / kPage) {
+      return ZX_ERR_OUT_OF_RANGE;
+    }
+    return sync_vmo(v, offset, length, false);
+  }
+
+  zx_status_t sync_vmo(const std::shared_ptr<Vmo>& vp, uint64_t offset, uint64_t length,
+                       bool background) {
+    Vmo& v = *vp;
+    std::lock_guard sync_lock(v.sync_mu);
+    zx_handle_t h;
+    {
+      std::lock_guard lock(v.mu);
+      if (v.detached) return ZX_ERR_BAD_STATE;
+      h = v.handle.get();  // stays open: detach takes sync_mu before it closes it
+    }
+    const uint64_t t0 = now_ns();
+    c_.syncs.fetch_add(1, std::memory_order_relaxed);
+    if (background) c_.background_syncs.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t end = offset + length;
+    std::vector<WriteBackRange> ranges;
+    for (uint64_t cursor = offset; cursor < end;) {
+      zx_vmo_dirty_range_t buf[128];
+      size_t actual = 0, avail = 0;
+      zx_status_t st = zx_pager_query_dirty_ranges(pager_.get(), h, cursor, end - cursor, buf,
+                                                   sizeof(buf), &actual, &avail);
+      if (st != ZX_OK) return st;
+      for (size_t i = 0; i < actual; i++) {
+        uint64_t a = std::max(offset, buf[i].offset);
+        uint64_t b = std::min(end, buf[i].offset + buf[i].length);
+        if (a >= b) continue;
+        const bool zero = buf[i].options & ZX_VMO_DIRTY_RANGE_IS_ZERO;
+        ranges.push_back({a, b - a, zero ? nullptr : v.view + a, ZX_OK, 0});
+      }
+      if (actual == 0 || actual == avail) break;
+      cursor = buf[actual - 1].offset + buf[actual - 1].length;
+    }
+    // From BEGIN on, a write to one of these pages makes it dirty again, and END then
+    // leaves it dirty: what the store gets is at worst older than memory, never newer.
+    zx_status_t first_error = ZX_OK;
+    size_t begun = 0;
+    for (; begun < ranges.size(); begun++) {
+      const WriteBackRange& r = ranges[begun];
+      zx_status_t st = zx_pager_op_range(pager_.get(), ZX_PAGER_OP_WRITEBACK_BEGIN, h, r.offset,
+                                         r.length, r.src ? 0 : ZX_VMO_DIRTY_RANGE_IS_ZERO);
+      if (st != ZX_OK) {
+        first_error = st;
+        break;
+      }
+    }
+    ranges.resize(begun);
+    if (!ranges.empty()) v.source->write_back(v.id, ranges.data(), ranges.size());
+    uint64_t found = 0, cleaned = 0, bytes = 0;
+    for (const WriteBackRange& r : ranges) {
+      found += r.length / kPage;
+      bytes += r.written;
+      zx_status_t st;
+      if (r.status == ZX_OK) {
+        st = zx_pager_op_range(pager_.get(), ZX_PAGER_OP_WRITEBACK_END, h, r.offset, r.length, 0);
+        if (st == ZX_OK) cleaned += r.length / kPage;
+      } else {
+        // The store may not hold these bytes: the pages go back to dirty (memory holds the
+        // only good copy) for the next sync.
+        st = r.status;
+        zx_pager_op_range(pager_.get(), ZX_PAGER_OP_DIRTY, h, r.offset, r.length, 0);
+      }
+      if (st != ZX_OK && first_error == ZX_OK) first_error = st;
+    }
+    c_.pages_dirtied.fetch_add(found, std::memory_order_relaxed);
+    c_.pages_written_back.fetch_add(cleaned, std::memory_order_relaxed);
+    c_.writeback_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    sync_latency_.record(now_ns() - t0);
+    return first_error;
   }
 
   // ---- Hints and prefetch ----
@@ -924,6 +1146,14 @@ class PagerService::Impl {
     o->latency_p99_ns = latency_.quantile(0.99);
     o->latency_max_ns = latency_.max();
     o->uses_move = move_ ? 1 : 0;
+    o->syncs = c_.syncs.load();
+    o->background_syncs = c_.background_syncs.load();
+    o->pages_dirtied = c_.pages_dirtied.load();
+    o->pages_written_back = c_.pages_written_back.load();
+    o->writeback_bytes = c_.writeback_bytes.load();
+    o->sync_latency_p50_ns = sync_latency_.quantile(0.50);
+    o->sync_latency_p99_ns = sync_latency_.quantile(0.99);
+    o->sync_latency_max_ns = sync_latency_.max();
   }
 
   PagerService* owner_ = nullptr;
@@ -956,6 +1186,9 @@ zx_status_t PagerService::create_remote_vmo(PagedSource* source, UniqueFd* uffd,
   return impl_->create_remote_vmo(source, uffd, remote_addr, size, options, id, vmo);
 }
 zx_status_t PagerService::detach_vmo(uint32_t id) { return impl_->detach(id); }
+zx_status_t PagerService::sync(uint32_t id, uint64_t offset, uint64_t length) {
+  return impl_->sync(id, offset, length);
+}
 zx_status_t PagerService::memory_fd(uint32_t id, bool writable, UniqueFd* out) {
   return impl_->memory_fd(id, writable, out);
 }
