@@ -41,7 +41,6 @@
 #include <zxpager/unique_fd.h>
 #include <zxpager/zxpager.h>
 
-#include "file_writeback.h"
 #include "stress_write.h"
 
 namespace zxpager_cli {
@@ -218,17 +217,29 @@ int WriteStress::setup() {
   fo.budget_bytes = o_.budget_bytes;
   zx_status_t st = zxp_file_open(path_.c_str(), &fo, &file_);
   if (st != ZX_OK) {
-    fmt::print(stderr, "zxpager stress --write: zxp_file_open(ZXP_FILE_WRITEBACK): {}\n",
-               zx_status_get_string(st));
-    return 1;
+    fmt::print(stderr, "zxpager stress --write: zxp_file_open(ZXP_FILE_WRITEBACK): {}{}\n",
+               zx_status_get_string(st),
+               st == ZX_ERR_NOT_SUPPORTED ? " (this library does not write back yet)" : "");
+    return st == ZX_ERR_NOT_SUPPORTED ? 77 : 1;
   }
-  map_ = static_cast<uint8_t*>(const_cast<void*>(zxp_file_data(file_)));
+  // Without the pager core's dirty tracking, open or sync answer ZX_ERR_NOT_SUPPORTED:
+  // nothing to stress then.
+  st = zxp_file_sync(file_, 0, pages_ * kPage);
+  if (st != ZX_OK) {
+    fmt::print(stderr, "zxpager stress --write: zxp_file_sync of the clean file: {}{}\n",
+               zx_status_get_string(st),
+               st == ZX_ERR_NOT_SUPPORTED ? " (this library does not write back yet)" : "");
+    zxp_file_close(file_);
+    file_ = nullptr;
+    return st == ZX_ERR_NOT_SUPPORTED ? 77 : 1;
+  }
+  map_ = static_cast<uint8_t*>(zxp_file_mutable_data(file_));
   vmo_ = zxp_file_vmo(file_);
   return 0;
 }
 
 zx_status_t WriteStress::sync_range(uint64_t off, uint64_t len) {
-  if (!kernel_) return file_sync(file_, off, len);
+  if (!kernel_) return zxp_file_sync(file_, off, len);
   return msync(map_ + off, len, MS_SYNC) == 0 ? ZX_OK : ZX_ERR_IO;
 }
 
@@ -620,6 +631,10 @@ void WriteStress::summary(double elapsed) {
                "\"synced_bytes\":{},\"pages_checked_on_disk\":{},\"pages_seen_written_back\":{},"
                "\"failure_windows\":{},\"evict_calls\":{},\"dontneed_calls\":{},"
                "\"evicted_bytes\":{},\"pages_evicted\":{},\"pages_read_by_pager\":{},"
+               "\"library\":{{\"syncs\":{},\"background_syncs\":{},\"pages_dirtied\":{},"
+               "\"pages_written_back\":{},\"writeback_bytes\":{},\"writes\":{},"
+               "\"write_errors\":{},\"sync_p50_us\":{:.1f},\"sync_p99_us\":{:.1f},"
+               "\"sync_max_us\":{:.1f}}},"
                "\"mismatched_pages\":{},\"errors\":{}}}\n",
                errors == 0 ? "true" : "false", elapsed, o_.threads, o_.syncers, o_.file_bytes,
                o_.access, o_.fail_rate, o_.evict ? "true" : "false", o_.budget_bytes, o_.seed,
@@ -627,7 +642,13 @@ void WriteStress::summary(double elapsed) {
                syncs_failed_injected_.load(), sync_bytes_.load(), pages_checked_.load(),
                pages_advanced_.load(), windows_opened_.load(), evict_calls_.load(),
                dontneed_calls_.load(), evicted_bytes_.load(), stats_.pages_evicted,
-               stats_.bytes_read / kPage, mismatched_pages_.load(), errors);
+               stats_.bytes_read / kPage, stats_.syncs, stats_.background_syncs,
+               stats_.pages_dirtied, stats_.pages_written_back, stats_.writeback_bytes,
+               stats_.writes, stats_.write_errors,
+               static_cast<double>(stats_.sync_latency_p50_ns) / 1e3,
+               static_cast<double>(stats_.sync_latency_p99_ns) / 1e3,
+               static_cast<double>(stats_.sync_latency_max_ns) / 1e3, mismatched_pages_.load(),
+               errors);
     return;
   }
   fmt::print("zxpager stress --write: {:.1f} s, {} writers, {} syncers, file {} MiB ({}), "
@@ -658,6 +679,17 @@ void WriteStress::summary(double elapsed) {
                evict_calls_.load(), evicted_bytes_.load() / kPage, dontneed_calls_.load(),
                stats_.pages_evicted, stats_.bytes_read / kPage);
   }
+  if (!kernel_) {
+    fmt::print("  library       {} syncs ({} background), {} dirty pages found, {} written back "
+               "({:.1f} MB in {} writes, {} failed); sync p50 {:.0f} us, p99 {:.0f} us, "
+               "max {:.0f} us\n",
+               stats_.syncs, stats_.background_syncs, stats_.pages_dirtied,
+               stats_.pages_written_back, static_cast<double>(stats_.writeback_bytes) / 1e6,
+               stats_.writes, stats_.write_errors,
+               static_cast<double>(stats_.sync_latency_p50_ns) / 1e3,
+               static_cast<double>(stats_.sync_latency_p99_ns) / 1e3,
+               static_cast<double>(stats_.sync_latency_max_ns) / 1e3);
+  }
   fmt::print("  mismatches    {} pages (lost or wrong bytes)\n", mismatched_pages_.load());
   fmt::print("  errors        {}{}\n", errors,
              final_ok_ ? "; the file holds exactly every last write" : "");
@@ -666,10 +698,6 @@ void WriteStress::summary(double elapsed) {
 }  // namespace
 
 int run_stress_write(const WriteStressOptions& o) {
-  if (o.backend != "kernel" && !have_file_writeback()) {
-    fmt::print(stderr, "zxpager stress --write: this library has no zxp_file_sync yet\n");
-    return 77;
-  }
   if (o.backend == "kernel" && o.fail_rate > 0) {
     // A store through a shared mapping of an immutable file takes SIGBUS.
     fmt::print(stderr, "zxpager stress --write: --fail-rate is not for --backend kernel (a "
