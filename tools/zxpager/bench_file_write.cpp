@@ -114,6 +114,14 @@ std::optional<Timing> run_zxpager(const WriteOptions& o, Pattern pat,
   double t2 = now_s();
   st = zxp_file_sync(f, 0, o.size);
   double t3 = now_s();
+  if (getenv("ZXP_BENCH_DEBUG")) {
+    zxp_service_stats_t s{};
+    zxp_file_get_stats(f, &s);
+    fmt::print(stderr, "    zxpager {}: {} requests, {} pages supplied ({} read ahead), {} bytes "
+               "read; {} syncs, {} dirty pages, {} written back in {} writes\n",
+               pattern_name(pat), s.requests, s.pages_supplied, s.readahead_pages, s.bytes_read,
+               s.syncs, s.pages_dirtied, s.pages_written_back, s.writes);
+  }
   zx_status_t cst = zxp_file_close(f);
   double t4 = now_s();
   if (st != ZX_OK || cst != ZX_OK) {
