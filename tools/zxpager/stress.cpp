@@ -131,6 +131,7 @@ struct Options {
   std::string budget = "0";
   std::string dir = "/var/tmp";
   std::string backend = "zxpager";
+  std::string evict_via = "both";
   // Set from which options were given.
   bool detach = false;
   bool ops_given = false;
@@ -1304,6 +1305,7 @@ int run_stress_write_mode(const Options& o) {
   w.deadline_ms = o.deadline_ms;
   w.dir = o.dir;
   w.backend = o.backend;
+  w.evict_via = o.evict_via;
   return run_stress_write(w);
 }
 
@@ -1412,6 +1414,11 @@ Runner add_stress(CLI::App& app) {
           "SIZE"));
   sub->add_option("--dir", o->dir, "--write: where the file is created (a real disk)")
       ->capture_default_str();
+  sub->add_option("--evict-via", o->evict_via,
+                  "--write --evict: DONTNEED advice (zxp_file_advise), zxp_vmo_evict, or both "
+                  "at random")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"both", "dontneed", "evict"}));
   sub->add_option("--backend", o->backend,
                   "--write: the file pager, or the kernel's mmap + msync and pwrite (the "
                   "model checked against the kernel's own writeback)")

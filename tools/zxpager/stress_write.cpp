@@ -137,6 +137,11 @@ class WriteStress {
 
   std::unique_ptr<std::atomic<uint8_t>[]> lock_;
   std::unique_ptr<std::atomic<uint32_t>[]> done_, started_, durable_;
+  // Pages already reported wrong during the run (one message each; the count goes on).
+  std::unique_ptr<std::atomic<uint8_t>[]> reported_;
+  // How each page's last write was made (for the messages): kViaMapping, kRun.
+  static constexpr uint8_t kViaMapping = 1, kRun = 2;
+  std::unique_ptr<std::atomic<uint8_t>[]> how_;
 
   std::vector<std::unique_ptr<Counters>> writers_, syncers_;
   Counters evictor_c_;
@@ -153,6 +158,7 @@ class WriteStress {
   size_t messages_ = 0;  // guarded by msg_mu_
   zxp_service_stats_t stats_{};
   bool final_ok_ = false;
+  std::atomic<bool> final_phase_{false};  // the end's checks: reported whatever came before
 };
 
 void WriteStress::error(std::string msg) {
@@ -170,6 +176,8 @@ int WriteStress::setup() {
   done_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
   started_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
   durable_ = std::make_unique<std::atomic<uint32_t>[]>(pages_);
+  reported_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
+  how_ = std::make_unique<std::atomic<uint8_t>[]>(pages_);
   {
     // Generation 0 of every page, durable before the pager sees the file.
     zxp::UniqueFd fd(open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -277,9 +285,17 @@ uint64_t WriteStress::check_pages(const uint64_t* buf, uint64_t p0, uint64_t n,
       const bool tag_ok = static_cast<uint32_t>(w[k]) == static_cast<uint32_t>(word_of(0, tag, k));
       if (!tag_ok || (exact ? gen != floor[i] : (gen < floor[i] || gen > hi))) {
         bad++;
-        error(fmt::format("{}: page {} word {}: {:#018x}: {} (expected generation {}{})", what, p,
-                          k, w[k], tag_ok ? "wrong generation" : "not this page's bytes",
-                          floor[i], exact ? "" : fmt::format("..{}", hi)));
+        if (!final_phase_ && reported_[p].exchange(1)) {
+          errors_.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        const uint8_t how = how_[p].load(std::memory_order_relaxed);
+        error(fmt::format("{}: page {} word {}: {:#018x}: {} (expected generation {}{}; last "
+                          "written {}{})",
+                          what, p, k, w[k], tag_ok ? "wrong generation" : "not this page's bytes",
+                          floor[i], exact ? "" : fmt::format("..{}", hi),
+                          how & kViaMapping ? "through the mapping" : "by zx_vmo_write",
+                          how & kRun ? " in a run of pages" : ""));
         break;
       }
     }
@@ -376,6 +392,8 @@ void WriteStress::writer(uint32_t t) {
     }
     for (uint64_t i = 0; i < n; i++) {
       done_[p0 + i].store(gens[i], std::memory_order_release);
+      how_[p0 + i].store(static_cast<uint8_t>((via_map ? kViaMapping : 0) | (n > 1 ? kRun : 0)),
+                         std::memory_order_relaxed);
       unlock(p0 + i);
     }
     c.writes.fetch_add(1, std::memory_order_relaxed);
@@ -441,7 +459,8 @@ void WriteStress::evictor() {
     const uint64_t n = std::min<uint64_t>(1 + rng.below(kEvictMaxPages), pages_ - p0);
     evictor_c_.since.store(now_ns(), std::memory_order_relaxed);
     zx_status_t st;
-    const bool dontneed = rng.next() & 1;
+    const bool dontneed =
+        o_.evict_via == "dontneed" || (o_.evict_via == "both" && (rng.next() & 1));
     uint64_t bytes = 0;
     if (kernel_) {
       // Dirty page-cache pages stay: the kernel's eviction never loses a write.
@@ -573,6 +592,11 @@ int WriteStress::run() {
   // (which syncs again) leaves it so.
   std::vector<uint32_t> want(pages_);
   for (uint64_t p = 0; p < pages_; p++) want[p] = done_[p].load();
+  {
+    std::lock_guard lock(msg_mu_);
+    messages_ = 0;
+  }
+  final_phase_.store(true);
   std::vector<uint64_t> buf(kCheckChunk / 8);
   for (uint64_t p0 = 0; p0 < pages_; p0 += kCheckChunk / kPage) {
     const uint64_t n = std::min(kCheckChunk / kPage, pages_ - p0);

@@ -15,6 +15,7 @@ struct WriteStressOptions {
   std::string access = "mixed";  // mapping, read (zx_vmo_write/zx_vmo_read), mixed
   double fail_rate = 0;      // share of the time the file refuses writes
   bool evict = false;
+  std::string evict_via = "both";  // dontneed (zxp_file_advise), evict (zxp_vmo_evict), both
   uint64_t budget_bytes = 0;
   double duration = 10;
   uint64_t seed = 1;
