@@ -449,17 +449,28 @@ TEST_CASE("zx_pager_op_range errors") {
     CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, kTopPage, kPage, io) == ZX_ERR_OUT_OF_RANGE);
     CHECK(zx_pager_op_range(p, ZX_PAGER_OP_FAIL, v, kPage, kTopPage, io) == ZX_ERR_OUT_OF_RANGE);
   }
-  SECTION("an unknown op is INVALID_ARGS") {
+  SECTION("an unknown op is NOT_SUPPORTED, as Zircon answers") {
     for (uint32_t op : {0u, 5u, 6u, 100u, 0xffffffffu}) {
       INFO("op " << op);
-      CHECK(zx_pager_op_range(p, op, v, 0, kPage, 0) == ZX_ERR_INVALID_ARGS);
+      CHECK(zx_pager_op_range(p, op, v, 0, kPage, 0) == ZX_ERR_NOT_SUPPORTED);
     }
   }
-  SECTION("DIRTY and WRITEBACK ops are NOT_SUPPORTED for now") {
+  SECTION("DIRTY needs a TRAP_DIRTY VMO; WRITEBACK works on any; data is checked first") {
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_DIRTY, v, 0, kPage, 0) == ZX_ERR_NOT_SUPPORTED);
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_DIRTY, v, 0, 0, 0) == ZX_ERR_NOT_SUPPORTED);
+    zxp_features_t f;
+    REQUIRE(zxp_get_features(&f) == ZX_OK);
+    // (Dirty tracking is write-protection: without it for shared memory, NOT_SUPPORTED.)
+    const zx_status_t wb = f.wp_shmem ? ZX_OK : ZX_ERR_NOT_SUPPORTED;
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_WRITEBACK_BEGIN, v, 0, kPage, 0) == wb);
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_WRITEBACK_BEGIN, v, 0, kPage,
+                            ZX_VMO_DIRTY_RANGE_IS_ZERO) == wb);
+    CHECK(zx_pager_op_range(p, ZX_PAGER_OP_WRITEBACK_END, v, 0, kPage, 0) == wb);
     for (uint32_t op :
          {ZX_PAGER_OP_DIRTY, ZX_PAGER_OP_WRITEBACK_BEGIN, ZX_PAGER_OP_WRITEBACK_END}) {
       INFO("op " << op);
-      CHECK(zx_pager_op_range(p, op, v, 0, kPage, 0) == ZX_ERR_NOT_SUPPORTED);
+      CHECK(zx_pager_op_range(p, op, v, 0, 0, 100) == ZX_ERR_INVALID_ARGS);
+      CHECK(zx_pager_op_range(p, op, v, kTopPage, kPage, 0) == ZX_ERR_OUT_OF_RANGE);
     }
   }
   SECTION("handles: bad, wrong type, not from this pager") {

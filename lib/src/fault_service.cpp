@@ -29,6 +29,8 @@ namespace zxp {
 namespace {
 
 std::atomic<int> g_fail_signal{0};
+// si_errno of a fail signal for a refused write (FaultService::fail_thread).
+constexpr int kWriteFailTag = EROFS;
 thread_local int t_library_copy_depth = 0;
 thread_local bool t_library_copy_failed = false;
 
@@ -46,10 +48,29 @@ void on_fail_signal(int, siginfo_t* si, void*) {
   int saved = errno;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(si->si_value.sival_ptr);
   const uintptr_t page = addr & ~(static_cast<uintptr_t>(kPageSize) - 1);
-  unsigned char resident = 0;
-  if (mincore(reinterpret_cast<void*>(page), kPageSize, &resident) != 0 || (resident & 1)) {
-    errno = saved;
-    return;
+  if (si->si_errno == kWriteFailTag) {
+    // A refused write: only while the page is still write-protected here (bit 57 of its
+    // /proc/self/pagemap entry, "uffd-wp"); unreadable, the refusal stands.
+    uint64_t entry = 0;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    bool wp = true;
+    if (fd >= 0) {
+      if (pread(fd, &entry, sizeof(entry), static_cast<off_t>(page / kPageSize * 8)) ==
+          static_cast<ssize_t>(sizeof(entry))) {
+        wp = (entry >> 57) & 1;
+      }
+      close(fd);
+    }
+    if (!wp) {
+      errno = saved;
+      return;
+    }
+  } else {
+    unsigned char resident = 0;
+    if (mincore(reinterpret_cast<void*>(page), kPageSize, &resident) != 0 || (resident & 1)) {
+      errno = saved;
+      return;
+    }
   }
   if (t_library_copy_depth > 0) {
     t_library_copy_failed = true;
@@ -151,10 +172,11 @@ int choose_fail_signal() {
 
 int FaultService::fail_signal() { return g_fail_signal.load(std::memory_order_relaxed); }
 
-bool FaultService::fail_thread(pid_t tid, uintptr_t addr) {
+bool FaultService::fail_thread(pid_t tid, uintptr_t addr, bool write) {
   siginfo_t si;
   memset(&si, 0, sizeof(si));
   si.si_signo = fail_signal();
+  si.si_errno = write ? kWriteFailTag : 0;
   si.si_code = SI_QUEUE;
   si.si_pid = getpid();
   si.si_uid = getuid();
@@ -481,7 +503,7 @@ void FaultService::poll_as_poller(zx_time_t deadline) {
 }
 
 void FaultService::retry_write_faults() {
-  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> retry;
+  std::vector<WpRetry> retry;
   {
     std::lock_guard lock(wp_retry_mu_);
     retry.swap(wp_retry_);
@@ -489,11 +511,11 @@ void FaultService::retry_write_faults() {
   if (retry.empty()) return;
   // The events that made UFFDIO_WRITEPROTECT return EAGAIN have been read by now.
   bool again = false;
-  for (auto& [weak, addr] : retry) {
-    auto vmo = weak.lock();
-    if (vmo && !vmo->on_wp_fault(addr)) {
+  for (WpRetry& r : retry) {
+    auto vmo = r.vmo.lock();
+    if (vmo && !vmo->on_wp_fault(r.addr, r.tid)) {
       std::lock_guard lock(wp_retry_mu_);
-      wp_retry_.emplace_back(vmo, addr);
+      wp_retry_.push_back(WpRetry{vmo, r.addr, r.tid});
       again = true;
     }
   }
@@ -551,9 +573,9 @@ void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
         return;
       }
       if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-        if (!vmo->on_wp_fault(addr)) {
+        if (!vmo->on_wp_fault(addr, tid)) {
           std::lock_guard lock(wp_retry_mu_);
-          wp_retry_.emplace_back(vmo, addr);
+          wp_retry_.push_back(WpRetry{vmo, addr, tid});
           uint64_t one = 1;
           ssize_t n = write(wake_fd_, &one, sizeof(one));
           (void)n;

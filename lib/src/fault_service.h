@@ -104,7 +104,10 @@ class FaultService {
   // handler raises SIGBUS only if it came from this process and the page at `addr` is
   // still missing, so a thread id reused meanwhile (or a fault already resolved) is left
   // alone.
-  static bool fail_thread(pid_t tid, uintptr_t addr);
+  // `write`: the thread is blocked in a write to a write-protected page (a refused
+  // ZX_PAGER_VMO_DIRTY request), which stays present: the signal is taken while the page is
+  // still write-protected rather than while it is missing.
+  static bool fail_thread(pid_t tid, uintptr_t addr, bool write = false);
   // True if thread `tid` of this process sleeps inside a system call: a fault it waits on
   // is a kernel copy from user memory (a read(2) into a pager mapping, the library's own
   // process_vm_readv), which no signal can interrupt: the kernel retries that fault until
@@ -182,7 +185,12 @@ class FaultService {
 
   // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
   std::mutex wp_retry_mu_;
-  std::vector<std::pair<std::weak_ptr<PagerVmo>, uintptr_t>> wp_retry_;
+  struct WpRetry {
+    std::weak_ptr<PagerVmo> vmo;
+    uintptr_t addr;
+    pid_t tid;
+  };
+  std::vector<WpRetry> wp_retry_;
 };
 
 }  // namespace zxp

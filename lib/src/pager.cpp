@@ -52,6 +52,8 @@ void PagerStats::snapshot(zxp_pager_stats_t* out) const {
   out->vmos_live = vmos_live.load(std::memory_order_relaxed);
   out->pages_evicted = pages_evicted.load(std::memory_order_relaxed);
   out->write_faults = write_faults.load(std::memory_order_relaxed);
+  out->dirty_requests = dirty_requests.load(std::memory_order_relaxed);
+  out->pages_dirty_discarded = pages_dirty_discarded.load(std::memory_order_relaxed);
 }
 
 // ---- Pager ----
@@ -64,6 +66,13 @@ Pager::~Pager() = default;
 zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                               uint64_t size, std::shared_ptr<PagerVmo>* out) {
   const bool shared = !(options & ZXP_PAGER_VMO_PRIVATE);
+  const bool trap_dirty = (options & ZX_VMO_TRAP_DIRTY) != 0;
+  // Dirty tracking is write-protection: without it, a TRAP_DIRTY VMO could not keep its
+  // promise to trap the first write.
+  if (trap_dirty && !(service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+                      (!shared || service_->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM)))) {
+    return ZX_ERR_NOT_SUPPORTED;
+  }
   // A resizable VMO (shared only) maps its memfd over more than its size, so that it grows
   // in place: faults past the memfd's end are SIGBUS in every view (shmem checks the size
   // before a fault reaches userfaultfd), and the home never moves.
@@ -111,7 +120,8 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
   port->serve_faults(service_);
   auto vmo = std::make_shared<PagerVmo>(service_, koid(), stats_, std::move(port), key, size,
                                         home, std::static_pointer_cast<Pager>(shared_from_this()),
-                                        service_->fd(), false, std::move(memfd), reserve);
+                                        service_->fd(), false, std::move(memfd), reserve,
+                                        trap_dirty);
   if (home_len > 0) service_->add_region(home, home_len, vmo);
   track(vmo);
   *out = std::move(vmo);
@@ -180,7 +190,7 @@ void (*PagerVmo::test_hook_after_move_)(uintptr_t, uint64_t) = nullptr;
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
                    std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd,
-                   uint64_t reserve)
+                   uint64_t reserve, bool trap_dirty)
     : service_(service),
       pager_koid_(pager_koid),
       stats_(std::move(stats)),
@@ -195,7 +205,10 @@ PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<
       memfd_(std::move(memfd)),
       home_(home),
       wp_(!remote && service->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
-          (!memfd_ || service->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM))) {}
+          (!memfd_ || service->has(UFFD_FEATURE_WP_HUGETLBFS_SHMEM))),
+      trap_dirty_(trap_dirty) {
+  if (trap_dirty_) dirty_tracking_ = wp_;  // (no page yet: nothing to protect)
+}
 
 PagerVmo::~PagerVmo() {
   // Normally on_unreferenced already tore everything down; this covers a VMO that never
@@ -204,9 +217,10 @@ PagerVmo::~PagerVmo() {
 }
 
 void PagerVmo::request_missing(uint64_t first, uint64_t end) {
-  // Past the end there is nothing to request; in a grown range nothing is the pager's.
-  end = std::min({end, size_pages(), grown_from_});
-  present_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) {
+  // Past the end there is nothing to request; in a zero range nothing is the pager's.
+  end = std::min(end, size_pages());
+  present_.for_each_missing_run(first, end, [&](uint64_t ma, uint64_t mb) {
+   zero_.for_each_missing_run(ma, mb, [&](uint64_t a, uint64_t b) {
     uint64_t p = a;
     while (p < b) {
       auto it = requests_.upper_bound(p);
@@ -221,17 +235,19 @@ void PagerVmo::request_missing(uint64_t first, uint64_t end) {
       queue_request(p, stop);
       p = stop;
     }
+   });
   });
 }
 
-void PagerVmo::add_request_piece(uint64_t first, uint64_t end, uint64_t ticket) {
-  requests_.emplace(first, Request{end, ticket});
+void PagerVmo::add_request_piece(std::map<uint64_t, Request>& reqs, uint64_t first,
+                                 uint64_t end, uint64_t ticket) {
+  reqs.emplace(first, Request{end, ticket});
   ++ticket_pieces_[ticket];
 }
 
 uint64_t PagerVmo::request_run(uint64_t first, uint64_t end, uint64_t* run_end) {
-  // Past the end there is nothing to request; in a grown range nothing is the pager's.
-  end = std::min({end, size_pages(), grown_from_});
+  // Past the end there is nothing to request; in a zero range nothing is the pager's.
+  end = std::min({end, size_pages(), zero_.first_present(first, end)});
   uint64_t stop = present_.first_present(first, end);
   auto it = requests_.upper_bound(first);
   if (it != requests_.end() && it->first < stop) stop = it->first;
@@ -248,7 +264,7 @@ uint64_t PagerVmo::queue_request(uint64_t first, uint64_t end) {
   packet.page_request.offset = first * kPageSize;
   packet.page_request.length = (end - first) * kPageSize;
   const uint64_t ticket = port_->queue_internal(packet);
-  add_request_piece(first, end, ticket);
+  add_request_piece(requests_, first, end, ticket);
   stats_->requests.fetch_add(1, std::memory_order_relaxed);
   return ticket;
 }
@@ -301,18 +317,19 @@ void PagerVmo::wake_lib_waiters() {
   }
 }
 
-void PagerVmo::retire_requests(uint64_t first, uint64_t end, bool count_withdrawn) {
-  auto it = requests_.upper_bound(first);
-  if (it != requests_.begin() && std::prev(it)->second.end > first) --it;
-  while (it != requests_.end() && it->first < end) {
+void PagerVmo::retire_in(std::map<uint64_t, Request>& reqs, uint64_t first, uint64_t end,
+                         bool count_withdrawn) {
+  auto it = reqs.upper_bound(first);
+  if (it != reqs.begin() && std::prev(it)->second.end > first) --it;
+  while (it != reqs.end() && it->first < end) {
     uint64_t r_first = it->first;
     Request r = it->second;
-    it = requests_.erase(it);
+    it = reqs.erase(it);
     // Partly covered: what is left stays outstanding under the same packet.
-    if (r_first < first) add_request_piece(r_first, first, r.ticket);
+    if (r_first < first) add_request_piece(reqs, r_first, first, r.ticket);
     if (r.end > end) {
-      add_request_piece(end, r.end, r.ticket);
-      it = requests_.upper_bound(end);
+      add_request_piece(reqs, end, r.end, r.ticket);
+      it = reqs.upper_bound(end);
     }
     // The packet goes only once no piece of its range is outstanding.
     auto t = ticket_pieces_.find(r.ticket);
@@ -393,6 +410,21 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
     // madvise racing a supply): the record was wrong.
     present_.clear(page, page + 1);
     clean_.clear(page, page + 1);
+    dirty_.clear(page, page + 1);
+    awaiting_.clear(page, page + 1);
+  }
+  if (zero_.test(page) && page < size_pages() && !peer_gone_) {
+    // A zero range reads as zeros, the pager's or not, detached or not (as on Zircon, it
+    // survives a detach like dirty pages do); no request precedes it.
+    zx_status_t st = fill_grown(page, page + 1);
+    if (st == ZX_OK && view) copy_into_remote(fd, addr, page);
+    if (st != ZX_OK && st != ZX_ERR_SHOULD_WAIT) {
+      stats_->failures.fetch_add(1, std::memory_order_relaxed);
+      fail_waiter(tid, addr, fd);  // no memory for it: the thread fails, not spins
+      return;
+    }
+    uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
+    return;
   }
   if (detached_ || peer_gone_) {
     if (detached_ && copying_ > 0 && fd == uffd_ && !view && addr >= home_ &&
@@ -411,18 +443,9 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
     fail_waiter(tid, addr, fd);
     return;
   }
-  if (page >= grown_from_) {
-    // Past the end (a fault read after a shrink), the woken thread faults again into SIGBUS;
-    // in a grown range it finds a zero page, which no request precedes (as on Zircon).
-    if (page < size_pages()) {
-      zx_status_t st = fill_grown(page, page + 1);
-      if (st == ZX_OK && view) copy_into_remote(fd, addr, page);
-      if (st != ZX_OK && st != ZX_ERR_SHOULD_WAIT) {
-        stats_->failures.fetch_add(1, std::memory_order_relaxed);
-        fail_waiter(tid, addr, fd);  // no memory for it: the thread fails, not spins
-        return;
-      }
-    }
+  if (page >= size_pages()) {
+    // Past the end (a fault read after a shrink): the woken thread faults again, into
+    // SIGBUS.
     uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
     return;
   }
@@ -455,7 +478,13 @@ void PagerVmo::copy_into_remote(int fd, uintptr_t addr, uint64_t page) {
   uffd::copy(fd, addr & ~(kPageSize - 1), bounce, kPageSize, false);
 }
 
-void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd) {
+void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd, bool write) {
+  if (write) {
+    // A write to a present page: no marker can fail it; only the signal can. (Faults carry
+    // the thread id wherever write-protection exists.)
+    FaultService::fail_thread(tid, addr, true);
+    return;
+  }
   if (fd == service_->fd() && service_->has(UFFD_FEATURE_THREAD_ID) &&
       !(service_->has(UFFD_FEATURE_POISON) && FaultService::in_system_call(tid))) {
     FaultService::fail_thread(tid, addr);
@@ -482,6 +511,9 @@ void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd) {
       if (it != local_views_.begin()) mark(std::prev(it)->second);
     }
   }
+  // A write-protection marker (a tracked page dropped from the memory) would make the
+  // poison fail (EEXIST: the entry is not empty): lift it first.
+  if (wp_) uffd::writeprotect(fd, addr & ~(kPageSize - 1), kPageSize, false, false);
   // The marker makes the woken thread take SIGBUS at its address; it stays until the
   // page is supplied (UFFDIO_COPY replaces it) or the other process drops the page.
   // Without THREAD_ID a local VMO takes this path too (FaultService::start made sure one
@@ -502,6 +534,8 @@ void PagerVmo::on_remove(uintptr_t start, uintptr_t end) {
   if (first < last) {
     present_.clear(first, last);
     clean_.clear(first, last);
+    dirty_.clear(first, last);
+    awaiting_.clear(first, last);
   }
 }
 
@@ -528,7 +562,7 @@ zx_status_t PagerVmo::wait_for_head(std::unique_lock<std::mutex>& lock, LibWaite
   for (;;) {
     if (w->status != ZX_OK) return w->status;
     if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk under the waiter
-    if (w->head >= grown_from_) {
+    if (zero_.test(w->head)) {
       zx_status_t z = fill_grown(w->head, end);
       if (z == ZX_ERR_SHOULD_WAIT) {
         lock.unlock();
@@ -601,6 +635,27 @@ zx_status_t PagerVmo::commit(uint64_t first, uint64_t end) {
     if (st != ZX_OK) break;
   }
   lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
+  // Committing a zero range's pages makes them the VMO's own data: Dirty, as on Zircon,
+  // which asks a TRAP_DIRTY pager first (as for a write).
+  while (st == ZX_OK) {
+    uint64_t q = end, r = end;
+    const uint64_t stop = std::min(end, size_pages());
+    zero_.for_each_present_run(first, stop, [&](uint64_t a, uint64_t b) {
+      if (q != end) return;
+      dirty_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
+        if (q == end && present_.test(x)) {
+          q = x;
+          r = present_.first_missing(x, y);
+        }
+      });
+    });
+    if (q >= end) break;
+    if (trap_dirty_) {
+      st = await_dirty(lock, q, &r);
+      if (st != ZX_OK || r == q) continue;
+    }
+    mark_written(q, r);
+  }
   return st;
 }
 
@@ -610,6 +665,9 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
   if (len == 0) return ZX_OK;
   const uint64_t end_page = (offset + len + kPageSize - 1) / kPageSize;
   std::unique_lock lock(mu_);
+  // A shared VMO tracks dirty pages from its first write on (a private one from the first
+  // call that asks about them; the library's own writes are recorded either way).
+  if (write && shared_) start_dirty_tracking();
   // Works through the range as Zircon does: copies what is present, then waits for the
   // next missing page only (so a read wakes as each supplied run arrives, and never needs
   // the whole range present at once).
@@ -631,7 +689,25 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
       if (st != ZX_OK) return st;
       continue;
     }
-    const uint64_t stop_page = present_.first_missing(cur_page, end_page);
+    if (write && zero_.first_present(cur_page, end_page) < end_page) {
+      // Zero pages to be written are committed first, so that one DIRTY request covers
+      // a run across them, as on Zircon.
+      zx_status_t z = fill_grown(cur_page, end_page);
+      if (z == ZX_ERR_SHOULD_WAIT) {
+        lock.unlock();
+        service_->sync();
+        lock.lock();
+        continue;
+      }
+      if (z != ZX_OK) return z;
+    }
+    uint64_t stop_page = present_.first_missing(cur_page, end_page);
+    if (write && trap_dirty_) {
+      // ZX_VMO_TRAP_DIRTY: pages not yet Dirty are let through by the pager first.
+      zx_status_t st = await_dirty(lock, cur_page, &stop_page);
+      if (st != ZX_OK) return st;
+      if (stop_page == cur_page) continue;  // waited: look again
+    }
     const size_t chunk = std::min<uint64_t>(len - done, stop_page * kPageSize - cur);
     if (write && tracking_writes()) {
       // A page being evicted must not be written until it is gone and supplied again.
@@ -641,6 +717,8 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
       }
       zx_status_t st = unprotect_for_write(lock, cur_page, stop_page);
       if (st != ZX_OK) return st;
+    } else if (write) {
+      mark_written(cur_page, stop_page);  // (Dirty, before the copy, as Zircon marks them)
     }
     uintptr_t home = home_;
     ++copying_;
@@ -658,6 +736,7 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
     }
     lock.lock();
     if (--copying_ == 0 && detached_) cv_.notify_all();
+    if (write && n > 0) modified_ = true;  // (zx_pager_query_vmo_stats)
     done += n;
     if (n > 0) synced = false;
     if (err == 0) continue;
@@ -696,11 +775,11 @@ zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, ui
     lock.lock();
     if (torn_down_) return ZX_ERR_BAD_STATE;
   }
-  clean_.clear(first, end);
+  mark_written(first, end);
   return ZX_OK;
 }
 
-bool PagerVmo::on_wp_fault(uintptr_t addr) {
+bool PagerVmo::on_wp_fault(uintptr_t addr, pid_t tid) {
   std::lock_guard lock(mu_);
   const uintptr_t page_addr = addr & ~(kPageSize - 1);
   const int fd = service_->fd();
@@ -710,15 +789,33 @@ bool PagerVmo::on_wp_fault(uintptr_t addr) {
     uffd::wake(fd, page_addr, kPageSize);
     return true;
   }
-  modified_ = true;  // (zx_pager_query_vmo_stats)
   if (evicting_.test(page)) {
     // Being dropped right now: let the write wait for the eviction, then fault the page
     // back in, so the write lands on the re-supplied contents rather than being lost.
     deferred_writes_.emplace_back(fd, page_addr);
     return true;
   }
+  if (dirty_tracking_ && present_.test(page) && write_needs_request(page)) {
+    // ZX_VMO_TRAP_DIRTY: the write waits, protected, for the pager's answer to a DIRTY
+    // request (one per page and thread; one request however many wait on it).
+    if (detached_) {
+      // No pager to ask (Zircon fails writes that need one once the VMO is detached).
+      stats_->failures.fetch_add(1, std::memory_order_relaxed);
+      fail_waiter(tid, addr, fd, true);
+      return true;
+    }
+    bool known = false;
+    for (const MapWaiter& w : dirty_waiters_) {
+      known = known || (w.tid == tid && w.page == page && w.fd == fd && w.addr == addr);
+    }
+    if (!known) dirty_waiters_.push_back(MapWaiter{tid, addr, page, fd});
+    if (dirty_ticket_covering(page) == 0) queue_dirty_request(page, page + 1);
+    return true;
+  }
   stats_->write_faults.fetch_add(1, std::memory_order_relaxed);
-  clean_.clear(page, page + 1);
+  // Dirty now (an AwaitingClean page Dirty again); a store is a modification.
+  mark_written(page, page + 1);
+  modified_ = true;
   // (A shared VMO's other views keep their protection: a write through them traps too,
   // finds the page dirty already, and is let through the same way.)
   int err = uffd::writeprotect(fd, page_addr, kPageSize, false, true);
@@ -779,12 +876,7 @@ zx_status_t PagerVmo::read(void* buffer, uint64_t offset, size_t len) {
 }
 
 zx_status_t PagerVmo::write(const void* buffer, uint64_t offset, size_t len) {
-  zx_status_t st = access(const_cast<void*>(buffer), offset, len, true);
-  if (st == ZX_OK) {
-    std::lock_guard lock(mu_);
-    modified_ = true;
-  }
-  return st;
+  return access(const_cast<void*>(buffer), offset, len, true);
 }
 
 zx_status_t PagerVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
@@ -842,7 +934,13 @@ zx_status_t PagerVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
   if (remote_ || fixed || num_mappings() > 0) return ZX_ERR_NOT_SUPPORTED;
   std::lock_guard lock(mu_);
   if (torn_down_) return ZX_ERR_BAD_STATE;
-  if ((options & ZX_VM_PERM_WRITE) && !tracking_writes()) untracked_store_ = true;
+  // (Dirty tracking starts later for a private VMO, at the first call that asks about
+  // dirty pages: tracked, its pages could no longer be supplied by UFFDIO_MOVE. Stores
+  // until then are unseen, and make every present page Dirty when tracking starts.)
+  if ((options & ZX_VM_PERM_WRITE) && !tracking_writes()) {
+    untracked_store_ = true;
+    unseen_stores_ = true;
+  }
   *out = home_ + vmo_offset;
   return ZX_OK;
 }
@@ -948,8 +1046,9 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
       munmap(p, len);
       return ZX_ERR_BAD_STATE;
     }
-    // Writes through a writable view are tracked once eviction is in use (see
-    // track_view_writes: WP mode costs the view the kernel's fault-around).
+    // Writes through a writable view are tracked (dirty pages, eviction, stats; WP mode
+    // costs the view the kernel's fault-around, which read-only views keep).
+    if (writable) start_dirty_tracking();
     wp = writable && tracking_writes();
     if (writable && !wp) untracked_store_ = true;
     // Known before it is registered: a fault can arrive as soon as it is.
@@ -996,6 +1095,20 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
           clean_.clear(a, b);
           untracked_store_ = true;
         }
+      });
+    } else if (dirty_tracking_) {
+      // Pages not Dirty must trap their first write through this view as well.
+      present_.for_each_present_run(vf, ve, [&](uint64_t a, uint64_t b) {
+        awaiting_.for_each_present_run(a, b, [&](uint64_t x, uint64_t y) {
+          uffd::writeprotect(fd, addr + (x - vf) * kPageSize, (y - x) * kPageSize, true, false);
+        });
+        dirty_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
+          if (uffd::writeprotect(fd, addr + (x - vf) * kPageSize, (y - x) * kPageSize, true,
+                                 false) != 0) {
+            clean_.clear(x, y);
+            dirty_.set(x, y);
+          }
+        });
       });
     } else if (tracking_clean()) {
       // Clean pages must trap their first write through this view as well.
@@ -1254,7 +1367,7 @@ zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t*
                                     uint64_t* done, int* err, bool wake) {
   // Write-protected on the way in (for eviction) costs nothing extra with COPY.
   uffd::Progress p = uffd::copy(uffd_, home_ + first * kPageSize, src,
-                                (end - first) * kPageSize, wake, tracking_clean());
+                                (end - first) * kPageSize, wake, tracking_writes());
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
   *err = p.err;
@@ -1382,7 +1495,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     uint64_t at = a + done / kPageSize;
     // A shared VMO's writable views must trap the first write too before a page counts as
     // clean.
-    mark_present(a, at, clean && (!shared_ || protect_views(a, at)));
+    const bool protected_everywhere = !shared_ || protect_views(a, at);
+    mark_present(a, at, clean && protected_everywhere);
+    // A page a view could not protect may be written unseen: Dirty from the start.
+    if (dirty_tracking_ && (!protected_everywhere || untracked_writer_)) dirty_.set(a, at);
     switch (err) {
       case 0:
         p = b;
@@ -1462,10 +1578,19 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
       return ZX_ERR_BAD_STATE;
     }
   }
-  // Pages a resize grew hold the VMO's own zeros (or what was written there since), never
-  // the pager's: Zircon skips them as it skips present pages.
-  const uint64_t fill_end = std::clamp(grown_from_, first, end);
-  zx_status_t st = first < fill_end ? fill(lock, first, fill_end, aux, aux_offset) : ZX_OK;
+  // Pages of a zero range hold the VMO's own zeros (or what was written there since),
+  // never the pager's: Zircon skips them as it skips present pages.
+  zx_status_t st = ZX_OK;
+  if (zero_.first_present(first, end) >= end) {
+    st = fill(lock, first, end, aux, aux_offset);
+  } else {
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    zero_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) { runs.emplace_back(a, b); });
+    for (auto& [a, b] : runs) {
+      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize);
+      if (st != ZX_OK) break;
+    }
+  }
   if (st == ZX_ERR_PEER_CLOSED) {
     // The memory is gone with its process: every waiter fails now (a COMMIT for that
     // process would otherwise wait for pages that can never come), and no new request is
@@ -1533,6 +1658,19 @@ zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
   }
   retire_requests(first, end, false);
   for (uint64_t t : ended) retire_ticket(t);
+  // Writes waiting on DIRTY requests for these pages fail: SIGBUS through a mapping, the
+  // status from zx_vmo_write.
+  std::erase_if(dirty_waiters_, [&](const MapWaiter& w) {
+    if (w.page < first || w.page >= end || !write_needs_request(w.page)) return false;
+    stats_->failures.fetch_add(1, std::memory_order_relaxed);
+    fail_waiter(w.tid, w.addr, w.fd, true);
+    return true;
+  });
+  for (DirtyLibWaiter* w : dirty_lib_waiters_) {
+    if (w->page >= first && w->page < end && w->status == ZX_OK) w->status = error;
+  }
+  retire_in(dirty_requests_, first, end, false);
+  cv_.notify_all();
   wake_lib_waiters();
   rerequest_orphans();
   return ZX_OK;
@@ -1551,9 +1689,18 @@ void PagerVmo::detach(bool complete_packet, bool decommit) {
       fail_waiter(w.tid, w.addr, w.fd);
     }
     map_waiters_.clear();
+    for (const MapWaiter& w : dirty_waiters_) {
+      stats_->failures.fetch_add(1, std::memory_order_relaxed);
+      fail_waiter(w.tid, w.addr, w.fd, true);
+    }
+    dirty_waiters_.clear();
     for (LibWaiter* w : lib_waiters_) signal(w, ZX_ERR_BAD_STATE);
+    for (DirtyLibWaiter* w : dirty_lib_waiters_) {
+      if (w->status == ZX_OK) w->status = ZX_ERR_BAD_STATE;
+    }
     for (auto& [ticket, pieces] : ticket_pieces_) port_->withdraw(ticket);
     requests_.clear();
+    dirty_requests_.clear();
     ticket_pieces_.clear();
     if (complete_packet) {
       zx_port_packet_t packet = {};
@@ -1569,12 +1716,19 @@ void PagerVmo::detach(bool complete_packet, bool decommit) {
       // present pages, and one that faults on a page evicted under it is let out by
       // on_fault. Then the record goes, so no fault from here on finds a page it keeps.
       cv_.wait(lock, [&] { return copying_ == 0; });
-      present_.for_each_present_run(0, size_ / kPageSize,
-                                    [&](uint64_t a, uint64_t b) { drop.emplace_back(a, b); });
-      if (zero_filled_) drop.emplace_back(0, size_ / kPageSize);
-      present_.clear(0, size_ / kPageSize);
-      clean_.clear(0, size_ / kPageSize);
-      always_need_.clear(0, size_ / kPageSize);
+      // Dirty pages (AwaitingClean ones too) stay, as on Zircon: the pager may still write
+      // them back; so do zero ranges (their committed zero pages go: they read as zeros).
+      const uint64_t pages = size_pages();
+      present_.for_each_present_run(0, pages, [&](uint64_t a, uint64_t b) {
+        dirty_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) { drop.emplace_back(x, y); });
+      });
+      if (zero_filled_) {
+        drop.clear();
+        dirty_.for_each_missing_run(0, pages, [&](uint64_t x, uint64_t y) { drop.emplace_back(x, y); });
+      }
+      for (auto& [a, b] : drop) present_.clear(a, b);
+      clean_.clear(0, pages);
+      always_need_.clear(0, pages);
     }
     home = home_;
     cv_.notify_all();
@@ -1604,6 +1758,8 @@ void PagerVmo::teardown() {
     if (torn_down_) return;
     torn_down_ = true;
     home = home_;
+    // Nobody can write these back any more: the pager hears of them in its statistics.
+    stats_->pages_dirty_discarded.fetch_add(dirty_.count(), std::memory_order_relaxed);
     graveyard.swap(graveyard_);
     for (LibWaiter* w : lib_waiters_) signal(w, ZX_ERR_BAD_STATE);
     cv_.notify_all();

@@ -61,6 +61,8 @@ struct PagerStats {
   std::atomic<uint64_t> vmos_live{0};
   std::atomic<uint64_t> pages_evicted{0};
   std::atomic<uint64_t> write_faults{0};
+  std::atomic<uint64_t> dirty_requests{0};
+  std::atomic<uint64_t> pages_dirty_discarded{0};
 
   void snapshot(zxp_pager_stats_t* out) const;
 };
@@ -73,7 +75,8 @@ class Pager final : public Object {
 
   zx_obj_type_t type() const override { return kType; }
 
-  // `options` may hold ZXP_PAGER_VMO_PRIVATE and ZX_VMO_RESIZABLE (not both).
+  // `options` may hold ZXP_PAGER_VMO_PRIVATE and ZX_VMO_RESIZABLE (not both), and
+  // ZX_VMO_TRAP_DIRTY.
   zx_status_t create_vmo(uint32_t options, std::shared_ptr<Port> port, uint64_t key,
                          uint64_t size, std::shared_ptr<PagerVmo>* out);
   // A pager VMO whose memory is [remote_addr, remote_addr+size) of another process,
@@ -111,7 +114,7 @@ class PagerVmo final : public Vmo {
   PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
            std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
            std::weak_ptr<Pager> pager, int uffd, bool remote, UniqueFd memfd,
-           uint64_t reserve = 0);
+           uint64_t reserve = 0, bool trap_dirty = false);
   ~PagerVmo() override;
 
   // Vmo
@@ -136,6 +139,19 @@ class PagerVmo final : public Vmo {
   // zx_pager_query_vmo_stats, arguments validated: whether the VMO was modified (written
   // or resized) since it was created or since the last query that reset it.
   zx_status_t query_stats(bool reset, bool* modified);
+
+  // Dirty tracking, arguments validated (offsets and lengths in bytes, page aligned,
+  // within the size). ZX_ERR_NOT_SUPPORTED where the kernel cannot write-protect the
+  // VMO's memory (dirty_trackable()).
+  // ZX_PAGER_OP_DIRTY: the pages become Dirty (ZX_ERR_NOT_FOUND if one is not present).
+  zx_status_t op_dirty(uint64_t offset, uint64_t len);
+  // ZX_PAGER_OP_WRITEBACK_BEGIN (`zero`: ZX_VMO_DIRTY_RANGE_IS_ZERO) and _END.
+  zx_status_t writeback_begin(uint64_t offset, uint64_t len, bool zero);
+  zx_status_t writeback_end(uint64_t offset, uint64_t len);
+  // zx_pager_query_dirty_ranges: the dirty ranges of [offset, offset+len), in order
+  // (bytes; a range's options ZX_VMO_DIRTY_RANGE_IS_ZERO for a zero range).
+  zx_status_t query_dirty(uint64_t offset, uint64_t len, std::vector<zx_vmo_dirty_range_t>* out);
+  bool dirty_trackable() const { return wp_; }
 
   zx_koid_t pager_koid() const { return pager_koid_; }
   bool remote() const { return remote_; }
@@ -165,9 +181,9 @@ class PagerVmo final : public Vmo {
   void on_fault(uintptr_t addr, pid_t tid, int fd);
   void on_remove(uintptr_t start, uintptr_t end);
   void on_remap(uintptr_t from, uintptr_t to);
-  // A write to a write-protected page. False if it must be retried once the pending
-  // events are read (the kernel said EAGAIN).
-  bool on_wp_fault(uintptr_t addr);
+  // A write by thread `tid` (0 if unknown) to a write-protected page. False if it must be
+  // retried once the pending events are read (the kernel said EAGAIN).
+  bool on_wp_fault(uintptr_t addr, pid_t tid);
 
   // Tests only: called by unmap() between moving the memory out of its old range and
   // claiming that range back, the window in which another mapping can land there.
@@ -247,8 +263,14 @@ class PagerVmo final : public Vmo {
   uint64_t queue_request(uint64_t first, uint64_t end);
   // With mu_ held: forgets requests over [first, end), withdrawing queued packets of those
   // wholly covered.
-  void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn);
-  void add_request_piece(uint64_t first, uint64_t end, uint64_t ticket);
+  void retire_requests(uint64_t first, uint64_t end, bool count_withdrawn) {
+    retire_in(requests_, first, end, count_withdrawn);
+  }
+  // The same for the requests of `reqs` (READ or DIRTY ones).
+  void retire_in(std::map<uint64_t, Request>& reqs, uint64_t first, uint64_t end,
+                 bool count_withdrawn);
+  void add_request_piece(std::map<uint64_t, Request>& reqs, uint64_t first, uint64_t end,
+                         uint64_t ticket);
   // Commits [first, end): waits until every page has been present (ZX_VMO_OP_COMMIT and
   // the hints that commit); returns ZX_OK, the FAIL code, or BAD_STATE.
   zx_status_t commit(uint64_t first, uint64_t end);
@@ -262,12 +284,41 @@ class PagerVmo final : public Vmo {
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                             int* err);
   void mark_present(uint64_t first, uint64_t end, bool clean);
+  // ---- Dirty tracking (pager_dirty.cpp) ----
+  // A present page is Clean, Dirty (in dirty_) or AwaitingClean (in dirty_ and awaiting_:
+  // being written back since WRITEBACK_BEGIN, not written since). Writes are seen through
+  // userfaultfd write-protection, as for eviction: a Clean or AwaitingClean page is
+  // write-protected in the home and every writable view; its first write traps.
+  // With mu_ held: turns dirty tracking on (no-op if on): present pages are write-protected
+  // everywhere and count as Clean.
+  void start_dirty_tracking();
+  // With mu_ held: [first, end) was (or is about to be) written.
+  void mark_written(uint64_t first, uint64_t end);
+  // With mu_ held: a write to `page` must first be let through by the pager
+  // (ZX_VMO_TRAP_DIRTY: a DIRTY request).
+  bool write_needs_request(uint64_t page) const {
+    return trap_dirty_ && (!dirty_.test(page) || awaiting_.test(page));
+  }
+  // With mu_ held: the ticket of the DIRTY request covering `page`, or 0.
+  uint64_t dirty_ticket_covering(uint64_t page) const;
+  // With mu_ held: queues a DIRTY packet for [first, end).
+  void queue_dirty_request(uint64_t first, uint64_t end);
+  // With mu_ held: zx_vmo_write is about to write [first, end) (present pages). For a
+  // TRAP_DIRTY VMO, waits until the pager let the leading pages through; *end is cut to
+  // the pages that may be written now. The status that ends the write otherwise.
+  zx_status_t await_dirty(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t* end);
+  // With mu_ held: write-protects [first, end) in the home and every writable view; false
+  // if some mapping could not be.
+  bool protect_everywhere(uint64_t first, uint64_t end);
+
   // With mu_ held: pages supplied now can be proven clean later (eviction or
   // zx_pager_query_vmo_stats track writes).
   bool tracking_clean() const;
   // With mu_ held: writes through mappings trap (WP mode), because eviction or
   // zx_pager_query_vmo_stats asked for it.
-  bool tracking_writes() const { return wp_ && (eviction_used_ || stats_used_); }
+  bool tracking_writes() const {
+    return wp_ && (eviction_used_ || stats_used_ || dirty_tracking_);
+  }
   // The current size in pages.
   uint64_t size_pages() const { return size() / kPageSize; }
   // With mu_ held: puts zero pages at the missing pages of [first, end) that lie in the
@@ -280,7 +331,8 @@ class PagerVmo final : public Vmo {
   void track_writes_for_stats();
   // Makes a thread blocked at `addr` fail: SIGBUS through the fail signal here, or, for a
   // remote VMO (whose threads this process cannot signal), a poison marker on the page.
-  void fail_waiter(pid_t tid, uintptr_t addr, int fd);
+  // `write`: the thread waits in a write to a present page (a DIRTY request).
+  void fail_waiter(pid_t tid, uintptr_t addr, int fd, bool write = false);
   // Shared, with mu_ held: copies present page `page` into a remote view's `addr`.
   void copy_into_remote(int fd, uintptr_t addr, uint64_t page);
   // Shared, with mu_ held: poisons the pages of remote view `v` never supplied, so that once
@@ -354,15 +406,35 @@ class PagerVmo final : public Vmo {
   // Shared: a view the library cannot write-protect (a writable remote mapping) was
   // attached, so no page can be proven clean from then on.
   bool untracked_writer_ = false;
-  // Pages from here on were never the pager's to supply: a resize grew the VMO over them
-  // (or shrank it below them), so the missing ones are zero (see fill_grown).
-  uint64_t grown_from_ = UINT64_MAX;
+  // Pages that were never the pager's to supply (Zircon's zero intervals): a resize grew
+  // the VMO over them, so they read as zeros (see fill_grown) and are never requested,
+  // until a writeback of them as zeros (WRITEBACK_BEGIN with ZX_VMO_DIRTY_RANGE_IS_ZERO,
+  // then END) hands them to the pager.
+  PageSet zero_;
+  // Dirty tracking (see start_dirty_tracking).
+  const bool trap_dirty_;
+  bool dirty_tracking_ = false;
+  PageSet dirty_;     // Dirty or AwaitingClean
+  PageSet awaiting_;  // AwaitingClean
+  PageSet zero_wb_;   // zero pages under a writeback as zeros, not written since its BEGIN
+  std::map<uint64_t, Request> dirty_requests_;  // by first page; never overlapping
+  std::vector<MapWaiter> dirty_waiters_;       // writes through mappings held for a request
+  // zx_vmo_write calls waiting for a DIRTY request: the page each waits on, and the
+  // status a FAIL or detach gave it.
+  struct DirtyLibWaiter {
+    uint64_t page;
+    zx_status_t status = ZX_OK;
+  };
+  std::vector<DirtyLibWaiter*> dirty_lib_waiters_;
   // zx_pager_query_vmo_stats: modified since the last reset; write tracking on for it;
   // a store could have landed without trapping since the last reset (before tracking was
   // on, or through a mapping tracking cannot see).
   bool modified_ = false;
   bool stats_used_ = false;
   bool untracked_store_ = false;
+  // A writable mapping of a private VMO existed while its writes were not tracked: when
+  // dirty tracking starts, every present page may have been written.
+  bool unseen_stores_ = false;
   std::map<uintptr_t, View> local_views_;  // by address
   std::map<uint64_t, View> remote_views_;  // by id
   uint64_t next_view_id_ = 1;

@@ -9,8 +9,10 @@
 //
 // Zircon's rule for growth (the pager writeback design's "zero interval"): the pager has no
 // content for a range the VMO grew over, so the kernel supplies zeros there itself, with no
-// request. Here every page from grown_from_ on is such a page: the first touch (a fault, a
+// request. Here every page of zero_ is such a page: the first touch (a fault, a
 // zx_vmo_read/write, a COMMIT) puts a zero page in, and zx_pager_supply_pages skips it.
+// Dirty tracking reports the zero pages not written since as zero ranges
+// (ZX_VMO_DIRTY_RANGE_IS_ZERO) until they are written back as zeros (pager_dirty.cpp).
 //
 // Locking as in pager.h: everything below runs with PagerVmo::mu_ held, which ftruncate
 // and UFFDIO_COPY never wait on the fault thread for.
@@ -33,20 +35,25 @@ alignas(4096) const uint8_t kZeros[kZeroPages * kPageSize] = {};
 }  // namespace
 
 zx_status_t PagerVmo::fill_grown(uint64_t first, uint64_t end) {
-  first = std::max(first, grown_from_);
   end = std::min(end, size_pages());
-  // Detached, the VMO has no pages (Zircon decommits them), grown or not.
-  if (first >= end || detached_ || torn_down_) return ZX_OK;
+  // (Detached, a zero range still reads as zeros: it survives a detach, as on Zircon.)
+  if (first >= end || torn_down_) return ZX_OK;
   std::vector<std::pair<uint64_t, uint64_t>> runs;
-  present_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) {
-    for (uint64_t p = a; p < b; p += kZeroPages) runs.emplace_back(p, std::min(b, p + kZeroPages));
+  zero_.for_each_present_run(first, end, [&](uint64_t za, uint64_t zb) {
+    present_.for_each_missing_run(za, zb, [&](uint64_t a, uint64_t b) {
+      for (uint64_t p = a; p < b; p += kZeroPages) {
+        runs.emplace_back(p, std::min(b, p + kZeroPages));
+      }
+    });
   });
   for (auto [a, b] : runs) {
     // A remote view may still hold a marker from a FAIL before the page was cut off.
     if (!remote_views_.empty() || !local_views_.empty()) unpoison_views(a, b, kZeros);
     uint64_t p = a;
     while (p < b) {
-      uffd::Progress r = uffd::copy(uffd_, home_ + p * kPageSize, kZeros, (b - p) * kPageSize);
+      // Write-protected where writes are tracked: a zero page is Clean until written.
+      uffd::Progress r = uffd::copy(uffd_, home_ + p * kPageSize, kZeros, (b - p) * kPageSize,
+                                    true, tracking_writes());
       mark_present(p, p + r.done / kPageSize, false);
       p += r.done / kPageSize;
       if (r.err == 0) break;
@@ -60,7 +67,10 @@ zx_status_t PagerVmo::fill_grown(uint64_t first, uint64_t end) {
       return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(r.err);
     }
     // Stores into them are modifications like any other once stats are tracked.
-    if (stats_used_ && wp_ && !protect_views(a, b)) untracked_store_ = true;
+    if ((stats_used_ || dirty_tracking_) && wp_ && !protect_views(a, b)) {
+      untracked_store_ = true;
+      if (dirty_tracking_) dirty_.set(a, b);
+    }
   }
   return ZX_OK;
 }
@@ -84,10 +94,20 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
   if (new_pages < old_pages) {
     present_.clear(new_pages, old_pages);
     clean_.clear(new_pages, old_pages);
-    grown_from_ = std::min(grown_from_, new_pages);
+    zero_.clear(new_pages, old_pages);
+    dirty_.clear(new_pages, old_pages);
+    awaiting_.clear(new_pages, old_pages);
+    zero_wb_.clear(new_pages, old_pages);
     // As on Zircon, requests past the end count as supplied: a packet not yet read is
     // withdrawn, one partly past the end stays for its remaining pages.
     retire_requests(new_pages, old_pages, true);
+    retire_in(dirty_requests_, new_pages, old_pages, true);
+    // Writes held for DIRTY requests past the end fault again, into SIGBUS.
+    std::erase_if(dirty_waiters_, [&](const MapWaiter& w) {
+      if (w.page < new_pages) return false;
+      uffd::wake(w.fd, w.addr & ~(kPageSize - 1), kPageSize);
+      return true;
+    });
     // Threads blocked past the end fault again, into SIGBUS: the memfd ends before them.
     std::erase_if(map_waiters_, [&](const MapWaiter& w) {
       if (w.page < new_pages) return false;
@@ -99,14 +119,14 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
     for (LibWaiter* w : lib_waiters_) signal(w);
     cv_.notify_all();
   } else if (new_pages > old_pages) {
-    grown_from_ = std::min(grown_from_, old_pages);
+    zero_.set(old_pages, new_pages);
   }
   modified_ = true;
   // Zircon zeroes the bytes from `size` to the page boundary. Unless the page is a zero
   // page of a grown range, that needs its content first: wait for the pager like a read.
   if (rounded != new_size) {
     const uint64_t page = new_size / kPageSize;
-    if (!present_.test(page) && page < grown_from_) {
+    if (!present_.test(page) && !zero_.test(page)) {
       LibWaiter w;
       w.head = page;
       lib_waiters_.push_back(&w);
@@ -121,7 +141,7 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
           static_cast<ssize_t>(tail)) {
         return status_from_errno(errno);
       }
-      clean_.clear(page, page + 1);
+      mark_written(page, page + 1);
     }
   }
   return ZX_OK;
@@ -172,6 +192,9 @@ zx_status_t PagerVmo::query_stats(bool reset, bool* modified) {
       for (auto& [a, v] : local_views_) untracked = untracked || (v.writable && !v.wp);
     }
     untracked_store_ = untracked;
+    // Pages stored into since (Dirty ones too) must trap their next store again, as every
+    // store after a reset is a modification.
+    track_writes_for_stats();
   }
   return ZX_OK;
 }

@@ -120,9 +120,8 @@ zx_status_t zx_pager_create_vmo(zx_handle_t pager_handle, uint32_t options, zx_h
     return ZX_ERR_INVALID_ARGS;
   }
   if (!out) return ZX_ERR_INVALID_ARGS;
-  // Dirty tracking comes with later work. A private VMO's memory is its one mapping, which
-  // cannot end in SIGBUS where a shrink cuts it: only shared VMOs resize.
-  if (options & ZX_VMO_TRAP_DIRTY) return ZX_ERR_NOT_SUPPORTED;
+  // A private VMO's memory is its one mapping, which cannot end in SIGBUS where a shrink
+  // cuts it: only shared VMOs resize.
   const bool resizable = (options & ZX_VMO_RESIZABLE) != 0;
   if (resizable && (options & ZXP_PAGER_VMO_PRIVATE)) return ZX_ERR_NOT_SUPPORTED;
   uint64_t rounded;
@@ -266,12 +265,17 @@ zx_status_t zx_pager_op_range(zx_handle_t pager_handle, uint32_t op, zx_handle_t
       return pv->fail(offset, length, error);
     }
     case ZX_PAGER_OP_DIRTY:
-    case ZX_PAGER_OP_WRITEBACK_BEGIN:
     case ZX_PAGER_OP_WRITEBACK_END:
+      if (data != 0) return ZX_ERR_INVALID_ARGS;
       if (!zxp::range_within(offset, length, pv->size())) return ZX_ERR_OUT_OF_RANGE;
-      return ZX_ERR_NOT_SUPPORTED;  // dirty tracking comes with later work
+      return op == ZX_PAGER_OP_DIRTY ? pv->op_dirty(offset, length)
+                                     : pv->writeback_end(offset, length);
+    case ZX_PAGER_OP_WRITEBACK_BEGIN:
+      if (data & ~ZX_VMO_DIRTY_RANGE_IS_ZERO) return ZX_ERR_INVALID_ARGS;
+      if (!zxp::range_within(offset, length, pv->size())) return ZX_ERR_OUT_OF_RANGE;
+      return pv->writeback_begin(offset, length, (data & ZX_VMO_DIRTY_RANGE_IS_ZERO) != 0);
     default:
-      return ZX_ERR_INVALID_ARGS;
+      return ZX_ERR_NOT_SUPPORTED;  // (Zircon's answer to an op it does not know)
   }
 } catch (...) {
   return zxp::status_from_exception();
@@ -313,8 +317,18 @@ zx_status_t zx_pager_query_dirty_ranges(zx_handle_t pager_handle, zx_handle_t vm
   zx_status_t st =
       lookup_owned(pager_handle, ZX_RIGHT_MANAGE_VMO, vmo_handle, ZX_RIGHT_READ, &vmo, &pv);
   if (st != ZX_OK) return st;
-  (void)offset, (void)length, (void)buffer, (void)buffer_size, (void)actual, (void)avail;
-  return ZX_ERR_NOT_SUPPORTED;  // dirty tracking: being built (issue 12)
+  if (!zxp::page_aligned(offset) || !zxp::page_aligned(length)) return ZX_ERR_INVALID_ARGS;
+  if (!zxp::range_within(offset, length, pv->size())) return ZX_ERR_OUT_OF_RANGE;
+  std::vector<zx_vmo_dirty_range_t> ranges;
+  st = pv->query_dirty(offset, length, &ranges);
+  if (st != ZX_OK) return st;
+  const size_t fit = std::min(ranges.size(), buffer_size / sizeof(zx_vmo_dirty_range_t));
+  // Zircon faults on a bad buffer when it copies a range out (ZX_ERR_INVALID_ARGS).
+  if (fit > 0 && !buffer) return ZX_ERR_INVALID_ARGS;
+  if (fit > 0) memcpy(buffer, ranges.data(), fit * sizeof(zx_vmo_dirty_range_t));
+  if (actual) *actual = fit;
+  if (avail) *avail = ranges.size();
+  return ZX_OK;
 } catch (...) {
   return zxp::status_from_exception();
 }

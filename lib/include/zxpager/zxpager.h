@@ -84,7 +84,10 @@ typedef struct zxp_pager_stats {
   uint64_t vmos_created;
   uint64_t vmos_live;
   uint64_t pages_evicted;       // clean pages dropped by zxp_vmo_evict
-  uint64_t write_faults;        // first writes to write-protected (evictable) pages
+  uint64_t write_faults;        // first writes to write-protected (clean) pages
+  uint64_t dirty_requests;      // ZX_PAGER_VMO_DIRTY packets queued (ZX_VMO_TRAP_DIRTY)
+  uint64_t pages_dirty_discarded;  // Dirty pages lost with their VMO (last handle and
+                                   // mapping gone before they were written back)
 } zxp_pager_stats_t;
 
 // Fills *out with the statistics of `pager` (any rights). Errors: ZX_ERR_BAD_HANDLE,
