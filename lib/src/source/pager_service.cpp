@@ -406,9 +406,10 @@ class PagerService::Impl {
       // A dirty query starts dirty tracking before anything is supplied, so every page is
       // supplied write-protected and its first write makes it dirty, whichever mapping
       // (or zx_vmo_write) it comes through.
+      zx_vmo_dirty_range_t none;
       size_t actual = 0, avail = 0;
       st = zx_pager_query_dirty_ranges(pager_.get(), v->handle.get(), 0, v->pages * kPage,
-                                       nullptr, 0, &actual, &avail);
+                                       &none, sizeof(none), &actual, &avail);
       if (st != ZX_OK) return st;
       if (v->pages > 0) {
         zx_vaddr_t addr;
@@ -819,15 +820,19 @@ class PagerService::Impl {
   // Drops the oldest supplied ranges until resident + in flight fits the budget. Dirty
   // pages are never dropped: a range that keeps some goes to the back of the queue, and
   // its VMO is synced in the background (then this runs again and drops them, clean).
-  // Each range is looked at once per call, so dirty pages cannot make it spin.
+  // Each range is looked at once per call, so dirty pages cannot make it spin, and a run
+  // of ranges that keep dirty pages ends the call (what is behind them waits for the
+  // background sync, which calls this again): a fill's completion does bounded work.
   void enforce_budget() {
+    constexpr unsigned kKeptRun = 16;
     size_t visits;
     {
       std::lock_guard lock(budget_mu_);
       visits = fifo_.size();
     }
     std::vector<std::shared_ptr<Vmo>> to_sync;
-    while (visits-- > 0) {
+    unsigned kept_run = 0;
+    while (visits-- > 0 && kept_run < kKeptRun) {
       Resident r;
       {
         std::lock_guard lock(budget_mu_);
@@ -841,6 +846,7 @@ class PagerService::Impl {
       std::shared_ptr<Vmo> vp = r.vmo.lock();
       uint64_t kept = 0;
       evict_range(vp, r.first, r.end, nullptr, &kept);
+      kept_run = kept ? kept_run + 1 : 0;
       if (kept) {
         {
           std::lock_guard lock(budget_mu_);
@@ -1004,8 +1010,11 @@ class PagerService::Impl {
         st = zx_pager_op_range(pager_.get(), ZX_PAGER_OP_WRITEBACK_END, h, r.offset, r.length, 0);
         if (st == ZX_OK) cleaned += r.length / kPage;
       } else {
-        // The store may not hold these bytes: the pages go back to dirty (memory holds the
-        // only good copy) for the next sync.
+        // The store may not hold these bytes: no END, and the pages go back to Dirty
+        // (memory holds the only good copy) for the next sync. OP_DIRTY is for VMOs whose
+        // writes trap (ZX_VMO_TRAP_DIRTY; NOT_SUPPORTED otherwise); without it the pages
+        // stay AwaitingClean, which the next dirty query reports and BEGIN takes again,
+        // and which eviction never drops, so either way nothing is lost.
         st = r.status;
         zx_pager_op_range(pager_.get(), ZX_PAGER_OP_DIRTY, h, r.offset, r.length, 0);
       }
