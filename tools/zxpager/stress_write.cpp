@@ -122,6 +122,11 @@ class WriteStress {
   zx_status_t write_call(const void* buf, uint64_t off, uint64_t len);
   zx_status_t read_call(void* buf, uint64_t off, uint64_t len);
   void summary(double elapsed);
+  uint64_t wrong_pages() const {
+    uint64_t n = 0;
+    for (uint64_t p = 0; p < pages_; p++) n += reported_[p].load(std::memory_order_relaxed);
+    return n;
+  }
 
   WriteStressOptions o_;
   std::string path_;
@@ -285,7 +290,8 @@ uint64_t WriteStress::check_pages(const uint64_t* buf, uint64_t p0, uint64_t n,
       const bool tag_ok = static_cast<uint32_t>(w[k]) == static_cast<uint32_t>(word_of(0, tag, k));
       if (!tag_ok || (exact ? gen != floor[i] : (gen < floor[i] || gen > hi))) {
         bad++;
-        if (!final_phase_ && reported_[p].exchange(1)) {
+        const bool seen = reported_[p].exchange(1);
+        if (!final_phase_ && seen) {
           errors_.fetch_add(1, std::memory_order_relaxed);
           break;
         }
@@ -659,7 +665,7 @@ void WriteStress::summary(double elapsed) {
                "\"pages_written_back\":{},\"writeback_bytes\":{},\"writes\":{},"
                "\"write_errors\":{},\"sync_p50_us\":{:.1f},\"sync_p99_us\":{:.1f},"
                "\"sync_max_us\":{:.1f}}},"
-               "\"mismatched_pages\":{},\"errors\":{}}}\n",
+               "\"failed_page_checks\":{},\"wrong_pages\":{},\"errors\":{}}}\n",
                errors == 0 ? "true" : "false", elapsed, o_.threads, o_.syncers, o_.file_bytes,
                o_.access, o_.fail_rate, o_.evict ? "true" : "false", o_.budget_bytes, o_.seed,
                o_.backend, writes, pages_written, via_map, via_call, reads, syncs_ok_.load(),
@@ -672,7 +678,7 @@ void WriteStress::summary(double elapsed) {
                static_cast<double>(stats_.sync_latency_p50_ns) / 1e3,
                static_cast<double>(stats_.sync_latency_p99_ns) / 1e3,
                static_cast<double>(stats_.sync_latency_max_ns) / 1e3, mismatched_pages_.load(),
-               errors);
+               wrong_pages(), errors);
     return;
   }
   fmt::print("zxpager stress --write: {:.1f} s, {} writers, {} syncers, file {} MiB ({}), "
@@ -714,7 +720,8 @@ void WriteStress::summary(double elapsed) {
                static_cast<double>(stats_.sync_latency_p99_ns) / 1e3,
                static_cast<double>(stats_.sync_latency_max_ns) / 1e3);
   }
-  fmt::print("  mismatches    {} pages (lost or wrong bytes)\n", mismatched_pages_.load());
+  fmt::print("  mismatches    {} page checks failed, {} distinct pages (lost or wrong bytes)\n",
+             mismatched_pages_.load(), wrong_pages());
   fmt::print("  errors        {}{}\n", errors,
              final_ok_ ? "; the file holds exactly every last write" : "");
 }
