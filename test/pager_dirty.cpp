@@ -5,8 +5,10 @@
 // (none lost), and the page states of a detached VMO.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -332,4 +334,79 @@ TEST_CASE("dirty: a VMO that goes away with Dirty pages counts them as discarded
   REQUIRE(pager.wait_for_complete(vmo));
   REQUIRE(zxp_pager_get_stats(pager.pager(), &s) == ZX_OK);
   CHECK(s.pages_dirty_discarded == 2);
+}
+
+TEST_CASE("dirty: stores through a writable mapping of another userfaultfd (another process's "
+          "view) are tracked and trapped") {
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  if (!f.wp_shmem || !f.poison) {
+    WARN("skipped: needs shared-memory write-protection and UFFDIO_POISON");
+    return;
+  }
+  for (uint32_t options : {0u, static_cast<uint32_t>(ZX_VMO_TRAP_DIRTY)}) {
+    INFO((options ? "TRAP_DIRTY" : "no trap"));
+    TestPager pager;
+    const zx_handle_t p = pager.pager();
+    TestVmo* vmo = pager.create_vmo(4, false, options);
+    REQUIRE(vmo);
+    REQUIRE(pager.supply(vmo, 0, 4) == ZX_OK);
+    // The client side, as another process does it (here in this one, with its own
+    // userfaultfd, which the pager reads as it reads another process's).
+    int memfd = -1;
+    REQUIRE(zxp_vmo_get_memory_fd(vmo->vmo, ZXP_REMOTE_WRITABLE, &memfd) == ZX_OK);
+    uintptr_t addr = 0;
+    int uffd = -1;
+    REQUIRE(zxp_remote_map_vmo(memfd, 0, 4 * kPage, ZXP_REMOTE_WRITABLE, &addr, &uffd) == ZX_OK);
+    close(memfd);
+    uint64_t id = 0;
+    REQUIRE(zxp_vmo_attach_remote(vmo->vmo, uffd, addr, 0, 4 * kPage, &id) == ZX_OK);
+    CHECK(dirty_ranges(p, vmo).empty());
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      *reinterpret_cast<volatile uint8_t*>(addr + 2 * kPage + 9) = 0x91;
+      done = true;
+    });
+    if (options) {
+      REQUIRE(wait_dirty(pager, vmo, 2, 1));
+      CHECK(!done.load());
+      REQUIRE(zx_pager_op_range(p, ZX_PAGER_OP_DIRTY, vmo->vmo, 2 * kPage, kPage, 0) == ZX_OK);
+    }
+    t.join();
+    CHECK(dirty_ranges(p, vmo) == std::vector<Range>{{2, 1, 0}});
+    uint8_t b = 0;
+    REQUIRE(zx_vmo_read(vmo->vmo, &b, 2 * kPage + 9, 1) == ZX_OK);
+    CHECK(b == 0x91);
+    // Written back, the page traps the next store there again.
+    REQUIRE(writeback(p, vmo, ZX_PAGER_OP_WRITEBACK_BEGIN, 0, 4) == ZX_OK);
+    REQUIRE(writeback(p, vmo, ZX_PAGER_OP_WRITEBACK_END, 0, 4) == ZX_OK);
+    CHECK(dirty_ranges(p, vmo).empty());
+    if (!options) {
+      *reinterpret_cast<volatile uint8_t*>(addr + 2 * kPage + 10) = 0x92;
+      CHECK(dirty_ranges(p, vmo) == std::vector<Range>{{2, 1, 0}});
+    } else {
+      // A refused store there: the page leaves the memory for a poison marker (SIGBUS in
+      // that process, whose threads the pager cannot signal), and is asked for again.
+      int sig = 0;
+      std::thread t2([&] {
+        sig = run_guarded([&] { *reinterpret_cast<volatile uint8_t*>(addr + kPage) = 0x93; },
+                          nullptr);
+      });
+      REQUIRE(wait_dirty(pager, vmo, 1, 1));
+      REQUIRE(pager.fail(vmo, 1, 1) == ZX_OK);
+      t2.join();
+      CHECK(sig == SIGBUS);
+      CHECK(dirty_ranges(p, vmo).empty());
+      Faulter reader(vmo, 1, Access::kRead);
+      REQUIRE(pager.wait_for_request(vmo, 1, 1));
+      REQUIRE(pager.supply(vmo, 1, 1) == ZX_OK);
+      REQUIRE(reader.wait());
+      CHECK(reader.outcome() == Faulter::Outcome::kOk);
+      uint8_t first = 0;
+      REQUIRE(zx_vmo_read(vmo->vmo, &first, kPage, 1) == ZX_OK);
+      CHECK(*reinterpret_cast<volatile uint8_t*>(addr + kPage) == first);
+    }
+    REQUIRE(zxp_vmo_detach_remote(vmo->vmo, id) == ZX_OK);
+    munmap(reinterpret_cast<void*>(addr), 4 * kPage);
+  }
 }

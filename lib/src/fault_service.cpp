@@ -147,7 +147,10 @@ bool fdinfo_features(int fd, uint64_t* features, bool* initialized_mark) {
 
 }  // namespace
 
-uint64_t FaultService::remote_features() { return UFFD_FEATURE_POISON; }
+uint64_t FaultService::remote_features() {
+  // (Write-protection of a writable mapping's shared memory: its stores are tracked.)
+  return UFFD_FEATURE_POISON | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+}
 
 namespace {
 
@@ -553,7 +556,11 @@ void FaultService::handle_message(const ::uffd_msg& msg, Source* source) {
     // A remote VMO: its descriptor covers exactly its mapping in the other process.
     auto vmo = source->remote.lock();
     if (!vmo) return;
-    if (msg.event == UFFD_EVENT_PAGEFAULT && !(msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+    if (msg.event == UFFD_EVENT_PAGEFAULT && (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+      // A store through a writable mapping there (retried by the client's kernel if the
+      // protection could not be lifted yet: EAGAIN is the client's own events).
+      vmo->on_wp_fault(msg.arg.pagefault.address, 0, source->fd);
+    } else if (msg.event == UFFD_EVENT_PAGEFAULT) {
       vmo->on_fault(msg.arg.pagefault.address, 0, source->fd);
     } else if (msg.event == UFFD_EVENT_REMOVE || msg.event == UFFD_EVENT_UNMAP) {
       vmo->on_remove(msg.arg.remove.start, msg.arg.remove.end);

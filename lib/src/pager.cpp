@@ -480,9 +480,26 @@ void PagerVmo::copy_into_remote(int fd, uintptr_t addr, uint64_t page) {
 
 void PagerVmo::fail_waiter(pid_t tid, uintptr_t addr, int fd, bool write) {
   if (write) {
-    // A write to a present page: no marker can fail it; only the signal can. (Faults carry
-    // the thread id wherever write-protection exists.)
-    FaultService::fail_thread(tid, addr, true);
+    if (fd == service_->fd()) {
+      // A write to a present page: no marker can fail it; only the signal can. (Faults
+      // carry the thread id wherever write-protection exists.)
+      FaultService::fail_thread(tid, addr, true);
+      return;
+    }
+    // A store in another process, whose threads this one cannot signal: the page (Clean:
+    // a refused write left it so) leaves the memory, so a poison marker can take its place
+    // there; everyone else requests it again when next touched.
+    uint64_t page = 0;
+    View* view = nullptr;
+    if (!locate(fd, addr, &page, &view) || !view) return;
+    present_.clear(page, page + 1);
+    clean_.clear(page, page + 1);
+    awaiting_.clear(page, page + 1);
+    dirty_.clear(page, page + 1);
+    punch(page, page + 1);
+    uffd::writeprotect(fd, addr & ~(kPageSize - 1), kPageSize, false, false);
+    view->poisoned.set(page, page + 1);
+    uffd::poison_missing(fd, addr & ~(kPageSize - 1), kPageSize, true);
     return;
   }
   if (fd == service_->fd() && service_->has(UFFD_FEATURE_THREAD_ID) &&
@@ -779,10 +796,10 @@ zx_status_t PagerVmo::unprotect_for_write(std::unique_lock<std::mutex>& lock, ui
   return ZX_OK;
 }
 
-bool PagerVmo::on_wp_fault(uintptr_t addr, pid_t tid) {
+bool PagerVmo::on_wp_fault(uintptr_t addr, pid_t tid, int fd) {
   std::lock_guard lock(mu_);
   const uintptr_t page_addr = addr & ~(kPageSize - 1);
-  const int fd = service_->fd();
+  if (fd < 0) fd = service_->fd();
   uint64_t page = 0;
   View* view = nullptr;
   if (torn_down_ || !locate(fd, addr, &page, &view)) {
@@ -795,7 +812,15 @@ bool PagerVmo::on_wp_fault(uintptr_t addr, pid_t tid) {
     deferred_writes_.emplace_back(fd, page_addr);
     return true;
   }
-  if (dirty_tracking_ && present_.test(page) && write_needs_request(page)) {
+  if (!present_.test(page)) {
+    // Dropped (evicted) after the fault was raised: the write retries and finds the page
+    // missing. Nothing is written, and the protection stays: lifting it would remove the
+    // marker that makes the page come back write-protected in this view, and a store
+    // landing between the next supply and its protection would be unseen.
+    uffd::wake(fd, page_addr, kPageSize);
+    return true;
+  }
+  if (dirty_tracking_ && write_needs_request(page)) {
     // ZX_VMO_TRAP_DIRTY: the write waits, protected, for the pager's answer to a DIRTY
     // request (one per page and thread; one request however many wait on it).
     if (detached_) {
@@ -838,9 +863,12 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     // fault thread, before it could land), so marking them as evicting now makes any
     // write from here on wait until they are gone.
     clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      always_need_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
-        evicting_.set(x, y);
-        runs.emplace_back(x, y);
+      always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
+        // (Never a Dirty or AwaitingClean page, whatever else the record says.)
+        dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
+          evicting_.set(x, y);
+          runs.emplace_back(x, y);
+        });
       });
     });
     home = home_;
@@ -1187,6 +1215,16 @@ void PagerVmo::view_replaced(uintptr_t addr, uint64_t len) {
 
 bool PagerVmo::protect_views(uint64_t first, uint64_t end) {
   bool ok = true;
+  for (auto& [id, v] : remote_views_) {
+    if (!v.wp) continue;
+    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
+    const uint64_t lo = std::max(first, vf), hi = std::min(end, ve);
+    if (lo >= hi) continue;
+    if (uffd::writeprotect(v.fd, v.addr + (lo - vf) * kPageSize, (hi - lo) * kPageSize, true,
+                           false) != 0) {
+      ok = false;
+    }
+  }
   for (auto& [a, v] : local_views_) {
     if (!v.writable) continue;
     const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
@@ -1249,9 +1287,12 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
     // would have cleared them, in the fault thread, before it could land), so marking them
     // as evicting makes any write from here on wait until they are gone.
     clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      always_need_.for_each_missing_run(a, b, [&](uint64_t x, uint64_t y) {
-        evicting_.set(x, y);
-        runs.emplace_back(x, y);
+      always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
+        // (Never a Dirty or AwaitingClean page, whatever else the record says.)
+        dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
+          evicting_.set(x, y);
+          runs.emplace_back(x, y);
+        });
       });
     });
     // The record goes first: a fault after the punch below must raise a request. (A supply
@@ -1285,9 +1326,10 @@ zx_status_t PagerVmo::memory_fd(bool writable, UniqueFd* out) {
   {
     std::lock_guard lock(mu_);
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
-    if (writable) {
+    if (writable && !wp_) {
       // Whoever holds it can write the memory without a fault: no page can be proven clean
-      // from now on.
+      // from now on. (Where the kernel write-protects shared memory, the other process maps
+      // it through zxp_remote_map_vmo, write-protected until attached: its stores are seen.)
       untracked_writer_ = true;
       clean_.clear(0, size_pages());
     }
@@ -1314,8 +1356,13 @@ zx_status_t PagerVmo::attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offse
       if (v.fd == uffd) return ZX_ERR_ALREADY_EXISTS;
     }
     new_id = next_view_id_++;
+    // A writable mapping made by zxp_remote_map_vmo is registered in WP mode and
+    // write-protected whole by the client before anything could store into it: lifting
+    // nothing (a zero-length-free probe: protect again at once) tells such a mapping apart.
+    const bool wp = wp_ && uffd::writeprotect(uffd, addr, len, true, false) == 0;
     // Known before its descriptor is read; it owns the descriptor only once attached.
-    remote_views_.emplace(new_id, View{uffd, addr, vmo_offset, len, true, false, false, {}, {}});
+    remote_views_.emplace(new_id, View{uffd, addr, vmo_offset, len, true, wp, wp, {}, {}});
+    if (wp && !dirty_tracking_) start_dirty_tracking();
   }
   zx_status_t st =
       service_->add_remote(uffd, std::static_pointer_cast<PagerVmo>(shared_from_this()));
@@ -1333,6 +1380,8 @@ zx_status_t PagerVmo::attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offse
 void PagerVmo::poison_unsupplied(const View& v) {
   const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
   present_.for_each_missing_run(vf, ve, [&](uint64_t a, uint64_t b) {
+    // (A write-protection marker there would refuse the poison.)
+    if (v.wp) uffd::writeprotect(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, false, false);
     uffd::poison_missing(v.fd, v.addr + (a - vf) * kPageSize, (b - a) * kPageSize, true);
   });
 }
@@ -1496,6 +1545,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     // A shared VMO's writable views must trap the first write too before a page counts as
     // clean.
     const bool protected_everywhere = !shared_ || protect_views(a, at);
+    // Supplied now: the pager's contents, Clean whatever the record said of the page it
+    // replaces.
+    dirty_.clear(a, at);
+    awaiting_.clear(a, at);
     mark_present(a, at, clean && protected_everywhere);
     // A page a view could not protect may be written unseen: Dirty from the start.
     if (dirty_tracking_ && (!protected_everywhere || untracked_writer_)) dirty_.set(a, at);

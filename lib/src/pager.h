@@ -181,9 +181,10 @@ class PagerVmo final : public Vmo {
   void on_fault(uintptr_t addr, pid_t tid, int fd);
   void on_remove(uintptr_t start, uintptr_t end);
   void on_remap(uintptr_t from, uintptr_t to);
-  // A write by thread `tid` (0 if unknown) to a write-protected page. False if it must be
-  // retried once the pending events are read (the kernel said EAGAIN).
-  bool on_wp_fault(uintptr_t addr, pid_t tid);
+  // A write by thread `tid` (0 if unknown) to a write-protected page, through `fd` (-1:
+  // the process's own userfaultfd). False if it must be retried once the pending events
+  // are read (the kernel said EAGAIN).
+  bool on_wp_fault(uintptr_t addr, pid_t tid, int fd = -1);
 
   // Tests only: called by unmap() between moving the memory out of its old range and
   // claiming that range back, the window in which another mapping can land there.

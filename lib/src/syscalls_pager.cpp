@@ -464,8 +464,13 @@ zx_status_t zxp_remote_map_vmo(int memory_fd, uint64_t offset, uint64_t len, uin
     return ZX_ERR_OUT_OF_RANGE;
   }
   if (!remote_views_supported()) return ZX_ERR_NOT_SUPPORTED;
-  // No events: the client's munmap/madvise must never wait for the pager process.
-  zxp::UniqueFd fd(zxp::uffd::open(UFFD_FEATURE_POISON));
+  // No events: the client's munmap/madvise must never wait for the pager process. A
+  // writable mapping is write-protected too where the kernel can (shared memory WP), so
+  // that the pager sees its stores (dirty pages).
+  const bool wp = writable && (zxp::uffd::probe().features & UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
+                  (zxp::uffd::probe().features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+  zxp::UniqueFd fd(zxp::uffd::open(UFFD_FEATURE_POISON |
+                                   (wp ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0)));
   if (!fd) return ZX_ERR_NOT_SUPPORTED;
   // Read-only: a private mapping of the read-only descriptor. Nothing done through it can
   // reach the memory others see (a store after mprotect, or a COPY through its
@@ -476,8 +481,13 @@ zx_status_t zxp_remote_map_vmo(int memory_fd, uint64_t offset, uint64_t len, uin
                             static_cast<off_t>(offset));
   if (p == MAP_FAILED) return errno == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_INVALID_ARGS;
   madvise(p, rounded, MADV_DONTFORK);
-  int err = zxp::uffd::register_range(fd.get(), reinterpret_cast<uintptr_t>(p), rounded, false,
+  int err = zxp::uffd::register_range(fd.get(), reinterpret_cast<uintptr_t>(p), rounded, wp,
                                       nullptr);
+  // Protected whole before it is handed out: no store lands unseen, even before the pager
+  // attaches the mapping (one would wait until then).
+  if (err == 0 && wp) {
+    err = zxp::uffd::writeprotect(fd.get(), reinterpret_cast<uintptr_t>(p), rounded, true, false);
+  }
   if (err != 0) {
     munmap(p, rounded);
     return err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;

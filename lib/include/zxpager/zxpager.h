@@ -187,8 +187,16 @@ zx_status_t zxp_pager_create_remote_vmo(zx_handle_t pager, uint32_t options, zx_
 // the pager's user id (the memory's owner) can make its read-only descriptor writable
 // (fchmod, then reopen it through /proc). Give a VMO's descriptor only to processes that
 // may alter what each other reads (blobfsd shares a blob's VMO among clients of one user
-// id). A VMO whose writable descriptor was handed out has writers the library cannot see:
-// zxp_vmo_evict then finds none of its pages clean.
+// id). A writable mapping made by zxp_remote_map_vmo is write-protected (userfaultfd WP
+// of shared memory, Linux 5.19) from before it is returned: its stores reach the pager as
+// they do from its own mappings (dirty pages, ZX_VMO_TRAP_DIRTY, eviction); a store the
+// pager refuses (ZX_PAGER_OP_FAIL of its DIRTY request) drops the page from the memory
+// and poisons it there (SIGBUS in that process; others request the page again). Other
+// uses of a writable descriptor (write(2), a mapping not made by zxp_remote_map_vmo) are
+// not seen: hand writable descriptors only to processes trusted to use the library.
+// Where the kernel cannot write-protect shared memory, a VMO whose writable descriptor
+// was handed out has writers the library cannot see: zxp_vmo_evict then finds none of its
+// pages clean, and all its present pages count as Dirty.
 
 // zxp_vmo_get_memory_fd and zxp_remote_map_vmo option: a writable mapping.
 #define ZXP_REMOTE_WRITABLE ((uint32_t)1u << 0)
