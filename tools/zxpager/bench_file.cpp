@@ -25,24 +25,12 @@
 #include <zircon/status.h>
 #include <zxpager/file_pager.h>
 
+#include "bench_file.h"
 #include "commands.h"
 
 namespace zxpager_cli {
 
-namespace {
-
-constexpr uint64_t kPage = 4096;
-
-struct Options {
-  std::string file;
-  double random_pct = 1.0;
-  int repeat = 3;
-  uint64_t seed = 1;
-  std::vector<std::string> only;
-  bool no_cold = false;
-  bool json = false;
-  bool no_rss = false;
-};
+namespace file_bench {
 
 double now_s() {
   timespec ts;
@@ -92,6 +80,33 @@ void warm_cache(const std::string& path, uint64_t size) {
   }
   close(fd);
 }
+
+}  // namespace file_bench
+
+namespace {
+
+using file_bench::cached_pages;
+using file_bench::drop_cache;
+using file_bench::file_size;
+using file_bench::kPage;
+using file_bench::now_s;
+using file_bench::warm_cache;
+
+struct Options {
+  std::string file;
+  double random_pct = 1.0;
+  int repeat = 3;
+  uint64_t seed = 1;
+  std::vector<std::string> only;
+  bool no_cold = false;
+  bool json = false;
+  bool no_rss = false;
+  // --write
+  bool write = false;
+  uint64_t size = 1ull << 30;
+  bool overwrite = false;
+  bool keep = false;
+};
 
 enum class Pattern { kSeq, kRand };
 
@@ -250,6 +265,20 @@ std::string ratio(double num, double den) {
 }
 
 int run_bench_file(const Options& o) {
+  if (o.write) {
+    file_bench::WriteOptions w;
+    w.file = o.file;
+    w.size = o.size;
+    w.random_pct = o.random_pct;
+    w.repeat = o.repeat;
+    w.seed = o.seed;
+    w.only = o.only;
+    w.no_cold = o.no_cold;
+    w.json = o.json;
+    w.overwrite = o.overwrite;
+    w.keep = o.keep;
+    return file_bench::run_bench_file_write(w);
+  }
   const uint64_t size = file_size(o.file);
   if (size < kPage) {
     fmt::print(stderr, "bench file: {}: missing or smaller than a page\n", o.file);
@@ -417,8 +446,18 @@ Runner add_bench_file(CLI::App& bench) {
       "file",
       "The file pager against kernel mmap, mmap + MADV_RANDOM and pread on FILE: cold "
       "(this file's page cache dropped with POSIX_FADV_DONTNEED) and warm, sequential and "
-      "random pages; prints ratios against the targets");
-  sub->add_option("FILE", o->file, "The file (put it on a real disk, not tmpfs)")->required();
+      "random pages; prints ratios against the targets.\n"
+      "With --write: writes instead of reads. The bench creates FILE (--size bytes of "
+      "random data), then (rand) writes 4 KiB to --random-pct of its pages in a random order "
+      "and syncs, and (seq) rewrites the whole file and syncs, each through the file pager "
+      "(ZXP_FILE_WRITEBACK mapping + zxp_file_sync), mmap(MAP_SHARED) + msync(MS_SYNC), and "
+      "pwrite + fdatasync; open to close is timed, and the written bytes are checked "
+      "afterwards with pread. Ratios: zxpager against mmap + msync (targets: rand >= 1.0x, "
+      "seq >= 0.7x). FILE is removed at the end unless --keep");
+  sub->add_option("FILE", o->file,
+                  "The file (put it on a real disk, not tmpfs); with --write, a file the "
+                  "bench creates")
+      ->required();
   sub->add_option("--random-pct", o->random_pct, "Percentage of pages sampled at random")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 100.0));
@@ -432,6 +471,14 @@ Runner add_bench_file(CLI::App& bench) {
   sub->add_flag("--no-cold", o->no_cold, "Warm runs only");
   sub->add_flag("--no-rss", o->no_rss, "Skip the memory-budget scan");
   sub->add_flag("--json", o->json, "Print the results as JSON");
+  sub->add_flag("--write", o->write,
+                "Measure writes and sync instead of reads (methods: zxpager, mmap, pwrite)");
+  sub->add_option("--size", o->size, "--write: size of the file created (K/M/G suffixes)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  sub->add_flag("--overwrite", o->overwrite,
+                "--write: write over FILE if it exists (its contents are lost)");
+  sub->add_flag("--keep", o->keep, "--write: leave FILE in place at the end");
   return [o] { return run_bench_file(*o); };
 }
 

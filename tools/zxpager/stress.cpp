@@ -35,6 +35,7 @@
 #include <zxpager/zxpager.h>
 
 #include "commands.h"
+#include "stress_write.h"
 
 namespace zxpager_cli {
 namespace {
@@ -124,6 +125,13 @@ struct Options {
   bool progress = false;
   bool json = false;
   uint32_t deadline_ms = 10000;
+  // --write
+  bool write = false;
+  uint32_t syncers = 2;
+  std::string budget = "0";
+  std::string dir = "/var/tmp";
+  std::string backend = "zxpager";
+  std::string evict_via = "both";
   // Set from which options were given.
   bool detach = false;
   bool ops_given = false;
@@ -1275,6 +1283,32 @@ void Stress::summary(double elapsed, bool clean_exit) {
   if (!clean_exit) fmt::print("  (threads still blocked at the end: no clean teardown)\n");
 }
 
+int run_stress_write_mode(const Options& o) {
+  if (o.ops_given || o.detach || o.pager != "service" || o.supply != "move" || o.vmos != 4 ||
+      o.batch != 1) {
+    fmt::print(stderr, "zxpager stress --write: --ops, --detach-after, --pager, --supply, --vmos "
+                       "and --batch are not for --write\n");
+    return 2;
+  }
+  WriteStressOptions w;
+  w.threads = o.threads;
+  w.syncers = o.syncers;
+  w.file_bytes = *parse_size(o.vmo_size);
+  w.access = o.access;
+  w.fail_rate = o.fail_rate;
+  w.evict = o.evict;
+  w.budget_bytes = o.budget == "0" ? 0 : *parse_size(o.budget);
+  w.duration = o.duration;
+  w.seed = o.seed;
+  w.progress = o.progress;
+  w.json = o.json;
+  w.deadline_ms = o.deadline_ms;
+  w.dir = o.dir;
+  w.backend = o.backend;
+  w.evict_via = o.evict_via;
+  return run_stress_write(w);
+}
+
 int run_stress(Options o) {
   zxp_features_t f;
   if (zxp_get_features(&f) != ZX_OK || !f.uffd_available) {
@@ -1286,6 +1320,7 @@ int run_stress(Options o) {
                        "memory, which this kernel lacks\n");
     return 1;
   }
+  if (o.write) return run_stress_write_mode(o);
   Stress s(o);
   return s.run();
 }
@@ -1297,7 +1332,15 @@ Runner add_stress(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "stress",
       "Hammer one pager with faulting threads, failure injection, eviction and detach; check "
-      "every byte read and every failure seen. Exits 1 on any error");
+      "every byte read and every failure seen. Exits 1 on any error.\n"
+      "With --write: a ZXP_FILE_WRITEBACK file of --vmo-size bytes in --dir, written by "
+      "--threads writers (whole pages, through the mapping and zx_vmo_write, and read back "
+      "under a page lock), synced by --syncers threads (zxp_file_sync of random ranges), "
+      "with --evict (zxp_vmo_evict and DONTNEED), --budget, and --fail-rate (the share of "
+      "the time the file refuses writes: FS_IMMUTABLE_FL, root). Every page carries its "
+      "write's generation in every word; the file is read back with pread after every sync "
+      "and at the end, against a model of the generations each sync must have made "
+      "durable. Exits 1 on any lost or wrong byte, 77 where the library has no writeback");
   auto size_check = CLI::Validator(
       [](std::string& s) { return parse_size(s) ? std::string() : "expected a size like 16M"; },
       "SIZE");
@@ -1344,7 +1387,8 @@ Runner add_stress(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1u, 65536u));
   sub->add_option("--fail-rate", o->fail_rate,
-                  "Fraction of requests answered with ZX_PAGER_OP_FAIL (ZX_ERR_IO)")
+                  "Fraction of requests answered with ZX_PAGER_OP_FAIL (ZX_ERR_IO); with "
+                  "--write, the share of the time the file refuses writes")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   CLI::Option* detach =
@@ -1352,7 +1396,34 @@ Runner add_stress(CLI::App& app) {
                       "Detach VMO 0 after SECONDS (default: never)")
           ->check(CLI::NonNegativeNumber);
   sub->add_flag("--evict", o->evict,
-                "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges");
+                "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges "
+                "(with --write, DONTNEED advice too)");
+  sub->add_flag("--write", o->write,
+                "Writeback: writers, syncers and evictions on a ZXP_FILE_WRITEBACK file, "
+                "checked on disk (see above)");
+  sub->add_option("--syncers", o->syncers, "--write: threads calling zxp_file_sync")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 64u));
+  sub->add_option("--budget", o->budget,
+                  "--write: the file pager's memory budget (K/M/G suffixes, 0: none)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            return s == "0" || parse_size(s) ? std::string() : "expected a size like 4M";
+          },
+          "SIZE"));
+  sub->add_option("--dir", o->dir, "--write: where the file is created (a real disk)")
+      ->capture_default_str();
+  sub->add_option("--evict-via", o->evict_via,
+                  "--write --evict: DONTNEED advice (zxp_file_advise), zxp_vmo_evict, or both "
+                  "at random")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"both", "dontneed", "evict"}));
+  sub->add_option("--backend", o->backend,
+                  "--write: the file pager, or the kernel's mmap + msync and pwrite (the "
+                  "model checked against the kernel's own writeback)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"zxpager", "kernel"}));
   CLI::Option* duration = sub->add_option("--duration", o->duration, "Run for SECONDS")
                               ->capture_default_str()
                               ->check(CLI::PositiveNumber);
