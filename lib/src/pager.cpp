@@ -864,6 +864,27 @@ bool PagerVmo::on_wp_fault(uintptr_t addr, pid_t tid, int fd) {
   return true;
 }
 
+void PagerVmo::select_evictable(uint64_t first, uint64_t end,
+                                std::vector<std::pair<uint64_t, uint64_t>>* runs) {
+  // Clean pages only (never a Dirty or AwaitingClean one, whatever else the record says),
+  // not ALWAYS_NEED, not under a library copy.
+  clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
+    always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
+      dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
+        for (uint64_t q = x; q < y; ++q) {
+          if (being_written(q)) continue;
+          evicting_.set(q, q + 1);
+          if (!runs->empty() && runs->back().second == q) {
+            ++runs->back().second;
+          } else {
+            runs->emplace_back(q, q + 1);
+          }
+        }
+      });
+    });
+  });
+}
+
 zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_bytes) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   if (shared_) return evict_shared(first, end, evicted_bytes);
@@ -874,25 +895,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_ || remote_) return ZX_ERR_NOT_SUPPORTED;
     eviction_used_ = true;
-    // Clean pages are still write-protected (a write would have cleared them, in the
-    // fault thread, before it could land), so marking them as evicting now makes any
-    // write from here on wait until they are gone.
-    clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
-        // (Never a Dirty or AwaitingClean page, whatever else the record says.)
-        dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
-          for (uint64_t q = x; q < y; ++q) {
-            if (being_written(q)) continue;
-            evicting_.set(q, q + 1);
-            if (!runs.empty() && runs.back().second == q) {
-              ++runs.back().second;
-            } else {
-              runs.emplace_back(q, q + 1);
-            }
-          }
-        });
-      });
-    });
+    select_evictable(first, end, &runs);
     home = home_;
   }
   for (auto& [a, b] : runs) {
@@ -1237,25 +1240,22 @@ void PagerVmo::view_replaced(uintptr_t addr, uint64_t len) {
 
 bool PagerVmo::protect_views(uint64_t first, uint64_t end) {
   bool ok = true;
-  for (auto& [id, v] : remote_views_) {
-    if (!v.wp) continue;
+  // Every view that can be written: a remote one registered in WP mode, a writable local
+  // one (which fails the protection if it is not in WP mode).
+  auto protect = [&](const View& v) {
     const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
     const uint64_t lo = std::max(first, vf), hi = std::min(end, ve);
-    if (lo >= hi) continue;
-    if (uffd::writeprotect(v.fd, v.addr + (lo - vf) * kPageSize, (hi - lo) * kPageSize, true,
-                           false) != 0) {
-      ok = false;
-    }
-  }
-  for (auto& [a, v] : local_views_) {
-    if (!v.writable) continue;
-    const uint64_t vf = v.offset / kPageSize, ve = vf + v.len / kPageSize;
-    const uint64_t lo = std::max(first, vf), hi = std::min(end, ve);
-    if (lo >= hi) continue;
+    if (lo >= hi) return;
     if (!v.wp || uffd::writeprotect(v.fd, v.addr + (lo - vf) * kPageSize, (hi - lo) * kPageSize,
                                     true, false) != 0) {
       ok = false;
     }
+  };
+  for (auto& [id, v] : remote_views_) {
+    if (v.wp) protect(v);
+  }
+  for (auto& [a, v] : local_views_) {
+    if (v.writable) protect(v);
   }
   return ok;
 }
@@ -1305,25 +1305,7 @@ zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evict
       eviction_used_ = true;
       track_view_writes();
     }
-    // Clean pages are write-protected in the home and in every writable view (a write
-    // would have cleared them, in the fault thread, before it could land), so marking them
-    // as evicting makes any write from here on wait until they are gone.
-    clean_.for_each_present_run(first, end, [&](uint64_t a, uint64_t b) {
-      always_need_.for_each_missing_run(a, b, [&](uint64_t ea, uint64_t eb) {
-        // (Never a Dirty or AwaitingClean page, whatever else the record says.)
-        dirty_.for_each_missing_run(ea, eb, [&](uint64_t x, uint64_t y) {
-          for (uint64_t q = x; q < y; ++q) {
-            if (being_written(q)) continue;
-            evicting_.set(q, q + 1);
-            if (!runs.empty() && runs.back().second == q) {
-              ++runs.back().second;
-            } else {
-              runs.emplace_back(q, q + 1);
-            }
-          }
-        });
-      });
-    });
+    select_evictable(first, end, &runs);
     // The record goes first: a fault after the punch below must raise a request. (A supply
     // in between finds the page still there and keeps it in the record; the next fault
     // then finds it gone and corrects the record.)

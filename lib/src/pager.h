@@ -361,6 +361,11 @@ class PagerVmo final : public Vmo {
   // of partly covered ones.
   void drop_views(uintptr_t addr, uint64_t len);
   zx_status_t evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes);
+  // With mu_ held: marks the evictable pages of [first, end) as evicting, into *runs.
+  // Clean pages are write-protected everywhere (a write would have cleared them, in the
+  // fault thread, before it could land), so from here on any write waits for the eviction.
+  void select_evictable(uint64_t first, uint64_t end,
+                        std::vector<std::pair<uint64_t, uint64_t>>* runs);
   // With mu_ held: pages of [first, end) are about to be written by the library.
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                   uint64_t end);
