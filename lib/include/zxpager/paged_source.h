@@ -72,6 +72,12 @@ class ZXP_EXPORT PagedSource {
   // The default fails every range with ZX_ERR_NOT_SUPPORTED. The statuses a source sets
   // are sync's return values: ZX_ERR_NO_SPACE, ZX_ERR_ACCESS_DENIED, ZX_ERR_IO...
   virtual void write_back(uint32_t vmo_id, WriteBackRange* ranges, size_t count);
+  // The read-ahead window (bytes) this source needs to hide its latency now, consulted
+  // whenever a sequential stream's window grows: the service lets a VMO's window grow
+  // past VmoOptions::readahead_max up to VmoOptions::readahead_limit to cover it. A
+  // remote source answers with its measured bandwidth-delay product. The default, 0,
+  // asks for nothing beyond readahead_max. Called from pager threads; must not block.
+  virtual uint64_t readahead_hint();
 };
 
 // Read-ahead hints (zxp_file_advise takes the same values).
@@ -102,7 +108,10 @@ class ZXP_EXPORT PagerService {
     uint64_t budget_bytes = 0;               // resident supplied bytes (0: unbounded)
   };
   struct VmoOptions {
-    uint64_t readahead_max = 2u << 20;       // bytes; capped at Options::max_fill
+    uint64_t readahead_max = 2u << 20;       // bytes
+    // Bytes: how far the source's readahead_hint() may grow the window (0: not past
+    // readahead_max). Fills stay at most Options::max_fill; a wide window is several.
+    uint64_t readahead_limit = 0;
     uint64_t granule = 4096;                 // fills are whole granules (e.g. 32 KiB clusters)
     Advice advice = Advice::kNormal;
     bool record = false;                     // keep the requested pages for a working-set trace

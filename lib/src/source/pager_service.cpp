@@ -37,6 +37,7 @@ namespace zxp {
 
 PagedSource::~PagedSource() = default;
 void PagedSource::flush() {}
+uint64_t PagedSource::readahead_hint() { return 0; }
 void PagedSource::write_back(uint32_t, WriteBackRange* ranges, size_t count) {
   for (size_t i = 0; i < count; i++) ranges[i].status = ZX_ERR_NOT_SUPPORTED;
 }
@@ -99,7 +100,9 @@ class PagerService::Impl {
     uint64_t pages;
     VmoOptions opt;
     uint64_t granule;  // pages
-    uint64_t ra_max;   // pages
+    uint64_t ra_max;   // pages: the window's cap now
+    uint64_t ra_base;  // pages: readahead_max (the cap unless the source asks for more)
+    uint64_t ra_limit; // pages: how far the source's readahead_hint() may raise ra_max
     std::mutex mu;
     std::condition_variable idle;
     bool detached = false;
@@ -386,6 +389,9 @@ class PagerService::Impl {
       // what was just read would be dropped to make room for what is read ahead.
       v->ra_max = std::min(v->ra_max, opt_.budget_bytes / 4 / kPage);
     }
+    v->ra_base = v->ra_max;
+    v->ra_limit = std::max(v->ra_max, o.readahead_limit / kPage);
+    if (opt_.budget_bytes) v->ra_limit = std::min(v->ra_limit, opt_.budget_bytes / 4 / kPage);
     {
       std::lock_guard lock(vmos_mu_);
       v->id = next_id_++;
@@ -529,6 +535,12 @@ class PagerService::Impl {
   uint64_t plan_readahead(Vmo& v, uint64_t first, uint64_t end, uint64_t* from) {
     *from = end;
     if (v.opt.advice == Advice::kRandom || v.ra_max == 0) return end;
+    if (v.ra_limit > v.ra_base) {
+      // A source far away (a network round trip) asks for a window that covers its
+      // bandwidth-delay product: the window keeps doubling up to it.
+      const uint64_t want = v.source->readahead_hint() / kPage;
+      v.ra_max = std::clamp(want, v.ra_base, v.ra_limit);
+    }
     Stream* s = nullptr;
     for (Stream& c : v.streams) {
       if (c.used && first >= c.last && first <= c.ahead_end) {
@@ -615,7 +627,9 @@ class PagerService::Impl {
         for (Stream& s : v.streams) {
           if (s.used && s.ahead_end == ra_end) window = std::max(window, s.window);
         }
-        if (window >= 16) chunk = std::max<uint64_t>(v.granule, window / 4);
+        if (window >= 16) {
+          chunk = std::max<uint64_t>(v.granule, std::min(window / 4, opt_.max_fill / kPage));
+        }
       }
       if (v.opt.record) {
         // The trace holds what this request made us fetch, read-ahead included: a page a
