@@ -69,13 +69,20 @@ class Nbdkit {
   void Start() {
     const std::string pidfile = dir_ + "/nbdkit.pid";
     unlink(pidfile.c_str());
+    unlink(sock_.c_str());  // a killed nbdkit leaves it, and nbdkit will not bind over it
     pid_ = Spawn({"nbdkit", "-f", "-U", sock_, "-P", pidfile, "--exit-with-parent", "file", file_},
                  dir_ + "/nbdkit.log");
     // The pid file is written once the socket listens.
-    REQUIRE(WaitUntil([&] {
+    bool up = WaitUntil([&] {
       struct stat st;
       return stat(pidfile.c_str(), &st) == 0 && st.st_size > 0;
-    }));
+    });
+    if (!up) {
+      std::ifstream f(dir_ + "/nbdkit.log");
+      std::stringstream log;
+      log << f.rdbuf();
+      FAIL("nbdkit did not start: " << log.str());
+    }
   }
   void Kill() { Reap(&pid_); }
   std::string url() const { return "nbd+unix:///?socket=" + sock_; }
