@@ -243,9 +243,12 @@ BlobStore::~BlobStore() {
 
 zx_status_t BlobStore::OpenPaged(const std::string& url, std::string* error) {
   zxp::FilePager::Options fo;
+  std::string why;
+  fo.error = &why;
   zx_status_t st = zxp::FilePager::open(url.c_str(), fo, &paged_);
   if (st != ZX_OK) {
-    *error = fmt::format("{}: cannot open: {}", url, zx_status_get_string(st));
+    *error = why.empty() ? fmt::format("{}: {}", url, zx_status_get_string(st))
+                         : fmt::format("{}: {}", url, why);
     return st;
   }
   const uint64_t size = paged_->size();

@@ -171,11 +171,14 @@ class Bench {
 
 std::unique_ptr<zxp::FilePager> Bench::open_pager(zxp::FilePager::Options fo, uint64_t* open_ns) {
   std::unique_ptr<zxp::FilePager> fp;
+  std::string error;
+  fo.error = &error;
   const uint64_t t0 = now_ns();
   zx_status_t st = zxp::FilePager::open(o_.url.c_str(), fo, &fp);
   if (open_ns) *open_ns = now_ns() - t0;
   if (st != ZX_OK) {
-    fmt::print(stderr, "bench remote: cannot open {}: {}\n", o_.url, zx_status_get_string(st));
+    fmt::print(stderr, "bench remote: cannot open {}: {} ({})\n", o_.url, error,
+               zx_status_get_string(st));
     failed_ = true;
     return nullptr;
   }
@@ -230,9 +233,9 @@ int Bench::run() {
 
   zxp::FilePager::Options base;
   // Remote options: the FilePager's defaults unless given.
-  (void)o_.timeout_ms;
-  (void)o_.retries;
-  (void)o_.connections;
+  if (o_.timeout_ms) base.remote_timeout_ms = o_.timeout_ms;
+  if (o_.retries != UINT32_MAX) base.remote_retries = o_.retries;
+  base.remote_connections = o_.connections;
 
   // The object's size, from a pager opened only for it.
   {
@@ -327,8 +330,7 @@ int Bench::run() {
 
   // ---- Open and first byte: medians of fresh pagers.
   fmt::print(stderr, "  open and first byte ({} runs)...\n", repeat);
-  std::vector<uint64_t> opens, first0, firstmid, one_page;
-  uint64_t rtt_source = 0;
+  std::vector<uint64_t> opens, first0, firstmid, one_page, source_rtts;
   uint64_t sink = 0;
   for (int i = 0; i < repeat; i++) {
     for (int where = 0; where < 2; where++) {
@@ -351,6 +353,7 @@ int Bench::run() {
         }
       }
       close_pager(&fp);
+      if (last_stats_.remote_rtt_ns) source_rtts.push_back(last_stats_.remote_rtt_ns);
     }
   }
   auto median = [](std::vector<uint64_t> v) {
@@ -360,8 +363,9 @@ int Bench::run() {
   };
   const uint64_t open_med = median(opens), f0 = median(first0), fmid = median(firstmid),
                  ping = median(one_page);
-  // rtt: the source's smoothed measure if it has one, else the ping.
-  // TODO(remote stats): read last_stats_.remote_rtt_ns once main has it.
+  // rtt: the source's own measure (a small request, send to last byte) where it has
+  // one; else the ping, which adds the pager's own costs.
+  const uint64_t rtt_source = median(source_rtts);
   const uint64_t rtt = rtt_source ? rtt_source : ping;
 
   // ---- 1% random pages.
@@ -482,9 +486,10 @@ int Bench::run() {
   fmt::print("object: {}, {} bytes; {:.0f} MiB used ({} pages of {} bytes){}\n", kind_, size_, mib,
              pages_, g_page, o_.size_limit && used < size_ ? " (--size-limit)" : "");
   if (!o_.rtt_note.empty()) fmt::print("server: {}\n", o_.rtt_note);
-  fmt::print("rtt: one-page touch (kRandom, median of {}) {:.3f} ms; source's estimate {}\n",
-             one_page.size(), msecs(ping),
-             rtt_source ? fmt::format("{:.3f} ms", msecs(rtt_source)) : std::string("-"));
+  fmt::print("rtt: the source's estimate {} (the RTT below); one-page touch through the pager "
+             "(kRandom, median of {}) {:.3f} ms\n",
+             rtt_source ? fmt::format("{:.3f} ms", msecs(rtt_source)) : std::string("- (none)"),
+             one_page.size(), msecs(ping));
   fmt::print("\n{:<44} {:>12} {:>26} {:>9}  {}\n", "case", "zxpager", "baseline", "ratio",
              "target");
   auto rtts = [&](uint64_t ns) { return static_cast<double>(ns) / static_cast<double>(rtt); };
@@ -536,11 +541,17 @@ int Bench::run() {
     fmt::print("{:<44} {:>12} {:>26} {:>9}  ({} touches waited > rtt/2; {} page requests)\n", "",
                "", "", "", r.slow, r.requests);
   }
-  const zxp_service_stats_t& st = srows[0].stats;
-  fmt::print("\nsource after the scan (no hint): {} fills, {} MiB read, read-ahead {} pages, "
-             "latency p50 {:.2f} ms p99 {:.2f} ms\n",
-             st.fills, st.bytes_read >> 20, st.readahead_pages, msecs(st.latency_p50_ns),
-             msecs(st.latency_p99_ns));
+  for (const SeqRow& r : srows) {
+    const zxp_service_stats_t& st = r.stats;
+    fmt::print("\nafter the scan ({}): {} fills, {} pages read ahead, fill latency p50 {:.2f} ms "
+               "p99 {:.2f} ms\n  source: {} requests, {} MiB, {} retries, {} reconnects, {} "
+               "timeouts, {} errors, rtt {:.3f} ms, bandwidth {:.0f} MB/s, {} connections\n",
+               r.name, st.fills, st.readahead_pages, msecs(st.latency_p50_ns),
+               msecs(st.latency_p99_ns), st.remote_requests, st.remote_bytes >> 20,
+               st.remote_retries, st.remote_reconnects, st.remote_timeouts, st.remote_errors,
+               msecs(st.remote_rtt_ns), static_cast<double>(st.remote_bandwidth) / 1e6,
+               st.remote_connections);
+  }
   if (sink == 42 && sum_zx_rand == 1 && sum_zx_seq == 1) fmt::print("\n");
   return failed_ ? 1 : 0;
 }
