@@ -30,7 +30,7 @@ rc=$?
 [ $rc -eq 0 ] || fail "exit $rc: $out $(cat "$dir/err")"
 for row in "object: nbd, 4194304 bytes" "server: nbdkit, no delay" "first byte after open, offset 0" \
            "first byte after open, middle" "(1%), kRandom, 1 thread" "(1%), no hint, 1 thread" \
-           "(1%), kRandom, 4 threads" "sequential scan, no hint" "sequential scan, kSequential" \
+           "(1%), kRandom, 4 threads" "(1%), WILLNEED each, then touch" "sequential scan, no hint" "sequential scan, kSequential" \
            "run 1 (record)" "run 2 (replay), think 0 ms" "run 2 (replay), think 10 ms"; do
   grep -qF -- "$row" <<<"$out" || fail "no row '$row': $out"
 done
