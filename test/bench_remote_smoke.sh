@@ -31,7 +31,7 @@ rc=$?
 for row in "object: nbd, 4194304 bytes" "server: nbdkit, no delay" "first byte after open, offset 0" \
            "first byte after open, middle" "(1%), kRandom, 1 thread" "(1%), no hint, 1 thread" \
            "(1%), kRandom, 4 threads" "(1%), WILLNEED each, then touch" "sequential scan, no hint" "sequential scan, kSequential" \
-           "run 1 (record)" "run 2 (replay), think 0 ms" "run 2 (replay), think 10 ms"; do
+           "run 1 (no hint)" "run 1 (kRandom)" "run 2 (replay), think 0 ms" "run 2 (replay), think 10 ms"; do
   grep -qF -- "$row" <<<"$out" || fail "no row '$row': $out"
 done
 # Baselines ran: ratios are numbers, and the fetched copy was removed.
