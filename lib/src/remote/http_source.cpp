@@ -38,6 +38,7 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kSmallRequest = 64 * 1024;  // rtt is measured on requests this small
 constexpr uint64_t kBandwidthWindowNs = 20'000'000;  // busy time per bandwidth sample
+constexpr uint64_t kBurstBytes = 1u << 20;
 
 uint64_t now_ns() {
   timespec ts;
@@ -672,7 +673,9 @@ void HttpSource::account_busy(uint64_t now, bool busy) {
     return;
   }
   window_busy_ += now - busy_since_;
-  if (window_busy_ >= kBandwidthWindowNs && window_bytes_ > 0) {
+  // A sample per window of busy time, or per burst worth measuring (a fast link drains
+  // a read-ahead window in well under one).
+  if (window_busy_ > 0 && (window_busy_ >= kBandwidthWindowNs || window_bytes_ >= kBurstBytes)) {
     smooth(&bandwidth_, static_cast<uint64_t>(static_cast<unsigned __int128>(window_bytes_) *
                                               1'000'000'000u / window_busy_));
     window_busy_ = 0;
