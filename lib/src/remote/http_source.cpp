@@ -52,6 +52,15 @@ void smooth(std::atomic<uint64_t>* avg, uint64_t sample) {
   avg->store(old == 0 ? sample : old - old / 8 + sample / 8, std::memory_order_relaxed);
 }
 
+uint64_t add_sat(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
+
+// The delay before retry number `attempt` (1-based): backoff_ns doubling, capped.
+uint64_t backoff(const RemoteOptions& o, uint32_t attempt) {
+  uint64_t d = o.backoff_ns;
+  for (uint32_t i = 1; i < attempt && d < o.max_backoff_ns; i++) d = add_sat(d, d);
+  return std::min(d, o.max_backoff_ns);
+}
+
 bool curl_global_ok() {
   // curl_global_init is not thread-safe on every build: once per process.
   static const bool ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
@@ -392,7 +401,7 @@ zx_status_t HttpSource::probe(CURL* e, bool head, std::string* error) {
                        (rc != CURLE_OK && is_transient(rc) && rc != CURLE_COULDNT_CONNECT &&
                         rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_OPERATION_TIMEDOUT);
     if (!again || attempt >= opt_.retries) break;
-    uint64_t delay = std::min(opt_.max_backoff_ns, opt_.backoff_ns << std::min(attempt, 30u));
+    const uint64_t delay = backoff(opt_, attempt + 1);
     timespec ts = {static_cast<time_t>(delay / 1000000000u), static_cast<long>(delay % 1000000000u)};
     nanosleep(&ts, nullptr);
   }
@@ -476,6 +485,9 @@ zx_status_t HttpSource::open(const char* url, const RemoteOptions& options, std:
   opt_ = options;
   if (opt_.connections == 0) opt_.connections = 4;
   if (opt_.max_in_flight == 0) opt_.max_in_flight = 1;
+  // No fill without a deadline: 0 takes the default rather than waiting forever.
+  if (opt_.timeout_ns == 0) opt_.timeout_ns = RemoteOptions().timeout_ns;
+  if (opt_.connect_timeout_ns == 0) opt_.connect_timeout_ns = RemoteOptions().connect_timeout_ns;
   opt_.max_request = std::max<uint64_t>(kPage, opt_.max_request & ~(kPage - 1));
   cfg_.from_env(url, opt_);
   if (!cfg_.token_header.empty()) headers_ = curl_slist_append(headers_, cfg_.token_header.c_str());
@@ -551,7 +563,7 @@ void HttpSource::fill(PagerService* service, const FillRequest& req) {
     f = std::make_unique<Fill>();
     f->service = service;
     f->req = req;
-    f->deadline = now_ns() + opt_.timeout_ns;
+    f->deadline = add_sat(now_ns(), opt_.timeout_ns);
     // Parts are pointed at from the I/O thread's queues: the vector never grows later.
     f->parts.reserve((end - req.offset + opt_.max_request - 1) / opt_.max_request);
     for (uint64_t off = req.offset; off < end; off += opt_.max_request) {
@@ -749,8 +761,7 @@ void HttpSource::finished(Transfer* t, CURLcode result, uint64_t now) {
   if (transient && p->attempts <= opt_.retries) {
     retries_++;
     if (reconnect) reconnects_++;
-    const uint32_t shift = std::min<uint32_t>(p->attempts - 1, 30);
-    p->not_before = now + std::min(opt_.max_backoff_ns, opt_.backoff_ns << shift);
+    p->not_before = add_sat(now, backoff(opt_, p->attempts));
     delayed_.push_back(p);
     return;
   }
