@@ -792,6 +792,8 @@ TEST_CASE("http: AWS Signature V4 from the environment") {
   unsetenv("AWS_SESSION_TOKEN");
 
   const std::string log = read_text(s.ng.access_log());
+  INFO(log);
+  if (getenv("ZXP_TEST_SHOW_LOG")) fprintf(stderr, "%s", log.c_str());
   CHECK(count_of(log, "\"session-token-1\"") >= 2);   // HEAD and the GET
   CHECK(count_of(log, "GET /signed/obj \"bytes=0-99\"") == 1);
   CHECK(count_of(log, "HEAD /obj \"-\" \"-\" \"-\" \"-\"") == 1);  // presigned: no header

@@ -490,6 +490,14 @@ zx_status_t HttpSource::open(const char* url, const RemoteOptions& options, std:
   if (opt_.connect_timeout_ns == 0) opt_.connect_timeout_ns = RemoteOptions().connect_timeout_ns;
   opt_.max_request = std::max<uint64_t>(kPage, opt_.max_request & ~(kPage - 1));
   cfg_.from_env(url, opt_);
+  if (!cfg_.sigv4.empty()) {
+    // S3 refuses a SigV4 request without the payload's hash, which libcurl 7.88 does not
+    // send: every request here has an empty body, whose SHA-256 this is (and what libcurl
+    // signs as the payload, whether or not it reads this header).
+    headers_ = curl_slist_append(
+        headers_,
+        "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  }
   if (!cfg_.token_header.empty()) headers_ = curl_slist_append(headers_, cfg_.token_header.c_str());
 
   CURLU* u = curl_url();
