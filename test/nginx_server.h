@@ -181,7 +181,7 @@ class NginxServer {
       << "http {\n"
       << "  default_type application/octet-stream;\n"
       << "  log_format zxp '$request_method $uri \"$http_range\" \"$http_if_range\" "
-         "\"$http_authorization\" \"$http_x_amz_security_token\" \"$http_x_amz_content_sha256\" $server_protocol $status $body_bytes_sent';\n"
+         "\"$http_authorization\" \"$http_x_amz_security_token\" \"$http_x_amz_content_sha256\" $server_protocol $status $body_bytes_sent conn=$connection';\n"
       << "  access_log " << d << "/access.log zxp;\n"
       << "  client_body_temp_path " << d << "/tmp/body;\n"
       << "  proxy_temp_path " << d << "/tmp/proxy;\n"

@@ -359,6 +359,15 @@ TEST_CASE("http: exact bytes, sequential and random, over several connections") 
     const std::string log = read_text(s.ng.access_log());
     CHECK(count_of(log, "GET /obj \"bytes=") == st.requests);
     CHECK(count_of(log, "\"\\x22") >= st.requests);  // If-Range: "etag" (quotes escaped)
+    // The first page came over the open's connection: no second handshake.
+    auto conn_of_line = [&](size_t line) {
+      size_t at = 0;
+      for (size_t i = 0; i < line; i++) at = log.find('\n', at) + 1;
+      const size_t c = log.find("conn=", at);
+      return log.substr(c, log.find('\n', c) - c);
+    };
+    CHECK(log.compare(0, 9, "HEAD /obj") == 0);
+    CHECK(conn_of_line(0) == conn_of_line(1));
   }
 
   SECTION("more requests than handles: the rest wait their turn") {

@@ -291,7 +291,6 @@ class HttpSource final : public RemoteSource {
     Verdict verdict = Verdict::kNone;
     long code = 0;
     uint64_t received = 0;
-    uint64_t started = 0;
     char errbuf[CURL_ERROR_SIZE];
   };
 
@@ -323,6 +322,10 @@ class HttpSource final : public RemoteSource {
   std::deque<std::unique_ptr<Fill>> inbox_;  // guarded by mu_
   bool quit_ = false;                        // guarded by mu_
   CURLM* multi_ = nullptr;
+  // The open's connection (and TLS session) goes on to carry the first range requests:
+  // a first page costs one round trip, not a new handshake. Used by one thread at a
+  // time (the opener, then the I/O thread), so without lock callbacks.
+  CURLSH* share_ = nullptr;
   std::thread thread_;
 
   // The I/O thread's.
@@ -359,6 +362,7 @@ HttpSource::~HttpSource() {
   }
   for (auto& t : transfers_) curl_easy_cleanup(t->easy);
   if (multi_) curl_multi_cleanup(multi_);
+  if (share_) curl_share_cleanup(share_);  // closes the connections it kept
   curl_slist_free_all(headers_);
 }
 
@@ -382,6 +386,11 @@ zx_status_t HttpSource::probe(CURL* e, bool head, std::string* error) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &h);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<uint64_t>(1, opt_.timeout_ns / 1000000)));
+  curl_easy_setopt(e, CURLOPT_SHARE, share_);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   if (head) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else {
@@ -509,6 +518,11 @@ zx_status_t HttpSource::open(const char* url, const RemoteOptions& options, std:
     return ZX_ERR_INVALID_ARGS;
   }
 
+  share_ = curl_share_init();
+  if (!share_) return ZX_ERR_NO_MEMORY;
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   CURL* e = curl_easy_init();
   if (!e) return ZX_ERR_NO_MEMORY;
   zx_status_t st = probe(e, true, error);
@@ -543,6 +557,7 @@ zx_status_t HttpSource::open(const char* url, const RemoteOptions& options, std:
     t->errbuf[0] = '\0';
     cfg_.apply(t->easy, headers_, t->errbuf);
     curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t.get());
+    curl_easy_setopt(t->easy, CURLOPT_SHARE, share_);
     curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, &t->headers);
     curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -663,7 +678,6 @@ void HttpSource::start(Part* p, uint64_t now) {
   t->verdict = Verdict::kNone;
   t->code = 0;
   t->received = 0;
-  t->started = now;
   t->errbuf[0] = '\0';
   p->transfer = t;
   p->attempts++;
