@@ -42,6 +42,7 @@ class NginxServer {
                              // 127.0.0.1, made with the openssl CLI: cert_file()
     std::string server;      // extra directives in the server block
     std::string location;    // extra directives in `location /`
+    std::string root;        // the directory served (default: www(), made empty)
   };
 
   NginxServer() {
@@ -192,7 +193,7 @@ class NginxServer {
       << "  sendfile on;\n"
       << "  server {\n"
       << "    listen " << listen << ";\n"
-      << tls << "    root " << www() << ";\n"
+      << tls << "    root " << (cfg_.root.empty() ? www() : cfg_.root) << ";\n"
       << "    " << cfg_.server << "\n"
       << "    location / {\n      " << cfg_.location << "\n    }\n"
       << "  }\n"

@@ -707,6 +707,16 @@ TEST_CASE("http: open errors have a status and a message") {
   }
 }
 
+TEST_CASE("http: an empty object opens with size 0") {
+  REQUIRE_NGINX();
+  Served s;
+  s.start(0);
+  std::string err;
+  std::unique_ptr<zxp::RemoteSource> src;
+  REQUIRE(zxp::OpenHttp(s.url.c_str(), fast_options(), &src, &err) == ZX_OK);
+  CHECK(src->size() == 0);
+}
+
 TEST_CASE("http: a server that refuses HEAD (presigned URLs) is sized by a ranged GET") {
   REQUIRE_NGINX();
   Served s;
