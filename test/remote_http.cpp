@@ -168,6 +168,7 @@ class RawPeer {
     kTruncate,     // 206, full Content-Length, half the body, close
     kShortClose,   // 206 without Content-Length, half the body, close
     kStall,        // never answers a GET
+    kStallAll,     // never answers anything
     kStallMidBody,  // 206, full Content-Length, half the body, then silence
     kIgnoreRange,  // 200 and the whole body to every GET
     kNoRangesAtAll,  // HEAD without Accept-Ranges, 200 to every GET
@@ -258,6 +259,10 @@ class RawPeer {
       if (const char* ir = strcasestr(req.c_str(), "\r\nIf-Range: ")) {
         std::lock_guard l(mu_);
         if_range_ = std::string(ir + 12, strcspn(ir + 12, "\r"));
+      }
+      if (mode_ == Mode::kStallAll) {
+        wait_readable(c);
+        return;
       }
       if (head) {
         std::string h = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(size_) + "\r\n" +
@@ -677,6 +682,15 @@ TEST_CASE("http: open errors have a status and a message") {
     CHECK(zxp::OpenHttp(url.c_str(), o, &src, &err) == ZX_ERR_PEER_CLOSED);
     CHECK(!err.empty());
     close(s);
+  }
+  SECTION("a server that never answers") {
+    RawPeer peer(RawPeer::Mode::kStallAll, 10000);
+    zxp::RemoteOptions t = o;
+    t.timeout_ns = 1'000'000'000;
+    const uint64_t t0 = mono_ms();
+    CHECK(zxp::OpenHttp(peer.url().c_str(), t, &src, &err) == ZX_ERR_TIMED_OUT);
+    CHECK(mono_ms() - t0 < 3000);
+    CHECK(!err.empty());
   }
   SECTION("a server that ignores Range") {
     RawPeer peer(RawPeer::Mode::kNoRangesAtAll, 10000);
