@@ -27,6 +27,7 @@
 
 #include <catch2/catch.hpp>
 #include <zircon/syscalls.h>
+#include <zxpager/file_pager.h>
 #include <zxpager/paged_source.h>
 
 #include "nginx_server.h"
@@ -830,6 +831,93 @@ TEST_CASE("http: AWS Signature V4 from the environment") {
   CHECK(count_of(log, "\"session-token-1\"") >= 2);   // HEAD and the GET
   CHECK(count_of(log, "GET /signed/obj \"bytes=0-99\"") == 1);
   CHECK(count_of(log, "HEAD /obj \"-\" \"-\" \"-\" \"-\"") == 1);  // presigned: no header
+}
+
+TEST_CASE("http: zxp::FilePager opens a URL: bytes, statistics, errors, a replayed working set") {
+  REQUIRE_NGINX();
+  pager_test::install_fault_handlers();
+  Served s;
+  s.start(3 * 1024 * 1024 + 77);
+  zxp::FilePager::Options fo;
+  std::string err;
+  fo.error = &err;
+  fo.remote_retries = 2;
+
+  SECTION("bytes and statistics") {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(s.url.c_str(), fo, &fp) == ZX_OK);
+    REQUIRE(fp->size() == s.data.size());
+    std::vector<uint8_t> copy(s.data.size());
+    REQUIRE(pager_test::run_guarded([&] { memcpy(copy.data(), fp->data(), copy.size()); },
+                                    nullptr) == 0);
+    CHECK(memcmp(copy.data(), s.data.data(), s.data.size()) == 0);
+    zxp_service_stats_t st;
+    REQUIRE(fp->get_stats(&st) == ZX_OK);
+    CHECK(st.remote_requests >= 2);
+    CHECK(st.remote_bytes >= s.data.size());
+    CHECK(st.remote_errors == 0);
+    CHECK(st.remote_connections >= 1);
+    CHECK(st.remote_rtt_ns > 0);
+  }
+
+  SECTION("a missing object") {
+    std::unique_ptr<zxp::FilePager> fp;
+    CHECK(zxp::FilePager::open(s.ng.url("/nope").c_str(), fo, &fp) == ZX_ERR_NOT_FOUND);
+    CHECK(err.find("404") != std::string::npos);
+  }
+
+  SECTION("replaced after open") {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(s.url.c_str(), fo, &fp) == ZX_OK);
+    const std::string path = s.ng.www() + "/obj";
+    struct stat old;
+    REQUIRE(stat(path.c_str(), &old) == 0);
+    write_file(path + ".new", random_bytes(s.data.size(), 5));
+    timespec times[2] = {old.st_atim, old.st_mtim};
+    times[1].tv_sec += 10;
+    REQUIRE(utimensat(AT_FDCWD, (path + ".new").c_str(), times, 0) == 0);
+    REQUIRE(rename((path + ".new").c_str(), path.c_str()) == 0);
+    std::vector<uint8_t> buf(kPage, 0xEE);
+    CHECK(zx_vmo_read(fp->vmo(), buf.data(), 100 * kPage, kPage) == ZX_ERR_IO);
+    CHECK(buf == std::vector<uint8_t>(kPage, 0xEE));
+    zxp_service_stats_t st;
+    REQUIRE(fp->get_stats(&st) == ZX_OK);
+    CHECK(st.remote_errors >= 1);
+  }
+
+  SECTION("a recorded working set replayed: its pages need no request") {
+    const std::string trace = s.ng.dir() + "/ws.trace";
+    const std::vector<uint64_t> pages = {3, 200, 201, 202, 500, 700, 760};
+    {
+      zxp::FilePager::Options ro = fo;
+      ro.record_path = trace.c_str();
+      std::unique_ptr<zxp::FilePager> fp;
+      REQUIRE(zxp::FilePager::open(s.url.c_str(), ro, &fp) == ZX_OK);
+      REQUIRE(fp->advise(0, fp->size(), zxp::Advice::kRandom) == ZX_OK);
+      uint8_t b = 0;
+      for (uint64_t pg : pages) {
+        REQUIRE(pager_test::run_guarded([&] { b ^= fp->data()[pg * kPage]; }, nullptr) == 0);
+      }
+      REQUIRE(fp->close() == ZX_OK);
+    }
+    zxp::FilePager::Options po = fo;
+    po.prefetch_path = trace.c_str();
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(s.url.c_str(), po, &fp) == ZX_OK);
+    REQUIRE(fp->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    zxp_service_stats_t before, after;
+    REQUIRE(fp->get_stats(&before) == ZX_OK);
+    CHECK(before.remote_requests >= 1);
+    bool same = true;
+    for (uint64_t pg : pages) {
+      REQUIRE(pager_test::run_guarded(
+                  [&] { same &= memcmp(fp->data() + pg * kPage, s.data.data() + pg * kPage, kPage) == 0; },
+                  nullptr) == 0);
+    }
+    CHECK(same);
+    REQUIRE(fp->get_stats(&after) == ZX_OK);
+    CHECK(after.remote_requests == before.remote_requests);
+  }
 }
 
 #endif  // ZXP_HAVE_HTTP
