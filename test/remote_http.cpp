@@ -373,6 +373,15 @@ TEST_CASE("http: exact bytes, sequential and random, over several connections") 
       return log.substr(c, log.find('\n', c) - c);
     };
     CHECK(log.compare(0, 9, "HEAD /obj") == 0);
+    // No request asked for more than max_request bytes.
+    uint64_t largest = 0;
+    for (size_t at = log.find("\"bytes="); at != std::string::npos;
+         at = log.find("\"bytes=", at + 1)) {
+      unsigned long a = 0, b = 0;
+      REQUIRE(sscanf(log.c_str() + at, "\"bytes=%lu-%lu\"", &a, &b) == 2);
+      largest = std::max<uint64_t>(largest, b - a + 1);
+    }
+    CHECK(largest == o.max_request);
     CHECK(conn_of_line(0) == conn_of_line(1));
   }
 
