@@ -114,7 +114,21 @@ size_t on_header(char* p, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-size_t discard_body(char*, size_t size, size_t n, void*) { return size * n; }
+// The open's replies: an error page is read off; a body longer than that (a whole object
+// sent to a range request) is cut short instead of downloaded.
+struct ProbeBody {
+  static constexpr uint64_t kMax = 64 * 1024;
+  uint64_t bytes = 0;
+  bool cut = false;
+};
+
+size_t on_probe_body(char*, size_t size, size_t n, void* user) {
+  auto* b = static_cast<ProbeBody*>(user);
+  b->bytes += size * n;
+  if (b->bytes <= ProbeBody::kMax) return size * n;
+  b->cut = true;
+  return 0;
+}
 
 // "bytes FIRST-LAST/TOTAL" (TOTAL may be "*").
 bool parse_content_range(const std::string& s, uint64_t* first, uint64_t* last, uint64_t* total,
@@ -384,7 +398,9 @@ zx_status_t HttpSource::probe(CURL* e, bool head, std::string* error) {
   cfg_.apply(e, headers_, errbuf);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &h);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+  ProbeBody body;
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_probe_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<uint64_t>(1, opt_.timeout_ns / 1000000)));
   curl_easy_setopt(e, CURLOPT_SHARE, share_);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
@@ -402,10 +418,12 @@ zx_status_t HttpSource::probe(CURL* e, bool head, std::string* error) {
   long code = 0;
   for (uint32_t attempt = 0;; attempt++) {
     h = Headers();
+    body = ProbeBody();
     errbuf[0] = '\0';
     rc = curl_easy_perform(e);
     code = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    if (rc == CURLE_WRITE_ERROR && body.cut) rc = CURLE_OK;  // the status is all we need
     const bool again = (rc == CURLE_OK && is_transient_http(code)) ||
                        (rc != CURLE_OK && is_transient(rc) && rc != CURLE_COULDNT_CONNECT &&
                         rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_OPERATION_TIMEDOUT);
