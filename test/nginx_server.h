@@ -4,6 +4,8 @@
 // port; killed and its directory removed by the destructor. One process (master_process
 // off), so SIGKILL stops every connection at once and PR_SET_PDEATHSIG takes it down
 // with a crashed test. Self-contained (no test framework): the benches use it too.
+// PR_SET_PDEATHSIG fires when the *thread* that started the server exits: start (and
+// restart) it from a thread that outlives it, e.g. the test's main thread.
 //
 //   NginxServer ng;
 //   if (!NginxServer::available()) skip;
