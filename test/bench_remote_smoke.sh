@@ -43,4 +43,18 @@ ls "$dir" | grep -q fetched && fail "the fetched copy was left behind"
 out=$("$zxpager" bench remote "nbd+unix:///?socket=$dir/nobody.sock" --quick 2>&1) &&
   fail "a dead URL was accepted: $out"
 grep -q "cannot open" <<<"$out" || fail "dead URL: no message: $out"
+# A server whose reads fail (nbdkit's error filter, EIO on every read): the first touch
+# fails after the source's retries, and the bench ends with the page's offset (exit 3),
+# not a crash.
+kill "$pid"; wait "$pid" 2>/dev/null
+rm -f "$dir/nbd.sock" "$dir/nbd.pid"
+nbdkit -f -U "$dir/nbd.sock" -P "$dir/nbd.pid" --exit-with-parent --filter=error \
+  file "$dir/object.bin" error-pread=EIO error-pread-rate=100% &
+pid=$!
+for _ in $(seq 400); do [ -s "$dir/nbd.pid" ] && break; sleep 0.05; done
+[ -s "$dir/nbd.pid" ] || fail "nbdkit (error filter) did not start"
+out=$("$zxpager" bench remote "$url" --quick --no-baseline --retries 1 2>&1)
+rc=$?
+[ $rc -eq 3 ] || fail "a failing server: exit $rc, not 3: $out"
+grep -q "the page at object offset 0 failed" <<<"$out" || fail "a failing server: no message: $out"
 echo ok

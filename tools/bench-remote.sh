@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
     --zxpager) zxpager=${2:?--zxpager needs a path}; shift 2 ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench-remote: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
