@@ -285,7 +285,7 @@ TEST_CASE("blobfsd --image nbd+unix://: the server dies, a read fails (no hang, 
   REQUIRE(ReadBlob(d, "tiny", &out) == ZX_OK);
   server.Kill();
   // Nothing of this blob was read yet: the read needs the server, and fails after the
-  // source's bounded retries (the harness's Run deadline would catch a hang).
+  // source's bounded retries (about a second of backoff; a hang is the test's timeout).
   const zx_status_t st = ReadBlob(d, "dir/random-3m.bin", &out);
   CHECK(st != ZX_OK);
   CHECK(st != ZX_ERR_IO_DATA_INTEGRITY);
