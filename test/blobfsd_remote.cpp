@@ -12,6 +12,7 @@
 
 #include <blobfs/image.h>
 #include <blobfs/store.h>
+#include <zxpager/file_pager.h>
 
 #include "blobfsd_harness.h"
 #include "kernel_require.h"
@@ -155,6 +156,22 @@ class Nginx {
   int port_ = 0;
 };
 
+// Whether this build pages from `url` (false, with a WARN, for a scheme built without
+// its library: -Dnbd=disabled, -Dhttp=disabled).
+bool CanPage(const std::string& url) {
+  zxp::FilePager::Options o;
+  std::string error;
+  o.error = &error;
+  std::unique_ptr<zxp::FilePager> fp;
+  zx_status_t st = zxp::FilePager::open(url.c_str(), o, &fp);
+  if (st == ZX_ERR_NOT_SUPPORTED) {
+    WARN("this build cannot page from " << url << ": " << error << ": skipped");
+    return false;
+  }
+  REQUIRE(st == ZX_OK);
+  return true;
+}
+
 // Reads blob `name` whole through a fresh connection: its status, the bytes in *out.
 zx_status_t ReadBlob(const Daemon& d, const std::string& name, std::vector<uint8_t>* out) {
   std::unique_ptr<zxp::BlobfsClient> c;
@@ -244,6 +261,7 @@ TEST_CASE("blobfsd --image nbd+unix://: every blob byte for byte; damage on the 
   }
   TestImage img(StandardFiles());
   Nbdkit server(img.dir.path(), img.path);
+  if (!CanPage(server.url())) return;
   {
     Daemon d(server.url(), img.dir.path());
     INFO(d.log());
@@ -280,6 +298,7 @@ TEST_CASE("blobfsd --image nbd+unix://: the server dies, a read fails (no hang, 
   }
   TestImage img(StandardFiles());
   Nbdkit server(img.dir.path(), img.path);
+  if (!CanPage(server.url())) return;
   Daemon d(server.url(), img.dir.path());
   std::vector<uint8_t> out;
   REQUIRE(ReadBlob(d, "tiny", &out) == ZX_OK);
@@ -307,6 +326,7 @@ TEST_CASE("blobfsd --image http://: every blob byte for byte") {
     WARN("nginx did not start: skipped");
     return;
   }
+  if (!CanPage(server.url("image"))) return;
   Daemon d(server.url("image"), img.dir.path());
   INFO(d.log());
   for (auto& [name, data] : img.files) {
