@@ -360,7 +360,7 @@ class HttpSource final : public RemoteSource {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> timeouts_{0};
-  std::atomic<uint64_t> rtt_ns_{0};
+  MinRttFilter rtt_;
   std::atomic<uint64_t> bandwidth_{0};
   std::atomic<uint32_t> sockets_{0};
 };
@@ -635,7 +635,7 @@ void HttpSource::get_stats(RemoteStats* out) const {
   out->reconnects = reconnects_.load(std::memory_order_relaxed);
   out->errors = errors_.load(std::memory_order_relaxed);
   out->timeouts = timeouts_.load(std::memory_order_relaxed);
-  out->rtt_ns = rtt_ns_.load(std::memory_order_relaxed);
+  out->rtt_ns = rtt_.get();
   out->bandwidth = bandwidth_.load(std::memory_order_relaxed);
   out->connections = sockets_.load(std::memory_order_relaxed);
 }
@@ -738,6 +738,11 @@ void HttpSource::account_busy(uint64_t now, bool busy) {
 void HttpSource::finished(Transfer* t, CURLcode result, uint64_t now) {
   Part* p = t->part;
   curl_multi_remove_handle(multi_, t->easy);
+  const uint64_t received = t->received;
+  bytes_ += received;
+  // Counted before the busy window closes: a window's bytes must be its own, or the next
+  // (short) window inherits this transfer's bytes and claims an absurd bandwidth.
+  window_bytes_ += received;
   if (--on_wire_ == 0) {
     account_busy(now, false);
   } else if (now - busy_since_ >= kBandwidthWindowNs) {
@@ -748,10 +753,7 @@ void HttpSource::finished(Transfer* t, CURLcode result, uint64_t now) {
   if (t->verdict == Verdict::kNone && result == CURLE_OK) t->verdict = judge(t);
   const Verdict verdict = t->verdict;
   const long code = t->code;
-  const uint64_t received = t->received;
   p->transfer = nullptr;
-  bytes_ += received;
-  window_bytes_ += received;
   if (verdict == Verdict::kAccept && received > 0) {
     // Send to last byte for a small request, send to first byte for a large one: both
     // are the round trip the read-ahead must cover.
@@ -760,7 +762,7 @@ void HttpSource::finished(Transfer* t, CURLcode result, uint64_t now) {
     curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total);
     const curl_off_t us = (p->length <= kSmallRequest ? total : first) - pre;
-    if (us > 0) smooth(&rtt_ns_, static_cast<uint64_t>(us) * 1000u);
+    if (us > 0) rtt_.sample(now, static_cast<uint64_t>(us) * 1000u);
   }
   release(t);
 

@@ -55,9 +55,34 @@ struct RemoteStats {
   uint64_t reconnects = 0;  // connections reopened after one died
   uint64_t errors = 0;      // fills (or parts) failed
   uint64_t timeouts = 0;    // fills failed with ZX_ERR_TIMED_OUT
-  uint64_t rtt_ns = 0;      // smoothed time of a small request, send to last byte
+  uint64_t rtt_ns = 0;      // a request's round trip: the least of the last 10 s
+                            // (MinRttFilter), queueing behind other requests left out
   uint64_t bandwidth = 0;   // bytes/s, smoothed, of large requests net of rtt
   uint32_t connections = 0; // open now
+};
+
+// The round trip read-ahead must cover is the path's, not the queue in front of it: with
+// many requests in flight a request's time includes waiting behind the others (in the
+// server's threads, in the socket), which an average would count and which grows with
+// the very read-ahead it sizes. So, as TCP's BBR estimates min_rtt: the smallest sample
+// of the last kWindowNs, renewed when it ages out. One writer (a source's I/O thread);
+// get() from any thread.
+class MinRttFilter {
+ public:
+  static constexpr uint64_t kWindowNs = 10'000'000'000;
+  void sample(uint64_t now_ns, uint64_t rtt_ns) {
+    if (rtt_ns == 0) return;
+    const uint64_t cur = min_.load(std::memory_order_relaxed);
+    if (cur == 0 || rtt_ns <= cur || now_ns - stamp_ >= kWindowNs) {
+      min_.store(rtt_ns, std::memory_order_relaxed);
+      stamp_ = now_ns;
+    }
+  }
+  uint64_t get() const { return min_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> min_{0};
+  uint64_t stamp_ = 0;
 };
 
 class RemoteSource : public PagedSource {
