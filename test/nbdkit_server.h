@@ -2,8 +2,9 @@
 // temporary directory of its own, waited for through its pid file (inotify, with a
 // deadline: never a sleep), restarted on the same address, killed. The child dies with
 // the test (PR_SET_PDEATHSIG and nbdkit's --exit-with-parent), the destructor kills it
-// and removes the directory. nbdkit's stderr goes to a log file in that directory, shown
-// by log() when a start fails.
+// and removes the directory with the files in it (tests put their data there too; no
+// subdirectories). nbdkit's stderr goes to a log file in that directory, shown by log()
+// when a start fails.
 //
 // Self-contained (POSIX and Linux headers only): the remote tests, the benches and the
 // lazy-cat checks share it. Not thread-safe: one owner.
@@ -14,6 +15,7 @@
 //   s.kill();  s.start();                 // same address, same arguments
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -48,7 +50,15 @@ class NbdkitServer {
   ~NbdkitServer() {
     kill();
     if (!dir_.empty()) {
-      for (const char* f : {"/sock", "/pid", "/log"}) unlink((dir_ + f).c_str());
+      // Everything in it: the server's files and what the test put there.
+      if (DIR* d = opendir(dir_.c_str())) {
+        while (dirent* e = readdir(d)) {
+          if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            unlink((dir_ + "/" + e->d_name).c_str());
+          }
+        }
+        closedir(d);
+      }
       rmdir(dir_.c_str());
     }
   }

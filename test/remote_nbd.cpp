@@ -496,3 +496,96 @@ TEST_CASE("nbd: opening fails with a status and a message") {
   CHECK(seconds_since(t0) < 3);
   unlink(silent.c_str());
 }
+
+TEST_CASE("nbd: nbds:// with a pre-shared key; a plain client refused by a TLS server") {
+  SKIP_WITHOUT_NBDKIT();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  const std::string psk = server.dir() + "/keys.psk";
+  const auto data = make_file(path, (1u << 20) + 3, 11);
+  {
+    FILE* f = fopen(psk.c_str(), "w");
+    REQUIRE(f);
+    fprintf(f, "alice:");
+    std::mt19937 rng(11);
+    for (int i = 0; i < 32; i++) fprintf(f, "%02x", static_cast<unsigned>(rng() & 0xff));
+    fprintf(f, "\n");
+    fclose(f);
+  }
+  INFO(server.log());
+  REQUIRE(server.start({"--tls=require", "--tls-psk=" + psk, "file", path}));
+  const std::string tls_url =
+      "nbds+unix://alice@/?socket=" + server.socket_path() + "&tls-psk-file=" + psk;
+  {
+    auto src = open_nbd(tls_url);
+    Vmo v(src.get());
+    CHECK(memcmp(v.base, data.data(), data.size()) == 0);
+  }
+  std::unique_ptr<zxp::RemoteSource> src;
+  std::string err;
+  const zx_status_t st = zxp::OpenRemote(server.uri().c_str(), fast_options(), &src, &err);
+  INFO(err);
+  CHECK(st == ZX_ERR_ACCESS_DENIED);
+  CHECK(err.find("TLS") != std::string::npos);
+  // The wrong key.
+  const std::string bob = server.dir() + "/bob.psk";
+  {
+    FILE* f = fopen(bob.c_str(), "w");
+    REQUIRE(f);
+    fprintf(f, "alice:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    fclose(f);
+  }
+  err.clear();
+  const zx_status_t st2 = zxp::OpenRemote(
+      ("nbds+unix://alice@/?socket=" + server.socket_path() + "&tls-psk-file=" + bob).c_str(),
+      fast_options(), &src, &err);
+  INFO(err);
+  CHECK(st2 != ZX_OK);
+  CHECK(!err.empty());
+}
+
+TEST_CASE("nbd: one connection where the server does not allow multi-conn") {
+  SKIP_WITHOUT_NBDKIT();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  const auto data = make_file(path, 2u << 20, 12);
+  REQUIRE(server.start({"--filter=multi-conn", "file", path, "multi-conn-mode=disable"}));
+  auto src = open_nbd(server.uri());
+  {
+    Vmo v(src.get());
+    CHECK(memcmp(v.base, data.data(), data.size()) == 0);
+  }
+  CHECK(stats(src.get()).connections == 1);
+}
+
+TEST_CASE("nbd: detaching a VMO whose fill is stalled on the server ends at the deadline") {
+  SKIP_WITHOUT_NBDKIT();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  make_file(path, 1u << 20, 13);
+  REQUIRE(server.start({"--filter=delay", "file", path, "rdelay=10"}));
+  zxp::RemoteOptions o = fast_options();
+  o.timeout_ns = 300'000'000;
+  for (int iter = 0; iter < 3; iter++) {
+    auto src = open_nbd(server.uri(), o);
+    auto v = std::make_unique<Vmo>(src.get(), zxp::Advice::kRandom);
+    std::atomic<zx_status_t> got{ZX_OK};
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      std::vector<uint8_t> buf(kPage);
+      got = v->read_page(2, buf.data());
+      done = true;
+    });
+    REQUIRE(pager_test::wait_until([&] { return stats(src.get()).requests > 0; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    // While the read is on the wire: the waiter fails, detach waits for the fill, which
+    // ends at its deadline (its connection closed first), then the source goes.
+    CHECK(v->svc->detach_vmo(v->id) == ZX_OK);
+    CHECK(pager_test::wait_until([&] { return done.load(); }));
+    reader.join();
+    CHECK(got.load() != ZX_OK);
+    v.reset();
+    src.reset();
+    CHECK(seconds_since(t0) < 5);
+  }
+}

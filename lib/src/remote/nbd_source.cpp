@@ -857,7 +857,11 @@ zx_status_t OpenNbd(const char* url, const RemoteOptions& options,
         case EACCES:
           return ZX_ERR_ACCESS_DENIED;
         case ENOTSUP:
-          return ZX_ERR_NOT_SUPPORTED;
+          // What libnbd reports for the server's NBD_REP_ERR_TLS_REQD.
+          *error = std::string("nbd: ") + url +
+                   ": the server requires TLS (an nbds:// URL) or refuses the export: " +
+                   strerror(go.error);
+          return ZX_ERR_ACCESS_DENIED;
         default:
           return ZX_ERR_IO;
       }
