@@ -174,6 +174,29 @@ TEST_CASE("nbd: exact bytes over Unix and TCP, sequential and random, several co
   }
 }
 
+TEST_CASE("nbd: round trip and bandwidth are measured (the read-ahead hint)") {
+  SKIP_WITHOUT_NBDKIT();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  const auto data = make_file(path, 4u << 20, 14);
+  REQUIRE(server.start({"--filter=delay", "file", path, "rdelay=5ms"}));
+  auto src = open_nbd(server.uri());
+  CHECK(src->readahead_hint() == 0);  // nothing measured yet
+  Vmo v(src.get(), zxp::Advice::kRandom);
+  std::vector<uint8_t> buf(kPage);
+  for (uint64_t p = 0; p < 40; p++) {
+    REQUIRE(v.read_page(p * 17, buf.data()) == ZX_OK);
+    REQUIRE(page_matches(data, p * 17, buf.data()));
+  }
+  const zxp::RemoteStats st = stats(src.get());
+  // Every read waits 5 ms in the server: a lower bound, whatever the machine's load.
+  CHECK(st.rtt_ns >= 5'000'000);
+  // One page per round trip at most: the measured rate cannot exceed a page per 5 ms.
+  CHECK(st.bandwidth > 0);
+  CHECK(st.bandwidth <= kPage * 200);
+  CHECK(src->readahead_hint() > 0);
+}
+
 TEST_CASE("nbd: one connection when asked, requests split at max_request") {
   SKIP_WITHOUT_NBDKIT();
   NbdkitServer server;
@@ -347,65 +370,85 @@ TEST_CASE("nbd: a stalled server (pause filter) times fills out; resumed, they s
   CHECK(stats(src.get()).timeouts == 3);
 }
 
-TEST_CASE("nbd: server killed under many readers, then restarted on the same socket") {
+TEST_CASE("nbd: server killed under many readers, then restarted on the same address") {
   SKIP_WITHOUT_NBDKIT();
-  NbdkitServer server;
-  const std::string path = server.dir() + "/data";
-  const uint64_t size = 16u << 20;
-  const auto data = make_file(path, size, 8);
-  const uint64_t pages = size / kPage;
-  REQUIRE(server.start({"file", path}));
-  zxp::RemoteOptions o = fast_options();
-  o.retries = 2;
-  o.timeout_ns = 20'000'000'000;
-  o.max_request = 64 << 10;
-  for (int iter = 0; iter < 8; iter++) {
-    INFO("iteration " << iter);
-    if (!server.running()) REQUIRE(server.start());
-    auto src = open_nbd(server.uri(), o);
-    Vmo v(src.get(), iter % 2 ? zxp::Advice::kRandom : zxp::Advice::kNormal);
-    constexpr int kThreads = 8;
-    std::atomic<uint64_t> good{0}, failed{0}, wrong{0}, other{0};
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> readers;
-    for (int t = 0; t < kThreads; t++) {
-      readers.emplace_back([&, t] {
-        std::mt19937_64 rng(iter * 100 + t);
-        std::vector<uint8_t> buf(kPage);
-        while (!stop.load()) {
-          const uint64_t p = rng() % pages;
-          const zx_status_t st = v.read_page(p, buf.data());
-          if (st == ZX_OK) {
-            good++;
-            if (!page_matches(data, p, buf.data())) wrong++;
-          } else if (st == ZX_ERR_IO) {
-            failed++;
-          } else {
-            other++;
+  pager_test::install_fault_handlers();
+  for (auto transport : {NbdkitServer::Transport::kUnix, NbdkitServer::Transport::kTcp}) {
+    NbdkitServer server(transport);
+    const std::string path = server.dir() + "/data";
+    const uint64_t size = 16u << 20;
+    const auto data = make_file(path, size, 8);
+    const uint64_t pages = size / kPage;
+    REQUIRE(server.start({"file", path}));
+    zxp::RemoteOptions o = fast_options();
+    o.retries = 2;
+    o.timeout_ns = 20'000'000'000;
+    o.max_request = 64 << 10;
+    const int iterations = transport == NbdkitServer::Transport::kUnix ? 8 : 4;
+    for (int iter = 0; iter < iterations; iter++) {
+      INFO("transport " << static_cast<int>(transport) << " iteration " << iter);
+      if (!server.running()) REQUIRE(server.start());
+      auto src = open_nbd(server.uri(), o);
+      Vmo v(src.get(), iter % 2 ? zxp::Advice::kRandom : zxp::Advice::kNormal);
+      constexpr int kThreads = 8;
+      std::atomic<uint64_t> good{0}, failed{0}, wrong{0}, other{0};
+      std::atomic<bool> stop{false};
+      std::vector<std::thread> readers;
+      for (int t = 0; t < kThreads; t++) {
+        // Half read with zx_vmo_read (a status), half through the mapping (SIGBUS).
+        readers.emplace_back([&, t] {
+          std::mt19937_64 rng(iter * 100 + t);
+          std::vector<uint8_t> buf(kPage);
+          while (!stop.load()) {
+            const uint64_t p = rng() % pages;
+            if (t % 2 == 0) {
+              const zx_status_t st = v.read_page(p, buf.data());
+              if (st == ZX_OK) {
+                good++;
+                if (!page_matches(data, p, buf.data())) wrong++;
+              } else if (st == ZX_ERR_IO) {
+                failed++;
+              } else {
+                other++;
+              }
+            } else {
+              uintptr_t addr = 0;
+              const int sig = pager_test::run_guarded(
+                  [&] { memcpy(buf.data(), v.base + p * kPage, kPage); }, &addr);
+              if (sig == 0) {
+                good++;
+                if (!page_matches(data, p, buf.data())) wrong++;
+              } else if (sig == SIGBUS && addr >= reinterpret_cast<uintptr_t>(v.base + p * kPage) &&
+                         addr < reinterpret_cast<uintptr_t>(v.base + (p + 1) * kPage)) {
+                failed++;
+              } else {
+                other++;
+              }
+            }
           }
-        }
-      });
+        });
+      }
+      // Kill it once reads are going, and let the readers see failures.
+      REQUIRE(pager_test::wait_until([&] { return good.load() > 200; }));
+      server.kill();
+      const bool saw_failures = pager_test::wait_until([&] { return failed.load() > kThreads; });
+      stop = true;
+      for (auto& r : readers) r.join();
+      CHECK(saw_failures);
+      CHECK(wrong == 0);
+      CHECK(other == 0);
+      // Back on the same address: pages never supplied are read again.
+      REQUIRE(server.start());
+      std::vector<uint8_t> buf(kPage);
+      uint64_t checked = 0;
+      for (uint64_t p = iter; p < pages && checked < 64; p += 61, checked++) {
+        REQUIRE(v.read_page(p, buf.data()) == ZX_OK);
+        REQUIRE(page_matches(data, p, buf.data()));
+      }
+      const zxp::RemoteStats st = stats(src.get());
+      CHECK(st.reconnects >= 1);
+      CHECK(st.errors > 0);
     }
-    // Kill it once reads are going, and let every reader see failures.
-    REQUIRE(pager_test::wait_until([&] { return good.load() > 200; }));
-    server.kill();
-    const bool saw_failures = pager_test::wait_until([&] { return failed.load() > kThreads; });
-    stop = true;
-    for (auto& r : readers) r.join();
-    CHECK(saw_failures);
-    CHECK(wrong == 0);
-    CHECK(other == 0);
-    // Back on the same socket: pages never supplied are read again.
-    REQUIRE(server.start());
-    std::vector<uint8_t> buf(kPage);
-    uint64_t checked = 0;
-    for (uint64_t p = iter; p < pages && checked < 64; p += 61, checked++) {
-      REQUIRE(v.read_page(p, buf.data()) == ZX_OK);
-      REQUIRE(page_matches(data, p, buf.data()));
-    }
-    const zxp::RemoteStats st = stats(src.get());
-    CHECK(st.reconnects >= 1);
-    CHECK(st.errors > 0);
   }
 }
 
