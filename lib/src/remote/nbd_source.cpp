@@ -215,6 +215,7 @@ class NbdSource final : public RemoteSource {
     uint32_t attempts = 0;   // failed attempts so far
     uint64_t not_before = 0; // backoff
     uint64_t sent = 0;
+    bool timed = false;      // an rtt sample: small, sent on an idle connection
     Conn* conn = nullptr;    // on the wire there
     bool replied = false;    // set by the completion callback
     int error = 0;
@@ -534,7 +535,7 @@ void NbdSource::reap(Conn* c, uint64_t now) {
 
 void NbdSource::succeed(Req* r, uint64_t now) {
   const uint64_t took = now - r->sent;
-  if (r->len <= kSmallRequest) {
+  if (r->timed) {
     rtt_ns_.store(ewma(rtt_ns_.load(std::memory_order_relaxed), took), std::memory_order_relaxed);
   }
   bytes_.fetch_add(r->len, std::memory_order_relaxed);
@@ -617,6 +618,10 @@ bool NbdSource::send(Conn* c, Req* r, uint64_t now) {
   }
   r->conn = c;
   r->sent = now;
+  // Behind other replies on the same socket a request measures their transfer too, and
+  // a window grown from that would grow the queue it is measured in: the round trip is
+  // taken from requests that had the connection to themselves.
+  r->timed = r->len <= kSmallRequest && c->in_flight.empty();
   const int64_t cookie = nbd_aio_pread(c->h.get(), r->dst, r->len, r->off,
                                        nbd_completion_callback{on_reply, r, nullptr}, 0);
   if (cookie == -1) {
