@@ -1054,10 +1054,23 @@ TEST_CASE("NotModifiedOnFailedDirtyRequest") {
   REQUIRE(no_requests(pager, vmo));
 }
 
+// zx_vmo_write copies in the kernel (a pwrite): a FAIL of the page it copies from can
+// end the call only through a poison marker (README, "what the port changes"). Without
+// UFFDIO_POISON (Linux before 6.6) the copy waits until the page is supplied.
+static bool kernel_copy_can_fail() {
+  zxp_features_t features = {};
+  REQUIRE(zxp_get_features(&features) == ZX_OK);
+  if (!features.poison) {
+    WARN("no UFFDIO_POISON here: a system call copying from a failed page cannot be failed");
+  }
+  return features.poison;
+}
+
 // A zx_vmo_write whose source faults before a byte is copied fails and does not mark the
 // VMO modified; the page it was to write is dirty all the same (Zircon dirties a page when it
 // looks it up for the write, before copying into it).
 TEST_WITH_AND_WITHOUT_TRAP_DIRTY(NotModifiedOnFailedVmoWrite, 0, "") {
+  if (!kernel_copy_can_fail()) return;
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
@@ -1096,6 +1109,7 @@ TEST_WITH_AND_WITHOUT_TRAP_DIRTY(NotModifiedOnFailedVmoWrite, 0, "") {
 // faults on its second page, and (TRAP_DIRTY) through a failed DIRTY request for its second
 // page.
 TEST_WITH_AND_WITHOUT_TRAP_DIRTY(ModifiedOnPartialVmoWrite, 0, "") {
+  if (!kernel_copy_can_fail()) return;
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;

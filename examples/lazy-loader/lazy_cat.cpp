@@ -1,5 +1,6 @@
-// lazy-cat: reads a file through the file pager's lazy mapping and prints its XXH3-64
-// checksum as `xxhsum -H3 FILE` does, then statistics on stderr.
+// lazy-cat: reads a file, or an object behind an NBD or HTTP URL, through the file
+// pager's lazy mapping and prints its XXH3-64 checksum as `xxhsum -H3 FILE` does, then
+// statistics on stderr.
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <zircon/status.h>
@@ -70,9 +72,11 @@ bool parse_bytes(const char* s, uint64_t* out) {
 
 void usage(FILE* f) {
   fprintf(f,
-          "usage: lazy-cat [options] FILE\n"
+          "usage: lazy-cat [options] FILE|URL\n"
           "Reads FILE through a lazily paged mapping (zxpager file pager) and prints its\n"
-          "XXH3-64 checksum as `xxhsum -H3 FILE` prints it; statistics go to stderr.\n\n"
+          "XXH3-64 checksum as `xxhsum -H3 FILE` prints it; statistics go to stderr.\n"
+          "A URL pages the object in over the network: nbd://HOST[:PORT]/EXPORT,\n"
+          "nbd+unix:///EXPORT?socket=PATH, nbds://..., http://HOST[:PORT]/PATH, https://...\n\n"
           "  --random PCT      touch PCT%% of the pages at random (fixed seed) and print the\n"
           "                    checksum of the sampled pages instead\n"
           "  --seed N          seed of --random (default 1)\n"
@@ -83,6 +87,9 @@ void usage(FILE* f) {
           "  --record TRACE    write the pages this run requested to TRACE\n"
           "  --prefetch TRACE  fetch the pages in TRACE up front\n"
           "  --prefetch-wait   with --prefetch: wait until those pages are in before reading\n"
+          "  --timeout MS      URL: a range not received in MS ms fails (default 30000)\n"
+          "  --retries N       URL: retries of a transient error, with backoff (default 5)\n"
+          "  --connections N   URL: connections (default 4 where the server allows)\n"
           "  --quiet           no statistics\n"
           "  --help            this text\n");
 }
@@ -104,6 +111,9 @@ int main(int argc, char** argv) {
       {"record", required_argument, nullptr, 'R'}, {"prefetch", required_argument, nullptr, 'P'},
       {"quiet", no_argument, nullptr, 'q'},        {"help", no_argument, nullptr, 'h'},
       {"prefetch-wait", no_argument, nullptr, 'W'},
+      {"timeout", required_argument, nullptr, 'T'},
+      {"retries", required_argument, nullptr, 'N'},
+      {"connections", required_argument, nullptr, 'C'},
       {nullptr, 0, nullptr, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "h", longopts, nullptr)) != -1) {
@@ -134,6 +144,19 @@ int main(int argc, char** argv) {
       case 'P': prefetch = optarg; break;
       case 'q': quiet = true; break;
       case 'W': prefetch_wait = true; break;
+      case 'T':
+      case 'N':
+      case 'C': {
+        char* end;
+        unsigned long v = strtoul(optarg, &end, 10);
+        if (end == optarg || *end || v > UINT32_MAX || (c != 'N' && v == 0)) {
+          fprintf(stderr, "lazy-cat: bad number %s\n", optarg);
+          return 2;
+        }
+        (c == 'T' ? o.remote_timeout_ms : c == 'N' ? o.remote_retries : o.remote_connections) =
+            static_cast<uint32_t>(v);
+        break;
+      }
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -147,9 +170,12 @@ int main(int argc, char** argv) {
 
   const double t0 = now_s();
   std::unique_ptr<zxp::FilePager> fp;
+  std::string why;
+  o.error = &why;
   zx_status_t st = zxp::FilePager::open(path, o, &fp);
   if (st != ZX_OK) {
-    fprintf(stderr, "lazy-cat: %s: %s\n", path, zx_status_get_string(st));
+    fprintf(stderr, "lazy-cat: %s: %s (%s)\n", path, why.empty() ? "cannot open" : why.c_str(),
+            zx_status_get_string(st));
     return 1;
   }
   if (prefetch && (st = fp->prefetch_trace(prefetch)) != ZX_OK) {
@@ -220,6 +246,16 @@ int main(int argc, char** argv) {
             static_cast<double>(stats.latency_p50_ns) / 1e3,
             static_cast<double>(stats.latency_p99_ns) / 1e3,
             static_cast<double>(stats.latency_max_ns) / 1e3);
+    if (stats.remote_requests) {
+      fprintf(stderr,
+              "  remote: %" PRIu64 " requests, %" PRIu64 " bytes, %u connections, rtt %.2f ms,"
+              " %.1f MB/s; retries %" PRIu64 ", reconnects %" PRIu64 ", errors %" PRIu64
+              ", timeouts %" PRIu64 "\n",
+              stats.remote_requests, stats.remote_bytes, stats.remote_connections,
+              static_cast<double>(stats.remote_rtt_ns) / 1e6,
+              static_cast<double>(stats.remote_bandwidth) / 1e6, stats.remote_retries,
+              stats.remote_reconnects, stats.remote_errors, stats.remote_timeouts);
+    }
   }
   st = fp->close();
   if (st != ZX_OK) {

@@ -18,6 +18,10 @@
 //   the next one); a failed write leaves its pages dirty and sync returns the status.
 //   close() syncs. Under a budget dirty pages count as resident and a background sync
 //   cleans them before they can be evicted. See zxp_file_sync for the errors.
+// - URLs: open() takes nbd://, nbd+unix://, nbds://, http:// and https:// URLs as well
+//   as paths (see zxp_file_open): the pages come over the network, read-ahead grows with
+//   the measured bandwidth-delay product (up to readahead_limit), failures are retried
+//   and the connection reopened, and what still fails is ZX_ERR_IO.
 // - Errors: a failed read is ZX_PAGER_OP_FAIL with ZX_ERR_IO (SIGBUS through the
 //   mapping, the code from zx_vmo_read); the tail of the last page past EOF is zero; pages
 //   past a new, smaller end of a file that shrank fail with ZX_ERR_IO.
@@ -29,6 +33,7 @@
 #include <stdint.h>
 
 #include <memory>
+#include <string>
 
 #include <zircon/types.h>
 #include <zxpager/export.h>
@@ -52,6 +57,12 @@ class ZXP_EXPORT FilePager {
     uint64_t budget_bytes = 0;          // resident supplied bytes, 0: unbounded
     const char* record_path = nullptr;  // working set written here by close()
     const char* prefetch_path = nullptr;  // working set replayed by open()
+    // URLs only:
+    uint32_t remote_timeout_ms = 30000;   // per range: ZX_ERR_IO (counted as a timeout)
+    uint32_t remote_retries = 5;          // after a transient error, with backoff
+    uint32_t remote_connections = 0;      // 0: 4 where the server allows several, else 1
+    uint64_t readahead_limit = 64u << 20; // how far the window grows to hide latency
+    std::string* error = nullptr;         // if set: a one-line reason when open() fails
   };
 
   static zx_status_t open(const char* path, const Options& options,

@@ -284,6 +284,17 @@ typedef struct zxp_service_stats {
   uint64_t sync_latency_p50_ns;  // one sync: dirty query to the last WRITEBACK_END
   uint64_t sync_latency_p99_ns;
   uint64_t sync_latency_max_ns;
+  // A file pager reading a URL (zxp_file_open of nbd://, http://...): its network source.
+  uint64_t remote_requests;    // read requests sent (retries included)
+  uint64_t remote_bytes;       // payload bytes received
+  uint64_t remote_retries;     // requests retried after a transient error
+  uint64_t remote_reconnects;  // connections reopened after one died
+  uint64_t remote_errors;      // ranges failed (their pages answered with FAIL)
+  uint64_t remote_timeouts;    // ranges failed for the deadline (remote_timeout_ms)
+  uint64_t remote_rtt_ns;      // smoothed time of a small request, send to last byte
+  uint64_t remote_bandwidth;   // bytes/s while requests are on the wire, smoothed
+  uint32_t remote_connections; // open now
+  uint32_t reserved2;
 } zxp_service_stats_t;
 
 // A file mapped through a pager VMO, pages read on demand with io_uring.
@@ -305,6 +316,13 @@ typedef struct zxp_file_options {
   uint64_t budget_bytes;      // resident supplied bytes, 0: unbounded
   const char* record_path;    // write the working set here on close (NULL: no trace)
   const char* prefetch_path;  // replay this working set at open (NULL: none)
+  // URLs only (see zxp_file_open):
+  uint32_t remote_timeout_ms;   // a range not received by then fails; 0: 30000
+  uint32_t remote_retries;      // attempts after a transient error; 0: 5
+  uint32_t remote_connections;  // 0: 4 where the server allows several, else 1
+  uint32_t reserved;
+  char* error;                  // if not NULL: a one-line reason when open fails
+  size_t error_size;            // bytes at error (the message is NUL-terminated)
 } zxp_file_options_t;
 
 // Opens a regular file or block device read-only (read-write with ZXP_FILE_WRITEBACK)
@@ -318,6 +336,19 @@ typedef struct zxp_file_options {
 // system or file), ZX_ERR_WRONG_TYPE (not a regular file or block device), ZX_ERR_IO,
 // ZX_ERR_NO_MEMORY, ZX_ERR_NOT_SUPPORTED (ZXP_FILE_WRITEBACK on a kernel without
 // userfaultfd write-protection of shared memory: zxp_features_t.wp_shmem).
+// `path` may be a URL instead: nbd://host[:port]/export, nbd+unix:///export?socket=S,
+// nbds:// (TLS), http:// or https:// (range requests; the object's ETag/Last-Modified
+// pinned at open). Its pages are read over the network on demand, with read-ahead that
+// grows with the measured round trip and bandwidth. A transient failure (connection lost,
+// server error) is retried with backoff and the connection reopened; a range that still
+// fails, or is not received within remote_timeout_ms, fails its pages with ZX_ERR_IO
+// (Zircon's FAIL carries no other code: remote_timeouts counts the deadlines), and the
+// pages after a server comes back succeed. Nothing partly received is ever supplied.
+// Not with ZXP_FILE_WRITEBACK (ZX_ERR_NOT_SUPPORTED); ZXP_FILE_DIRECT does not apply.
+// URL errors: ZX_ERR_INVALID_ARGS (a URL that does not parse), ZX_ERR_NOT_SUPPORTED (a
+// scheme this build lacks, a server that ignores ranges), ZX_ERR_NOT_FOUND (404, no such
+// export), ZX_ERR_ACCESS_DENIED (401/403), ZX_ERR_PEER_CLOSED (connection refused),
+// ZX_ERR_TIMED_OUT, ZX_ERR_IO; options->error says which.
 // Thread-safe; the returned object may be used from any thread.
 zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
                           zxp_file_t** out) ZX_NOEXCEPT;

@@ -12,12 +12,14 @@
 #include <string>
 #include <vector>
 
+#include <zircon/status.h>
 #include <zircon/syscalls.h>
 #include <zxpager/file_pager.h>
 
 #include "../c_abi.h"
 #include "trace.h"
 #include "file_source.h"
+#include "../remote/remote_source.h"
 
 namespace zxp {
 
@@ -52,10 +54,13 @@ class FilePager::Impl {
     if (o.writeback && o.writable) return ZX_ERR_INVALID_ARGS;
     opt_ = o;
     if (o.record_path) record_path_ = o.record_path;
+    if (IsRemoteUrl(path)) return open_url(path, o);
     fd_ = ::open(path, (o.writeback ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd_ < 0) {
+      const int e = errno;
+      if (o.error) *o.error = std::string(path) + ": " + strerror(e);
       // A read-only file system: the file cannot be written back, which is no permission.
-      return errno == EROFS || errno == ETXTBSY ? ZX_ERR_ACCESS_DENIED : status_from_errno(errno);
+      return e == EROFS || e == ETXTBSY ? ZX_ERR_ACCESS_DENIED : status_from_errno(e);
     }
     struct stat st;
     if (fstat(fd_, &st) != 0) return status_from_errno(errno);
@@ -84,6 +89,49 @@ class FilePager::Impl {
         direct = true;
       }
     }
+    PagerService::Options so = service_options(o);
+    zx_status_t s = PagerService::create(so, &service_);
+    if (s != ZX_OK) return s;
+    auto file = std::make_unique<FileSource>();
+    s = file->init(fd_, size_, direct, so.aux_slots);
+    if (s != ZX_OK) return s;
+    if (o.writeback) file->set_write_fd(write_fd_ >= 0 ? write_fd_ : fd_);
+    file_ = file.get();
+    source_ = std::move(file);
+    return map(o, PagerService::VmoOptions{});
+  }
+
+  // A URL: a remote source instead of a file; the same VMO and mapping.
+  zx_status_t open_url(const char* url, const Options& o) {
+    auto fail = [&](zx_status_t s, const std::string& why) {
+      if (o.error) *o.error = why;
+      return s;
+    };
+    if (o.writeback) {
+      return fail(ZX_ERR_NOT_SUPPORTED, "writing back is for local files, not URLs");
+    }
+    RemoteOptions ro;
+    if (o.remote_timeout_ms) ro.timeout_ns = uint64_t{o.remote_timeout_ms} * 1000000;
+    ro.retries = o.remote_retries;
+    ro.connections = o.remote_connections;
+    std::unique_ptr<RemoteSource> remote;
+    std::string why;
+    zx_status_t s = OpenRemote(url, ro, &remote, &why);
+    if (s != ZX_OK) return fail(s, why);
+    size_ = remote->size();
+    PagerService::Options so = service_options(o);
+    s = PagerService::create(so, &service_);
+    if (s != ZX_OK) return fail(s, "cannot create the pager service");
+    remote_ = remote.get();
+    source_ = std::move(remote);
+    PagerService::VmoOptions vo;
+    // The window may grow past readahead_max to cover the link's bandwidth-delay product.
+    vo.readahead_limit = std::max(o.readahead_limit, o.readahead_max);
+    s = map(o, vo);
+    return s == ZX_OK ? s : fail(s, "cannot map the pager VMO");
+  }
+
+  static PagerService::Options service_options(const Options& o) {
     PagerService::Options so;
     so.pager_threads = o.pager_threads ? o.pager_threads : 1;
     so.aux_slots = o.queue_depth ? o.queue_depth : 128;
@@ -92,13 +140,11 @@ class FilePager::Impl {
     // memfd aux then, and the statistics' uses_move says so.
     so.force_copy = o.force_copy || o.writeback;
     so.budget_bytes = o.budget_bytes;
-    zx_status_t s = PagerService::create(so, &service_);
-    if (s != ZX_OK) return s;
-    source_ = std::make_unique<FileSource>();
-    s = source_->init(fd_, size_, direct, so.aux_slots);
-    if (s != ZX_OK) return s;
-    if (o.writeback) source_->set_write_fd(write_fd_ >= 0 ? write_fd_ : fd_);
-    PagerService::VmoOptions vo;
+    return so;
+  }
+
+  // Creates the VMO on source_ and maps all of it; replays the trace to prefetch.
+  zx_status_t map(const Options& o, PagerService::VmoOptions vo) {
     vo.readahead_max = o.readahead_max;
     vo.record = o.record_path != nullptr;
     vo.evictable = o.budget_bytes != 0;
@@ -107,7 +153,7 @@ class FilePager::Impl {
     // tracking supplies by COPY anyway (pages go in write-protected).
     vo.private_memory = !o.writeback;
     vo.writeback = o.writeback;
-    s = service_->create_vmo(source_.get(), size_, vo, &id_, &vmo_);
+    zx_status_t s = service_->create_vmo(source_.get(), size_, vo, &id_, &vmo_);
     if (s != ZX_OK) return s;
     have_vmo_ = true;
     if (size_ > 0) {
@@ -180,6 +226,8 @@ class FilePager::Impl {
     }
     service_.reset();  // no fill in flight any more: the source can go
     source_.reset();
+    file_ = nullptr;
+    remote_ = nullptr;
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
     if (write_fd_ >= 0) ::close(write_fd_);
@@ -193,7 +241,9 @@ class FilePager::Impl {
   int write_fd_ = -1;  // writing back with O_DIRECT reads: the buffered descriptor
   uint64_t size_ = 0;
   std::unique_ptr<PagerService> service_;
-  std::unique_ptr<FileSource> source_;
+  std::unique_ptr<PagedSource> source_;
+  FileSource* file_ = nullptr;      // source_, when reading a file
+  RemoteSource* remote_ = nullptr;  // source_, when reading a URL
   uint32_t id_ = 0;
   zx_handle_t vmo_ = ZX_HANDLE_INVALID;
   bool have_vmo_ = false;
@@ -235,10 +285,25 @@ zx_status_t FilePager::get_stats(zxp_service_stats_t* out) {
   if (!impl_->service_) return ZX_ERR_BAD_STATE;
   zx_status_t s = impl_->service_->get_stats(out);
   if (s != ZX_OK) return s;
-  out->bytes_read = impl_->source_->bytes_read();
-  out->direct_io = impl_->source_->direct() ? 1 : 0;
-  out->writes = impl_->source_->writes();
-  out->write_errors = impl_->source_->write_errors();
+  if (FileSource* f = impl_->file_) {
+    out->bytes_read = f->bytes_read();
+    out->direct_io = f->direct() ? 1 : 0;
+    out->writes = f->writes();
+    out->write_errors = f->write_errors();
+  } else if (RemoteSource* r = impl_->remote_) {
+    RemoteStats rs;
+    r->get_stats(&rs);
+    out->bytes_read = rs.bytes;
+    out->remote_requests = rs.requests;
+    out->remote_bytes = rs.bytes;
+    out->remote_retries = rs.retries;
+    out->remote_reconnects = rs.reconnects;
+    out->remote_errors = rs.errors;
+    out->remote_timeouts = rs.timeouts;
+    out->remote_rtt_ns = rs.rtt_ns;
+    out->remote_bandwidth = rs.bandwidth;
+    out->remote_connections = rs.connections;
+  }
   return ZX_OK;
 }
 
@@ -276,10 +341,21 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
     o.budget_bytes = options->budget_bytes;
     o.record_path = options->record_path;
     o.prefetch_path = options->prefetch_path;
+    if (options->remote_timeout_ms) o.remote_timeout_ms = options->remote_timeout_ms;
+    if (options->remote_retries) o.remote_retries = options->remote_retries;
+    o.remote_connections = options->remote_connections;
   }
+  std::string why;
+  o.error = &why;
   auto f = std::make_unique<zxp_file>();
   zx_status_t s = zxp::FilePager::open(path, o, &f->pager);
-  if (s != ZX_OK) return s;
+  if (s != ZX_OK) {
+    if (options && options->error && options->error_size) {
+      snprintf(options->error, options->error_size, "%s",
+               why.empty() ? zx_status_get_string(s) : why.c_str());
+    }
+    return s;
+  }
   *out = f.release();
   return ZX_OK;
 } catch (...) {

@@ -40,6 +40,7 @@ bool IsRemoteUrl(const char* s) {
 zx_status_t OpenRemote(const char* url, const RemoteOptions& options,
                        std::unique_ptr<RemoteSource>* out, std::string* error) {
   if (!url || !out || !error) return ZX_ERR_INVALID_ARGS;
+  (void)options;  // unused in a build without either library
   if (has_scheme(url, kNbdSchemes)) {
 #if defined(ZXP_HAVE_NBD)
     return OpenNbd(url, options, out, error);
