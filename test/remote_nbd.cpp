@@ -17,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 #include <zircon/syscalls.h>
+#include <zxpager/file_pager.h>
 #include <zxpager/paged_source.h>
 #include <zxpager/unique_fd.h>
 
@@ -631,4 +632,88 @@ TEST_CASE("nbd: detaching a VMO whose fill is stalled on the server ends at the 
     src.reset();
     CHECK(seconds_since(t0) < 5);
   }
+}
+
+TEST_CASE("nbd: zxp::FilePager opens an NBD URL: bytes, statistics, errors, a replayed working set") {
+  SKIP_WITHOUT_NBDKIT();
+  pager_test::install_fault_handlers();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  const auto data = make_file(path, (5u << 20) + 99, 15);
+  REQUIRE(server.start({"file", path}));
+  zxp::FilePager::Options fo;
+  std::string err;
+  fo.error = &err;
+  fo.remote_retries = 2;
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    INFO(err);
+    REQUIRE(zxp::FilePager::open(server.uri().c_str(), fo, &fp) == ZX_OK);
+    REQUIRE(fp->size() == data.size());
+    std::vector<uint8_t> copy(data.size());
+    REQUIRE(pager_test::run_guarded([&] { memcpy(copy.data(), fp->data(), copy.size()); },
+                                    nullptr) == 0);
+    CHECK(copy == data);
+    zxp_service_stats_t st;
+    REQUIRE(fp->get_stats(&st) == ZX_OK);
+    CHECK(st.remote_requests >= 5);
+    CHECK(st.remote_bytes >= data.size());
+    CHECK(st.remote_errors == 0);
+    CHECK(st.remote_connections > 1);
+  }
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    NbdkitServer none;  // never started: nothing at its socket
+    err.clear();
+    CHECK(zxp::FilePager::open(none.uri().c_str(), fo, &fp) == ZX_ERR_PEER_CLOSED);
+    CHECK(!err.empty());
+  }
+  // Server killed: ZX_ERR_IO through zx_vmo_read; restarted: the pages come.
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(server.uri().c_str(), fo, &fp) == ZX_OK);
+    REQUIRE(fp->advise(0, fp->size(), zxp::Advice::kRandom) == ZX_OK);
+    server.kill();
+    std::vector<uint8_t> buf(kPage);
+    CHECK(zx_vmo_read(fp->vmo(), buf.data(), 10 * kPage, kPage) == ZX_ERR_IO);
+    REQUIRE(server.start());
+    REQUIRE(zx_vmo_read(fp->vmo(), buf.data(), 10 * kPage, kPage) == ZX_OK);
+    CHECK(page_matches(data, 10, buf.data()));
+    zxp_service_stats_t st;
+    REQUIRE(fp->get_stats(&st) == ZX_OK);
+    CHECK(st.remote_reconnects >= 1);
+    CHECK(st.remote_errors >= 1);
+  }
+  // A recorded working set replayed: its pages need no request.
+  const std::string trace = server.dir() + "/ws.trace";
+  const std::vector<uint64_t> pages = {3, 200, 201, 202, 500, 700, 1200};
+  {
+    zxp::FilePager::Options ro = fo;
+    ro.record_path = trace.c_str();
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(server.uri().c_str(), ro, &fp) == ZX_OK);
+    REQUIRE(fp->advise(0, fp->size(), zxp::Advice::kRandom) == ZX_OK);
+    uint8_t b = 0;
+    for (uint64_t pg : pages) {
+      REQUIRE(pager_test::run_guarded([&] { b ^= fp->data()[pg * kPage]; }, nullptr) == 0);
+    }
+    REQUIRE(fp->close() == ZX_OK);
+  }
+  zxp::FilePager::Options po = fo;
+  po.prefetch_path = trace.c_str();
+  std::unique_ptr<zxp::FilePager> fp;
+  REQUIRE(zxp::FilePager::open(server.uri().c_str(), po, &fp) == ZX_OK);
+  REQUIRE(fp->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  zxp_service_stats_t before, after;
+  REQUIRE(fp->get_stats(&before) == ZX_OK);
+  CHECK(before.remote_requests >= 1);
+  bool same = true;
+  for (uint64_t pg : pages) {
+    REQUIRE(pager_test::run_guarded(
+                [&] { same &= memcmp(fp->data() + pg * kPage, data.data() + pg * kPage, kPage) == 0; },
+                nullptr) == 0);
+  }
+  CHECK(same);
+  REQUIRE(fp->get_stats(&after) == ZX_OK);
+  CHECK(after.remote_requests == before.remote_requests);
 }
