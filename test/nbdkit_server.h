@@ -4,7 +4,8 @@
 // the test (PR_SET_PDEATHSIG and nbdkit's --exit-with-parent), the destructor kills it
 // and removes the directory with the files in it (tests put their data there too; no
 // subdirectories). nbdkit's stderr goes to a log file in that directory, shown by log()
-// when a start fails.
+// when a start fails. PR_SET_PDEATHSIG fires when the *thread* that started the server
+// exits: start (and restart) it from a thread that outlives it, e.g. the test's main one.
 //
 // Self-contained (POSIX and Linux headers only): the remote tests, the benches and the
 // lazy-cat checks share it. Not thread-safe: one owner.
