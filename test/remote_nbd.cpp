@@ -217,7 +217,9 @@ TEST_CASE("nbd: one connection when asked, requests split at max_request") {
   const zxp::RemoteStats st = stats(src.get());
   CHECK(st.connections == 1);
   CHECK(st.requests >= size / (64 << 10));
-  CHECK(st.bytes == size);
+  // (A page faulted again while its fill is finishing is filled twice: the service's.)
+  CHECK(st.bytes >= size);
+  CHECK(st.bytes < size + (256 << 10));
 }
 
 TEST_CASE("nbd: transient server errors are retried, every byte right") {
