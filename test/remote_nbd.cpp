@@ -373,6 +373,60 @@ TEST_CASE("nbd: a stalled server (pause filter) times fills out; resumed, they s
   CHECK(stats(src.get()).timeouts == 3);
 }
 
+TEST_CASE("nbd: a fill sharing a connection dropped for another's deadline is resent, uncharged") {
+  SKIP_WITHOUT_NBDKIT();
+  NbdkitServer server;
+  const std::string path = server.dir() + "/data";
+  const std::string ctl = server.dir() + "/ctl";
+  const auto data = make_file(path, 1 << 20, 16);
+  REQUIRE(server.start({"--filter=pause", "file", path, "pause-control=" + ctl}));
+  zxp::UniqueFd control(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(control);
+  sockaddr_un a = {};
+  a.sun_family = AF_UNIX;
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", ctl.c_str());
+  REQUIRE(connect(control.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  auto command = [&](char cmd) {
+    REQUIRE(write(control.get(), &cmd, 1) == 1);
+    char ack = 0;
+    REQUIRE(read(control.get(), &ack, 1) == 1);
+    REQUIRE(ack == toupper(cmd));
+  };
+  // One connection, no retries: a request charged for the drop would fail at once (an
+  // error, not a timeout); resent uncharged, it waits out its own deadline.
+  zxp::RemoteOptions o = fast_options();
+  o.connections = 1;
+  o.retries = 0;
+  o.timeout_ns = 1'000'000'000;
+  auto src = open_nbd(server.uri(), o);
+  Vmo v(src.get(), zxp::Advice::kRandom);
+  command('p');
+  std::atomic<zx_status_t> first{ZX_OK}, second{ZX_OK};
+  std::thread ta([&] {
+    std::vector<uint8_t> buf(kPage);
+    first = v.read_page(10, buf.data());
+  });
+  REQUIRE(pager_test::wait_until([&] { return stats(src.get()).requests == 1; }));
+  std::thread tb([&] {
+    std::vector<uint8_t> buf(kPage);
+    second = v.read_page(100, buf.data());
+  });
+  REQUIRE(pager_test::wait_until([&] { return stats(src.get()).requests == 2; }));
+  ta.join();
+  tb.join();
+  CHECK(first.load() == ZX_ERR_IO);
+  CHECK(second.load() == ZX_ERR_IO);
+  zxp::RemoteStats st = stats(src.get());
+  CHECK(st.timeouts == 2);
+  CHECK(st.requests == 3);  // the second sent again on a fresh connection
+  CHECK(st.retries == 0);
+  CHECK(st.reconnects >= 1);
+  command('r');
+  std::vector<uint8_t> buf(kPage);
+  REQUIRE(v.read_page(100, buf.data()) == ZX_OK);
+  CHECK(page_matches(data, 100, buf.data()));
+}
+
 TEST_CASE("nbd: server killed under many readers, then restarted on the same address") {
   SKIP_WITHOUT_NBDKIT();
   pager_test::install_fault_handlers();
