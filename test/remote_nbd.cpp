@@ -416,14 +416,24 @@ TEST_CASE("nbd: a fill sharing a connection dropped for another's deadline is re
   tb.join();
   CHECK(first.load() == ZX_ERR_IO);
   CHECK(second.load() == ZX_ERR_IO);
-  zxp::RemoteStats st = stats(src.get());
+  // Whether the second was resent before its own deadline depends on how fast the new
+  // connection comes up; either way it was not charged for the drop.
+  const zxp::RemoteStats st = stats(src.get());
   CHECK(st.timeouts == 2);
-  CHECK(st.requests == 3);  // the second sent again on a fresh connection
-  CHECK(st.retries == 0);
-  CHECK(st.reconnects >= 1);
-  command('r');
+  CHECK(st.errors == 2);
+  // Usable again, on a server without the pause. (Not by resuming this one: nbdkit 1.32
+  // aborts when it answers two stalled requests of a connection the client closed,
+  // "raw_send_socket: Assertion `sock >= 0' failed".) With no retries, a read sent on
+  // the old connection before its death is seen fails; the next one reconnects.
+  server.kill();
+  REQUIRE(server.start({"file", path}));
   std::vector<uint8_t> buf(kPage);
-  REQUIRE(v.read_page(100, buf.data()) == ZX_OK);
+  zx_status_t again = ZX_ERR_IO;
+  for (int attempt = 0; attempt < 3 && again == ZX_ERR_IO; attempt++) {
+    again = v.read_page(100, buf.data());
+  }
+  INFO(server.log());
+  REQUIRE(again == ZX_OK);
   CHECK(page_matches(data, 100, buf.data()));
 }
 
