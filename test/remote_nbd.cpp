@@ -220,6 +220,16 @@ TEST_CASE("nbd: one connection when asked, requests split at max_request") {
   // (A page faulted again while its fill is finishing is filled twice: the service's.)
   CHECK(st.bytes >= size);
   CHECK(st.bytes < size + (256 << 10));
+  // Absurd counts are bounded by the requests in flight.
+  o.connections = 100000;
+  o.max_in_flight = 6;
+  auto many = open_nbd(server.uri(), o);
+  {
+    Vmo v(many.get(), zxp::Advice::kSequential);
+    CHECK(memcmp(v.base, data.data(), size) == 0);
+  }
+  CHECK(stats(many.get()).connections <= 6);
+  CHECK(stats(many.get()).connections >= 1);
 }
 
 TEST_CASE("nbd: transient server errors are retried, every byte right") {

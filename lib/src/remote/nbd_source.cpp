@@ -54,6 +54,7 @@ namespace {
 constexpr uint64_t kLibnbdMaxRequest = 64u << 20;  // libnbd refuses larger reads
 constexpr uint64_t kSmallRequest = 64u << 10;      // rtt samples: requests this size or less
 constexpr uint32_t kDefaultMultiConn = 4;
+constexpr uint32_t kMaxConnections = 64;
 // Bandwidth is sampled over at least this much time with a request on the wire, or this
 // many bytes, whichever comes first, so one short request does not make a sample.
 constexpr uint64_t kBandwidthWindowNs = 5'000'000;
@@ -883,6 +884,10 @@ zx_status_t OpenNbd(const char* url, const RemoteOptions& options,
   }
   uint32_t connections = options.connections;
   if (connections == 0) connections = nbd_can_multi_conn(h.get()) == 1 ? kDefaultMultiConn : 1;
+  // More connections than requests in flight carry nothing; a huge value is a mistake
+  // that would open thousands of sockets.
+  connections = std::min({connections, std::max<uint32_t>(options.max_in_flight, 1),
+                          kMaxConnections});
   const uint64_t page = zx_system_get_page_size();
   uint64_t chunk = std::min(options.max_request, kLibnbdMaxRequest);
   const int64_t server_max = nbd_get_block_size(h.get(), LIBNBD_SIZE_MAXIMUM);
