@@ -22,6 +22,18 @@
 // Pages past the export's size as a connection sees it (it shrank since open) fail with
 // ZX_ERR_IO and are never read.
 //
+// Statistics behind readahead_hint(): rtt_ns is smoothed from requests of at most 64 KiB
+// that had their connection to themselves (queued behind other replies they would time
+// the queue); bandwidth is bytes received per second of time with any request on the
+// wire, sampled over at least 5 ms or 4 MiB, smoothed.
+//
+// Opening runs libnbd in opt mode, which stops after the handshake: a failure before it
+// is no server (ZX_ERR_PEER_CLOSED), the server's refusal of NBD_OPT_GO is no such export
+// (ZX_ERR_NOT_FOUND) or TLS required (ZX_ERR_ACCESS_DENIED). The first connection is made
+// on the caller's thread within connect_timeout_ns; the others by the I/O thread at once.
+// Reconnects resolve nbd://HOST with getaddrinfo on the I/O thread (libnbd's), which
+// blocks it for as long as the resolver takes.
+//
 // Threads: fill() and get_stats() on any thread; everything else on the I/O thread,
 // including every libnbd call after open and every complete()/fail_range(). One lock, mu_,
 // guards the inbox and the stop flag only; it is never held across a system call or a
