@@ -35,8 +35,8 @@ dir=$(mktemp -d /var/tmp/zxp-lazycat-remote-XXXXXX)
 chmod 755 "$dir"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
+  # (Grouped so that bash's "Killed" job notice goes to /dev/null too.)
+  { for p in "${pids[@]}"; do kill -9 "$p"; wait "$p"; done; } 2>/dev/null
   rm -rf "$dir"
 }
 trap cleanup EXIT

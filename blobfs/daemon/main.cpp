@@ -65,7 +65,11 @@ int main(int argc, char** argv) {
   uint32_t threads = 2;
   uint64_t cache = 64u << 20;
   uint64_t page_cache_mib = 256;
-  app.add_option("--image", image_path, "The blob image");
+  app.add_option("--image", image_path,
+                 "The blob image: a file, or a URL paged in on demand (nbd://HOST[:PORT]/EXPORT,\n"
+                 "nbd+unix:///EXPORT?socket=PATH, http://HOST[:PORT]/PATH, https://...): every\n"
+                 "block is still checked against its Merkle tree; a page the server cannot\n"
+                 "give is an I/O error (ZX_ERR_IO) for the client reading it");
   app.add_option("--socket", socket_path, "Where to listen")->capture_default_str();
   app.add_option("--threads", threads, "Pager threads and io_uring lanes")
       ->capture_default_str()

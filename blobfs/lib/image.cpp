@@ -81,6 +81,7 @@ zx_status_t Image::Open(const std::string& path, std::unique_ptr<Image>* out, st
     return StatusFromErrno(e);
   }
   image->map_ = static_cast<const uint8_t*>(map);
+  image->owns_map_ = true;
   std::string why;
   zx_status_t status = image->Validate(&why);
   if (status != ZX_OK) {
@@ -91,8 +92,29 @@ zx_status_t Image::Open(const std::string& path, std::unique_ptr<Image>* out, st
   return ZX_OK;
 }
 
+zx_status_t Image::OpenMapped(const std::string& name, const uint8_t* map, uint64_t size,
+                              std::unique_ptr<Image>* out, std::string* error) {
+  std::unique_ptr<Image> image(new Image());
+  image->path_ = name;
+  if (map == nullptr || size < kBlockSize) {
+    *error = fmt::format("{}: {} bytes, shorter than the {}-byte superblock block (truncated?)", name,
+                         size, kBlockSize);
+    return ZX_ERR_IO_INVALID;
+  }
+  image->map_ = map;
+  image->size_ = size;
+  std::string why;
+  zx_status_t status = image->Validate(&why);
+  if (status != ZX_OK) {
+    *error = fmt::format("{}: corrupt image: {}", name, why);
+    return status;
+  }
+  *out = std::move(image);
+  return ZX_OK;
+}
+
 Image::~Image() {
-  if (map_ != nullptr) munmap(const_cast<uint8_t*>(map_), size_);
+  if (map_ != nullptr && owns_map_) munmap(const_cast<uint8_t*>(map_), size_);
   if (fd_ >= 0) close(fd_);
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <blobfs/compression.h>
+#include <fmt/core.h>
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 #include <zircon/syscalls/object.h>
@@ -158,7 +159,9 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
   std::unique_ptr<BlobStore> s(new BlobStore());
   s->options_ = options;
   if (s->options_.threads == 0) s->options_.threads = 1;
-  zx_status_t st = blobfs::Image::Open(image_path, &s->image_, error);
+  const bool paged = options.paged_image || image_path.find("://") != std::string::npos;
+  zx_status_t st = paged ? s->OpenPaged(image_path, error)
+                         : blobfs::Image::Open(image_path, &s->image_, error);
   if (st != ZX_OK) return st;
   s->sources_.resize(s->image_->blob_count());
   zxp::PagerService::Options so;
@@ -170,6 +173,15 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
   if (st != ZX_OK) {
     *error = std::string("cannot start the pager service: ") + zx_status_get_string(st);
     return st;
+  }
+  if (paged) {
+    // Each worker blocks in zx_vmo_read for a round trip; the WILLNEED at submission
+    // keeps every queued fill on the wire meanwhile, so a few workers suffice.
+    const uint32_t workers = std::max<uint32_t>(4, s->options_.threads * 4);
+    BlobStore* self = s.get();
+    for (uint32_t i = 0; i < workers; i++) s->workers_.emplace_back([self] { self->Work(); });
+    *out = std::move(s);
+    return ZX_OK;
   }
   for (uint32_t i = 0; i < s->options_.threads; i++) {
     auto lane = std::make_unique<Lane>();
@@ -216,6 +228,89 @@ BlobStore::~BlobStore() {
     }
     lane->reaper.join();
     io_uring_queue_exit(&lane->ring);
+  }
+  {
+    std::lock_guard lock(jobs_mu_);
+    stopping_ = true;
+  }
+  jobs_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+  image_.reset();  // reads the pager's mapping: before the pager goes
+  if (paged_) paged_->close();
+}
+
+// ---- A paged image ----
+
+zx_status_t BlobStore::OpenPaged(const std::string& url, std::string* error) {
+  zxp::FilePager::Options fo;
+  std::string why;
+  fo.error = &why;
+  zx_status_t st = zxp::FilePager::open(url.c_str(), fo, &paged_);
+  if (st != ZX_OK) {
+    *error = why.empty() ? fmt::format("{}: {}", url, zx_status_get_string(st))
+                         : fmt::format("{}: {}", url, why);
+    return st;
+  }
+  const uint64_t size = paged_->size();
+  // The metadata must be resident before the Image reads it through the mapping: the
+  // superblock first, then the blocks up to data_start_block (bounded by the size here;
+  // Validate checks the value itself).
+  if (size < blobfs::kBlockSize) {
+    *error = fmt::format("{}: {} bytes, shorter than the {}-byte superblock block (truncated?)",
+                         url, size, blobfs::kBlockSize);
+    return ZX_ERR_IO_INVALID;
+  }
+  st = ReadIn(0, blobfs::kBlockSize);
+  blobfs::Superblock sb;
+  if (st == ZX_OK) {
+    memcpy(&sb, paged_->data(), sizeof(sb));
+    const uint64_t blocks = size / blobfs::kBlockSize;
+    const uint64_t meta = std::min<uint64_t>(sb.data_start_block, blocks) * blobfs::kBlockSize;
+    if (meta > blobfs::kBlockSize) st = ReadIn(blobfs::kBlockSize, meta - blobfs::kBlockSize);
+  }
+  if (st != ZX_OK) {
+    *error = fmt::format("{}: reading the image's metadata: {}", url, zx_status_get_string(st));
+    return st;
+  }
+  return blobfs::Image::OpenMapped(url, paged_->data(), size, &image_, error);
+}
+
+zx_status_t BlobStore::ReadIn(uint64_t offset, uint64_t length) {
+  std::vector<uint8_t> scratch(std::min<uint64_t>(length, 1u << 20));
+  for (uint64_t done = 0; done < length;) {
+    const uint64_t n = std::min<uint64_t>(scratch.size(), length - done);
+    zx_status_t st = zx_vmo_read(paged_->vmo(), scratch.data(), offset + done, n);
+    if (st != ZX_OK) return st;
+    done += n;
+  }
+  return ZX_OK;
+}
+
+void BlobStore::Work() {
+  for (;;) {
+    Job* job;
+    {
+      std::unique_lock lock(jobs_mu_);
+      jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = jobs_.front();
+      jobs_.pop_front();
+    }
+    BlobSource* src = job->src;
+    zx_status_t st = ZX_OK;
+    if (!src->tree_resident_.load(std::memory_order_acquire)) {
+      // Racing workers may both read it: harmless, the second finds it resident.
+      const blobfs::Extent& tree = image_->blob(src->blob()).merkle;
+      st = ReadIn(tree.offset(), tree.length());
+      if (st == ZX_OK) src->tree_resident_.store(true, std::memory_order_release);
+    }
+    if (st == ZX_OK) {
+      st = zx_vmo_read(paged_->vmo(), job->read_dst, job->image_offset, job->read_len);
+    }
+    if (st == ZX_OK) job->done = job->read_len;
+    // The network's failure is an I/O error of the blob, not corruption: a later read
+    // may succeed.
+    Finish(job, st == ZX_OK ? ZX_OK : ZX_ERR_IO);
   }
 }
 
@@ -358,6 +453,19 @@ BlobVmoStats BlobStore::VmoStats(uint32_t index) {
 }
 
 void BlobStore::Submit(Job* job) {
+  if (paged_) {
+    // On the wire now, whoever waits for it later (a failure here only loses the head
+    // start: the worker's read asks again).
+    const uint64_t a = job->image_offset & ~(kPage - 1);
+    const uint64_t e = std::min(paged_->size(), job->image_offset + job->read_len);
+    if (e > a) paged_->advise(a, e - a, zxp::Advice::kWillNeed);
+    {
+      std::lock_guard lock(jobs_mu_);
+      jobs_.push_back(job);
+    }
+    jobs_cv_.notify_one();
+    return;
+  }
   if (!job->lane) {
     job->lane = lanes_[next_lane_.fetch_add(1, std::memory_order_relaxed) % lanes_.size()].get();
   }

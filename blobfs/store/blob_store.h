@@ -6,6 +6,14 @@
 // the blob by that user sees, kept after its last user as a cache of decompressed pages
 // under a budget; per-blob statistics. A private header of the blobfs_store library.
 //
+// A remote image (a URL: nbd://, http://...) is paged in by a zxp::FilePager, whose
+// mapping the Image validates and reads its tables from; blob fills then read the image
+// with zx_vmo_read on that pager's VMO from worker threads (a blocking read, which
+// returns a failed page's status where a load would take SIGBUS), after a WILLNEED that
+// puts the range on the wire at once. The Merkle tree of a blob is made resident by the
+// same reads before its first verification, so verification never faults on the
+// network. Integrity stays end to end: every block is checked against the tree.
+//
 // Locks: sources_mu_ and vmos_mu_ are never held together; neither is held across a call
 // that waits for a fill (detach_vmo): a fill completes on a lane thread that takes none.
 #pragma once
@@ -15,6 +23,8 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,6 +35,7 @@
 
 #include <blobfs/image.h>
 #include <blobfs/merkle.h>
+#include <zxpager/file_pager.h>
 #include <zxpager/paged_source.h>
 
 namespace blobfs {
@@ -64,6 +75,7 @@ class BlobSource final : public zxp::PagedSource {
   BlobStore* store_;
   uint32_t blob_;
   std::atomic<bool> corrupt_{false};
+  std::atomic<bool> tree_resident_{false};  // paged image: the Merkle tree was read in
 };
 
 // One shared pager VMO of a blob (PagerService::create_vmo, shared memory), for the users
@@ -109,16 +121,22 @@ class BlobStore {
     uint64_t page_cache_bytes = 256u << 20;
     bool force_copy = false;           // aux memory a memfd (COPY) even where MOVE exists
     const char* log_name = "blobfsd";  // prefix of the corruption message
+    // Read the image through a zxp::FilePager even when it is a local path (always for
+    // a URL): the remote path on a local file.
+    bool paged_image = false;
   };
 
   // Opens and validates the image (every table; the data is verified as it is read).
-  // On failure *error says what is wrong.
+  // `image_path` is a file or a URL (nbd://, nbd+unix://, http://, https://: paged in
+  // through a zxp::FilePager). On failure *error says what is wrong.
   static zx_status_t Create(const std::string& image_path, const Options& options,
                             std::unique_ptr<BlobStore>* out, std::string* error);
   ~BlobStore();
 
   const Options& options() const { return options_; }
   const blobfs::Image& image() const { return *image_; }
+  // Whether the image is read through a FilePager (a URL, or Options::paged_image).
+  bool paged() const { return paged_ != nullptr; }
   zxp::PagerService* service() const { return service_.get(); }
   // The source of blob `index` (created on first use; lives as long as the store).
   BlobSource* source(uint32_t index);
@@ -155,6 +173,10 @@ class BlobStore {
     std::thread reaper;
   };
   BlobStore() = default;
+  zx_status_t OpenPaged(const std::string& url, std::string* error);
+  // Makes [offset, offset+length) of the paged image resident (zx_vmo_read).
+  zx_status_t ReadIn(uint64_t offset, uint64_t length);
+  void Work();  // a paged image's worker thread
   void Reap(Lane* lane);
   void Finish(Job* job, zx_status_t read_status);
   // Picks the unused VMOs to drop to fit the page cache budget (vmos_mu_ held) and
@@ -163,11 +185,18 @@ class BlobStore {
   void DropVmos(std::vector<std::unique_ptr<BlobVmo>>* vmos);
 
   Options options_;
+  std::unique_ptr<zxp::FilePager> paged_;  // a paged image's pager (outlives image_)
   std::unique_ptr<blobfs::Image> image_;
   std::unique_ptr<zxp::PagerService> service_;
   blobfs::MerkleCache merkle_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   std::atomic<uint32_t> next_lane_{0};
+  // A paged image's fills, done by workers_ (jobs_mu_ is taken alone).
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<Job*> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
   std::mutex sources_mu_;
   std::vector<std::unique_ptr<BlobSource>> sources_;  // by blob index, null until used
   std::mutex vmos_mu_;

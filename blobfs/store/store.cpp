@@ -53,6 +53,7 @@ zx_status_t Store::Open(const std::string& image_path, const Options& options,
   bo.cache_bytes = options.cache_bytes;
   bo.page_cache_bytes = options.page_cache_bytes;
   bo.force_copy = options.force_copy;
+  bo.paged_image = options.paged_image;
   bo.log_name = "blobfs::Store";
   std::unique_ptr<BlobStore> bs;
   zx_status_t st = BlobStore::Create(image_path, bo, &bs, error);

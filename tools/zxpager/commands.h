@@ -17,5 +17,7 @@ Runner add_bench(CLI::App& app);
 Runner add_bench_file(CLI::App& bench);
 // `bench blobfs`, registered on the bench subcommand.
 Runner add_bench_blobfs(CLI::App& bench);
+// `bench remote URL`, registered on the bench subcommand.
+Runner add_bench_remote(CLI::App& bench);
 
 }  // namespace zxpager_cli

@@ -66,6 +66,13 @@ class Image {
   // ZX_ERR_NOT_SUPPORTED for a newer version. On failure `*error` says what is wrong,
   // with the byte offset where it applies.
   static zx_status_t Open(const std::string& path, std::unique_ptr<Image>* out, std::string* error);
+  // As Open, for an image another object has mapped already (a remote image paged in by
+  // a zxp::FilePager): `map` (`size` bytes) must stay mapped while the Image lives, and
+  // its metadata blocks (the superblock up to data_start_block) must be resident: a
+  // page the mapping cannot produce would be SIGBUS here. `name` is the path() shown in
+  // messages. fd() is -1: read the data through the mapping's owner.
+  static zx_status_t OpenMapped(const std::string& name, const uint8_t* map, uint64_t size,
+                                std::unique_ptr<Image>* out, std::string* error);
 
   ~Image();
   Image(const Image&) = delete;
@@ -73,7 +80,8 @@ class Image {
 
   const std::string& path() const { return path_; }
   // The open image file (read-only), for readers that issue their own I/O (io_uring)
-  // at the offsets given by BlobInfo and FrameInfo. Owned by the Image.
+  // at the offsets given by BlobInfo and FrameInfo. Owned by the Image; -1 for
+  // OpenMapped.
   int fd() const { return fd_; }
   uint64_t size_bytes() const { return size_; }
   const Superblock& superblock() const { return superblock_; }
@@ -137,6 +145,7 @@ class Image {
   std::string path_;
   int fd_ = -1;
   const uint8_t* map_ = nullptr;
+  bool owns_map_ = false;  // Open: munmap in the destructor; OpenMapped: the caller's
   uint64_t size_ = 0;
   Superblock superblock_{};
   std::vector<BlobInfo> blobs_;

@@ -102,10 +102,16 @@ class Store {
     uint64_t page_cache_bytes = 256u << 20;
     bool force_copy = false;           // memfd aux memory even where MOVE exists
     uint64_t readahead_max = 1u << 20; // the service's adaptive window, at most (bytes)
+    // Read the image through a zxp::FilePager as for a URL, even for a local path.
+    bool paged_image = false;
   };
 
   // Opens and validates the image (every table; data is verified as it is read) and
-  // starts the pager service. Errors as blobfs::Image::Open (with *error, optional,
+  // starts the pager service. `image_path` is a file or a URL (nbd://, nbd+unix://,
+  // http://, https://), paged in through a zxp::FilePager: its metadata is read at
+  // open, each blob's Merkle tree at its first fill, its data as touched; a page the
+  // server fails is ZX_ERR_IO (SIGBUS through data()), corrupt bytes on the way
+  // ZX_ERR_IO_DATA_INTEGRITY as for a local image. Errors as blobfs::Image::Open (with *error, optional,
   // saying what is wrong), or the service's (ZX_ERR_NOT_SUPPORTED without userfaultfd
   // or io_uring).
   static zx_status_t Open(const std::string& image_path, const Options& options,
