@@ -22,9 +22,9 @@
 // Pages past the export's size as a connection sees it (it shrank since open) fail with
 // ZX_ERR_IO and are never read.
 //
-// Statistics behind readahead_hint(): rtt_ns is smoothed from requests of at most 64 KiB
-// that had their connection to themselves (queued behind other replies they would time
-// the queue); bandwidth is bytes received per second of time with any request on the
+// Statistics behind readahead_hint(): rtt_ns is the least (MinRttFilter) of requests of
+// at most 64 KiB that had their connection to themselves (queued behind other replies
+// they would time the queue); bandwidth is bytes received per second of time with any request on the
 // wire, sampled over at least 5 ms or 4 MiB, smoothed.
 //
 // Opening runs libnbd in opt mode, which stops after the handshake: a failure before it
@@ -311,7 +311,7 @@ class NbdSource final : public RemoteSource {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> timeouts_{0};
-  std::atomic<uint64_t> rtt_ns_{0};
+  MinRttFilter rtt_;
   std::atomic<uint64_t> bandwidth_{0};
   std::atomic<uint32_t> connections_{0};
 
@@ -352,7 +352,7 @@ void NbdSource::get_stats(RemoteStats* out) const {
   out->reconnects = reconnects_.load(std::memory_order_relaxed);
   out->errors = errors_.load(std::memory_order_relaxed);
   out->timeouts = timeouts_.load(std::memory_order_relaxed);
-  out->rtt_ns = rtt_ns_.load(std::memory_order_relaxed);
+  out->rtt_ns = rtt_.get();
   out->bandwidth = bandwidth_.load(std::memory_order_relaxed);
   out->connections = connections_.load(std::memory_order_relaxed);
 }
@@ -549,7 +549,7 @@ void NbdSource::reap(Conn* c, uint64_t now) {
 void NbdSource::succeed(Req* r, uint64_t now) {
   const uint64_t took = now - r->sent;
   if (r->timed) {
-    rtt_ns_.store(ewma(rtt_ns_.load(std::memory_order_relaxed), took), std::memory_order_relaxed);
+    rtt_.sample(now, took);
   }
   bytes_.fetch_add(r->len, std::memory_order_relaxed);
   bw_bytes_ += r->len;
