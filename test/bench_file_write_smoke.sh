@@ -34,6 +34,9 @@ out=$("$zxpager" bench file --write "$dir/f" --size 4M --repeat 1 --no-cold --ke
   fail "table run: $out"
 grep -q "warm rand  zxpager vs mmap + msync" <<<"$out" || fail "no ratio lines: $out"
 grep -q "^host: Linux" <<<"$out" || fail "no host line: $out"
+# What this host charges, measured: numbers, not placeholders.
+grep -qE "^host costs: fresh 4 KiB page first touch [0-9]+\.[0-9] us \([0-9]+ MB/s\), .*warm touch [0-9]+\.[0-9] GB/s, (raw userfaultfd round trip [0-9]+\.[0-9] us|userfaultfd unavailable)$" \
+  <<<"$out" || fail "no host costs line: $out"
 [ -e "$dir/f" ] || fail "--keep removed the file"
 
 # An existing file is not written over without --overwrite.

@@ -17,6 +17,7 @@
 
 #include "bench.h"
 #include "commands.h"
+#include "host_profile.h"
 
 namespace zxpager_cli {
 namespace {
@@ -273,6 +274,7 @@ int run_bench(const Options& o) {
     fmt::print("zxpager bench: {} MiB region per run, median of {} runs; ft/pt = faulting/pager "
                "threads\n",
                region >> 20, o.repeat);
+    fmt::print("{}\n{}\n", host_identity_line(), host_costs_line(measure_host()));
     fmt::print("vs raw: zxpager against the raw loop doing the same work (copy: COPY from a "
                "memfd + punch; move: MOVE)\n");
     fmt::print("zxpager-copy/-move: private VMOs (ZXP_PAGER_VMO_PRIVATE); zxpager-shared: a "

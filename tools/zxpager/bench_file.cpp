@@ -27,6 +27,7 @@
 
 #include "bench_file.h"
 #include "commands.h"
+#include "host_profile.h"
 
 namespace zxpager_cli {
 
@@ -388,6 +389,7 @@ int run_bench_file(const Options& o) {
 
   fmt::print("zxpager bench file {}: {:.0f} MiB, random sample {} pages ({}%), median of {}\n",
              o.file, mib, order.size(), o.random_pct, o.repeat);
+  fmt::print("{}\n{}\n", host_identity_line(), host_costs_line(measure_host()));
   fmt::print("{}\n\n", cold_note);
   fmt::print("{:<16} {:>14} {:>14} {:>14} {:>14}\n", "method", "cold seq MB/s",
              "cold rand us/pg", "warm seq MB/s", "warm rand us/pg");

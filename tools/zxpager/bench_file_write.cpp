@@ -29,6 +29,7 @@
 #include <zxpager/zxpager.h>
 
 #include "bench_file.h"
+#include "host_profile.h"
 
 namespace zxpager_cli::file_bench {
 
@@ -418,7 +419,7 @@ int run_bench_file_write(const WriteOptions& o) {
              "median of {}\n",
              o.file, static_cast<double>(o.size) / (1 << 20), order.size(), o.random_pct,
              o.repeat);
-  fmt::print("{}\n{}\n", host, cold_note);
+  fmt::print("{}\n{}\n{}\n", host, host_costs_line(measure_host()), cold_note);
   if (!writeback) {
     fmt::print("zxpager: not measured, this library does not write back yet "
                "(ZX_ERR_NOT_SUPPORTED)\n");

@@ -32,6 +32,7 @@
 #include <zxpager/file_pager.h>
 
 #include "commands.h"
+#include "host_profile.h"
 
 extern char** environ;
 
@@ -95,14 +96,6 @@ std::string kind_of(const std::string& url) {
   return "file";
 }
 
-std::string host_line() {
-  utsname u{};
-  uname(&u);
-  double load[3] = {0, 0, 0};
-  getloadavg(load, 3);
-  return fmt::format("host: Linux {} {}, {} CPUs, load average {:.2f} {:.2f} {:.2f}", u.release,
-                     u.machine, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
-}
 
 // Runs argv (stdout to `out_path`, or /dev/null), returns its wall time, or nullopt if it
 // could not run or failed (its stderr passes through).
@@ -534,7 +527,7 @@ int Bench::run() {
 
   // ---- The table.
   fmt::print("zxpager bench remote {}\n", o_.url);
-  fmt::print("{}\n", host_line());
+  fmt::print("{}\n{}\n", host_identity_line(), host_costs_line(measure_host()));
   fmt::print("object: {}, {} bytes; {:.0f} MiB used ({} pages of {} bytes){}\n", kind_, size_, mib,
              pages_, g_page, o_.size_limit && used < size_ ? " (--size-limit)" : "");
   if (!o_.rtt_note.empty()) fmt::print("server: {}\n", o_.rtt_note);

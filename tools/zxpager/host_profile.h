@@ -1,0 +1,26 @@
+// What this host charges for memory, measured in a fraction of a second, so that bench
+// numbers from different machines (or one machine at different times: a guest's page
+// faults can cost ten times more when its host is busy) can be read side by side.
+#pragma once
+
+#include <string>
+
+namespace zxpager_cli {
+
+struct HostProfile {
+  double fresh_4k_us = 0;    // first touch of a fresh 4 KiB anonymous page (THP off)
+  double fresh_huge_gbps = 0;  // first touch of fresh memory in 2 MiB pages (MADV_HUGEPAGE)
+  bool huge_used = false;    // transparent huge pages backed that memory (AnonHugePages)
+  double warm_gbps = 0;      // a write pass over memory already mapped
+  double uffd_rtt_us = 0;    // one raw userfaultfd round trip: fault, read, UFFDIO_COPY,
+                             // wake (0: userfaultfd unavailable)
+};
+
+HostProfile measure_host();
+// "host: Linux 6.18 x86_64, 2 CPUs, load average 1.2 1.4 1.5"
+std::string host_identity_line();
+// "host costs: fresh 4 KiB page first touch 12.1 us (338 MB/s), 2 MiB pages first touch
+//  9.5 GB/s, warm touch 23.0 GB/s, raw userfaultfd round trip 4.1 us"
+std::string host_costs_line(const HostProfile& p);
+
+}  // namespace zxpager_cli
