@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -260,13 +259,9 @@ std::string fs_name(const std::string& path) {
   }
 }
 
+// The host line with the file system the file is on.
 std::string host_line(const std::string& path) {
-  utsname u{};
-  uname(&u);
-  double load[3] = {0, 0, 0};
-  getloadavg(load, 3);
-  return fmt::format("host: Linux {} {}, {} CPUs, {} ({}), load average {:.1f}", u.release,
-                     u.machine, sysconf(_SC_NPROCESSORS_ONLN), fs_name(path), path, load[0]);
+  return fmt::format("{}, {} ({})", host_identity_line(), fs_name(path), path);
 }
 
 // Whether this library writes back: without the pager core's dirty tracking, opening

@@ -10,7 +10,6 @@
 #include <sys/mman.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>

@@ -40,11 +40,6 @@ constexpr uint64_t kSmallRequest = 64 * 1024;  // rtt is measured on requests th
 constexpr uint64_t kBandwidthWindowNs = 20'000'000;  // busy time per bandwidth sample
 constexpr uint64_t kBurstBytes = 1u << 20;
 
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Exponentially weighted (1/8), the first sample taken as is.
 void smooth(std::atomic<uint64_t>* avg, uint64_t sample) {
@@ -52,14 +47,6 @@ void smooth(std::atomic<uint64_t>* avg, uint64_t sample) {
   avg->store(old == 0 ? sample : old - old / 8 + sample / 8, std::memory_order_relaxed);
 }
 
-uint64_t add_sat(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
-
-// The delay before retry number `attempt` (1-based): backoff_ns doubling, capped.
-uint64_t backoff(const RemoteOptions& o, uint32_t attempt) {
-  uint64_t d = o.backoff_ns;
-  for (uint32_t i = 1; i < attempt && d < o.max_backoff_ns; i++) d = add_sat(d, d);
-  return std::min(d, o.max_backoff_ns);
-}
 
 bool curl_global_ok() {
   // curl_global_init is not thread-safe on every build: once per process.
@@ -428,7 +415,7 @@ zx_status_t HttpSource::probe(CURL* e, bool head, std::string* error) {
                        (rc != CURLE_OK && is_transient(rc) && rc != CURLE_COULDNT_CONNECT &&
                         rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_OPERATION_TIMEDOUT);
     if (!again || attempt >= opt_.retries) break;
-    const uint64_t delay = backoff(opt_, attempt + 1);
+    const uint64_t delay = RetryBackoff(opt_, attempt + 1);
     timespec ts = {static_cast<time_t>(delay / 1000000000u), static_cast<long>(delay % 1000000000u)};
     nanosleep(&ts, nullptr);
   }
@@ -604,7 +591,7 @@ void HttpSource::fill(PagerService* service, const FillRequest& req) {
     f = std::make_unique<Fill>();
     f->service = service;
     f->req = req;
-    f->deadline = add_sat(now_ns(), opt_.timeout_ns);
+    f->deadline = SatAdd(RemoteNowNs(), opt_.timeout_ns);
     // Parts are pointed at from the I/O thread's queues: the vector never grows later.
     f->parts.reserve((end - req.offset + opt_.max_request - 1) / opt_.max_request);
     for (uint64_t off = req.offset; off < end; off += opt_.max_request) {
@@ -803,7 +790,7 @@ void HttpSource::finished(Transfer* t, CURLcode result, uint64_t now) {
   if (transient && p->attempts <= opt_.retries) {
     retries_++;
     if (reconnect) reconnects_++;
-    p->not_before = add_sat(now, backoff(opt_, p->attempts));
+    p->not_before = SatAdd(now, RetryBackoff(opt_, p->attempts));
     delayed_.push_back(p);
     return;
   }
@@ -875,7 +862,7 @@ void HttpSource::run() {
     in.clear();
     if (quit) break;
 
-    uint64_t now = now_ns();
+    uint64_t now = RemoteNowNs();
     expire(now);
     uint64_t next = now + 1'000'000'000u;  // the latest we sleep
     for (size_t i = 0; i < delayed_.size();) {
@@ -907,12 +894,12 @@ void HttpSource::run() {
       curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
       // m belongs to libcurl until the handle is removed: copy the result first.
       const CURLcode result = m->data.result;
-      finished(static_cast<Transfer*>(priv), result, now_ns());
+      finished(static_cast<Transfer*>(priv), result, RemoteNowNs());
       any = true;
     }
     if (any) continue;  // handles are free again, maybe retries due: start them first
 
-    now = now_ns();
+    now = RemoteNowNs();
     const int timeout_ms = next <= now ? 0 : static_cast<int>((next - now + 999'999) / 1'000'000);
     curl_multi_poll(multi_, nullptr, 0, timeout_ms, nullptr);
   }

@@ -72,13 +72,6 @@ constexpr uint32_t kMaxConnections = 64;
 constexpr uint64_t kBandwidthWindowNs = 5'000'000;
 constexpr uint64_t kBandwidthWindowBytes = 4u << 20;
 
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
 // Smoothed with weight 1/4 for the new sample; the first sample is taken as is.
 uint64_t ewma(uint64_t old, uint64_t sample) {
@@ -178,7 +171,7 @@ zx_status_t drive(nbd_handle* h, const std::function<bool()>& done, uint64_t dea
       *msg = "connection closed";
       return ZX_ERR_PEER_CLOSED;
     }
-    const uint64_t now = now_ns();
+    const uint64_t now = RemoteNowNs();
     if (now >= deadline) {
       *err = ETIMEDOUT;
       *msg = "no answer within the connect timeout";
@@ -277,7 +270,6 @@ class NbdSource final : public RemoteSource {
   void unqueue(Req* r);
   void enqueue(Req* r, bool front);
   void set_in_flight(uint32_t n, uint64_t now);
-  uint64_t backoff(uint32_t attempt) const;
   bool work_due() const { return !urgent_.empty() || !speculative_.empty(); }
   bool any_live() const;
   void shutdown();
@@ -364,7 +356,7 @@ void NbdSource::fill(PagerService* service, const FillRequest& request) {
     service->complete(request, ZX_OK);
     return;
   }
-  auto* f = new Fill{service, request, sat_add(now_ns(), options_.timeout_ns),
+  auto* f = new Fill{service, request, SatAdd(RemoteNowNs(), options_.timeout_ns),
                      !(request.flags & kFillSpeculative), {}, 0};
   for (uint64_t off = request.offset; off < request.offset + request.length; off += chunk_) {
     if (off >= end) {
@@ -408,12 +400,6 @@ int NbdSource::on_reply(void* user, int* error) {
   return 1;  // retire the command: nothing calls nbd_aio_command_completed
 }
 
-uint64_t NbdSource::backoff(uint32_t attempt) const {
-  uint64_t d = options_.backoff_ns;
-  for (uint32_t i = 1; i < attempt && d < options_.max_backoff_ns; i++) d = sat_add(d, d);
-  return std::min(d, options_.max_backoff_ns);
-}
-
 bool NbdSource::any_live() const {
   for (const Conn& c : conns_) {
     if (c.state != ConnState::kClosed) return true;
@@ -454,7 +440,7 @@ void NbdSource::start_connect(Conn* c, uint64_t now) {
     return;
   }
   c->state = ConnState::kConnecting;
-  c->deadline = sat_add(now, options_.connect_timeout_ns);
+  c->deadline = SatAdd(now, options_.connect_timeout_ns);
   if (nbd_aio_is_ready(c->h.get()) == 1) connected(c, now);  // a Unix socket can be quick
   else if (dead(c->h.get())) connect_failed(c, now);
 }
@@ -477,7 +463,7 @@ void NbdSource::connect_failed(Conn* c, uint64_t now) {
   c->h.reset();
   c->state = ConnState::kClosed;
   c->failures++;
-  c->retry_at = sat_add(now, backoff(c->failures));
+  c->retry_at = SatAdd(now, RetryBackoff(options_, c->failures));
   if (any_live()) return;
   // No connection left to carry the queued requests: each of them loses an attempt, so
   // a server that stays away fails them after `retries` backoffs instead of never.
@@ -573,7 +559,7 @@ void NbdSource::retry(Req* r, uint64_t now) {
     return;
   }
   retries_.fetch_add(1, std::memory_order_relaxed);
-  r->not_before = sat_add(now, backoff(r->attempts));
+  r->not_before = SatAdd(now, RetryBackoff(options_, r->attempts));
   delayed_.push_back(r);
 }
 
@@ -701,7 +687,7 @@ void NbdSource::run() {
   std::vector<pollfd> pfds;
   std::vector<Conn*> polled;
   std::vector<Fill*> in;
-  const uint64_t start = now_ns();
+  const uint64_t start = RemoteNowNs();
   // The other connections open at once, in the background.
   for (size_t i = 1; i < conns_.size(); i++) start_connect(&conns_[i], start);
   for (;;) {
@@ -716,7 +702,7 @@ void NbdSource::run() {
     }
     in.clear();
 
-    uint64_t now = now_ns();
+    uint64_t now = RemoteNowNs();
     // Deadlines first: an expired fill gives up its requests before they are sent again.
     for (size_t i = 0; i < fills_.size();) {
       if (fills_[i]->deadline <= now) {
@@ -777,7 +763,7 @@ void NbdSource::run() {
       uint64_t v;
       (void)!read(wake_.get(), &v, sizeof v);
     }
-    now = now_ns();
+    now = RemoteNowNs();
     for (size_t i = 0; i < polled.size(); i++) {
       Conn* c = polled[i];
       const short rev = pfds[i + 1].revents;
@@ -834,7 +820,7 @@ zx_status_t OpenNbd(const char* url, const RemoteOptions& options,
     if (err == EINVAL) return ZX_ERR_INVALID_ARGS;
     return connect_status(err);
   }
-  const uint64_t deadline = sat_add(now_ns(), options.connect_timeout_ns);
+  const uint64_t deadline = SatAdd(RemoteNowNs(), options.connect_timeout_ns);
   int err = 0;
   std::string msg;
   zx_status_t st = drive(

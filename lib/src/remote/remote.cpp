@@ -2,6 +2,9 @@
 // build has for its scheme.
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <algorithm>
 
 #include "remote_source.h"
 
@@ -22,6 +25,18 @@ bool has_scheme(const char* s, const char* const (&schemes)[N]) {
 }
 
 }  // namespace
+
+uint64_t RemoteNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t RetryBackoff(const RemoteOptions& o, uint32_t attempt) {
+  uint64_t d = o.backoff_ns;
+  for (uint32_t i = 1; i < attempt && d < o.max_backoff_ns; i++) d = SatAdd(d, d);
+  return std::min(d, o.max_backoff_ns);
+}
 
 uint64_t RemoteSource::readahead_hint() {
   RemoteStats st;

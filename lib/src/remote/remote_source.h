@@ -61,6 +61,13 @@ struct RemoteStats {
   uint32_t connections = 0; // open now
 };
 
+// Helpers both sources share (remote.cpp).
+uint64_t RemoteNowNs();  // CLOCK_MONOTONIC
+inline uint64_t SatAdd(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+// The delay before retry number `attempt` (1-based): backoff_ns doubling, capped at
+// max_backoff_ns.
+uint64_t RetryBackoff(const RemoteOptions& o, uint32_t attempt);
+
 // The round trip read-ahead must cover is the path's, not the queue in front of it: with
 // many requests in flight a request's time includes waiting behind the others (in the
 // server's threads, in the socket), which an average would count and which grows with
