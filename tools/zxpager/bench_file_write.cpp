@@ -79,6 +79,10 @@ class Source {
 struct Timing {
   double open = 0, write = 0, sync = 0, close = 0;
   double total() const { return open + write + sync + close; }
+  // From the five instants that bound the four phases.
+  static Timing between(double t0, double t1, double t2, double t3, double t4) {
+    return Timing{t1 - t0, t2 - t1, t3 - t2, t4 - t3};
+  }
 };
 
 // Writes the run's pages into a writable mapping of the file.
@@ -97,7 +101,6 @@ void write_mapping(uint8_t* p, uint64_t size, Pattern pat, const std::vector<uin
 std::optional<Timing> run_zxpager(const WriteOptions& o, Pattern pat,
                                   const std::vector<uint64_t>& order, uint64_t run,
                                   Source& src) {
-  Timing t;
   double t0 = now_s();
   zxp_file_options_t fo{};
   fo.flags = ZXP_FILE_WRITEBACK;
@@ -129,16 +132,11 @@ std::optional<Timing> run_zxpager(const WriteOptions& o, Pattern pat,
                zx_status_get_string(st), zx_status_get_string(cst));
     return std::nullopt;
   }
-  t.open = t1 - t0;
-  t.write = t2 - t1;
-  t.sync = t3 - t2;
-  t.close = t4 - t3;
-  return t;
+  return Timing::between(t0, t1, t2, t3, t4);
 }
 
 std::optional<Timing> run_mmap(const WriteOptions& o, Pattern pat,
                                const std::vector<uint64_t>& order, uint64_t run, Source& src) {
-  Timing t;
   double t0 = now_s();
   zxp::UniqueFd fd(open(o.file.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) return std::nullopt;
@@ -156,16 +154,11 @@ std::optional<Timing> run_mmap(const WriteOptions& o, Pattern pat,
     fmt::print(stderr, "bench file --write: mmap: msync: {}\n", strerror(errno));
     return std::nullopt;
   }
-  t.open = t1 - t0;
-  t.write = t2 - t1;
-  t.sync = t3 - t2;
-  t.close = t4 - t3;
-  return t;
+  return Timing::between(t0, t1, t2, t3, t4);
 }
 
 std::optional<Timing> run_pwrite(const WriteOptions& o, Pattern pat,
                                  const std::vector<uint64_t>& order, uint64_t run, Source& src) {
-  Timing t;
   double t0 = now_s();
   zxp::UniqueFd fd(open(o.file.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd) return std::nullopt;
@@ -192,11 +185,7 @@ std::optional<Timing> run_pwrite(const WriteOptions& o, Pattern pat,
     fmt::print(stderr, "bench file --write: pwrite: {}\n", strerror(errno));
     return std::nullopt;
   }
-  t.open = t1 - t0;
-  t.write = t2 - t1;
-  t.sync = t3 - t2;
-  t.close = t4 - t3;
-  return t;
+  return Timing::between(t0, t1, t2, t3, t4);
 }
 
 // Reads back what run `run` wrote (all of the random pages; one page in 64 and the last
