@@ -94,8 +94,7 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
   if (home_len > 0) {
     void* p = shared ? mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_NORESERVE, memfd.get(), 0)
-                     : mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     : map_anonymous_aligned(home_len, PROT_READ | PROT_WRITE);
     if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     home = reinterpret_cast<uintptr_t>(p);
     // A forked child must not inherit the range: it would read zeros where pages are
@@ -1009,8 +1008,8 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
     if (torn_down_) return ZX_OK;
     old = home_;
   }
-  void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+  // Aligned as the home was, so the move keeps huge pages whole.
+  void* reserve = map_anonymous_aligned(size_, PROT_NONE);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
   if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_) != ZX_OK) {
     munmap(reserve, size_);  // (the next home)
