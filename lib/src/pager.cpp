@@ -100,6 +100,10 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     // A forked child must not inherit the range: it would read zeros where pages are
     // missing, with nobody to page them in.
     madvise(p, home_len, MADV_DONTFORK);
+    // A private home may take huge pages: a fault where nothing is yet then reaches the
+    // pager without the kernel allocating a page table there first, so a later supply of
+    // the whole aligned 2 MiB unit can still move one huge page into place.
+    if (!shared && home_len >= kHugePageSize) madvise(p, home_len, MADV_HUGEPAGE);
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
     const bool wp = service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
