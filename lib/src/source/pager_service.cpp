@@ -52,6 +52,11 @@ constexpr unsigned kStreams = 8;
 constexpr uint64_t kInitialWindowPages = 32;  // 128 KiB, the kernel's default read-ahead
 // A transparent huge page: the unit a huge VMO is filled and supplied in where it can be.
 constexpr uint64_t kUnitPages = (2u << 20) / kPage;
+// Free huge slots kept populated ahead of use while huge fills are going on: a fresh
+// huge page is zeroed by the kernel when first touched, which on a host with expensive
+// first touches costs more than reading the unit into it; done ahead, on its own thread,
+// it overlaps with the reads and supplies.
+constexpr uint32_t kReadyHugeSlots = 8;
 
 // Whether the kernel gives transparent huge pages to memory that asks (MADV_HUGEPAGE).
 bool thp_available() {
@@ -181,6 +186,7 @@ class PagerService::Impl {
     zx::vmo aux;
     uint8_t* base = nullptr;
     uint64_t size = 0;
+    bool ready = false;  // free and populated (a huge slot; guarded by slots_mu_)
   };
   struct Resident {
     std::weak_ptr<Vmo> vmo;
@@ -197,8 +203,12 @@ class PagerService::Impl {
   std::condition_variable slots_cv_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
-  std::vector<uint32_t> free_huge_;
+  std::vector<uint32_t> free_huge_;  // the back is used next: ready slots go there
   bool huge_ = false;  // huge slots exist
+  uint32_t ready_huge_ = 0;  // free huge slots populated (guarded by slots_mu_)
+  bool ready_stop_ = false;  // (guarded by slots_mu_)
+  std::condition_variable ready_cv_;
+  std::thread ready_thread_;
 
   std::mutex vmos_mu_;
   std::unordered_map<uint32_t, std::shared_ptr<Vmo>> vmos_;
@@ -275,6 +285,7 @@ class PagerService::Impl {
     std::reverse(free_huge_.begin(), free_huge_.end());
     for (uint32_t i = 0; i < opt_.pager_threads; i++) threads_.emplace_back([this] { loop(); });
     prefetch_thread_ = std::thread([this] { prefetch_loop(); });
+    if (huge_) ready_thread_ = std::thread([this] { ready_loop(); });
     return ZX_OK;
   }
 
@@ -297,6 +308,12 @@ class PagerService::Impl {
     }
     prefetch_cv_.notify_all();
     if (prefetch_thread_.joinable()) prefetch_thread_.join();
+    {
+      std::lock_guard lock(slots_mu_);
+      ready_stop_ = true;
+    }
+    ready_cv_.notify_all();
+    if (ready_thread_.joinable()) ready_thread_.join();
     for (size_t i = 0; i < threads_.size(); i++) {
       zx_port_packet_t pkt = {};
       pkt.key = kQuitKey;
@@ -738,7 +755,8 @@ class PagerService::Impl {
     batches_total_ += pieces;
   }
 
-  uint32_t acquire_slot(PagedSource* source, bool huge) {
+  // A free slot of the pool asked for; *populated: its memory is there already.
+  uint32_t acquire_slot(PagedSource* source, bool huge, bool* populated) {
     std::unique_lock lock(slots_mu_);
     std::vector<uint32_t>& pool = huge ? free_huge_ : free_slots_;
     if (pool.empty()) {
@@ -750,14 +768,58 @@ class PagerService::Impl {
     slots_cv_.wait(lock, [&] { return !pool.empty(); });
     uint32_t s = pool.back();
     pool.pop_back();
+    *populated = slots_[s].ready;
+    if (slots_[s].ready) {
+      slots_[s].ready = false;
+      ready_huge_--;
+    }
     return s;
   }
   void release_slot(uint32_t s) {
+    const bool huge = s >= opt_.aux_slots;
     {
       std::lock_guard lock(slots_mu_);
-      (s >= opt_.aux_slots ? free_huge_ : free_slots_).push_back(s);
+      // (Its huge page went with the supply, or was decommitted: not ready. Unready
+      // slots go to the front, used after the ready ones.)
+      if (huge) {
+        free_huge_.insert(free_huge_.begin(), s);
+      } else {
+        free_slots_.push_back(s);
+      }
     }
     slots_cv_.notify_all();  // (waiters of both pools share the condition)
+    if (huge) ready_cv_.notify_one();
+  }
+
+  // Keeps up to kReadyHugeSlots free huge slots populated while huge fills go on (each
+  // release of a huge slot asks for one more).
+  void ready_loop() {
+    std::unique_lock lock(slots_mu_);
+    for (;;) {
+      ready_cv_.wait(lock, [&] {
+        return ready_stop_ ||
+               (ready_huge_ < kReadyHugeSlots && free_huge_.size() > ready_huge_);
+      });
+      if (ready_stop_) return;
+      // The unready free slot used last; out of the pool while it is populated.
+      auto it = std::find_if(free_huge_.begin(), free_huge_.end(),
+                             [&](uint32_t i) { return !slots_[i].ready; });
+      const uint32_t s = *it;
+      free_huge_.erase(it);
+      lock.unlock();
+      const bool ok = madvise(slots_[s].base, slots_[s].size, MADV_POPULATE_WRITE) == 0;
+      lock.lock();
+      slots_[s].ready = ok;
+      if (ok) {
+        ready_huge_++;
+        free_huge_.push_back(s);
+      } else {
+        free_huge_.insert(free_huge_.begin(), s);
+      }
+      slots_cv_.notify_all();
+      // No memory now: try again at the next release, not in a loop.
+      if (!ok) ready_cv_.wait(lock);
+    }
   }
 
   void issue(const std::shared_ptr<Vmo>& v, const Run& r, uint64_t chunk, bool prefetch) {
@@ -767,7 +829,8 @@ class PagerService::Impl {
       // A whole aligned unit of a huge VMO: into a huge page at the same alignment (the
       // VMO and the slot are both 2 MiB aligned), so the supply moves it as one.
       const bool whole_unit = v->huge && p % kUnitPages == 0 && e - p == kUnitPages;
-      uint32_t slot = acquire_slot(v->source, whole_unit);
+      bool populated = false;
+      uint32_t slot = acquire_slot(v->source, whole_unit, &populated);
       auto* b = new Batch;
       b->vmo = v;
       b->slot = slot;
@@ -782,7 +845,9 @@ class PagerService::Impl {
       inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
       // Allocate the slot's pages in one call: a source copying into holes would take a
       // page fault per page, under the mmap lock the supplies take too.
-      if (e - p >= 16) madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
+      if (e - p >= 16 && !populated) {
+        madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
+      }
       FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b,
                       (prefetch || r.speculative) ? kFillSpeculative : 0u};
       v->source->fill(owner_, req);
