@@ -216,14 +216,16 @@ class FilePager::Impl {
       zx_status_t t = save_trace(record_path_.c_str());
       if (s == ZX_OK) s = t;
     }
-    if (addr_) {
-      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
-      addr_ = nullptr;
-    }
+    // Detached and its handle closed first, so that the unmap is the VMO's last reference
+    // and frees it in place (an unmap of a VMO that lives on moves its pages first).
     if (have_vmo_) {
       service_->detach_vmo(id_);
       zx_handle_close(vmo_);
       have_vmo_ = false;
+    }
+    if (addr_) {
+      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
+      addr_ = nullptr;
     }
     service_.reset();  // no fill in flight any more: the source can go
     source_.reset();

@@ -183,7 +183,9 @@ class PagerService::Impl {
   // pages); those after them, if any, are huge: one 2 MiB-aligned unit each, in a
   // transparent huge page, for fills of whole units of a huge VMO.
   struct Slot {
-    zx::vmo aux;
+    zx::vmo aux;            // a small slot's own aux VMO
+    zx_handle_t aux_handle = ZX_HANDLE_INVALID;  // its VMO: its own, or the huge slots' one
+    uint64_t aux_offset = 0;  // where the slot starts in it
     uint8_t* base = nullptr;
     uint64_t size = 0;
     bool ready = false;  // free and populated (a huge slot; guarded by slots_mu_)
@@ -204,6 +206,10 @@ class PagerService::Impl {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   std::vector<uint32_t> free_huge_;  // the back is used next: ready slots go there
+  // The huge slots are one aux VMO, mapped once: unmapped with one call (one TLB flush) at
+  // shutdown rather than one per slot.
+  zx::vmo huge_aux_;
+  uint8_t* huge_base_ = nullptr;
   bool huge_ = false;  // huge slots exist
   uint32_t ready_huge_ = 0;  // free huge slots populated (guarded by slots_mu_)
   bool ready_stop_ = false;  // (guarded by slots_mu_)
@@ -263,23 +269,44 @@ class PagerService::Impl {
     if ((st = zx::port::create(0, &port_)) != ZX_OK) return st;
     huge_ = move_ && opt_.huge_units && thp_available();
     slots_.resize(huge_ ? 2 * opt_.aux_slots : opt_.aux_slots);
+    const uint64_t unit = kUnitPages * kPage;
+    if (huge_) {
+      // (Anonymous aux VMOs of 2 MiB or more are 2 MiB aligned, so every slot is.) A huge
+      // slot's fill allocates one huge page, supplied whole.
+      const uint64_t len = uint64_t{opt_.aux_slots} * unit;
+      st = zx::vmo::create(len, ZXP_VMO_ANONYMOUS, &huge_aux_);
+      if (st != ZX_OK) return st;
+      zx_vaddr_t addr;
+      st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                       huge_aux_.get(), 0, len, &addr);
+      if (st != ZX_OK) return st;
+      huge_base_ = reinterpret_cast<uint8_t*>(addr);
+      madvise(huge_base_, len, MADV_HUGEPAGE);
+    }
     for (uint32_t i = 0; i < slots_.size(); i++) {
       Slot& s = slots_[i];
-      const bool huge = i >= opt_.aux_slots;
-      s.size = huge ? kUnitPages * kPage : opt_.max_fill;
+      if (i >= opt_.aux_slots) {
+        s.size = unit;
+        s.aux_handle = huge_aux_.get();
+        s.aux_offset = (i - opt_.aux_slots) * unit;
+        s.base = huge_base_ + s.aux_offset;
+        free_huge_.push_back(i);
+        continue;
+      }
+      s.size = opt_.max_fill;
       st = zx::vmo::create(s.size, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
       if (st != ZX_OK) return st;
+      s.aux_handle = s.aux.get();
+      s.aux_offset = 0;
       zx_vaddr_t addr;
       st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux.get(), 0,
                        s.size, &addr);
       if (st != ZX_OK) return st;
       s.base = reinterpret_cast<uint8_t*>(addr);
-      // (Anonymous aux VMOs of 2 MiB or more are 2 MiB aligned.) A huge slot's fill
-      // allocates one huge page, supplied whole; a small slot's pages stay small where
-      // the system default would make them huge, since a fill of a few pages from a huge
-      // page would zero 2 MiB and split it to move them.
-      if (move_) madvise(s.base, s.size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-      (huge ? free_huge_ : free_slots_).push_back(i);
+      // A small slot's pages stay small where the system default would make them huge: a
+      // fill of a few pages from a huge page would zero 2 MiB and split it to move them.
+      if (move_) madvise(s.base, s.size, MADV_NOHUGEPAGE);
+      free_slots_.push_back(i);
     }
     std::reverse(free_slots_.begin(), free_slots_.end());
     std::reverse(free_huge_.begin(), free_huge_.end());
@@ -323,9 +350,17 @@ class PagerService::Impl {
     for (auto& t : threads_) t.join();
     threads_.clear();
     for (Slot& s : slots_) {
-      if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base), s.size);
+      if (s.aux && s.base) {
+        zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base), s.size);
+      }
       s = Slot{};
     }
+    if (huge_base_) {
+      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(huge_base_),
+                    uint64_t{opt_.aux_slots} * kUnitPages * kPage);
+      huge_base_ = nullptr;
+    }
+    huge_aux_.reset();
     port_.reset();
     pager_.reset();
   }
@@ -900,7 +935,7 @@ class PagerService::Impl {
       const uint64_t off = (b->first + i) * kPage, len = (j - i) * kPage;
       if (fail_of[i] == ZX_OK) {
         zx_status_t st = zx_pager_supply_pages(pager_.get(), v.handle.get(), off, len,
-                                               slot.aux.get(), i * kPage);
+                                               slot.aux_handle, slot.aux_offset + i * kPage);
         if (st == ZX_OK) {
           supplied.push_back({b->first + i, b->first + j});
         } else {
@@ -922,7 +957,7 @@ class PagerService::Impl {
       i = j;
     }
     if (leftovers) {
-      zx_vmo_op_range(slot.aux.get(), ZX_VMO_OP_DECOMMIT, 0, n * kPage, nullptr, 0);
+      zx_vmo_op_range(slot.aux_handle, ZX_VMO_OP_DECOMMIT, slot.aux_offset, n * kPage, nullptr, 0);
     }
     uint64_t good = 0;
     for (auto& [a, e] : supplied) good += e - a;
