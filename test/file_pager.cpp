@@ -24,6 +24,7 @@
 #include <zxpager/paged_source.h>
 
 #include "file/file_source.h"
+#include "huge_pages.h"
 #include "pager_harness.h"
 
 namespace {
@@ -170,10 +171,7 @@ TEST_CASE("file pager: a sequential scan goes in whole 2 MiB units, unless told 
   std::vector<uint8_t> want = read_all(p);
   zxp_features_t f;
   REQUIRE(zxp_get_features(&f) == ZX_OK);
-  FILE* thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-  char buf[128] = {};
-  const bool thp_on = thp && fgets(buf, sizeof(buf), thp) && !strstr(buf, "[never]");
-  if (thp) fclose(thp);
+  const bool thp_on = huge_pages::enabled();
   for (int mode = 0; mode < 4; mode++) {
     zxp::FilePager::Options o;
     o.direct = mode == 1;

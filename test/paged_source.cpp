@@ -14,6 +14,7 @@
 #include <zircon/syscalls.h>
 #include <zxpager/paged_source.h>
 
+#include "huge_pages.h"
 #include "pager_harness.h"
 
 namespace {
@@ -277,40 +278,6 @@ TEST_CASE("paged source: destroying the service with faults pending fails them")
   zx_handle_close(vmo);
 }
 
-namespace {
-
-// AnonHugePages of the mapping that holds `addr`, in bytes (/proc/self/smaps).
-uint64_t anon_huge_bytes(const void* addr) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-  FILE* f = fopen("/proc/self/smaps", "re");
-  if (!f) return 0;
-  char line[512];
-  bool inside = false;
-  uint64_t out = 0;
-  while (fgets(line, sizeof(line), f)) {
-    uintptr_t lo, hi;
-    unsigned long long kb;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ':') > strchr(line, '-')) {
-      inside = a >= lo && a < hi;
-    } else if (inside && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
-      out = kb * 1024;
-      break;
-    }
-  }
-  fclose(f);
-  return out;
-}
-
-bool thp_enabled() {
-  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-  if (!f) return false;
-  char buf[128] = {};
-  const bool ok = fgets(buf, sizeof(buf), f) && !strstr(buf, "[never]");
-  fclose(f);
-  return ok;
-}
-
-}  // namespace
 
 TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB units") {
   pager_test::install_fault_handlers();
@@ -334,9 +301,9 @@ TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB u
       zxp_service_stats_t s;
       REQUIRE(f.svc->get_stats(&s) == ZX_OK);
       CHECK(s.pages_failed == 0);
-      if (!huge || !features.anon_supply_by_move || !thp_enabled()) {
+      if (!huge || !features.anon_supply_by_move || !huge_pages::enabled()) {
         CHECK(s.huge_units == 0);
-        if (!huge) CHECK(anon_huge_bytes(f.base) == 0);
+        if (!huge) CHECK(huge_pages::anon_huge_bytes(f.base) == 0);
         continue;
       }
       // The first unit goes in small pages (the stream is not known to be sequential
@@ -345,8 +312,8 @@ TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB u
       CHECK(s.huge_units <= 4);
       // Where the kernel gave a huge page for each unit, the mapping holds them (the
       // kernel may refuse one when memory is fragmented: not a failure of the pager).
-      if (anon_huge_bytes(f.base) == 0) WARN("no AnonHugePages in the mapping");
-      CHECK(anon_huge_bytes(f.base) <= s.huge_units * (2u << 20));
+      if (huge_pages::anon_huge_bytes(f.base) == 0) WARN("no AnonHugePages in the mapping");
+      CHECK(huge_pages::anon_huge_bytes(f.base) <= s.huge_units * (2u << 20));
     }
   }
 }

@@ -9,8 +9,6 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,27 +16,16 @@
 #include <zircon/syscalls.h>
 #include <zxpager/zxpager.h>
 
+#include "huge_pages.h"
+
 namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kHuge = 2u << 20;
 constexpr uint64_t kUnitPages = kHuge / kPage;
 
-// AnonHugePages of the mapping that holds `addr`, in bytes (/proc/self/smaps).
 uint64_t anon_huge_bytes(uintptr_t addr) {
-  std::ifstream in("/proc/self/smaps");
-  std::string line;
-  bool inside = false;
-  while (std::getline(in, line)) {
-    uintptr_t lo, hi;
-    if (sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find('-')) {
-      inside = addr >= lo && addr < hi;
-      continue;
-    }
-    unsigned long long kb;
-    if (inside && sscanf(line.c_str(), "AnonHugePages: %llu kB", &kb) == 1) return kb * 1024;
-  }
-  return 0;
+  return huge_pages::anon_huge_bytes(reinterpret_cast<const void*>(addr));
 }
 
 uint8_t byte_of(uint64_t page, uint64_t i) { return static_cast<uint8_t>(page * 7 + i / 512 + 1); }
