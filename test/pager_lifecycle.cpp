@@ -308,6 +308,28 @@ TEST_CASE("Unmapping under a blocked thread wakes it into SIGSEGV") {
     REQUIRE(tp.supply(vmo, 0, 8) == ZX_OK);
     REQUIRE(vmo->check_read(0, 8));
   }
+  SECTION("a private VMO's last reference: freed in place, the thread still gets SIGSEGV") {
+    // No handle left, so the unmap tears the VMO down where it is (no move to a new
+    // home): the blocked thread must still take SIGSEGV, not the FAIL of the detach that
+    // comes with the teardown, and the pager hears COMPLETE.
+    const uint64_t pages = GENERATE(as<uint64_t>{}, 4, 1024);  // (and one of 4 MiB)
+    TestVmo* vmo = tp.create_vmo(pages, true, ZXP_PAGER_VMO_PRIVATE);
+    REQUIRE(vmo);
+    REQUIRE(tp.supply(vmo, 2, 1) == ZX_OK);
+    Faulter f(vmo, 0, Access::kMapping);
+    REQUIRE(tp.wait_for_request(vmo, 0, 1));
+    close_vmo(vmo);
+    REQUIRE(tp.no_packet());
+    unmap_vmo(vmo);
+    REQUIRE(f.wait());
+    REQUIRE(f.outcome() == Faulter::Outcome::kSigsegv);
+    REQUIRE(f.fault_addr() == f.touched_addr());
+    REQUIRE(tp.wait_for_complete(vmo));
+    REQUIRE(tp.no_packet());
+    zxp_pager_stats_t s;
+    REQUIRE(zxp_pager_get_stats(tp.pager(), &s) == ZX_OK);
+    REQUIRE(s.vmos_live == 0);
+  }
 }
 
 // Regression: zx_vmar_unmap returned once its REMAP event was read but before it was

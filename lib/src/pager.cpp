@@ -1005,10 +1005,22 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   if (shared_) return unmap_shared(addr, len);
   // No handle left, and this is the one mapping: the VMO goes with it. Tear it down here,
   // pages and all, rather than move them to a new home only to free them there: the move
-  // costs far more than the unmap (tens of milliseconds a GiB). Threads blocked in the
-  // range are woken by the unregistration into SIGSEGV, as below. (mapping_removed()
+  // costs far more than the unmap (tens of milliseconds a GiB). As below, the addresses
+  // stop working first and threads blocked there take SIGSEGV (woken by the
+  // unregistration in teardown), not the FAIL the detach would send them. (mapping_removed()
   // then finds the VMO torn down already.)
   if (handle_count() == 0 && num_mappings() == 1) {
+    uintptr_t home;
+    {
+      std::lock_guard lock(mu_);
+      if (torn_down_) return ZX_OK;
+      home = home_;
+    }
+    mprotect(reinterpret_cast<void*>(home), size(), PROT_NONE);
+    {
+      std::lock_guard lock(mu_);
+      map_waiters_.clear();
+    }
     on_unreferenced();
     return ZX_OK;
   }
