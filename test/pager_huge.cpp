@@ -161,7 +161,12 @@ TEST_CASE("evicting one page of a 2 MiB supply drops that page only and asks for
   Fixture fx(2 * kHuge, kHuge);
   // Eviction in use before the supply: only pages supplied from then on are provably
   // clean (they are supplied write-protected, by COPY, not in huge units).
-  REQUIRE(zxp_vmo_evict(fx.vmo, 0, kPage, nullptr) == ZX_OK);
+  const zx_status_t first = zxp_vmo_evict(fx.vmo, 0, kPage, nullptr);
+  if (first == ZX_ERR_NOT_SUPPORTED) {
+    WARN("no userfaultfd write-protection here (or ZXPAGER_DISABLE): no eviction");
+    return;
+  }
+  REQUIRE(first == ZX_OK);
   fx.fill_huge(0, 0, kUnitPages);
   REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, 0, kHuge, fx.aux, 0) == ZX_OK);
   uint64_t evicted = 0;
