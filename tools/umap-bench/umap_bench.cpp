@@ -150,6 +150,7 @@ struct ConfigResult {
   uint64_t page_size = 0, bufsize = 0, fillers = 0, evictors = 0, max_fault_events = 0;
   int low_water = 0, high_water = 0;
   Cell cell[2][2];  // [cold][pattern]
+  uint64_t max_cached_after_drop = 0;  // pages of the file cached just after a cold drop
   char error[512] = {};
 };
 
@@ -264,6 +265,9 @@ bool run_once(int fd, uint64_t region, Pattern pat, const std::vector<uint64_t>&
       for (int i = 0; i < o.repeat; i++) {
         if (c) {
           drop_cache(o.file);
+          // Someone else reading the file makes a cold run partly warm: say so.
+          res.max_cached_after_drop =
+              std::max(res.max_cached_after_drop, cached_pages(o.file, size));
         } else {
           warm_cache(o.file, size, nullptr, nullptr, nullptr);
         }
@@ -564,6 +568,12 @@ int main(int argc, char** argv) {
              static_cast<unsigned long long>(r.max_fault_events));
     }
     if (r.error[0]) printf("%s: FAILED: %s\n", names[i].c_str(), r.error);
+    if (cold && r.max_cached_after_drop > pages / 100) {
+      printf("%s: WARNING: up to %llu of %llu pages were cached right after a cold run's drop "
+             "(another process reading the file?): its cold numbers are partly warm\n",
+             names[i].c_str(), static_cast<unsigned long long>(r.max_cached_after_drop),
+             static_cast<unsigned long long>(pages));
+    }
   }
 
   auto seq_cell = [&](const Cell& c, double t) {
