@@ -23,7 +23,7 @@ tests=(${TEST_KERNELS_TESTS:-kernel_paths vmo vmar pager_basic pager_supply page
        pager_remote paged_source_remote blobfsd_serve blobfsd_robust
        pager_shared pager_shared_remote blobfsd_shared blobfsd_hostile
        pager_conformance zircon_pager_1 zircon_pager_2 vmar_nested
-       pager_resize pager_vmo_stats pager_dirty file_writeback
+       pager_resize pager_vmo_stats pager_dirty file_writeback pager_huge
        zircon_writeback_1 zircon_writeback_2})
 # Seconds each test may take under TCG (tens of times slower than the host).
 per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
