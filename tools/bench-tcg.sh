@@ -12,6 +12,10 @@
 #   --repeat N       runs per configuration in both benches, the median is kept (default 3)
 #   --memory M       guest memory (qemu -m; default 3G)
 #   --smp N          guest CPUs (default 2, as this machine has)
+#   --tcg-thread T   single (default): one host thread runs every vCPU in turn, so a thread
+#                    woken on the other vCPU runs without the host scheduler's latency
+#                    (multi: a host thread per vCPU; a userfaultfd round trip then costs
+#                    2-9 ms on a busy host instead of 0.1-0.3 ms)
 #   --thp MODE       the guest's transparent huge pages: always, madvise or never (default
 #                    madvise, as on most distributions; Debian's kernel alone says always)
 #   --timeout S      seconds the guest may run in all (default 1740: under 30 minutes)
@@ -31,7 +35,7 @@ set -euo pipefail
 log() { printf 'bench-tcg: %s\n' "$*" >&2; }
 die() { log "$*"; exit 2; }
 
-kernel=linux-image-6.12-amd64 size=256M repeat=3 memory=3G smp=2 thp=madvise timeout_s=1740 only="" file_args=""
+kernel=linux-image-6.12-amd64 size=256M repeat=3 memory=3G smp=2 tcg_thread=single thp=madvise timeout_s=1740 only="" file_args=""
 zxpager="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=${2:?--repeat needs a number}; shift 2 ;;
     --memory) memory=${2:?--memory needs a value}; shift 2 ;;
     --smp) smp=${2:?--smp needs a number}; shift 2 ;;
+    --tcg-thread) tcg_thread=${2:?--tcg-thread needs single or multi}; shift 2 ;;
     --thp) thp=${2:?--thp needs always, madvise or never}; shift 2 ;;
     --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
     --only) only=${2:?--only needs mech or file}; shift 2 ;;
@@ -47,7 +52,7 @@ while [ $# -gt 0 ]; do
     --zxpager) zxpager=${2:?--zxpager needs a path}; shift 2 ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -61,6 +66,7 @@ zxpager=${zxpager:-$repo/build/tools/zxpager/zxpager}
 [[ "$smp" =~ ^[1-9][0-9]*$ ]] || die "--smp takes a whole number >= 1"
 [[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die "--timeout takes whole seconds"
 [[ "$memory" =~ ^[1-9][0-9]*[MG]$ ]] || die "--memory takes a size like 3G or 2048M"
+case "$tcg_thread" in single|multi) ;; *) die "--tcg-thread takes single or multi" ;; esac
 case "$thp" in always|madvise|never) ;; *) die "--thp takes always, madvise or never" ;; esac
 case "$only" in ""|mech|file) ;; *) die "--only takes mech or file" ;; esac
 bytes=$(numfmt --from=iec "$size" 2>/dev/null) || die "--size: not a size: $size"
@@ -217,19 +223,19 @@ here=$("$zxpager" bench --only kernel-anon --region 4M --repeat 1 --quiet 2>/dev
 console=$cache/bench-tcg-console-$pkg.log
 [ -n "$out" ] && : >"$out"
 emit() { printf '%s\n' "$*"; if [ -n "$out" ]; then printf '%s\n' "$*" >>"$out"; fi; }
-emit "# tools/bench-tcg.sh --kernel $pkg --size $size --repeat $repeat --memory $memory --smp $smp --thp $thp" \
+emit "# tools/bench-tcg.sh --kernel $pkg --size $size --repeat $repeat --memory $memory --smp $smp --tcg-thread $tcg_thread --thp $thp" \
      "${only:+--only $only }${file_args:+--file-args '$file_args' }-- ${bench_args[*]}"
 emit "# $(date -u '+%Y-%m-%d %H:%M UTC'); qemu $(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')" \
-     "-accel tcg -cpu max -smp $smp -m $memory, virtio disk (raw image, host page cache)"
+     "-accel tcg,thread=$tcg_thread -cpu max -smp $smp -m $memory, virtio disk (raw image, host page cache)"
 emit "# this machine, outside the guest:"
 while IFS= read -r l; do emit "#   $l"; done <<<"$here"
 
-log "booting $pkg under qemu (TCG, $smp vCPUs, $memory), at most $timeout_s s; console in $console"
+log "booting $pkg under qemu (TCG $tcg_thread-threaded, $smp vCPUs, $memory), at most $timeout_s s; console in $console"
 start=$SECONDS
 # -nodefaults: no NIC (its option ROM) or VGA; the serial port is the only console and
 # stdin is not the terminal, so qemu leaves the terminal alone.
 set +e
-timeout "$timeout_s" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$smp" -m "$memory" \
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg,thread="$tcg_thread" -cpu max -smp "$smp" -m "$memory" \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
     -drive file="$work/disk.img",format=raw,if=virtio,cache=writeback \
