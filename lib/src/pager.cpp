@@ -94,13 +94,16 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
   if (home_len > 0) {
     void* p = shared ? mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_NORESERVE, memfd.get(), 0)
-                     : mmap(nullptr, home_len, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     : map_anonymous_aligned(home_len, PROT_READ | PROT_WRITE);
     if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     home = reinterpret_cast<uintptr_t>(p);
     // A forked child must not inherit the range: it would read zeros where pages are
     // missing, with nobody to page them in.
     madvise(p, home_len, MADV_DONTFORK);
+    // A private home may take huge pages: a fault where nothing is yet then reaches the
+    // pager without the kernel allocating a page table there first, so a later supply of
+    // the whole aligned 2 MiB unit can still move one huge page into place.
+    if (!shared && home_len >= kHugePageSize) madvise(p, home_len, MADV_HUGEPAGE);
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
     const bool wp = service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
@@ -1009,8 +1012,8 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
     if (torn_down_) return ZX_OK;
     old = home_;
   }
-  void* reserve = mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+  // Aligned as the home was, so the move keeps huge pages whole.
+  void* reserve = map_anonymous_aligned(size_, PROT_NONE);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
   if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(reserve), size_) != ZX_OK) {
     munmap(reserve, size_);  // (the next home)

@@ -62,6 +62,22 @@ class Pagemap {
 
 }  // namespace
 
+void* map_anonymous_aligned(uint64_t len, int prot) {
+  constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (len < kHugePageSize || len > UINT64_MAX - kHugePageSize) {
+    return mmap(nullptr, len, prot, kFlags, -1, 0);
+  }
+  // Reserve a huge page more than asked and trim both ends to the aligned part.
+  void* p = mmap(nullptr, len + kHugePageSize, prot, kFlags, -1, 0);
+  if (p == MAP_FAILED) return p;
+  const uintptr_t raw = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t start = (raw + kHugePageSize - 1) & ~(kHugePageSize - 1);
+  if (start > raw) munmap(p, start - raw);
+  const uintptr_t tail = raw + len + kHugePageSize - (start + len);
+  if (tail > 0) munmap(reinterpret_cast<void*>(start + len), tail);
+  return reinterpret_cast<void*>(start);
+}
+
 uint64_t resident_bytes(const void* addr, uint64_t len) {
   if (len == 0) return 0;
   // Whole pages: a length that is not a page multiple counts the page it ends in.
@@ -362,8 +378,8 @@ zx_status_t MemfdVmo::source_view(const uint8_t** base) {
 zx_status_t AnonVmo::create(uint64_t size, std::shared_ptr<AnonVmo>* out) {
   void* p = nullptr;
   if (size > 0) {
-    p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-             -1, 0);
+    // Aligned: a huge page filled here can be supplied as one (see map_anonymous_aligned).
+    p = map_anonymous_aligned(size, PROT_READ | PROT_WRITE);
     if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
     // A forked child must not share (and so pin as non-exclusive) pages that supply will
     // move: UFFDIO_MOVE refuses pages mapped by more than one process.

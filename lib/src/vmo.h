@@ -22,6 +22,16 @@ inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kMaxVmoSize = 1ull << 46;
 
 inline bool page_aligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
+
+// A transparent huge page: the unit UFFDIO_MOVE moves as one page-table entry.
+inline constexpr uint64_t kHugePageSize = 2ull << 20;
+
+// An anonymous private mapping (PROT_READ|PROT_WRITE, MAP_NORESERVE) of `len` bytes whose
+// start is 2 MiB aligned when it is at least 2 MiB long, so that a supply of a whole
+// aligned 2 MiB unit from an aligned aux range moves one huge page-table entry instead of
+// 512 small ones (Linux aligns large anonymous mappings itself only since 6.7, and not
+// every length). `prot` as mmap's. MAP_FAILED (errno set) on failure; unmap with munmap.
+void* map_anonymous_aligned(uint64_t len, int prot);
 // Rounds up to whole pages; false on overflow.
 inline bool round_up_page(uint64_t v, uint64_t* out) {
   if (v > UINT64_MAX - (kPageSize - 1)) return false;

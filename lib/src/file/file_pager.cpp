@@ -139,6 +139,7 @@ class FilePager::Impl {
     // A shared VMO is supplied by COPY whatever the aux memory (writing back needs one):
     // memfd aux then, and the statistics' uses_move says so.
     so.force_copy = o.force_copy || o.writeback;
+    so.huge_units = !o.small_pages;
     so.budget_bytes = o.budget_bytes;
     return so;
   }
@@ -334,6 +335,7 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
   if (options) {
     o.direct = options->flags & ZXP_FILE_DIRECT;
     o.force_copy = options->flags & ZXP_FILE_COPY;
+    o.small_pages = options->flags & ZXP_FILE_SMALL_PAGES;
     o.writable = options->flags & ZXP_FILE_WRITABLE;
     o.writeback = options->flags & ZXP_FILE_WRITEBACK;
     if (options->pager_threads) o.pager_threads = options->pager_threads;

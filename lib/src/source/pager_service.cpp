@@ -12,6 +12,8 @@
 // evicted).
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -48,6 +50,18 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kQuitKey = ~0ull;
 constexpr unsigned kStreams = 8;
 constexpr uint64_t kInitialWindowPages = 32;  // 128 KiB, the kernel's default read-ahead
+// A transparent huge page: the unit a huge VMO is filled and supplied in where it can be.
+constexpr uint64_t kUnitPages = (2u << 20) / kPage;
+
+// Whether the kernel gives transparent huge pages to memory that asks (MADV_HUGEPAGE).
+bool thp_available() {
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+  if (!f) return false;
+  char buf[128] = {};
+  const bool ok = fgets(buf, sizeof(buf), f) != nullptr && !strstr(buf, "[never]");
+  fclose(f);
+  return ok;
+}
 
 uint64_t now_ns() {
   timespec ts;
@@ -83,6 +97,7 @@ class PagerService::Impl {
     uint64_t t0 = 0;      // request received, if this batch holds a requested first page
     uint64_t speculative = 0;
     bool prefetch = false;
+    bool whole_unit = false;  // a 2 MiB unit in a huge slot
     std::mutex mu;
     struct Failed {
       uint64_t first, end;
@@ -103,6 +118,9 @@ class PagerService::Impl {
     uint64_t ra_max;   // pages: the window's cap now
     uint64_t ra_base;  // pages: readahead_max (the cap unless the source asks for more)
     uint64_t ra_limit; // pages: how far the source's readahead_hint() may raise ra_max
+    // Filled in whole aligned 2 MiB units where it can be (Options::huge_units): a private
+    // VMO supplied by MOVE, its granule a divisor of the unit.
+    bool huge = false;
     std::mutex mu;
     std::condition_variable idle;
     bool detached = false;
@@ -156,9 +174,13 @@ class PagerService::Impl {
       return it != inflight.end() && it->first < b;
     }
   };
+  // Aux memory for one fill. Slots [0, aux_slots) are small (max_fill bytes, never huge
+  // pages); those after them, if any, are huge: one 2 MiB-aligned unit each, in a
+  // transparent huge page, for fills of whole units of a huge VMO.
   struct Slot {
     zx::vmo aux;
     uint8_t* base = nullptr;
+    uint64_t size = 0;
   };
   struct Resident {
     std::weak_ptr<Vmo> vmo;
@@ -175,6 +197,8 @@ class PagerService::Impl {
   std::condition_variable slots_cv_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> free_huge_;
+  bool huge_ = false;  // huge slots exist
 
   std::mutex vmos_mu_;
   std::unordered_map<uint32_t, std::shared_ptr<Vmo>> vmos_;
@@ -208,7 +232,7 @@ class PagerService::Impl {
         readahead_pages{0}, readahead_hits{0}, readahead_waste{0}, prefetch_pages{0},
         pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0},
         syncs{0}, background_syncs{0}, pages_dirtied{0}, pages_written_back{0},
-        writeback_bytes{0};
+        writeback_bytes{0}, huge_units{0};
   } c_;
   LatencyHistogram latency_;
   LatencyHistogram sync_latency_;
@@ -227,18 +251,28 @@ class PagerService::Impl {
     move_ = f.anon_supply_by_move && !opt_.force_copy;
     if ((st = zx::pager::create(0, &pager_)) != ZX_OK) return st;
     if ((st = zx::port::create(0, &port_)) != ZX_OK) return st;
-    slots_.resize(opt_.aux_slots);
-    for (uint32_t i = 0; i < opt_.aux_slots; i++) {
+    huge_ = move_ && opt_.huge_units && thp_available();
+    slots_.resize(huge_ ? 2 * opt_.aux_slots : opt_.aux_slots);
+    for (uint32_t i = 0; i < slots_.size(); i++) {
       Slot& s = slots_[i];
-      st = zx::vmo::create(opt_.max_fill, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+      const bool huge = i >= opt_.aux_slots;
+      s.size = huge ? kUnitPages * kPage : opt_.max_fill;
+      st = zx::vmo::create(s.size, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
       if (st != ZX_OK) return st;
       zx_vaddr_t addr;
       st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux.get(), 0,
-                       opt_.max_fill, &addr);
+                       s.size, &addr);
       if (st != ZX_OK) return st;
       s.base = reinterpret_cast<uint8_t*>(addr);
-      free_slots_.push_back(opt_.aux_slots - 1 - i);
+      // (Anonymous aux VMOs of 2 MiB or more are 2 MiB aligned.) A huge slot's fill
+      // allocates one huge page, supplied whole; a small slot's pages stay small where
+      // the system default would make them huge, since a fill of a few pages from a huge
+      // page would zero 2 MiB and split it to move them.
+      if (move_) madvise(s.base, s.size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+      (huge ? free_huge_ : free_slots_).push_back(i);
     }
+    std::reverse(free_slots_.begin(), free_slots_.end());
+    std::reverse(free_huge_.begin(), free_huge_.end());
     for (uint32_t i = 0; i < opt_.pager_threads; i++) threads_.emplace_back([this] { loop(); });
     prefetch_thread_ = std::thread([this] { prefetch_loop(); });
     return ZX_OK;
@@ -272,8 +306,7 @@ class PagerService::Impl {
     for (auto& t : threads_) t.join();
     threads_.clear();
     for (Slot& s : slots_) {
-      if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base),
-                                opt_.max_fill);
+      if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base), s.size);
       s = Slot{};
     }
     port_.reset();
@@ -402,6 +435,10 @@ class PagerService::Impl {
     zx_vmo_get_size(v->handle.get(), &rounded);
     v->pages = rounded / kPage;
     v->resident.assign((v->pages + 63) / 64, 0);
+    // Huge units need MOVE (a private VMO, MOVE-able aux) and untracked supplies (a page
+    // supplied write-protected for eviction goes in by COPY, one page at a time).
+    v->huge = huge_ && o.private_memory && !o.evictable && !opt_.budget_bytes &&
+              kUnitPages % v->granule == 0 && v->pages >= kUnitPages;
     if ((o.evictable || opt_.budget_bytes) && v->pages > 0) {
       // The first zxp_vmo_evict on a VMO turns on write tracking, so that pages supplied
       // from now on can be proven clean and dropped.
@@ -585,6 +622,8 @@ class PagerService::Impl {
     // Two windows ahead keep reads in flight while the reader consumes the first; under a
     // budget one (the window is a quarter of the budget already).
     uint64_t target = std::min(v.pages, end + s->window * (opt_.budget_bytes ? 1 : 2));
+    // A huge VMO's read-ahead ends on a unit boundary, so that its pieces are whole units.
+    if (v.huge) target = std::min(v.pages, (target + kUnitPages - 1) / kUnitPages * kUnitPages);
     uint64_t start = std::max(s->ahead_end, end);
     // Extend only by a worthwhile piece (a quarter window), or to the end of the VMO.
     if (target <= start || (target - start < s->window / 4 && target != v.pages)) return end;
@@ -610,13 +649,17 @@ class PagerService::Impl {
       // Requested pages are missing by definition: fetch all of them not in flight, even
       // if our bitmap says resident (the program may have dropped them).
       uint64_t a = align_down(v, first), b = align_up(v, end);
-      collect(v, a, b, false, t0, false, &runs);
-      if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
       uint64_t from;
       // The stream continues at the end of the whole granules fetched, not at the end of
       // the pages asked for: a reader of a VMO with 32 KiB granules faults next at the
       // granule after, which would otherwise never match its stream (no read-ahead).
       uint64_t ra_end = plan_readahead(v, first, b, &from);
+      // A sequential reader of a huge VMO that got ahead of the read-ahead asks for the
+      // whole unit it is in, if none of it is here or coming: one page alone would leave
+      // the unit in small pages for good.
+      if (v.huge && ra_end > from) widen_to_unit(v, &a, &b);
+      collect(v, a, b, false, t0, false, &runs);
+      if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
       if (ra_end > from) {
         from = std::max(from, b);
         ra_end = align_up(v, ra_end);
@@ -631,6 +674,9 @@ class PagerService::Impl {
           chunk = std::max<uint64_t>(v.granule, std::min(window / 4, opt_.max_fill / kPage));
         }
       }
+      // A huge VMO's pieces are its units (a run's partial units at either end on their
+      // own).
+      if (v.huge) chunk = kUnitPages;
       if (v.opt.record) {
         // The trace holds what this request made us fetch, read-ahead included: a page a
         // run got by read-ahead must be in the set replayed for the next run.
@@ -656,44 +702,72 @@ class PagerService::Impl {
     v.trace.push_back({a, b - a});
   }
 
+  // With v.mu held: if nothing of the unit around [*a, *b) is resident or in flight,
+  // widens [*a, *b) to it (clipped to the VMO).
+  static void widen_to_unit(Vmo& v, uint64_t* a, uint64_t* b) {
+    const uint64_t ua = *a / kUnitPages * kUnitPages;
+    const uint64_t ub = std::min(v.pages, (*b + kUnitPages - 1) / kUnitPages * kUnitPages);
+    if (ub - ua != kUnitPages || v.any_in_flight(ua, ub)) return;
+    for (uint64_t p = ua; p < ub; p++) {
+      if (v.is_resident(p)) return;
+    }
+    *a = ua;
+    *b = ub;
+  }
+
+  // The pieces a run is cut into: at multiples of `chunk` pages (a granule multiple),
+  // so that a huge VMO's pieces are its aligned units.
+  static uint64_t piece_end(uint64_t p, uint64_t end, uint64_t chunk) {
+    return std::min(end, (p / chunk + 1) * chunk);
+  }
+  static uint64_t piece_chunk(const Vmo& v, uint64_t chunk) {
+    return std::max<uint64_t>(v.granule, chunk / v.granule * v.granule);
+  }
+
   // With v.mu held: records [a, b) as in flight in pieces of `chunk` pages, as issue()
   // will cut it.
   void mark_in_flight(Vmo& v, uint64_t a, uint64_t b, uint64_t chunk) {
-    chunk = std::max<uint64_t>(v.granule, chunk / v.granule * v.granule);
-    for (uint64_t p = a; p < b; p += chunk) {
-      v.inflight[p] = std::min(b, p + chunk);
+    chunk = piece_chunk(v, chunk);
+    uint64_t pieces = 0;
+    for (uint64_t p = a; p < b; p = piece_end(p, b, chunk)) {
+      v.inflight[p] = piece_end(p, b, chunk);
       v.batches++;
+      pieces++;
     }
     std::lock_guard lock(idle_mu_);
-    batches_total_ += (b - a + chunk - 1) / chunk;
+    batches_total_ += pieces;
   }
 
-  uint32_t acquire_slot(PagedSource* source) {
+  uint32_t acquire_slot(PagedSource* source, bool huge) {
     std::unique_lock lock(slots_mu_);
-    if (free_slots_.empty()) {
+    std::vector<uint32_t>& pool = huge ? free_huge_ : free_slots_;
+    if (pool.empty()) {
       // Fills the source holds back would never free a slot: start them first.
       lock.unlock();
       source->flush();
       lock.lock();
     }
-    slots_cv_.wait(lock, [&] { return !free_slots_.empty(); });
-    uint32_t s = free_slots_.back();
-    free_slots_.pop_back();
+    slots_cv_.wait(lock, [&] { return !pool.empty(); });
+    uint32_t s = pool.back();
+    pool.pop_back();
     return s;
   }
   void release_slot(uint32_t s) {
     {
       std::lock_guard lock(slots_mu_);
-      free_slots_.push_back(s);
+      (s >= opt_.aux_slots ? free_huge_ : free_slots_).push_back(s);
     }
-    slots_cv_.notify_one();
+    slots_cv_.notify_all();  // (waiters of both pools share the condition)
   }
 
   void issue(const std::shared_ptr<Vmo>& v, const Run& r, uint64_t chunk, bool prefetch) {
-    chunk = std::max<uint64_t>(v->granule, chunk / v->granule * v->granule);
-    for (uint64_t p = r.first; p < r.end; p += chunk) {
-      uint64_t e = std::min(r.end, p + chunk);
-      uint32_t slot = acquire_slot(v->source);
+    chunk = piece_chunk(*v, chunk);
+    for (uint64_t p = r.first; p < r.end; p = piece_end(p, r.end, chunk)) {
+      const uint64_t e = piece_end(p, r.end, chunk);
+      // A whole aligned unit of a huge VMO: into a huge page at the same alignment (the
+      // VMO and the slot are both 2 MiB aligned), so the supply moves it as one.
+      const bool whole_unit = v->huge && p % kUnitPages == 0 && e - p == kUnitPages;
+      uint32_t slot = acquire_slot(v->source, whole_unit);
       auto* b = new Batch;
       b->vmo = v;
       b->slot = slot;
@@ -702,6 +776,7 @@ class PagerService::Impl {
       b->t0 = p == r.first ? r.t0 : 0;
       b->speculative = r.speculative ? e - p : 0;
       b->prefetch = prefetch;
+      b->whole_unit = whole_unit;
       if (prefetch) c_.prefetch_pages.fetch_add(e - p, std::memory_order_relaxed);
       c_.fills.fetch_add(1, std::memory_order_relaxed);
       inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
@@ -786,6 +861,7 @@ class PagerService::Impl {
     }
     uint64_t good = 0;
     for (auto& [a, e] : supplied) good += e - a;
+    if (b->whole_unit && good == n) c_.huge_units.fetch_add(1, std::memory_order_relaxed);
     c_.pages_supplied.fetch_add(good, std::memory_order_relaxed);
     c_.bytes_read.fetch_add(good * kPage, std::memory_order_relaxed);
     c_.pages_failed.fetch_add(failed_pages, std::memory_order_relaxed);
@@ -1096,10 +1172,11 @@ class PagerService::Impl {
       prefetch_q_.clear();
       prefetch_busy_ = true;
       lock.unlock();
-      const uint64_t chunk = opt_.max_fill / kPage;
+      const uint64_t max_chunk = opt_.max_fill / kPage;
       std::vector<PagedSource*> sources;
       for (auto& [v, r] : batch) {
         std::vector<Run> runs;
+        const uint64_t chunk = v->huge ? kUnitPages : max_chunk;
         {
           std::lock_guard vl(v->mu);
           if (!v->detached) {
@@ -1169,6 +1246,7 @@ class PagerService::Impl {
     o->latency_p99_ns = latency_.quantile(0.99);
     o->latency_max_ns = latency_.max();
     o->uses_move = move_ ? 1 : 0;
+    o->huge_units = c_.huge_units.load();
     o->syncs = c_.syncs.load();
     o->background_syncs = c_.background_syncs.load();
     o->pages_dirtied = c_.pages_dirtied.load();
