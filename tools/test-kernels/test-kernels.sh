@@ -9,7 +9,8 @@
 # Environment: TEST_KERNELS_CACHE (default ~/.cache/zxpager-test-kernels): downloaded
 # packages and extracted kernels; TEST_KERNELS_TIMEOUT (seconds per kernel, default 3600);
 # TEST_KERNELS_TESTS (space-separated test names, default below).
-# The kernel packages are unpacked with dpkg-deb -x into the cache, never installed.
+# The kernel packages are unpacked with dpkg-deb -x into the cache, never installed
+# (tools/test-kernels/kernels.sh).
 set -euo pipefail
 
 build=$(realpath "${1:?usage: test-kernels.sh BUILD_DIR [KERNEL_PACKAGE...]}")
@@ -31,61 +32,12 @@ per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
 log() { printf 'test-kernels: %s\n' "$*" >&2; }
 mkdir -p "$cache"
 
-# resolve PACKAGE: the concrete linux-image-<version>-amd64 package apt would install
-# (a meta-package is followed to the image it depends on); empty if apt offers none.
-updated=0
-resolve() {
-  local pkg=$1 dep
-  if ! apt-cache show "$pkg" >/dev/null 2>&1 && [ "$updated" -eq 0 ]; then
-    # The package lists may predate the package, or never have been fetched.
-    apt-get update -qq >/dev/null 2>&1 || true
-    updated=1
-  fi
-  apt-cache show "$pkg" >/dev/null 2>&1 || return 0
-  dep=$(apt-cache depends "$pkg" 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1)
-  if [ -n "$dep" ]; then echo "$dep"; else echo "$pkg"; fi
-}
+# resolve, fetch, check_config, copy_with_libs (shared with tools/bench-tcg.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/kernels.sh"
 
-# fetch PACKAGE: downloads and unpacks it once; prints the directory it was unpacked into.
-fetch() {
-  local pkg=$1 dir="$cache/$1"
-  if [ ! -f "$dir/.unpacked" ]; then
-    rm -rf "$dir"
-    mkdir -p "$dir/deb"
-    (cd "$dir/deb" && apt-get download "$pkg" >/dev/null 2>&1) || {
-      log "apt-get download $pkg failed"; return 1; }
-    dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
-    rm -rf "$dir/deb"
-    touch "$dir/.unpacked"
-  fi
-  echo "$dir"
-}
-
-# check_config CONFIG: what the tests need is built in (no modules in the initramfs).
-check_config() {
-  local config=$1 missing=()
-  for opt in USERFAULTFD IO_URING SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP \
-             DEVTMPFS TMPFS UNIX MEMFD_CREATE EPOLL; do
-    grep -q "^CONFIG_$opt=y" "$config" || missing+=("$opt")
-  done
-  if [ ${#missing[@]} -ne 0 ]; then
-    log "$(basename "$config"): not built in: ${missing[*]}"
-    return 1
-  fi
-}
-
-# copy_with_libs ROOT FILE...: the files and the shared libraries they load.
-copy_with_libs() {
-  local root=$1; shift
-  local f lib
-  for f in "$@"; do
-    install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
-    while read -r lib; do
-      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then install -D -m 0755 "$lib" "$root$lib"; fi
-    done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
-  done
-}
+# What the tests need built in (no modules in the initramfs).
+config_needs=(USERFAULTFD IO_URING SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP
+              DEVTMPFS TMPFS UNIX MEMFD_CREATE EPOLL)
 
 make_initramfs() {
   local out=$1 root
@@ -152,8 +104,9 @@ for want in "${packages[@]}"; do
   dir=$(fetch "$pkg") || { summary+=("$pkg: could not be fetched"); total_failed=$((total_failed+1)); continue; }
   vmlinuz=$(ls "$dir"/root/boot/vmlinuz-* | head -n1)
   config=$(ls "$dir"/root/boot/config-* | head -n1)
-  check_config "$config" || { summary+=("$pkg: kernel config lacks what the tests need");
-                              total_failed=$((total_failed+1)); continue; }
+  check_config "$config" "${config_needs[@]}" || {
+    summary+=("$pkg: kernel config lacks what the tests need")
+    total_failed=$((total_failed+1)); continue; }
   initrd="$cache/initrd-$pkg.cpio.gz"
   make_initramfs "$initrd"
   out="$cache/console-$pkg.log"

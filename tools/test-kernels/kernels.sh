@@ -1,0 +1,62 @@
+# Debian's stock kernels for qemu runs, shared by test-kernels.sh and tools/bench-tcg.sh.
+# Sourced, not run. The caller defines log MESSAGE... (its own prefix) and sets $cache
+# (the directory downloaded packages are unpacked into). The kernel packages are unpacked
+# with dpkg-deb -x into the cache, never installed.
+
+# resolve PACKAGE: the concrete linux-image-<version>-amd64 package apt would install
+# (a meta-package is followed to the image it depends on); empty if apt offers none.
+updated=0
+resolve() {
+  local pkg=$1 dep
+  if ! apt-cache show "$pkg" >/dev/null 2>&1 && [ "$updated" -eq 0 ]; then
+    # The package lists may predate the package, or never have been fetched.
+    apt-get update -qq >/dev/null 2>&1 || true
+    updated=1
+  fi
+  apt-cache show "$pkg" >/dev/null 2>&1 || return 0
+  dep=$(apt-cache depends "$pkg" 2>/dev/null |
+        sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n1)
+  if [ -n "$dep" ]; then echo "$dep"; else echo "$pkg"; fi
+}
+
+# fetch PACKAGE: downloads and unpacks it once; prints the directory it was unpacked into.
+fetch() {
+  local pkg=$1 dir="$cache/$1"
+  if [ ! -f "$dir/.unpacked" ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir/deb"
+    (cd "$dir/deb" && apt-get download "$pkg" >/dev/null 2>&1) || {
+      log "apt-get download $pkg failed"; return 1; }
+    dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
+    rm -rf "$dir/deb"
+    touch "$dir/.unpacked"
+  fi
+  echo "$dir"
+}
+
+# check_config CONFIG OPTION...: each CONFIG_OPTION is built in (no modules in the
+# initramfs unless the caller adds them).
+check_config() {
+  local config=$1 missing=() opt
+  shift
+  for opt in "$@"; do
+    grep -q "^CONFIG_$opt=y" "$config" || missing+=("$opt")
+  done
+  if [ ${#missing[@]} -ne 0 ]; then
+    log "$(basename "$config"): not built in: ${missing[*]}"
+    return 1
+  fi
+}
+
+# copy_with_libs ROOT FILE...: the files (into ROOT/tests) and the shared libraries they
+# load (at their own paths under ROOT).
+copy_with_libs() {
+  local root=$1; shift
+  local f lib
+  for f in "$@"; do
+    install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
+    while read -r lib; do
+      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then install -D -m 0755 "$lib" "$root$lib"; fi
+    done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
+  done
+}
