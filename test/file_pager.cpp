@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -336,6 +337,81 @@ TEST_CASE("file pager: truncation under the mapping fails accesses past the new 
   CHECK(s.pages_failed >= 2);
 }
 
+TEST_CASE("file pager: whole units not in the page cache are read around it, cached ones from it") {
+  TempDir d("/var/tmp");
+  const uint64_t size = (24 << 20) + 4096 + 77;
+  std::string p = make_file(d, "around", size);
+  std::vector<uint8_t> want = read_all(p);
+  // Pages of the file in the page cache, by mincore over a mapping of it.
+  auto cached_pages = [&] {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    void* m = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    REQUIRE(m != MAP_FAILED);
+    std::vector<unsigned char> vec((size + kPage - 1) / kPage);
+    REQUIRE(mincore(m, size, vec.data()) == 0);
+    munmap(m, size);
+    uint64_t n = 0;
+    for (unsigned char c : vec) n += c & 1;
+    return n;
+  };
+  auto drop_cache = [&] {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  };
+  drop_cache();
+  if (cached_pages() > 16) {
+    WARN("this file's page cache cannot be dropped here: skipped");
+    return;
+  }
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  // Cold: the whole units (1..3) come from the disk with O_DIRECT, past the page cache.
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
+    check_equal(*fp, want);
+    REQUIRE(fp->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    zxp_service_stats_t s;
+    REQUIRE(fp->get_stats(&s) == ZX_OK);
+    CHECK(s.pages_failed == 0);
+    if (s.huge_units >= 10) {
+      // At most the first unit and the tail: units 1..11 went around the cache.
+      CHECK(cached_pages() <= 2 * 512 + 16);
+    } else {
+      WARN("no whole 2 MiB units here (MOVE " << int{f.anon_supply_by_move} << ")");
+    }
+    REQUIRE(fp->close() == ZX_OK);
+  }
+  // Warm: everything cached; the same bytes (copied from the cache).
+  REQUIRE(read_all(p) == want);
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
+    check_equal(*fp, want);
+    REQUIRE(fp->close() == ZX_OK);
+  }
+  // Half cached (every other unit): each unit read the right way, same bytes.
+  drop_cache();
+  {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    std::vector<uint8_t> buf(2 << 20);
+    for (uint64_t off = 0; off < size; off += 4 << 20) {
+      REQUIRE(pread(fd, buf.data(), buf.size(), static_cast<off_t>(off)) > 0);
+    }
+    ::close(fd);
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
+    check_equal(*fp, want);
+    REQUIRE(fp->close() == ZX_OK);
+  }
+}
+
 TEST_CASE("file pager: O_DIRECT where the file system refuses it falls back cleanly") {
   struct stat st;
   if (stat("/dev/shm", &st) != 0) {
@@ -354,6 +430,20 @@ TEST_CASE("file pager: O_DIRECT where the file system refuses it falls back clea
   REQUIRE(fp->get_stats(&s) == ZX_OK);
   CHECK(s.pages_failed == 0);
   WARN("O_DIRECT on /dev/shm: " << (s.direct_io ? "accepted" : "refused, fell back to buffered"));
+  // Buffered, with whole units read around the page cache where they are not in it:
+  // on a file system that refuses O_DIRECT, at open or at read, plain buffered reads.
+  fp.reset();
+
+  {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
+  check_equal(*fp, want);
+  REQUIRE(fp->get_stats(&s) == ZX_OK);
+  CHECK(s.pages_failed == 0);
 }
 
 TEST_CASE("file pager: working-set record and replay") {

@@ -93,6 +93,18 @@ class FilePager::Impl {
     zx_status_t s = PagerService::create(so, &service_);
     if (s != ZX_OK) return s;
     auto file = std::make_unique<FileSource>();
+    if (!direct && !o.writeback && so.huge_units) {
+      // Whole 2 MiB units not in the page cache are read around it (FileSource::
+      // set_direct_fd). A file system that refuses O_DIRECT at open: buffered only.
+      direct_fd_ = ::open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+      if (direct_fd_ >= 0) {
+        file->set_direct_fd(direct_fd_);
+        // The service reads ahead itself; the kernel's read-ahead on our buffered reads
+        // would pull the units ahead into the page cache before their fills could read
+        // them around it (this descriptor's own read-ahead state only).
+        posix_fadvise(fd_, 0, 0, POSIX_FADV_RANDOM);
+      }
+    }
     s = file->init(fd_, size_, direct, so.aux_slots);
     if (s != ZX_OK) return s;
     if (o.writeback) file->set_write_fd(write_fd_ >= 0 ? write_fd_ : fd_);
@@ -235,6 +247,8 @@ class FilePager::Impl {
     fd_ = -1;
     if (write_fd_ >= 0) ::close(write_fd_);
     write_fd_ = -1;
+    if (direct_fd_ >= 0) ::close(direct_fd_);
+    direct_fd_ = -1;
     return s;
   }
 
@@ -242,6 +256,7 @@ class FilePager::Impl {
   std::string record_path_;
   int fd_ = -1;
   int write_fd_ = -1;  // writing back with O_DIRECT reads: the buffered descriptor
+  int direct_fd_ = -1;  // buffered reads: an O_DIRECT one for whole units not cached
   uint64_t size_ = 0;
   std::unique_ptr<PagerService> service_;
   std::unique_ptr<PagedSource> source_;

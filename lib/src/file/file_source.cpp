@@ -1,7 +1,10 @@
 #include "file_source.h"
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +21,7 @@ constexpr uint64_t kQuit = 0;  // user_data of the NOP that stops the reaper
 }  // namespace
 
 FileSource::~FileSource() {
+  if (cache_map_) munmap(cache_map_, cache_map_len_);
   if (wring_ok_) io_uring_queue_exit(&wring_);
   if (!ring_ok_) return;
   {
@@ -45,7 +49,15 @@ zx_status_t FileSource::init(int fd, uint64_t size, bool direct, unsigned depth)
   if (r < 0) return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
   // The file registered once: no fget/fput per read. Reads name it as fixed file 0, so a
   // ring without it is useless (a kernel or a limit that refuses: EMFILE, ENOMEM).
-  r = io_uring_register_files(&ring_, &fd_, 1);
+  if (direct_fd_ >= 0 && size_ > 0) {
+    void* m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+    if (m != MAP_FAILED) {
+      cache_map_ = m;
+      cache_map_len_ = size_;
+    }
+  }
+  const int files[2] = {fd_, direct_fd_};
+  r = io_uring_register_files(&ring_, files, cache_map_ ? 2 : 1);
   if (r < 0) {
     io_uring_queue_exit(&ring_);
     return r == -ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_NOT_SUPPORTED;
@@ -53,6 +65,19 @@ zx_status_t FileSource::init(int fd, uint64_t size, bool direct, unsigned depth)
   ring_ok_ = true;
   reaper_ = std::thread([this] { reap(); });
   return ZX_OK;
+}
+
+bool FileSource::none_cached(uint64_t offset, uint64_t len) const {
+  if (offset >= cache_map_len_) return false;
+  len = std::min(len, cache_map_len_ - offset);
+  unsigned char vec[512];
+  const uint64_t pages = (len + kPage - 1) / kPage;
+  if (pages > sizeof(vec)) return false;
+  if (mincore(static_cast<uint8_t*>(cache_map_) + offset, len, vec) != 0) return false;
+  for (uint64_t i = 0; i < pages; i++) {
+    if (vec[i] & 1) return false;
+  }
+  return true;
 }
 
 void FileSource::fill(PagerService* service, const FillRequest& req) {
@@ -66,6 +91,13 @@ void FileSource::fill(PagerService* service, const FillRequest& req) {
   }
   auto* r = new Read{service, req, want};
   if (want <= kSyncMax && !(req.flags & kFillSpeculative) && read_sync(r)) return;
+  constexpr uint64_t kUnit = 2u << 20;
+  if (!direct() && hybrid() && req.offset % kUnit == 0 && req.length == kUnit &&
+      reinterpret_cast<uintptr_t>(req.dst) % kPage == 0 && none_cached(req.offset, kUnit)) {
+    // O_DIRECT: the offset, the memory and the length (rounded up to a page) aligned.
+    r->disk = true;
+    r->want = std::min(req.length, (want + kPage - 1) & ~(kPage - 1));
+  }
   submit(r, false);
 }
 
@@ -157,8 +189,8 @@ void FileSource::submit(Read* r, bool now) {
     io_uring_submit(&ring_);
     sqe = io_uring_get_sqe(&ring_);
   }
-  io_uring_prep_read(sqe, 0, r->req.dst + r->done, static_cast<unsigned>(r->want - r->done),
-                     r->req.offset + r->done);
+  io_uring_prep_read(sqe, r->disk ? 1 : 0, r->req.dst + r->done,
+                     static_cast<unsigned>(r->want - r->done), r->req.offset + r->done);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, r);
   tsan_release(r);
@@ -201,6 +233,22 @@ void FileSource::reap() {
 
 void FileSource::handle(uint64_t data, int res) {
   auto* r = reinterpret_cast<Read*>(data);
+  if (r->disk && res == -EINVAL) {
+    // The file system refuses O_DIRECT for this read: buffered, and no more tries.
+    hybrid_ok_.store(false, std::memory_order_relaxed);
+    uint64_t exact = 0;
+    if (r->req.offset < size_) {
+      exact = std::min(size_, r->req.offset + r->req.length) - r->req.offset;
+    }
+    r->want = std::max(r->done, exact);
+    r->disk = false;
+    if (r->done < r->want) {
+      submit(r);
+    } else {
+      finish(r, false);
+    }
+    return;
+  }
   if (res == -EAGAIN || res == -EINTR) {
     submit(r);
     return;
@@ -233,7 +281,7 @@ void FileSource::handle(uint64_t data, int res) {
   const uint64_t at = r->req.offset + r->done;
   if (r->done >= r->want || at >= size_) {
     finish(r, false);  // complete, or the original end reached
-  } else if (res == 0 || (direct() && (at % 512) != 0)) {
+  } else if (res == 0 || ((direct() || r->disk) && (at % 512) != 0)) {
     finish(r, false);  // the file ends early now: it shrank
   } else {
     submit(r);  // a short read: read the rest

@@ -24,6 +24,13 @@ class FileSource final : public PagedSource {
   // short of it mean the file shrank. `direct`: fd was opened with O_DIRECT; a read the
   // file system refuses (EINVAL) turns it off and is retried buffered.
   zx_status_t init(int fd, uint64_t size, bool direct, unsigned depth);
+  // Buffered reads (not `direct`) of whole aligned 2 MiB units none of which is in the
+  // page cache (mincore over a read-only mapping of the file, which maps nothing in) go
+  // through `direct_fd`, an O_DIRECT descriptor of the same file (the caller's; call
+  // once, before init): a unit read from the disk lands once in the aux memory, where a buffered
+  // read would first fill the page cache and then copy; a cached one is copied from the
+  // cache as before. Turned off for good the first time the kernel refuses either.
+  void set_direct_fd(int direct_fd) { direct_fd_ = direct_fd; }
   // Writing back: `fd` (the caller's, opened for writing, without O_DIRECT) is where
   // write_back() writes. Call once, after init.
   void set_write_fd(int fd) { write_fd_ = fd; }
@@ -47,7 +54,11 @@ class FileSource final : public PagedSource {
     FillRequest req;
     uint64_t want;  // bytes to read (to EOF, page-rounded for O_DIRECT)
     uint64_t done = 0;
+    bool disk = false;  // through direct_fd_ (O_DIRECT)
   };
+  bool hybrid() const { return cache_map_ && hybrid_ok_.load(std::memory_order_relaxed); }
+  // Whether none of [offset, offset+len) is in the page cache.
+  bool none_cached(uint64_t offset, uint64_t len) const;
   // Queues a read; `now` submits it (and anything queued) at once.
   void submit(Read* r, bool now = true);
   void reap();
@@ -61,6 +72,10 @@ class FileSource final : public PagedSource {
   void finish(Read* r, bool error);
 
   int fd_ = -1;
+  int direct_fd_ = -1;
+  std::atomic<bool> hybrid_ok_{true};
+  void* cache_map_ = nullptr;  // the file, PROT_READ, for mincore (with direct_fd_)
+  uint64_t cache_map_len_ = 0;
   uint64_t size_ = 0;
   std::atomic<bool> direct_{false};
   bool ring_ok_ = false;
