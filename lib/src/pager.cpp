@@ -1535,24 +1535,26 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     } else {
       const uint8_t* src;
       if (memfd) {
-        st = memfd->source_view(&src);
+        // From a memfd through the thread's staging buffer, a stage at a time (the loop
+        // comes back for the rest of the run): no mapping of the memfd to populate here,
+        // nor to zap when the decommit below punches the range out.
+        b = std::min(b, a + MemfdVmo::kStageBytes / kPageSize);
+        st = memfd->stage(src_off, (b - a) * kPageSize, &src);
         if (st != ZX_OK) break;
-        // Map the source pages in one call rather than fault them in one by one inside
-        // UFFDIO_COPY.
-        uffd::populate(const_cast<uint8_t*>(src) + src_off, (b - a) * kPageSize, false);
       } else {
-        src = anon->base();
+        src = anon->base() + src_off;
       }
       if (shared_ && (!remote_views_.empty() || !local_views_.empty())) {
-        unpoison_views(a, b, src + src_off);
+        unpoison_views(a, b, src);
       }
       // Views are write-protected before the page enters the memory: a store through one
       // between the COPY and its protection would map the page writable and go unseen.
       // (Where a page stays missing, the marker waits for the next supply.)
       if (shared_ && tracking_writes()) protect_views(a, b);
       // From a memfd, wake only after the punch below: a woken thread running on another
-      // CPU while the punch zaps the memfd's mappings costs a TLB shootdown IPI.
-      fill_run_copy(a, b, src + src_off, &done, &err, !memfd);
+      // CPU while the punch zaps the pager's own mappings of the memfd costs a TLB
+      // shootdown IPI.
+      fill_run_copy(a, b, src, &done, &err, !memfd);
       if (memfd && done > 0) wake_after = true;
     }
     uint64_t at = a + done / kPageSize;
