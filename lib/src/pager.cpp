@@ -1480,7 +1480,8 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
 }
 
 zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end,
-                           Vmo* aux, uint64_t aux_offset) {
+                           Vmo* aux, uint64_t aux_offset, const uint8_t* staged,
+                           std::vector<AuxPunch>* punches) {
   const uint64_t len = (end - first) * kPageSize;
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
   auto* anon = aux->kind() == Vmo::Kind::kAnonymous ? static_cast<AnonVmo*>(aux) : nullptr;
@@ -1534,10 +1535,12 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       fill_run_move(a, b, anon->base() + src_off, &done, &err);
     } else {
       const uint8_t* src;
-      if (memfd) {
+      if (memfd && staged) {
+        src = staged + (a - first) * kPageSize;
+      } else if (memfd) {
         // From a memfd through the thread's staging buffer, a stage at a time (the loop
         // comes back for the rest of the run): no mapping of the memfd to populate here,
-        // nor to zap when the decommit below punches the range out.
+        // nor to zap when the decommit punches the range out.
         b = std::min(b, a + MemfdVmo::kStageBytes / kPageSize);
         st = memfd->stage(src_off, (b - a) * kPageSize, &src);
         if (st != ZX_OK) break;
@@ -1551,9 +1554,9 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       // between the COPY and its protection would map the page writable and go unseen.
       // (Where a page stays missing, the marker waits for the next supply.)
       if (shared_ && tracking_writes()) protect_views(a, b);
-      // From a memfd, wake only after the punch below: a woken thread running on another
-      // CPU while the punch zaps the pager's own mappings of the memfd costs a TLB
-      // shootdown IPI.
+      // From a memfd, wake only after the punch (supply() does both): a woken thread
+      // running on another CPU while the punch zaps the pager's own mappings of the memfd
+      // costs a TLB shootdown IPI.
       fill_run_copy(a, b, src, &done, &err, !memfd);
       if (memfd && done > 0) wake_after = true;
     }
@@ -1617,22 +1620,66 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   }
   // Afterwards the aux range is decommitted, whatever happened: pages moved out are holes
   // already; copied pages, pages skipped as present, and on failure the rest are freed.
-  if (!memfd_lock.owns_lock() && !anon_lock.owns_lock()) {
+  // A memfd's by supply(), with mu_ dropped.
+  if (memfd) {
+    punches->push_back(AuxPunch{aux_offset, first, end, wake_after});
+    return st;
+  }
+  if (!anon_lock.owns_lock()) {
     if (lock_aux() != ZX_OK) return st;
   }
-  if (memfd) {
-    memfd->decommit(aux_offset, len);
-    if (wake_after) uffd::wake(uffd_, home_ + first * kPageSize, len);
-  } else if (!use_move || skipped || st != ZX_OK) {
-    anon->decommit(aux_offset, len);
-  }
+  if (!use_move || skipped || st != ZX_OK) anon->decommit(aux_offset, len);
   return st;
 }
 
 zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset,
                              bool legacy) {
-  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
+  // A memfd's bytes are read before mu_ is taken, so that faults on this VMO are not held
+  // up by the read. (Where that fails, or for a range longer than a stage, the fill reads
+  // them itself, and reports the failure in its place.)
+  const uint8_t* staged = nullptr;
+  if (memfd && len > 0 && len <= MemfdVmo::kStageBytes) {
+    std::shared_lock resize(memfd->resize_lock());
+    if (!range_within(aux_offset, len, memfd->size()) ||
+        memfd->stage(aux_offset, len, &staged) != ZX_OK) {
+      staged = nullptr;
+    }
+  }
+  std::vector<AuxPunch> punches;
   std::unique_lock lock(mu_);
+  const zx_status_t st =
+      supply_locked(lock, offset, len, aux, aux_offset, legacy, staged, &punches);
+  if (punches.empty()) return st;
+  // The aux ranges filled from are punched out with mu_ dropped (nothing of this VMO
+  // depends on them any more); then the threads waiting on those pages are woken, unless
+  // the home moved meanwhile (its unmap woke them).
+  const uintptr_t home = home_;
+  lock.unlock();
+  bool wake = false;
+  {
+    std::shared_lock resize(memfd->resize_lock());
+    for (const AuxPunch& p : punches) {
+      const uint64_t n = (p.end - p.first) * kPageSize;
+      if (range_within(p.aux_offset, n, memfd->size())) memfd->decommit(p.aux_offset, n);
+      wake = wake || p.wake;
+    }
+  }
+  if (wake) {
+    lock.lock();
+    if (home_ == home && !torn_down_) {
+      for (const AuxPunch& p : punches) {
+        if (p.wake) uffd::wake(uffd_, home + p.first * kPageSize, (p.end - p.first) * kPageSize);
+      }
+    }
+  }
+  return st;
+}
+
+zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset,
+                                    uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy,
+                                    const uint8_t* staged, std::vector<AuxPunch>* punches) {
+  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
   if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
   if (len == 0) return ZX_OK;
@@ -1651,12 +1698,13 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
   // never the pager's: Zircon skips them as it skips present pages.
   zx_status_t st = ZX_OK;
   if (zero_.first_present(first, end) >= end) {
-    st = fill(lock, first, end, aux, aux_offset);
+    st = fill(lock, first, end, aux, aux_offset, staged, punches);
   } else {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     zero_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) { runs.emplace_back(a, b); });
     for (auto& [a, b] : runs) {
-      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize);
+      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize,
+                staged ? staged + (a - first) * kPageSize : nullptr, punches);
       if (st != ZX_OK) break;
     }
   }
