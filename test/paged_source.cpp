@@ -1,6 +1,7 @@
 // The pager service with test sources: errors reported per range fail exactly those
 // pages (zx_vmo_read gets the code, a mapping reader SIGBUS), sync and async completion,
 // read-ahead, and teardown with fills in flight.
+#include <stdio.h>
 #include <string.h>
 
 #include <condition_variable>
@@ -274,4 +275,105 @@ TEST_CASE("paged source: destroying the service with faults pending fails them")
   finisher.join();
   CHECK(result.load() == ZX_ERR_BAD_STATE);
   zx_handle_close(vmo);
+}
+
+namespace {
+
+// AnonHugePages of the mapping that holds `addr`, in bytes (/proc/self/smaps).
+uint64_t anon_huge_bytes(const void* addr) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  FILE* f = fopen("/proc/self/smaps", "re");
+  if (!f) return 0;
+  char line[512];
+  bool inside = false;
+  uint64_t out = 0;
+  while (fgets(line, sizeof(line), f)) {
+    uintptr_t lo, hi;
+    unsigned long long kb;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ':') > strchr(line, '-')) {
+      inside = a >= lo && a < hi;
+    } else if (inside && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
+      out = kb * 1024;
+      break;
+    }
+  }
+  fclose(f);
+  return out;
+}
+
+bool thp_enabled() {
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+  if (!f) return false;
+  char buf[128] = {};
+  const bool ok = fgets(buf, sizeof(buf), f) && !strstr(buf, "[never]");
+  fclose(f);
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB units") {
+  pager_test::install_fault_handlers();
+  zxp_features_t features = {};
+  REQUIRE(zxp_get_features(&features) == ZX_OK);
+  // 9 MiB and a page: units 1..3 whole at least, the last pieces small.
+  const uint64_t pages = 9 * 256 + 1;
+  for (bool huge : {true, false}) {
+    for (bool async : {false, true}) {
+      INFO("huge_units " << huge << " async " << async);
+      TestSource src({}, ZX_ERR_IO, async);
+      zxp::PagerService::Options o;
+      o.huge_units = huge;
+      zxp::PagerService::VmoOptions vo;
+      vo.private_memory = true;
+      Fixture f(&src, pages, o, vo);
+      CHECK(reinterpret_cast<uintptr_t>(f.base) % (2u << 20) == 0);
+      // Every byte, in order (one per 512 checked in full).
+      for (uint64_t off = 0; off < f.size; off += 61) REQUIRE(f.base[off] == byte_at(off));
+      REQUIRE(f.svc->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+      zxp_service_stats_t s;
+      REQUIRE(f.svc->get_stats(&s) == ZX_OK);
+      CHECK(s.pages_failed == 0);
+      if (!huge || !features.anon_supply_by_move || !thp_enabled()) {
+        CHECK(s.huge_units == 0);
+        if (!huge) CHECK(anon_huge_bytes(f.base) == 0);
+        continue;
+      }
+      // The first unit goes in small pages (the stream is not known to be sequential
+      // yet); from the second on, whole units.
+      CHECK(s.huge_units >= 3);
+      CHECK(s.huge_units <= 4);
+      // Where the kernel gave a huge page for each unit, the mapping holds them (the
+      // kernel may refuse one when memory is fragmented: not a failure of the pager).
+      if (anon_huge_bytes(f.base) == 0) WARN("no AnonHugePages in the mapping");
+      CHECK(anon_huge_bytes(f.base) <= s.huge_units * (2u << 20));
+    }
+  }
+}
+
+TEST_CASE("paged source: units partly supplied already, random readers and holes stay exact") {
+  pager_test::install_fault_handlers();
+  TestSource src({}, ZX_ERR_IO, true);
+  zxp::PagerService::VmoOptions vo;
+  vo.private_memory = true;
+  const uint64_t pages = 8 * 512;
+  Fixture f(&src, pages, {}, vo);
+  // Scattered single pages first (random: each alone), then a sequential pass over all:
+  // the units they are in are filled around them in small pieces, the others whole.
+  for (uint64_t p : {700ull, 1030ull, 3000ull, 3001ull}) {
+    REQUIRE(f.base[p * kPage + 5] == byte_at(p * kPage + 5));
+  }
+  for (uint64_t off = 0; off < f.size; off += 509) REQUIRE(f.base[off] == byte_at(off));
+  uint8_t buf[kPage];
+  for (uint64_t p = 0; p < pages; p += 97) {
+    REQUIRE(zx_vmo_read(f.vmo, buf, p * kPage, kPage) == ZX_OK);
+    CHECK(memcmp(buf, f.base + p * kPage, kPage) == 0);
+    CHECK(buf[kPage - 1] == byte_at(p * kPage + kPage - 1));
+  }
+  REQUIRE(f.svc->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  zxp_service_stats_t s;
+  REQUIRE(f.svc->get_stats(&s) == ZX_OK);
+  // Units 1, 2 and 5 hold the scattered pages: never whole.
+  CHECK(s.huge_units <= 5);
+  CHECK(s.pages_failed == 0);
 }

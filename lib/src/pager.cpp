@@ -100,6 +100,10 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     // A forked child must not inherit the range: it would read zeros where pages are
     // missing, with nobody to page them in.
     madvise(p, home_len, MADV_DONTFORK);
+    // A private home may take huge pages: a fault where nothing is yet then reaches the
+    // pager without the kernel allocating a page table there first, so a later supply of
+    // the whole aligned 2 MiB unit can still move one huge page into place.
+    if (!shared && home_len >= kHugePageSize) madvise(p, home_len, MADV_HUGEPAGE);
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
     const bool wp = service_->has(UFFD_FEATURE_PAGEFAULT_FLAG_WP) &&
@@ -999,6 +1003,15 @@ zx_status_t PagerVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
 
 zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   if (shared_) return unmap_shared(addr, len);
+  // No handle left, and this is the one mapping: the VMO goes with it. Tear it down here,
+  // pages and all, rather than move them to a new home only to free them there: the move
+  // costs far more than the unmap (tens of milliseconds a GiB). Threads blocked in the
+  // range are woken by the unregistration into SIGSEGV, as below. (mapping_removed()
+  // then finds the VMO torn down already.)
+  if (handle_count() == 0 && num_mappings() == 1) {
+    on_unreferenced();
+    return ZX_OK;
+  }
   // Zircon keeps a VMO's pages when its mapping goes, but the addresses stop working:
   // move the memory (page tables and all) to a new home and leave the old range
   // inaccessible, so a thread blocked there is woken into SIGSEGV and none sleeps on.

@@ -119,6 +119,7 @@ struct Options {
   double fail_rate = 0;
   double detach_after = 0;
   bool evict = false;
+  bool private_vmos = false;
   double duration = 10;
   uint64_t ops = 0;
   uint64_t seed = 1;
@@ -476,6 +477,7 @@ class Stress {
   uint64_t completes_at_close_ = 0;
   uint64_t handles_closed_ = 0;
   zxp_pager_stats_t stats_{};
+  zxp_service_stats_t service_stats_{};  // --pager service, taken at teardown
   Errors errors_;
   uint64_t start_ns_ = 0;
 };
@@ -529,13 +531,15 @@ bool Stress::setup() {
       vo.advice = o_.batch > 1 ? zxp::Advice::kSequential : zxp::Advice::kRandom;
       vo.readahead_max = (o_.batch > 1 ? o_.batch - 1 : 1) * kPage;
       vo.evictable = o_.evict;
+      vo.private_memory = o_.private_vmos;
       st = svc_->create_vmo(&source_, vmo_bytes_, vo, &v->svc_id, &v->handle);
       if (st == ZX_OK) {
         if (vmo_of_id_.size() <= v->svc_id) vmo_of_id_.resize(v->svc_id + 1, 0);
         vmo_of_id_[v->svc_id] = i;
       }
     } else {
-      st = zx_pager_create_vmo(pager_, 0, port_, kKeyBase + i, vmo_bytes_, &v->handle);
+      st = zx_pager_create_vmo(pager_, o_.private_vmos ? ZXP_PAGER_VMO_PRIVATE : 0, port_,
+                               kKeyBase + i, vmo_bytes_, &v->handle);
     }
     if (st != ZX_OK) {
       fmt::print(stderr, "zxpager stress: zx_pager_create_vmo: {}\n", status_name(st));
@@ -1098,6 +1102,7 @@ void Stress::teardown() {
     close_checked(pt->aux, "aux VMO");
   }
   if (service_mode_) {
+    svc_->get_stats(&service_stats_);
     svc_.reset();  // closes its pager and port
     return;
   }
@@ -1247,10 +1252,14 @@ void Stress::summary(double elapsed, bool clean_exit) {
   }
   fmt::print("zxpager stress: {:.1f} s, {} faulting threads, {} pager threads, {} VMOs x {} KiB, "
              "pattern {}, access {}, supply {} (library path: {}), batch {}, write ratio {}, fail rate {}, "
-             "evict {}, seed {}\n",
+             "evict {}, private {}, seed {}\n",
              elapsed, o_.threads, o_.pager_threads, o_.vmos, vmo_bytes_ / 1024, o_.pattern, o_.access,
              o_.supply, supply_path_, o_.batch, o_.write_ratio, o_.fail_rate,
-             o_.evict ? "on" : "off", o_.seed);
+             o_.evict ? "on" : "off", o_.private_vmos ? "yes" : "no", o_.seed);
+  if (service_mode_) {
+    fmt::print("  service       {} fills, {} of them whole 2 MiB units\n", service_stats_.fills,
+               service_stats_.huge_units);
+  }
   fmt::print("  accesses      {} ({:.0f}/s): reads {}, writes {}; through the mapping {}, "
              "zx_vmo_read/write {}\n",
              acc, static_cast<double>(acc) / elapsed, reads, writes, via_map, via_call);
@@ -1395,6 +1404,11 @@ Runner add_stress(CLI::App& app) {
       sub->add_option("--detach-after", o->detach_after,
                       "Detach VMO 0 after SECONDS (default: never)")
           ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--private", o->private_vmos,
+                "Private pager VMOs (ZXP_PAGER_VMO_PRIVATE, one mapping each): supplied by MOVE, "
+                "and with --pager service and --batch 512 or more, in whole 2 MiB units from "
+                "huge aux pages where the kernel allows (not with --evict: evictable VMOs are "
+                "supplied by COPY)");
   sub->add_flag("--evict", o->evict,
                 "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges "
                 "(with --write, DONTNEED advice too)");

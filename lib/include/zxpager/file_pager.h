@@ -51,6 +51,7 @@ class ZXP_EXPORT FilePager {
     bool force_copy = false;
     bool writable = false;
     bool writeback = false;             // not with writable (ZX_ERR_INVALID_ARGS)
+    bool small_pages = false;           // no 2 MiB supply units (ZXP_FILE_SMALL_PAGES)
     uint32_t pager_threads = 1;
     uint32_t queue_depth = 128;         // reads in flight at most (aux slots)
     uint64_t readahead_max = 2u << 20;

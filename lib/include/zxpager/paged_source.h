@@ -106,6 +106,11 @@ class ZXP_EXPORT PagerService {
     uint64_t max_fill = 2u << 20;            // bytes per fill (the read-ahead cap)
     bool force_copy = false;                 // memfd aux and UFFDIO_COPY even where MOVE exists
     uint64_t budget_bytes = 0;               // resident supplied bytes (0: unbounded)
+    // Private VMOs supplied by MOVE (no budget, not evictable) are filled in whole aligned
+    // 2 MiB units where read-ahead reaches that far, each from a transparent huge page and
+    // moved in as one (one page-table entry per 2 MiB for the program's touches). Off, or
+    // where the kernel gives no huge pages: 4 KiB pages throughout.
+    bool huge_units = true;
   };
   struct VmoOptions {
     uint64_t readahead_max = 2u << 20;       // bytes

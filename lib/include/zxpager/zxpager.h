@@ -295,6 +295,10 @@ typedef struct zxp_service_stats {
   uint64_t remote_bandwidth;   // bytes/s while requests are on the wire, smoothed
   uint32_t remote_connections; // open now
   uint32_t reserved2;
+  // Whole aligned 2 MiB units filled into a transparent huge page and supplied as one
+  // (PagerService::Options::huge_units): each is one page-table entry in the mapping
+  // where the kernel could move it whole.
+  uint64_t huge_units;
 } zxp_service_stats_t;
 
 // A file mapped through a pager VMO, pages read on demand with io_uring.
@@ -308,6 +312,8 @@ typedef struct zxp_file zxp_file_t;
 // Not with ZXP_FILE_WRITABLE. The file keeps its size: the mapping ends with the last
 // page, whose tail past the end of the file is never written back.
 #define ZXP_FILE_WRITEBACK ((uint32_t)1u << 3)
+// 4 KiB pages only: no 2 MiB supply units (see zxp_service_stats_t.huge_units).
+#define ZXP_FILE_SMALL_PAGES ((uint32_t)1u << 4)
 
 typedef struct zxp_file_options {
   uint32_t flags;             // ZXP_FILE_*

@@ -139,6 +139,7 @@ class FilePager::Impl {
     // A shared VMO is supplied by COPY whatever the aux memory (writing back needs one):
     // memfd aux then, and the statistics' uses_move says so.
     so.force_copy = o.force_copy || o.writeback;
+    so.huge_units = !o.small_pages;
     so.budget_bytes = o.budget_bytes;
     return so;
   }
@@ -215,14 +216,16 @@ class FilePager::Impl {
       zx_status_t t = save_trace(record_path_.c_str());
       if (s == ZX_OK) s = t;
     }
-    if (addr_) {
-      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
-      addr_ = nullptr;
-    }
+    // Detached and its handle closed first, so that the unmap is the VMO's last reference
+    // and frees it in place (an unmap of a VMO that lives on moves its pages first).
     if (have_vmo_) {
       service_->detach_vmo(id_);
       zx_handle_close(vmo_);
       have_vmo_ = false;
+    }
+    if (addr_) {
+      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(addr_), map_len_);
+      addr_ = nullptr;
     }
     service_.reset();  // no fill in flight any more: the source can go
     source_.reset();
@@ -334,6 +337,7 @@ zx_status_t zxp_file_open(const char* path, const zxp_file_options_t* options,
   if (options) {
     o.direct = options->flags & ZXP_FILE_DIRECT;
     o.force_copy = options->flags & ZXP_FILE_COPY;
+    o.small_pages = options->flags & ZXP_FILE_SMALL_PAGES;
     o.writable = options->flags & ZXP_FILE_WRITABLE;
     o.writeback = options->flags & ZXP_FILE_WRITEBACK;
     if (options->pager_threads) o.pager_threads = options->pager_threads;

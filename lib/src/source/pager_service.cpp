@@ -12,6 +12,8 @@
 // evicted).
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -48,6 +50,23 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kQuitKey = ~0ull;
 constexpr unsigned kStreams = 8;
 constexpr uint64_t kInitialWindowPages = 32;  // 128 KiB, the kernel's default read-ahead
+// A transparent huge page: the unit a huge VMO is filled and supplied in where it can be.
+constexpr uint64_t kUnitPages = (2u << 20) / kPage;
+// Free huge slots kept populated ahead of use while huge fills are going on: a fresh
+// huge page is zeroed by the kernel when first touched, which on a host with expensive
+// first touches costs more than reading the unit into it; done ahead, on its own thread,
+// it overlaps with the reads and supplies.
+constexpr uint32_t kReadyHugeSlots = 8;
+
+// Whether the kernel gives transparent huge pages to memory that asks (MADV_HUGEPAGE).
+bool thp_available() {
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+  if (!f) return false;
+  char buf[128] = {};
+  const bool ok = fgets(buf, sizeof(buf), f) != nullptr && !strstr(buf, "[never]");
+  fclose(f);
+  return ok;
+}
 
 uint64_t now_ns() {
   timespec ts;
@@ -83,6 +102,7 @@ class PagerService::Impl {
     uint64_t t0 = 0;      // request received, if this batch holds a requested first page
     uint64_t speculative = 0;
     bool prefetch = false;
+    bool whole_unit = false;  // a 2 MiB unit in a huge slot
     std::mutex mu;
     struct Failed {
       uint64_t first, end;
@@ -103,6 +123,9 @@ class PagerService::Impl {
     uint64_t ra_max;   // pages: the window's cap now
     uint64_t ra_base;  // pages: readahead_max (the cap unless the source asks for more)
     uint64_t ra_limit; // pages: how far the source's readahead_hint() may raise ra_max
+    // Filled in whole aligned 2 MiB units where it can be (Options::huge_units): a private
+    // VMO supplied by MOVE, its granule a divisor of the unit.
+    bool huge = false;
     std::mutex mu;
     std::condition_variable idle;
     bool detached = false;
@@ -156,9 +179,16 @@ class PagerService::Impl {
       return it != inflight.end() && it->first < b;
     }
   };
+  // Aux memory for one fill. Slots [0, aux_slots) are small (max_fill bytes, never huge
+  // pages); those after them, if any, are huge: one 2 MiB-aligned unit each, in a
+  // transparent huge page, for fills of whole units of a huge VMO.
   struct Slot {
-    zx::vmo aux;
+    zx::vmo aux;            // a small slot's own aux VMO
+    zx_handle_t aux_handle = ZX_HANDLE_INVALID;  // its VMO: its own, or the huge slots' one
+    uint64_t aux_offset = 0;  // where the slot starts in it
     uint8_t* base = nullptr;
+    uint64_t size = 0;
+    bool ready = false;  // free and populated (a huge slot; guarded by slots_mu_)
   };
   struct Resident {
     std::weak_ptr<Vmo> vmo;
@@ -175,6 +205,16 @@ class PagerService::Impl {
   std::condition_variable slots_cv_;
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
+  std::vector<uint32_t> free_huge_;  // the back is used next: ready slots go there
+  // The huge slots are one aux VMO, mapped once: unmapped with one call (one TLB flush) at
+  // shutdown rather than one per slot.
+  zx::vmo huge_aux_;
+  uint8_t* huge_base_ = nullptr;
+  bool huge_ = false;  // huge slots exist
+  uint32_t ready_huge_ = 0;  // free huge slots populated (guarded by slots_mu_)
+  bool ready_stop_ = false;  // (guarded by slots_mu_)
+  std::condition_variable ready_cv_;
+  std::thread ready_thread_;
 
   std::mutex vmos_mu_;
   std::unordered_map<uint32_t, std::shared_ptr<Vmo>> vmos_;
@@ -208,7 +248,7 @@ class PagerService::Impl {
         readahead_pages{0}, readahead_hits{0}, readahead_waste{0}, prefetch_pages{0},
         pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0},
         syncs{0}, background_syncs{0}, pages_dirtied{0}, pages_written_back{0},
-        writeback_bytes{0};
+        writeback_bytes{0}, huge_units{0};
   } c_;
   LatencyHistogram latency_;
   LatencyHistogram sync_latency_;
@@ -227,20 +267,52 @@ class PagerService::Impl {
     move_ = f.anon_supply_by_move && !opt_.force_copy;
     if ((st = zx::pager::create(0, &pager_)) != ZX_OK) return st;
     if ((st = zx::port::create(0, &port_)) != ZX_OK) return st;
-    slots_.resize(opt_.aux_slots);
-    for (uint32_t i = 0; i < opt_.aux_slots; i++) {
-      Slot& s = slots_[i];
-      st = zx::vmo::create(opt_.max_fill, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+    huge_ = move_ && opt_.huge_units && thp_available();
+    slots_.resize(huge_ ? 2 * opt_.aux_slots : opt_.aux_slots);
+    const uint64_t unit = kUnitPages * kPage;
+    if (huge_) {
+      // (Anonymous aux VMOs of 2 MiB or more are 2 MiB aligned, so every slot is.) A huge
+      // slot's fill allocates one huge page, supplied whole.
+      const uint64_t len = uint64_t{opt_.aux_slots} * unit;
+      st = zx::vmo::create(len, ZXP_VMO_ANONYMOUS, &huge_aux_);
       if (st != ZX_OK) return st;
       zx_vaddr_t addr;
+      st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                       huge_aux_.get(), 0, len, &addr);
+      if (st != ZX_OK) return st;
+      huge_base_ = reinterpret_cast<uint8_t*>(addr);
+      madvise(huge_base_, len, MADV_HUGEPAGE);
+    }
+    for (uint32_t i = 0; i < slots_.size(); i++) {
+      Slot& s = slots_[i];
+      if (i >= opt_.aux_slots) {
+        s.size = unit;
+        s.aux_handle = huge_aux_.get();
+        s.aux_offset = (i - opt_.aux_slots) * unit;
+        s.base = huge_base_ + s.aux_offset;
+        free_huge_.push_back(i);
+        continue;
+      }
+      s.size = opt_.max_fill;
+      st = zx::vmo::create(s.size, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+      if (st != ZX_OK) return st;
+      s.aux_handle = s.aux.get();
+      s.aux_offset = 0;
+      zx_vaddr_t addr;
       st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, s.aux.get(), 0,
-                       opt_.max_fill, &addr);
+                       s.size, &addr);
       if (st != ZX_OK) return st;
       s.base = reinterpret_cast<uint8_t*>(addr);
-      free_slots_.push_back(opt_.aux_slots - 1 - i);
+      // A small slot's pages stay small where the system default would make them huge: a
+      // fill of a few pages from a huge page would zero 2 MiB and split it to move them.
+      if (move_) madvise(s.base, s.size, MADV_NOHUGEPAGE);
+      free_slots_.push_back(i);
     }
+    std::reverse(free_slots_.begin(), free_slots_.end());
+    std::reverse(free_huge_.begin(), free_huge_.end());
     for (uint32_t i = 0; i < opt_.pager_threads; i++) threads_.emplace_back([this] { loop(); });
     prefetch_thread_ = std::thread([this] { prefetch_loop(); });
+    if (huge_) ready_thread_ = std::thread([this] { ready_loop(); });
     return ZX_OK;
   }
 
@@ -263,6 +335,12 @@ class PagerService::Impl {
     }
     prefetch_cv_.notify_all();
     if (prefetch_thread_.joinable()) prefetch_thread_.join();
+    {
+      std::lock_guard lock(slots_mu_);
+      ready_stop_ = true;
+    }
+    ready_cv_.notify_all();
+    if (ready_thread_.joinable()) ready_thread_.join();
     for (size_t i = 0; i < threads_.size(); i++) {
       zx_port_packet_t pkt = {};
       pkt.key = kQuitKey;
@@ -272,10 +350,17 @@ class PagerService::Impl {
     for (auto& t : threads_) t.join();
     threads_.clear();
     for (Slot& s : slots_) {
-      if (s.base) zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base),
-                                opt_.max_fill);
+      if (s.aux && s.base) {
+        zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(s.base), s.size);
+      }
       s = Slot{};
     }
+    if (huge_base_) {
+      zx_vmar_unmap(zx_vmar_root_self(), reinterpret_cast<zx_vaddr_t>(huge_base_),
+                    uint64_t{opt_.aux_slots} * kUnitPages * kPage);
+      huge_base_ = nullptr;
+    }
+    huge_aux_.reset();
     port_.reset();
     pager_.reset();
   }
@@ -402,6 +487,10 @@ class PagerService::Impl {
     zx_vmo_get_size(v->handle.get(), &rounded);
     v->pages = rounded / kPage;
     v->resident.assign((v->pages + 63) / 64, 0);
+    // Huge units need MOVE (a private VMO, MOVE-able aux) and untracked supplies (a page
+    // supplied write-protected for eviction goes in by COPY, one page at a time).
+    v->huge = huge_ && o.private_memory && !o.evictable && !opt_.budget_bytes &&
+              kUnitPages % v->granule == 0 && v->pages >= kUnitPages;
     if ((o.evictable || opt_.budget_bytes) && v->pages > 0) {
       // The first zxp_vmo_evict on a VMO turns on write tracking, so that pages supplied
       // from now on can be proven clean and dropped.
@@ -585,6 +674,8 @@ class PagerService::Impl {
     // Two windows ahead keep reads in flight while the reader consumes the first; under a
     // budget one (the window is a quarter of the budget already).
     uint64_t target = std::min(v.pages, end + s->window * (opt_.budget_bytes ? 1 : 2));
+    // A huge VMO's read-ahead ends on a unit boundary, so that its pieces are whole units.
+    if (v.huge) target = std::min(v.pages, (target + kUnitPages - 1) / kUnitPages * kUnitPages);
     uint64_t start = std::max(s->ahead_end, end);
     // Extend only by a worthwhile piece (a quarter window), or to the end of the VMO.
     if (target <= start || (target - start < s->window / 4 && target != v.pages)) return end;
@@ -610,13 +701,17 @@ class PagerService::Impl {
       // Requested pages are missing by definition: fetch all of them not in flight, even
       // if our bitmap says resident (the program may have dropped them).
       uint64_t a = align_down(v, first), b = align_up(v, end);
-      collect(v, a, b, false, t0, false, &runs);
-      if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
       uint64_t from;
       // The stream continues at the end of the whole granules fetched, not at the end of
       // the pages asked for: a reader of a VMO with 32 KiB granules faults next at the
       // granule after, which would otherwise never match its stream (no read-ahead).
       uint64_t ra_end = plan_readahead(v, first, b, &from);
+      // A sequential reader of a huge VMO that got ahead of the read-ahead asks for the
+      // whole unit it is in, if none of it is here or coming: one page alone would leave
+      // the unit in small pages for good.
+      if (v.huge && ra_end > from) widen_to_unit(v, &a, &b);
+      collect(v, a, b, false, t0, false, &runs);
+      if (v.any_in_flight(first, end)) v.waiters.push_back({first, end, t0});
       if (ra_end > from) {
         from = std::max(from, b);
         ra_end = align_up(v, ra_end);
@@ -631,6 +726,9 @@ class PagerService::Impl {
           chunk = std::max<uint64_t>(v.granule, std::min(window / 4, opt_.max_fill / kPage));
         }
       }
+      // A huge VMO's pieces are its units (a run's partial units at either end on their
+      // own).
+      if (v.huge) chunk = kUnitPages;
       if (v.opt.record) {
         // The trace holds what this request made us fetch, read-ahead included: a page a
         // run got by read-ahead must be in the set replayed for the next run.
@@ -656,44 +754,118 @@ class PagerService::Impl {
     v.trace.push_back({a, b - a});
   }
 
+  // With v.mu held: if nothing of the unit around [*a, *b) is resident or in flight,
+  // widens [*a, *b) to it (clipped to the VMO).
+  static void widen_to_unit(Vmo& v, uint64_t* a, uint64_t* b) {
+    const uint64_t ua = *a / kUnitPages * kUnitPages;
+    const uint64_t ub = std::min(v.pages, (*b + kUnitPages - 1) / kUnitPages * kUnitPages);
+    if (ub - ua != kUnitPages || v.any_in_flight(ua, ub)) return;
+    for (uint64_t p = ua; p < ub; p++) {
+      if (v.is_resident(p)) return;
+    }
+    *a = ua;
+    *b = ub;
+  }
+
+  // The pieces a run is cut into: at multiples of `chunk` pages (a granule multiple),
+  // so that a huge VMO's pieces are its aligned units.
+  static uint64_t piece_end(uint64_t p, uint64_t end, uint64_t chunk) {
+    return std::min(end, (p / chunk + 1) * chunk);
+  }
+  static uint64_t piece_chunk(const Vmo& v, uint64_t chunk) {
+    return std::max<uint64_t>(v.granule, chunk / v.granule * v.granule);
+  }
+
   // With v.mu held: records [a, b) as in flight in pieces of `chunk` pages, as issue()
   // will cut it.
   void mark_in_flight(Vmo& v, uint64_t a, uint64_t b, uint64_t chunk) {
-    chunk = std::max<uint64_t>(v.granule, chunk / v.granule * v.granule);
-    for (uint64_t p = a; p < b; p += chunk) {
-      v.inflight[p] = std::min(b, p + chunk);
+    chunk = piece_chunk(v, chunk);
+    uint64_t pieces = 0;
+    for (uint64_t p = a; p < b; p = piece_end(p, b, chunk)) {
+      v.inflight[p] = piece_end(p, b, chunk);
       v.batches++;
+      pieces++;
     }
     std::lock_guard lock(idle_mu_);
-    batches_total_ += (b - a + chunk - 1) / chunk;
+    batches_total_ += pieces;
   }
 
-  uint32_t acquire_slot(PagedSource* source) {
+  // A free slot of the pool asked for; *populated: its memory is there already.
+  uint32_t acquire_slot(PagedSource* source, bool huge, bool* populated) {
     std::unique_lock lock(slots_mu_);
-    if (free_slots_.empty()) {
+    std::vector<uint32_t>& pool = huge ? free_huge_ : free_slots_;
+    if (pool.empty()) {
       // Fills the source holds back would never free a slot: start them first.
       lock.unlock();
       source->flush();
       lock.lock();
     }
-    slots_cv_.wait(lock, [&] { return !free_slots_.empty(); });
-    uint32_t s = free_slots_.back();
-    free_slots_.pop_back();
+    slots_cv_.wait(lock, [&] { return !pool.empty(); });
+    uint32_t s = pool.back();
+    pool.pop_back();
+    *populated = slots_[s].ready;
+    if (slots_[s].ready) {
+      slots_[s].ready = false;
+      ready_huge_--;
+    }
     return s;
   }
   void release_slot(uint32_t s) {
+    const bool huge = s >= opt_.aux_slots;
     {
       std::lock_guard lock(slots_mu_);
-      free_slots_.push_back(s);
+      // (Its huge page went with the supply, or was decommitted: not ready. Unready
+      // slots go to the front, used after the ready ones.)
+      if (huge) {
+        free_huge_.insert(free_huge_.begin(), s);
+      } else {
+        free_slots_.push_back(s);
+      }
     }
-    slots_cv_.notify_one();
+    slots_cv_.notify_all();  // (waiters of both pools share the condition)
+    if (huge) ready_cv_.notify_one();
+  }
+
+  // Keeps up to kReadyHugeSlots free huge slots populated while huge fills go on (each
+  // release of a huge slot asks for one more).
+  void ready_loop() {
+    std::unique_lock lock(slots_mu_);
+    for (;;) {
+      ready_cv_.wait(lock, [&] {
+        return ready_stop_ ||
+               (ready_huge_ < kReadyHugeSlots && free_huge_.size() > ready_huge_);
+      });
+      if (ready_stop_) return;
+      // The unready free slot used last; out of the pool while it is populated.
+      auto it = std::find_if(free_huge_.begin(), free_huge_.end(),
+                             [&](uint32_t i) { return !slots_[i].ready; });
+      const uint32_t s = *it;
+      free_huge_.erase(it);
+      lock.unlock();
+      const bool ok = madvise(slots_[s].base, slots_[s].size, MADV_POPULATE_WRITE) == 0;
+      lock.lock();
+      slots_[s].ready = ok;
+      if (ok) {
+        ready_huge_++;
+        free_huge_.push_back(s);
+      } else {
+        free_huge_.insert(free_huge_.begin(), s);
+      }
+      slots_cv_.notify_all();
+      // No memory now: try again at the next release, not in a loop.
+      if (!ok) ready_cv_.wait(lock);
+    }
   }
 
   void issue(const std::shared_ptr<Vmo>& v, const Run& r, uint64_t chunk, bool prefetch) {
-    chunk = std::max<uint64_t>(v->granule, chunk / v->granule * v->granule);
-    for (uint64_t p = r.first; p < r.end; p += chunk) {
-      uint64_t e = std::min(r.end, p + chunk);
-      uint32_t slot = acquire_slot(v->source);
+    chunk = piece_chunk(*v, chunk);
+    for (uint64_t p = r.first; p < r.end; p = piece_end(p, r.end, chunk)) {
+      const uint64_t e = piece_end(p, r.end, chunk);
+      // A whole aligned unit of a huge VMO: into a huge page at the same alignment (the
+      // VMO and the slot are both 2 MiB aligned), so the supply moves it as one.
+      const bool whole_unit = v->huge && p % kUnitPages == 0 && e - p == kUnitPages;
+      bool populated = false;
+      uint32_t slot = acquire_slot(v->source, whole_unit, &populated);
       auto* b = new Batch;
       b->vmo = v;
       b->slot = slot;
@@ -702,12 +874,15 @@ class PagerService::Impl {
       b->t0 = p == r.first ? r.t0 : 0;
       b->speculative = r.speculative ? e - p : 0;
       b->prefetch = prefetch;
+      b->whole_unit = whole_unit;
       if (prefetch) c_.prefetch_pages.fetch_add(e - p, std::memory_order_relaxed);
       c_.fills.fetch_add(1, std::memory_order_relaxed);
       inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
       // Allocate the slot's pages in one call: a source copying into holes would take a
       // page fault per page, under the mmap lock the supplies take too.
-      if (e - p >= 16) madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
+      if (e - p >= 16 && !populated) {
+        madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
+      }
       FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b,
                       (prefetch || r.speculative) ? kFillSpeculative : 0u};
       v->source->fill(owner_, req);
@@ -760,7 +935,7 @@ class PagerService::Impl {
       const uint64_t off = (b->first + i) * kPage, len = (j - i) * kPage;
       if (fail_of[i] == ZX_OK) {
         zx_status_t st = zx_pager_supply_pages(pager_.get(), v.handle.get(), off, len,
-                                               slot.aux.get(), i * kPage);
+                                               slot.aux_handle, slot.aux_offset + i * kPage);
         if (st == ZX_OK) {
           supplied.push_back({b->first + i, b->first + j});
         } else {
@@ -782,10 +957,11 @@ class PagerService::Impl {
       i = j;
     }
     if (leftovers) {
-      zx_vmo_op_range(slot.aux.get(), ZX_VMO_OP_DECOMMIT, 0, n * kPage, nullptr, 0);
+      zx_vmo_op_range(slot.aux_handle, ZX_VMO_OP_DECOMMIT, slot.aux_offset, n * kPage, nullptr, 0);
     }
     uint64_t good = 0;
     for (auto& [a, e] : supplied) good += e - a;
+    if (b->whole_unit && good == n) c_.huge_units.fetch_add(1, std::memory_order_relaxed);
     c_.pages_supplied.fetch_add(good, std::memory_order_relaxed);
     c_.bytes_read.fetch_add(good * kPage, std::memory_order_relaxed);
     c_.pages_failed.fetch_add(failed_pages, std::memory_order_relaxed);
@@ -1096,10 +1272,11 @@ class PagerService::Impl {
       prefetch_q_.clear();
       prefetch_busy_ = true;
       lock.unlock();
-      const uint64_t chunk = opt_.max_fill / kPage;
+      const uint64_t max_chunk = opt_.max_fill / kPage;
       std::vector<PagedSource*> sources;
       for (auto& [v, r] : batch) {
         std::vector<Run> runs;
+        const uint64_t chunk = v->huge ? kUnitPages : max_chunk;
         {
           std::lock_guard vl(v->mu);
           if (!v->detached) {
@@ -1169,6 +1346,7 @@ class PagerService::Impl {
     o->latency_p99_ns = latency_.quantile(0.99);
     o->latency_max_ns = latency_.max();
     o->uses_move = move_ ? 1 : 0;
+    o->huge_units = c_.huge_units.load();
     o->syncs = c_.syncs.load();
     o->background_syncs = c_.background_syncs.load();
     o->pages_dirtied = c_.pages_dirtied.load();
