@@ -1524,7 +1524,6 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   if (st != ZX_OK) return st;
 
   bool skipped = false;
-  bool wake_after = false;
   uint64_t p = first;
   while (p < end && st == ZX_OK) {
     uint64_t a = end, b = end;
@@ -1567,11 +1566,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       // between the COPY and its protection would map the page writable and go unseen.
       // (Where a page stays missing, the marker waits for the next supply.)
       if (shared_ && tracking_writes()) protect_views(a, b);
-      // From a memfd, wake only after the punch (supply() does both): a woken thread
-      // running on another CPU while the punch zaps the pager's own mappings of the memfd
-      // costs a TLB shootdown IPI.
-      fill_run_copy(a, b, src, &done, &err, !memfd);
-      if (memfd && done > 0) wake_after = true;
+      // The COPY wakes the waiters, before their record is dropped below and in supply():
+      // a thread left waiting until after the aux punch (supply() punches once mu_ is
+      // dropped) could meet a detach in between that no longer knows it waits.
+      fill_run_copy(a, b, src, &done, &err, true);
     }
     uint64_t at = a + done / kPageSize;
     // A shared VMO's writable views must trap the first write too before a page counts as
@@ -1598,10 +1596,6 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         break;
       case EAGAIN:
         // The address space is changing; its event must be read before filling resumes.
-        if (wake_after) {
-          uffd::wake(uffd_, home_ + first * kPageSize, (at - first) * kPageSize);
-          wake_after = false;
-        }
         unlock_aux();
         lock.unlock();
         service_->sync();
@@ -1635,7 +1629,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   // already; copied pages, pages skipped as present, and on failure the rest are freed.
   // A memfd's by supply(), with mu_ dropped.
   if (memfd) {
-    punches->push_back(AuxPunch{aux_offset, first, end, wake_after});
+    punches->push_back(AuxPunch{aux_offset, first, end});
     return st;
   }
   if (!anon_lock.owns_lock()) {
@@ -1664,27 +1658,13 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
   const zx_status_t st =
       supply_locked(lock, offset, len, aux, aux_offset, legacy, staged, &punches);
   if (punches.empty()) return st;
-  // The aux ranges filled from are punched out with mu_ dropped (nothing of this VMO
-  // depends on them any more); then the threads waiting on those pages are woken, unless
-  // the home moved meanwhile (its unmap woke them).
-  const uintptr_t home = home_;
+  // The aux ranges filled from are punched out with mu_ dropped: nothing of this VMO
+  // depends on them any more.
   lock.unlock();
-  bool wake = false;
-  {
-    std::shared_lock resize(memfd->resize_lock());
-    for (const AuxPunch& p : punches) {
-      const uint64_t n = (p.end - p.first) * kPageSize;
-      if (range_within(p.aux_offset, n, memfd->size())) memfd->decommit(p.aux_offset, n);
-      wake = wake || p.wake;
-    }
-  }
-  if (wake) {
-    lock.lock();
-    if (home_ == home && !torn_down_) {
-      for (const AuxPunch& p : punches) {
-        if (p.wake) uffd::wake(uffd_, home + p.first * kPageSize, (p.end - p.first) * kPageSize);
-      }
-    }
+  std::shared_lock resize(memfd->resize_lock());
+  for (const AuxPunch& p : punches) {
+    const uint64_t n = (p.end - p.first) * kPageSize;
+    if (range_within(p.aux_offset, n, memfd->size())) memfd->decommit(p.aux_offset, n);
   }
   return st;
 }

@@ -277,14 +277,12 @@ class PagerVmo final : public Vmo {
   zx_status_t commit(uint64_t first, uint64_t end);
   // Reads/writes through the home mapping, re-requesting pages that vanished meanwhile.
   zx_status_t access(void* buffer, uint64_t offset, size_t len, bool write);
-  // A fill from a memfd aux VMO leaves the decommit of the aux range (a punch) and the
-  // wake of the threads waiting on its pages to supply(), which does both once mu_ is
-  // dropped: the punch, and the TLB shootdown it may cost, then hold up no fault handling
-  // and no other supply of this VMO.
+  // A fill from a memfd aux VMO leaves the decommit of the aux range (a punch) to
+  // supply(), which does it once mu_ is dropped: the punch, and the TLB shootdown it may
+  // cost, then hold up no fault handling and no other supply of this VMO.
   struct AuxPunch {
     uint64_t aux_offset;
     uint64_t first, end;  // the pages filled from it
-    bool wake;            // threads wait on [first, end) until the punch is done
   };
   // supply() with mu_ held (`lock`); *punches as fill's.
   zx_status_t supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset, uint64_t len,
