@@ -170,6 +170,60 @@ TEST_CASE("supplied aux memory is released and the pager VMO's committed bytes g
   zx_handle_close(aux);
 }
 
+// A memfd aux range is copied in stages of MemfdVmo::kStageBytes (256 KiB) through a
+// buffer of the supplying thread: a range of several stages, holes in the aux (never
+// written: zeros) and a page present already must all come out as one supply would.
+TEST_CASE("a memfd aux supply of several stages, with holes and a present page inside") {
+  const uint32_t options = GENERATE(0u, static_cast<uint32_t>(ZXP_PAGER_VMO_PRIVATE));
+  const Access access = GENERATE(Access::kMapping, Access::kRead);
+  INFO((options ? "private" : "shared") << " VMO, " << name(access));
+  constexpr uint64_t kLen = 150, kFirst = 1, kAuxFirst = 3;  // 64 pages a stage
+  constexpr uint64_t kPresent = kFirst + 70;                  // in the second stage
+  constexpr uint64_t kHole = kFirst + 62, kHoleLen = 4;       // across the first boundary
+  TestPager pager;
+  TestVmo* vmo = pager.create_vmo(kFirst + kLen + 1, true, options);
+  REQUIRE(vmo);
+  REQUIRE(pager.supply(vmo, kPresent, 1) == ZX_OK);  // generation 0
+  Blocked blocked(pager.pager());
+  Faulter& f = blocked.touch(vmo, kFirst + kLen - 1, access);
+  REQUIRE(pager.wait_for_request(vmo, kFirst + kLen - 1, 1));
+
+  zx_handle_t aux;
+  REQUIRE(zx_vmo_create((kAuxFirst + kLen + 1) * kPage, 0, &aux) == ZX_OK);
+  const uint64_t hole_at = kAuxFirst + (kHole - kFirst);
+  REQUIRE(fill_aux(aux, kAuxFirst, vmo, kFirst, kHole - kFirst, 1) == ZX_OK);
+  REQUIRE(fill_aux(aux, hole_at + kHoleLen, vmo, kHole + kHoleLen,
+                   kFirst + kLen - (kHole + kHoleLen), 1) == ZX_OK);
+  REQUIRE(fill_aux(aux, kAuxFirst + kLen, vmo, 300, 1, 1) == ZX_OK);  // after the range
+  const zxp_pager_stats_t before = stats_of(pager.pager());
+  REQUIRE(zx_pager_supply_pages(pager.pager(), vmo->vmo, kFirst * kPage, kLen * kPage, aux,
+                                kAuxFirst * kPage) == ZX_OK);
+  const zxp_pager_stats_t after = stats_of(pager.pager());
+
+  REQUIRE(f.wait());
+  CHECK(f.outcome() == Faulter::Outcome::kOk);
+  CHECK(read_holds(vmo, kFirst, kHole - kFirst, 1));
+  CHECK(map_holds(vmo, kFirst, kHole - kFirst, 1));
+  CHECK(read_zero(vmo->vmo, kHole * kPage, kHoleLen * kPage));
+  CHECK(mem_zero(vmo->page_ptr(kHole), kHoleLen * kPage));
+  CHECK(read_holds(vmo, kHole + kHoleLen, kPresent - (kHole + kHoleLen), 1));
+  CHECK(read_holds(vmo, kPresent, 1, 0));
+  CHECK(map_holds(vmo, kPresent, 1, 0));
+  CHECK(read_holds(vmo, kPresent + 1, kFirst + kLen - (kPresent + 1), 1));
+  CHECK(map_holds(vmo, kPresent + 1, kFirst + kLen - (kPresent + 1), 1));
+  CHECK(after.pages_already_present - before.pages_already_present == 1);
+  CHECK(supplied_pages(after) - supplied_pages(before) == kLen - 1);
+  CHECK(committed(vmo->vmo) == kLen * kPage);
+  // The whole aux range is decommitted, the page after it kept.
+  CHECK(committed(aux) == kPage);
+  CHECK(read_zero(aux, kAuxFirst * kPage, kLen * kPage));
+  std::vector<uint8_t> b(kPage);
+  REQUIRE(zx_vmo_read(aux, b.data(), (kAuxFirst + kLen) * kPage, kPage) == ZX_OK);
+  CHECK(b == page_bytes(vmo->key, 300, 1));
+  CHECK(pager.no_packet());
+  zx_handle_close(aux);
+}
+
 TEST_CASE("MOVE and COPY paths both produce the right bytes and count in the statistics") {
   const Access access = GENERATE(Access::kMapping, Access::kRead);
   // MOVE needs the destination private: a shared VMO (options 0) is always filled by COPY.

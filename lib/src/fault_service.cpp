@@ -383,9 +383,13 @@ size_t FaultService::read_batch(Source* source) {
     if (!live) {
       for (auto& [fd, s] : remotes_) live = live || s.get() == source;
     }
-    // Another reader of this descriptor drains it (epoll reports it again if not).
-    std::unique_lock reader(source->read_mu, std::defer_lock);
-    if (live && reader.try_lock()) {
+    // One reader at a time; the other waits its turn rather than going back to epoll,
+    // which, level-triggered, would report the descriptor again at once for as long as
+    // messages wait behind a reader that is held up handling its own (a fault waits for
+    // its VMO's lock while a supply holds it): a busy loop on the CPU the supply needs.
+    // What is left when its turn comes it reads (it may find the descriptor empty).
+    if (live) {
+      std::lock_guard reader(source->read_mu);
       ::uffd_msg msgs[kBatch];
       count = read_source(source, msgs);
       for (size_t i = 0; i < count; ++i) handle_message(msgs[i], source);

@@ -14,6 +14,8 @@
 //                         calls (a reader never drops the last reference of a VMO that is
 //                         not torn down: handle closing tears it down first)
 //   Source::read_mu       one reader per descriptor; across the read and the handling
+//                         (a second reader waits for it, under sources_mu_ and counted
+//                         in the gate's inflight_)
 //   PagerVmo::mu_         taken by on_fault/on_remove/on_remap; held by the VMO across
 //                         UFFDIO_COPY/MOVE/POISON/WAKE and the fail signal, never across
 //                         sync() (which takes the locks above) nor a blocking read
@@ -141,7 +143,8 @@ class FaultService {
   zx_status_t start();
   void run();
   // Reads one batch of messages (nonblocking) from `source` and handles it; returns how
-  // many. A source removed meanwhile, or being read by another thread, reads as empty.
+  // many. A source removed meanwhile reads as empty; one being read by another thread is
+  // read once that thread has handled its batch.
   size_t read_batch(Source* source);
   // One nonblocking read of `source` into msgs; the message count, 0 when empty or on an
   // error of a remote source.

@@ -1505,7 +1505,8 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
 }
 
 zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end,
-                           Vmo* aux, uint64_t aux_offset) {
+                           Vmo* aux, uint64_t aux_offset, const uint8_t* staged,
+                           std::vector<AuxPunch>* punches) {
   const uint64_t len = (end - first) * kPageSize;
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
   auto* anon = aux->kind() == Vmo::Kind::kAnonymous ? static_cast<AnonVmo*>(aux) : nullptr;
@@ -1535,7 +1536,6 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   if (st != ZX_OK) return st;
 
   bool skipped = false;
-  bool wake_after = false;
   uint64_t p = first;
   while (p < end && st == ZX_OK) {
     uint64_t a = end, b = end;
@@ -1559,26 +1559,29 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       fill_run_move(a, b, anon->base() + src_off, &done, &err);
     } else {
       const uint8_t* src;
-      if (memfd) {
-        st = memfd->source_view(&src);
+      if (memfd && staged) {
+        src = staged + (a - first) * kPageSize;
+      } else if (memfd) {
+        // From a memfd through the thread's staging buffer, a stage at a time (the loop
+        // comes back for the rest of the run): no mapping of the memfd to populate here,
+        // nor to zap when the decommit punches the range out.
+        b = std::min(b, a + MemfdVmo::kStageBytes / kPageSize);
+        st = memfd->stage(src_off, (b - a) * kPageSize, &src);
         if (st != ZX_OK) break;
-        // Map the source pages in one call rather than fault them in one by one inside
-        // UFFDIO_COPY.
-        uffd::populate(const_cast<uint8_t*>(src) + src_off, (b - a) * kPageSize, false);
       } else {
-        src = anon->base();
+        src = anon->base() + src_off;
       }
       if (shared_ && (!remote_views_.empty() || !local_views_.empty())) {
-        unpoison_views(a, b, src + src_off);
+        unpoison_views(a, b, src);
       }
       // Views are write-protected before the page enters the memory: a store through one
       // between the COPY and its protection would map the page writable and go unseen.
       // (Where a page stays missing, the marker waits for the next supply.)
       if (shared_ && tracking_writes()) protect_views(a, b);
-      // From a memfd, wake only after the punch below: a woken thread running on another
-      // CPU while the punch zaps the memfd's mappings costs a TLB shootdown IPI.
-      fill_run_copy(a, b, src + src_off, &done, &err, !memfd);
-      if (memfd && done > 0) wake_after = true;
+      // The COPY wakes the waiters, before their record is dropped below and in supply():
+      // a thread left waiting until after the aux punch (supply() punches once mu_ is
+      // dropped) could meet a detach in between that no longer knows it waits.
+      fill_run_copy(a, b, src, &done, &err, true);
     }
     uint64_t at = a + done / kPageSize;
     // A shared VMO's writable views must trap the first write too before a page counts as
@@ -1605,10 +1608,6 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         break;
       case EAGAIN:
         // The address space is changing; its event must be read before filling resumes.
-        if (wake_after) {
-          uffd::wake(uffd_, home_ + first * kPageSize, (at - first) * kPageSize);
-          wake_after = false;
-        }
         unlock_aux();
         lock.unlock();
         service_->sync();
@@ -1640,22 +1639,52 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   }
   // Afterwards the aux range is decommitted, whatever happened: pages moved out are holes
   // already; copied pages, pages skipped as present, and on failure the rest are freed.
-  if (!memfd_lock.owns_lock() && !anon_lock.owns_lock()) {
+  // A memfd's by supply(), with mu_ dropped.
+  if (memfd) {
+    punches->push_back(AuxPunch{aux_offset, first, end});
+    return st;
+  }
+  if (!anon_lock.owns_lock()) {
     if (lock_aux() != ZX_OK) return st;
   }
-  if (memfd) {
-    memfd->decommit(aux_offset, len);
-    if (wake_after) uffd::wake(uffd_, home_ + first * kPageSize, len);
-  } else if (!use_move || skipped || st != ZX_OK) {
-    anon->decommit(aux_offset, len);
-  }
+  if (!use_move || skipped || st != ZX_OK) anon->decommit(aux_offset, len);
   return st;
 }
 
 zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset,
                              bool legacy) {
-  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
+  auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
+  // A memfd's bytes are read before mu_ is taken, so that faults on this VMO are not held
+  // up by the read. (Where that fails, or for a range longer than a stage, the fill reads
+  // them itself, and reports the failure in its place.)
+  const uint8_t* staged = nullptr;
+  if (memfd && len > 0 && len <= MemfdVmo::kStageBytes) {
+    std::shared_lock resize(memfd->resize_lock());
+    if (!range_within(aux_offset, len, memfd->size()) ||
+        memfd->stage(aux_offset, len, &staged) != ZX_OK) {
+      staged = nullptr;
+    }
+  }
+  std::vector<AuxPunch> punches;
   std::unique_lock lock(mu_);
+  const zx_status_t st =
+      supply_locked(lock, offset, len, aux, aux_offset, legacy, staged, &punches);
+  if (punches.empty()) return st;
+  // The aux ranges filled from are punched out with mu_ dropped: nothing of this VMO
+  // depends on them any more.
+  lock.unlock();
+  std::shared_lock resize(memfd->resize_lock());
+  for (const AuxPunch& p : punches) {
+    const uint64_t n = (p.end - p.first) * kPageSize;
+    if (range_within(p.aux_offset, n, memfd->size())) memfd->decommit(p.aux_offset, n);
+  }
+  return st;
+}
+
+zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset,
+                                    uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy,
+                                    const uint8_t* staged, std::vector<AuxPunch>* punches) {
+  const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
   if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
   if (len == 0) return ZX_OK;
@@ -1674,12 +1703,13 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
   // never the pager's: Zircon skips them as it skips present pages.
   zx_status_t st = ZX_OK;
   if (zero_.first_present(first, end) >= end) {
-    st = fill(lock, first, end, aux, aux_offset);
+    st = fill(lock, first, end, aux, aux_offset, staged, punches);
   } else {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     zero_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) { runs.emplace_back(a, b); });
     for (auto& [a, b] : runs) {
-      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize);
+      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize,
+                staged ? staged + (a - first) * kPageSize : nullptr, punches);
       if (st != ZX_OK) break;
     }
   }

@@ -277,9 +277,22 @@ class PagerVmo final : public Vmo {
   zx_status_t commit(uint64_t first, uint64_t end);
   // Reads/writes through the home mapping, re-requesting pages that vanished meanwhile.
   zx_status_t access(void* buffer, uint64_t offset, size_t len, bool write);
+  // A fill from a memfd aux VMO leaves the decommit of the aux range (a punch) to
+  // supply(), which does it once mu_ is dropped: the punch, and the TLB shootdown it may
+  // cost, then hold up no fault handling and no other supply of this VMO.
+  struct AuxPunch {
+    uint64_t aux_offset;
+    uint64_t first, end;  // the pages filled from it
+  };
+  // supply() with mu_ held (`lock`); *punches as fill's.
+  zx_status_t supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset, uint64_t len,
+                            Vmo* aux, uint64_t aux_offset, bool legacy, const uint8_t* staged,
+                            std::vector<AuxPunch>* punches);
   // The fill itself, with mu_ held; may drop and retake `lock` to let the fault thread run.
+  // `staged`, if not null, holds the aux range's bytes (a memfd's, read by
+  // MemfdVmo::stage before mu_ was taken); a memfd's punch is appended to *punches.
   zx_status_t fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end, Vmo* aux,
-                   uint64_t aux_offset);
+                   uint64_t aux_offset, const uint8_t* staged, std::vector<AuxPunch>* punches);
   zx_status_t fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src, uint64_t* done,
                             int* err, bool wake);
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,

@@ -16,7 +16,12 @@ zx_time_t monotonic_now() {
 }
 
 Port::Wakeup Port::wakeup_locked() {
-  return Wakeup{waiters_ > 0, polling_ && !FaultService::on_poller_thread(),
+  // A packet the poller of this port queued while reading faults is its own: it takes it
+  // as soon as its drain ends. Waking a sleeper for it would hand the fault to another
+  // thread (a futex wake and a thread switch before the supply) and leave the poller to
+  // find the queue empty; sleepers are woken for the packets beyond that one.
+  const bool own_poller = polling_ && FaultService::on_poller_thread();
+  return Wakeup{waiters_ > 0 && !(own_poller && live_ <= 1), polling_ && !own_poller,
                 service_.load(std::memory_order_acquire)};
 }
 
@@ -104,6 +109,14 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   --live_;
   queue_.pop_front();
   while (!queue_.empty() && queue_.front().withdrawn) queue_.pop_front();
+  // Leaving with the last packet while nobody polls: a sleeper takes over reading faults,
+  // so the next one reaches a pager thread directly rather than through the fault thread
+  // and a hand-off on its way to the supply. (A poller leaving with its own packet is the
+  // common case: it wakes its successor now, off the next fault's path.)
+  const bool hand_over = !polling_ && waiters_ > 0 && live_ == 0 &&
+                         service_.load(std::memory_order_acquire) != nullptr;
+  lock.unlock();
+  if (hand_over) cv_.notify_one();
   return ZX_OK;
 }
 

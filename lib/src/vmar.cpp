@@ -192,7 +192,7 @@ zx_status_t AddressSpace::map_vmo(const std::shared_ptr<Vmo>& vmo, zx_vm_option_
     }
     {
       // Checked, not held across the map: a pager VMO's map takes its own lock, which a
-      // supply holds while it records a memfd aux VMO's source view here (own()). Holding
+      // supply holds while it records a thread's staging buffer here (own()). Holding
       // this across would make the two deadlock; and it would not make the check stronger,
       // since the library records memory right after mapping it and drops the record right
       // before unmapping it, both outside this lock.

@@ -105,8 +105,9 @@ class AddressSpace {
   zx_status_t op_range(Vmar& vmar, uint32_t op, uintptr_t addr, uint64_t len, bool op_children);
 
   // Memory the library mapped for itself: a pager VMO's memory and its old homes, an
-  // anonymous VMO's memory, a memfd VMO's source view. Recorded right after the mmap that
-  // made it, dropped right before the munmap that ends it.
+  // anonymous VMO's memory, a thread's staging buffer for supplies from memfd VMOs.
+  // Recorded right after the mmap that made it, dropped right before the munmap that
+  // ends it.
   // ZX_ERR_NO_MEMORY if the record cannot grow: the caller then undoes its mmap.
   zx_status_t own(uintptr_t addr, uint64_t len) noexcept;
   void disown(uintptr_t addr, uint64_t len) noexcept;

@@ -177,12 +177,7 @@ void Vmo::on_zero_handles() {
 MemfdVmo::MemfdVmo(UniqueFd fd, uint64_t size, bool resizable)
     : fd_(std::move(fd)), resizable_(resizable), size_(size) {}
 
-MemfdVmo::~MemfdVmo() {
-  if (view_) {
-    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
-    munmap(view_, view_len_);
-  }
-}
+MemfdVmo::~MemfdVmo() = default;
 
 zx_status_t MemfdVmo::create(uint64_t size, bool resizable, std::shared_ptr<MemfdVmo>* out) {
   raise_fd_limit_once();
@@ -240,13 +235,6 @@ zx_status_t MemfdVmo::set_size(uint64_t size) {
   std::unique_lock lock(resize_mu_);
   if (ftruncate(fd_.get(), static_cast<off_t>(rounded)) != 0) return status_from_errno(errno);
   size_.store(rounded, std::memory_order_release);
-  std::lock_guard vlock(view_mu_);
-  if (view_) {
-    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(view_), view_len_);
-    munmap(view_, view_len_);
-    view_ = nullptr;
-    view_len_ = 0;
-  }
   return ZX_OK;
 }
 
@@ -356,20 +344,54 @@ uint32_t MemfdVmo::info_flags() const {
   return ZX_INFO_VMO_TYPE_PAGED | (resizable_ ? ZX_INFO_VMO_RESIZABLE : 0);
 }
 
-zx_status_t MemfdVmo::source_view(const uint8_t** base) {
-  std::lock_guard lock(view_mu_);
-  uint64_t size = this->size();
-  if (!view_ && size > 0) {
-    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
-    if (p == MAP_FAILED) return status_from_errno(errno);
-    if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), size) != ZX_OK) {
-      munmap(p, size);
-      return ZX_ERR_NO_MEMORY;
-    }
-    view_ = p;
-    view_len_ = size;
+namespace {
+
+// One staging buffer per thread that supplies from memfd aux VMOs, unmapped when the
+// thread exits. Memory the library owns (no ZX_VM_SPECIFIC_OVERWRITE lands on it). Not
+// MADV_DONTFORK: a child forked by this thread keeps a valid pointer.
+class StageBuffer {
+ public:
+  ~StageBuffer() {
+    if (!base_) return;
+    AddressSpace::get().disown(reinterpret_cast<uintptr_t>(base_), MemfdVmo::kStageBytes);
+    munmap(base_, MemfdVmo::kStageBytes);
   }
-  *base = static_cast<const uint8_t*>(view_);
+  uint8_t* get() {
+    if (base_) return base_;
+    void* p = mmap(nullptr, MemfdVmo::kStageBytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if (AddressSpace::get().own(reinterpret_cast<uintptr_t>(p), MemfdVmo::kStageBytes) != ZX_OK) {
+      munmap(p, MemfdVmo::kStageBytes);
+      return nullptr;
+    }
+    base_ = static_cast<uint8_t*>(p);
+    return base_;
+  }
+
+ private:
+  uint8_t* base_ = nullptr;
+};
+
+}  // namespace
+
+zx_status_t MemfdVmo::stage(uint64_t offset, uint64_t len, const uint8_t** out) {
+  static thread_local StageBuffer buffer;
+  uint8_t* base = buffer.get();
+  if (!base || len > kStageBytes) return ZX_ERR_NO_MEMORY;
+  // A hole reads as zeros, as the memfd's pages would through a mapping (without
+  // allocating one).
+  uint64_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd_.get(), base + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return status_from_errno(errno);
+    }
+    if (n == 0) return ZX_ERR_OUT_OF_RANGE;  // cannot happen under resize_lock()
+    done += static_cast<uint64_t>(n);
+  }
+  *out = base;
   return ZX_OK;
 }
 

@@ -140,9 +140,18 @@ class MemfdVmo final : public Vmo {
   int fd() const { return fd_.get(); }
   bool resizable() const { return resizable_; }
 
-  // For supply: a private read-only view of the whole memfd, made on first use, and the
-  // lock that keeps it valid (shared while supplying, exclusive while resizing).
-  zx_status_t source_view(const uint8_t** base);
+  // What one stage() call reads at most.
+  static constexpr uint64_t kStageBytes = 256u << 10;
+  // For supply by COPY: reads [offset, offset+len) (within the size, len at most
+  // kStageBytes) into the calling thread's staging buffer and points *out at it. The
+  // buffer is anonymous memory that stays mapped from one supply to the next, so the
+  // COPY's source maps no page of the memfd: the decommit that follows then has no
+  // mapping of the library's to zap, and no TLB shootdown to pay for one (a read-only
+  // view of the memfd cost one per supply, and a page-table update per page to populate).
+  // ZX_ERR_NO_MEMORY if the buffer cannot be mapped. Thread-safe; call with
+  // resize_lock() held shared, which keeps the range within the size.
+  zx_status_t stage(uint64_t offset, uint64_t len, const uint8_t** out);
+  // Shared while supplying, exclusive while resizing.
   std::shared_mutex& resize_lock() { return resize_mu_; }
   // Decommits [offset, offset+len): punches the range out of the memfd.
   zx_status_t decommit(uint64_t offset, uint64_t len);
@@ -154,9 +163,6 @@ class MemfdVmo final : public Vmo {
   const bool resizable_;
   std::atomic<uint64_t> size_;
   std::shared_mutex resize_mu_;
-  std::mutex view_mu_;
-  void* view_ = nullptr;
-  uint64_t view_len_ = 0;
 };
 
 // ZXP_VMO_ANONYMOUS: anonymous private memory, out of fork(). Mapping it hands out the
