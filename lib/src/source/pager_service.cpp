@@ -132,6 +132,9 @@ class PagerService::Impl {
     bool detach_done = false;  // the handle is closed (guarded by mu)
     uint32_t batches = 0;
     std::map<uint64_t, uint64_t> inflight;  // first page -> end, disjoint
+    // Fills no longer in flight and not yet marked resident (being supplied): a unit
+    // there is not widened to (a fault queued before the supply would read it again).
+    std::map<uint64_t, uint64_t> supplying;
     std::vector<uint64_t> resident;         // bitmap
     Stream streams[kStreams];
     uint64_t lru_clock = 0;
@@ -170,13 +173,14 @@ class PagerService::Impl {
       }
       return false;
     }
-    bool any_in_flight(uint64_t a, uint64_t b) const {
-      auto it = inflight.upper_bound(a);
-      if (it != inflight.begin()) {
+    bool any_in_flight(uint64_t a, uint64_t b) const { return overlaps(inflight, a, b); }
+    static bool overlaps(const std::map<uint64_t, uint64_t>& m, uint64_t a, uint64_t b) {
+      auto it = m.upper_bound(a);
+      if (it != m.begin()) {
         auto prev = std::prev(it);
         if (prev->second > a) return true;
       }
-      return it != inflight.end() && it->first < b;
+      return it != m.end() && it->first < b;
     }
   };
   // Aux memory for one fill. Slots [0, aux_slots) are small (max_fill bytes, never huge
@@ -759,7 +763,9 @@ class PagerService::Impl {
   static void widen_to_unit(Vmo& v, uint64_t* a, uint64_t* b) {
     const uint64_t ua = *a / kUnitPages * kUnitPages;
     const uint64_t ub = std::min(v.pages, (*b + kUnitPages - 1) / kUnitPages * kUnitPages);
-    if (ub - ua != kUnitPages || v.any_in_flight(ua, ub)) return;
+    if (ub - ua != kUnitPages || v.any_in_flight(ua, ub) || Vmo::overlaps(v.supplying, ua, ub)) {
+      return;
+    }
     for (uint64_t p = ua; p < ub; p++) {
       if (v.is_resident(p)) return;
     }
@@ -925,6 +931,7 @@ class PagerService::Impl {
     {
       std::lock_guard lock(v.mu);
       v.inflight.erase(b->first);
+      if (v.huge) v.supplying[b->first] = b->end;
     }
     std::vector<std::pair<uint64_t, uint64_t>> supplied;
     uint64_t failed_pages = 0;
@@ -973,6 +980,7 @@ class PagerService::Impl {
     {
       std::lock_guard lock(v.mu);
       for (auto& [a, e] : supplied) v.set_resident(a, e, true);
+      if (v.huge) v.supplying.erase(b->first);
       if (!v.waiters.empty()) {
         std::erase_if(v.waiters, [&](const Waiter& w) {
           if (v.any_in_flight(w.first, w.end)) return false;
