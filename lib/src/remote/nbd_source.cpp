@@ -301,6 +301,10 @@ class NbdSource final : public RemoteSource {
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> retries_{0};
   std::atomic<uint64_t> reconnects_{0};
+  // Connections lost (died or dropped) and not yet replaced, by any connection: after a
+  // server restart the one that comes up first may be one never opened before, and it
+  // is a reconnect all the same. (I/O thread only.)
+  uint32_t lost_ = 0;
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> timeouts_{0};
   MinRttFilter rtt_;
@@ -454,7 +458,10 @@ void NbdSource::connected(Conn* c, uint64_t now) {
   c->state = ConnState::kUp;
   c->size = static_cast<uint64_t>(size);
   c->failures = 0;
-  if (c->opened_before) reconnects_.fetch_add(1, std::memory_order_relaxed);
+  if (c->opened_before || lost_ > 0) {
+    reconnects_.fetch_add(1, std::memory_order_relaxed);
+    if (lost_ > 0) lost_--;
+  }
   c->opened_before = true;
   connections_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -482,6 +489,7 @@ void NbdSource::conn_died(Conn* c, uint64_t now) {
   c->state = ConnState::kClosed;
   c->retry_at = now;
   connections_.fetch_sub(1, std::memory_order_relaxed);
+  lost_++;
   set_in_flight(in_flight_ - static_cast<uint32_t>(lost.size()), now);
   for (Req* r : lost) {
     r->conn = nullptr;
@@ -492,7 +500,10 @@ void NbdSource::conn_died(Conn* c, uint64_t now) {
 void NbdSource::drop_conn(Conn* c, const Fill* except, uint64_t now) {
   // nbd_close retires the commands: no reply lands in their buffers after it returns.
   c->h.reset();
-  if (c->state == ConnState::kUp) connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (c->state == ConnState::kUp) {
+    connections_.fetch_sub(1, std::memory_order_relaxed);
+    lost_++;
+  }
   c->state = ConnState::kClosed;
   c->retry_at = now;
   std::vector<Req*> lost;
