@@ -302,8 +302,10 @@ TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB u
       REQUIRE(f.svc->get_stats(&s) == ZX_OK);
       CHECK(s.pages_failed == 0);
       if (!huge || !features.anon_supply_by_move || !huge_pages::enabled()) {
+        // (Not AnonHugePages == 0: with units off the pages go in 4 KiB at a time, but
+        // khugepaged may still collapse a full 2 MiB of them into a huge page, as Debian's
+        // 6.1 did under ./x test-kernels.)
         CHECK(s.huge_units == 0);
-        if (!huge) CHECK(huge_pages::anon_huge_bytes(f.base) == 0);
         continue;
       }
       // The first unit goes in small pages (the stream is not known to be sequential
