@@ -102,6 +102,15 @@ typedef uint32_t zx_clock_t;
 #define ZX_VMO_RESIZABLE ((uint32_t)1u << 1)
 #define ZX_VMO_DISCARDABLE ((uint32_t)1u << 2)
 #define ZX_VMO_TRAP_DIRTY ((uint32_t)1u << 3)
+
+// zx_vmo_create_child options.
+#define ZX_VMO_CHILD_SNAPSHOT ((uint32_t)1u << 0)
+#define ZX_VMO_CHILD_RESIZABLE ((uint32_t)1u << 2)
+#define ZX_VMO_CHILD_SLICE ((uint32_t)1u << 3)
+#define ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE ((uint32_t)1u << 4)
+#define ZX_VMO_CHILD_NO_WRITE ((uint32_t)1u << 5)
+#define ZX_VMO_CHILD_REFERENCE ((uint32_t)1u << 6)
+#define ZX_VMO_CHILD_SNAPSHOT_MODIFIED ((uint32_t)1u << 7)
 #define ZX_VMO_UNBOUNDED ((uint32_t)1u << 5)
 
 // zx_vmo_op_range operations.

@@ -38,6 +38,13 @@ class vmo final : public object<vmo> {
   }
   zx_status_t get_size(uint64_t* size) const { return zx_vmo_get_size(get(), size); }
   zx_status_t set_size(uint64_t size) const { return zx_vmo_set_size(get(), size); }
+  // zx_vmo_create_child; *result is reset to the child (or to nothing on failure).
+  zx_status_t create_child(uint32_t options, uint64_t offset, uint64_t size, vmo* result) const {
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    zx_status_t status = zx_vmo_create_child(get(), options, offset, size, &h);
+    result->reset(h);
+    return status;
+  }
   zx_status_t op_range(uint32_t op, uint64_t offset, uint64_t size, void* buffer,
                        size_t buffer_size) const {
     return zx_vmo_op_range(get(), op, offset, size, buffer, buffer_size);
