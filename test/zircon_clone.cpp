@@ -135,7 +135,8 @@ VMO_VMAR_TEST(CloneReadFromParentTest, "") {
   REQUIRE(pager.SupplyPages(vmo, 0, 1));
   REQUIRE(t.Wait());
 
-  TestThread t2([clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
+  TestThread t2(
+      [clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
   REQUIRE(t2.Start());
   REQUIRE(t2.Wait());
 
@@ -153,7 +154,8 @@ VMO_VMAR_TEST(CloneSimultaneousReadTest, "") {
   REQUIRE(clone != nullptr);
 
   TestThread t([vmo, check_vmar] { return check_buffer(vmo, 0, 1, check_vmar); });
-  TestThread t2([clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
+  TestThread t2(
+      [clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
   REQUIRE(t.Start());
   REQUIRE(t2.Start());
   REQUIRE(t.WaitForBlocked());
