@@ -322,11 +322,11 @@ zx_status_t CloneVmo::clamp_locked(uint64_t see, bool keep) {
   root_->cut_clone_view(home_, see, limit_);
   void* m = mremap(n, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(from));
   if (m == MAP_FAILED) {
-    // The old mapping is still there; the root answers its faults with zeros already.
+    // Out of memory for the move: the resize that needed it fails.
     munmap(n, len);
-  } else {
-    uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
+    return ZX_ERR_NO_MEMORY;
   }
+  uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
   limit_ = see;
   apply_prot_locked();
   return ZX_OK;
