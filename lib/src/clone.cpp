@@ -624,11 +624,9 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
 zx_status_t CloneVmo::write(const void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   if (len == 0) return ZX_OK;
-  // What the root lacks is requested first, run by run, as one write on Zircon asks.
-  const uint64_t first = offset / kPageSize;
-  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
-  zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
-  if (st != ZX_OK) return st;
+  // Page by page, as Zircon forks them: each page the root lacks is requested as the write
+  // reaches it.
+  zx_status_t st = ZX_OK;
   const auto* src = static_cast<const uint8_t*>(buffer);
   size_t done = 0;
   while (done < len) {
