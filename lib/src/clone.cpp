@@ -31,36 +31,48 @@ constexpr uint64_t kPmExclusive = 1ull << 56;
 bool own_page(uint64_t e) {
   return (e & kPmSwapped) || ((e & kPmPresent) && !(e & kPmFile) && (e & kPmExclusive));
 }
-// The root's page, mapped in the clone (not copied yet).
-bool root_page_mapped(uint64_t e) { return (e & kPmPresent) && (e & kPmFile); }
+
+// /proc/self/mem and /proc/self/pagemap: the library's access to a clone's memory. A copy
+// through /proc/self/mem ignores the protection a clone's home has outside the user's
+// mapping (FOLL_FORCE), and a store there breaks copy-on-write as the program's own store
+// would; pagemap tells the clone's own pages from the root's. Opened once (a forked child
+// opens its own: the descriptors name the process that opened them). A process that is
+// not dumpable (after a setuid, or by its own prctl) cannot open them: then no clones
+// (ZX_ERR_NOT_SUPPORTED), unless they were opened before.
+struct ProcFiles {
+  int mem = -1;
+  int pagemap = -1;
+};
+const ProcFiles* proc_files() {
+  static std::mutex mu;
+  static ProcFiles files;
+  static pid_t pid = 0;
+  std::lock_guard lock(mu);
+  if (pid != getpid()) {
+    if (files.mem >= 0) close(files.mem);
+    if (files.pagemap >= 0) close(files.pagemap);
+    files.mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    files.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    pid = getpid();
+    if (files.mem < 0 || files.pagemap < 0) pid = 0;  // not now; try again next time
+  }
+  return pid != 0 ? &files : nullptr;
+}
+int self_mem() {
+  const ProcFiles* f = proc_files();
+  return f ? f->mem : -1;
+}
 
 // The pagemap entries of `n` pages from `addr`; false if /proc/self/pagemap is unreadable.
 bool read_pagemap(uintptr_t addr, uint64_t n, std::vector<uint64_t>* out) {
   out->assign(n, 0);
   if (n == 0) return true;
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const ProcFiles* f = proc_files();
+  if (!f) return false;
   const size_t bytes = n * sizeof(uint64_t);
-  ssize_t r = pread(fd, out->data(), bytes, static_cast<off_t>(addr / kPageSize * sizeof(uint64_t)));
-  close(fd);
+  ssize_t r = pread(f->pagemap, out->data(), bytes,
+                    static_cast<off_t>(addr / kPageSize * sizeof(uint64_t)));
   return r == static_cast<ssize_t>(bytes);
-}
-
-// /proc/self/mem: the library's access to a clone's memory. Its copies ignore the
-// protection a clone's home has outside the user's mapping (FOLL_FORCE), and a store
-// there breaks copy-on-write as the program's own store would. Reopened in a forked child
-// (the descriptor names the process that opened it).
-int self_mem() {
-  static std::mutex mu;
-  static int fd = -1;
-  static pid_t pid = 0;
-  std::lock_guard lock(mu);
-  if (fd < 0 || pid != getpid()) {
-    if (fd >= 0) close(fd);
-    fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-    pid = getpid();
-  }
-  return fd;
 }
 
 // Copies through /proc/self/mem; the errno that stopped it, or 0.
@@ -113,7 +125,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
     const Vmo::Kind k = parent->kind();
     if (k == Vmo::Kind::kPager) {
       if (!static_cast<PagerVmo*>(parent.get())->shared()) return ZX_ERR_NOT_SUPPORTED;
-    } else if (k != Vmo::Kind::kMemfd && k != Vmo::Kind::kSlice) {
+    } else if (k != Vmo::Kind::kMemfd && k != Vmo::Kind::kSlice && k != Vmo::Kind::kClone) {
       return ZX_ERR_NOT_SUPPORTED;
     }
     std::shared_ptr<Vmo> base = parent;
@@ -157,6 +169,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
       return ZX_ERR_NOT_SUPPORTED;
   }
   if (base > UINT64_MAX - rounded) return ZX_ERR_INVALID_ARGS;
+  if (!proc_files()) return ZX_ERR_NOT_SUPPORTED;
   const uint64_t reserve = resizable ? std::max(rounded, kResizableReserve) : rounded;
 
   std::lock_guard clones(root->clones_lock());
@@ -179,7 +192,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
                                                       reserve, resizable));
   if (reserve > 0) {
     uintptr_t home = 0;
-    zx_status_t st = root->map_clone(clone.get(), base, see, reserve, &home);
+    zx_status_t st = root->map_clone(clone.get(), base, see, rounded, reserve, &home);
     if (st != ZX_OK) return st;
     {
       std::lock_guard lock(clone->mu_);
@@ -257,15 +270,16 @@ void CloneVmo::teardown() {
 }
 
 void CloneVmo::apply_prot_locked() {
-  // Nothing of the home is accessible but the user's mapping (and within it, the size).
+  // Nothing of the home is accessible but the user's mapping.
   if (home_ == 0) return;
   const uintptr_t end = home_ + reserve_;
   if (!mapped_) {
     mprotect(reinterpret_cast<void*>(home_), reserve_, PROT_NONE);
     return;
   }
+  // (Past the size within the mapping an access is SIGBUS: that memory refuses faults.)
   const uintptr_t a = map_addr_;
-  const uintptr_t b = std::min<uintptr_t>(map_addr_ + map_len_, home_ + size());
+  const uintptr_t b = std::min<uintptr_t>(map_addr_ + map_len_, end);
   if (a > home_) mprotect(reinterpret_cast<void*>(home_), a - home_, PROT_NONE);
   if (b > a) mprotect(reinterpret_cast<void*>(a), b - a, map_prot_);
   const uintptr_t c = std::max(a, b);
@@ -323,29 +337,24 @@ zx_status_t CloneVmo::set_size(uint64_t new_size) {
   uint64_t rounded;
   if (!round_up_page(new_size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
   if (rounded > reserve_) return ZX_ERR_NO_MEMORY;
-  uintptr_t gone_addr = 0;
-  uint64_t gone_len = 0;
   {
     std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_ERR_BAD_STATE;
     const uint64_t old = size();
+    zx_status_t st = ZX_OK;
     if (rounded < old) {
       // What a shrink cuts off is gone, also for a later grow (as on Zircon, which clips
-      // the clone's view of its parent for good).
-      zx_status_t st = clamp_locked(std::min(limit_, rounded), false);
-      if (st != ZX_OK) return st;
-      size_.store(rounded, std::memory_order_release);
-      gone_addr = home_ + rounded;
-      gone_len = old - rounded;
-      madvise(reinterpret_cast<void*>(gone_addr), gone_len, MADV_DONTNEED);
-    } else {
-      size_.store(rounded, std::memory_order_release);
+      // the clone's view of its parent for good); past the end an access is SIGBUS.
+      st = clamp_locked(std::min(limit_, rounded), false);
+      if (st == ZX_OK) st = root_->clone_shrunk(home_ + rounded, old - rounded);
+    } else if (rounded > old) {
+      st = root_->clone_grown(home_ + old, rounded - old);
     }
+    if (st != ZX_OK) return st;
+    size_.store(rounded, std::memory_order_release);
     apply_prot_locked();
   }
-  // Threads blocked in what went fault again, into the protection that is there now.
-  if (gone_len > 0) root_->clone_unmapped(gone_addr, gone_len);
   if (rounded != new_size) {
     // Zircon zeroes the bytes from the new size to the end of its page.
     static const uint8_t kZeros[kPageSize] = {};
@@ -481,7 +490,8 @@ zx_status_t CloneVmo::read(void* buffer, uint64_t offset, size_t len) {
   return read_range(static_cast<uint8_t*>(buffer), offset, len);
 }
 
-zx_status_t CloneVmo::write_page(const uint8_t* buffer, uint64_t offset, size_t len) {
+zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len, bool zero) {
+  static const uint8_t kZeros[kPageSize] = {};
   const uint64_t page_off = offset & ~(kPageSize - 1);
   for (int attempt = 0;; ++attempt) {
     uintptr_t home;
@@ -495,28 +505,46 @@ zx_status_t CloneVmo::write_page(const uint8_t* buffer, uint64_t offset, size_t 
     std::vector<uint64_t> states;
     if (!read_pagemap(home + page_off, 1, &states)) return ZX_ERR_NO_MEMORY;
     const uint64_t e = states[0];
-    if (own_page(e) || root_page_mapped(e) || page_off >= limit) {
-      // A store through the clone's memory, as the program's would: into its own page, or
-      // a copy of the root's page mapped there, or a copy of a zero page past the limit.
+    if (e & (kPmPresent | kPmSwapped)) {
+      // Mapped: a store through the clone's memory, as the program's would: into its own
+      // page, or into a copy of the root's page (or of the zero page) that it breaks off.
+      // (A page that is its own already needs nothing for a commit.)
+      if (own_page(e) && len == 0 && !zero) return ZX_OK;
+      uint8_t b = 0;
       root_->begin_clone_copy();
-      int err = mem_write(home + offset, buffer, len);
+      int err;
+      if (zero) {
+        err = mem_write(home + page_off, kZeros, kPageSize);
+      } else if (len > 0) {
+        err = mem_write(home + offset, bytes, len);
+      } else {
+        err = mem_read(&b, home + page_off, 1);
+        if (err == 0) err = mem_write(home + page_off, &b, 1);
+      }
       root_->end_clone_copy();
       if (err == 0) return ZX_OK;
+      // Dropped meanwhile (the root's page evicted): look again.
       if (root_->detached()) return ZX_ERR_BAD_STATE;
-      if (attempt >= 8) return ZX_ERR_BAD_STATE;
+      if (attempt >= 8) return ZX_ERR_IO;
       continue;
     }
-    // Nothing mapped there: the root's page, with the store applied, becomes the clone's.
-    alignas(4096) static thread_local uint8_t bytes[kPageSize];
-    zx_status_t st = root_->read(bytes, root_offset_ + page_off, kPageSize);
-    if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
-    if (st != ZX_OK) return st;
-    memcpy(bytes + (offset - page_off), buffer, len);
-    uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, bytes, kPageSize);
+    // Nothing mapped there: the root's page (or zeros past the limit), with the store
+    // applied, becomes the clone's. Never a kernel copy that could wait on a missing page.
+    alignas(4096) static thread_local uint8_t page[kPageSize];
+    if (page_off < limit && !zero) {
+      zx_status_t st = root_->read(page, root_offset_ + page_off, kPageSize);
+      if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
+      if (st != ZX_OK) return st;
+    } else {
+      memset(page, 0, kPageSize);
+    }
+    if (len > 0) memcpy(page + (offset - page_off), bytes, len);
+    uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, page, kPageSize);
     if (r.err == 0) return ZX_OK;
-    if (r.err == EEXIST || r.err == EAGAIN) {
-      // Mapped meanwhile (a touch of the program's): store through it instead.
-      if (r.err == EAGAIN) FaultService::get(&st)->sync();
+    if (r.err == EEXIST) continue;  // mapped meanwhile (a touch of the program's)
+    if (r.err == EAGAIN) {
+      zx_status_t st;
+      FaultService::get(&st)->sync();
       continue;
     }
     return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
@@ -536,7 +564,7 @@ zx_status_t CloneVmo::write(const void* buffer, uint64_t offset, size_t len) {
   while (done < len) {
     const uint64_t cur = offset + done;
     const size_t chunk = std::min<uint64_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
-    st = write_page(src + done, cur, chunk);
+    st = make_own(cur, src + done, chunk);
     if (st != ZX_OK) return st;
     done += chunk;
   }
@@ -547,26 +575,32 @@ zx_status_t CloneVmo::commit(uint64_t first, uint64_t end) {
   zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
   if (st != ZX_OK) return st;
   // Every page becomes the clone's own, as write faults would make them (Zircon's commit
-  // of a clone): a populate where the memory is writable, else a store of each page's own
-  // first byte through /proc/self/mem.
-  uintptr_t home;
+  // of a clone).
+  uint64_t stop;
   {
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_ERR_BAD_STATE;
-    home = home_;
-    end = std::min(end, size() / kPageSize);
+    stop = std::min(end, size() / kPageSize);
   }
-  if (first >= end) return ZX_OK;
-  std::vector<uint64_t> states;
-  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
-  for (uint64_t p = first; p < end; ++p) {
-    if (own_page(states[p - first])) continue;
-    uint8_t b = 0;
-    root_->begin_clone_copy();
-    int err = mem_read(&b, home + p * kPageSize, 1);
-    if (err == 0) err = mem_write(home + p * kPageSize, &b, 1);
-    root_->end_clone_copy();
-    if (err != 0) return root_->detached() ? ZX_ERR_BAD_STATE : ZX_ERR_IO;
+  for (uint64_t p = first; p < stop; ++p) {
+    st = make_own(p * kPageSize, nullptr, 0);
+    if (st != ZX_OK) return st;
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::zero(uint64_t offset, uint64_t len) {
+  // Whole pages become zero pages of the clone's own, with no request (as Zircon forks
+  // them); the bytes of a page zeroed in part are a store like any other.
+  static const uint8_t kZeros[kPageSize] = {};
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t cur = offset + done;
+    const uint64_t in_page = cur & (kPageSize - 1);
+    const uint64_t chunk = std::min<uint64_t>(len - done, kPageSize - in_page);
+    zx_status_t st = chunk == kPageSize ? make_own(cur, nullptr, 0, true)
+                                        : make_own(cur, kZeros, chunk);
+    if (st != ZX_OK) return st;
+    done += chunk;
   }
   return ZX_OK;
 }
@@ -589,8 +623,9 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
     case ZX_VMO_OP_CACHE_CLEAN:
     case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
       return ZX_OK;
-    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for clones of pager-backed VMOs
     case ZX_VMO_OP_ZERO:
+      return len == 0 ? ZX_OK : zero(offset, len);
+    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for clones of pager-backed VMOs
     case ZX_VMO_OP_LOCK:
     case ZX_VMO_OP_TRY_LOCK:
     case ZX_VMO_OP_UNLOCK:
@@ -604,8 +639,8 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
 
 int PagerVmo::uffd_fd() const { return uffd_; }
 
-zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t total,
-                                uintptr_t* out) {
+zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
+                                uint64_t total, uintptr_t* out) {
   // Nothing is accessible until the clone is mapped (the library reaches it through
   // /proc/self/mem and userfaultfd, which protection does not stop).
   void* p = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -613,6 +648,10 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
   const uintptr_t home = reinterpret_cast<uintptr_t>(p);
   if (see > 0 && mmap(p, see, PROT_NONE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
                       static_cast<off_t>(offset)) == MAP_FAILED) {
+    munmap(p, total);
+    return ZX_ERR_NO_MEMORY;
+  }
+  if (total > size && !map_past_end(home + size, total - size)) {
     munmap(p, total);
     return ZX_ERR_NO_MEMORY;
   }
@@ -635,8 +674,8 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
       v.cow = true;
       local_views_.emplace(home, std::move(v));
     }
-    if (total > see) {
-      View v{fd, home + see, 0, total - see, false, false, false, {}, {}};
+    if (size > see) {
+      View v{fd, home + see, 0, size - see, false, false, false, {}, {}};
       v.zero_tail = true;
       local_views_.emplace(home + see, std::move(v));
     }
@@ -657,6 +696,60 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
   clones_.push_back(clone);
   *out = home;
   return ZX_OK;
+}
+
+bool PagerVmo::map_past_end(uintptr_t addr, uint64_t len) {
+  // Past a clone's end an access is SIGBUS, as past a pager VMO's: there the clone's memory
+  // is a private mapping of the memfd where the memfd never reaches (no VMO is that large),
+  // so the kernel itself refuses every fault, at its address.
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
+                 static_cast<off_t>(kMaxVmoSize));
+  return p != MAP_FAILED;
+}
+
+zx_status_t PagerVmo::clone_shrunk(uintptr_t addr, uint64_t len) {
+  if (!map_past_end(addr, len)) return ZX_ERR_NO_MEMORY;
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    // The views there end where the clone now ends.
+    auto it = local_views_.lower_bound(addr);
+    if (it != local_views_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) {
+      --it;
+    }
+    while (it != local_views_.end() && it->first < addr + len) {
+      if (it->first < addr) {
+        it->second.len = addr - it->first;
+        ++it;
+      } else {
+        it = local_views_.erase(it);
+      }
+    }
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      return w.fd == fd && w.addr >= addr && w.addr < addr + len;
+    });
+  }
+  // Threads blocked there fault again, into SIGBUS.
+  uffd::wake(fd, addr, len);
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::clone_grown(uintptr_t addr, uint64_t len) {
+  // A grown clone reads zeros there (it never sees its parent past where it once ended).
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  madvise(p, len, MADV_DONTFORK);
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    View v{fd, addr, 0, len, false, false, false, {}, {}};
+    v.zero_tail = true;
+    local_views_.emplace(addr, std::move(v));
+  }
+  int err = uffd::register_range(fd, addr, len, false, nullptr);
+  return err == 0 ? ZX_OK : err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
 }
 
 void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {
