@@ -19,7 +19,8 @@
 // segment): mutable_data() takes stores, which copy the page they land on into this
 // process's private memory; the blob, other clients and this client's other opens of it
 // never see them. Pages never stored to are the blob's shared pages, as for a read-only
-// open (no copy, no extra page-in).
+// open (no copy, no extra page-in). As for data(), commit() a range before a system
+// call reads or writes it through mutable_data().
 //
 // C++17, no exceptions: every call returns a zx_status_t. Thread-safety: a client and
 // its blobs may be used from any number of threads; requests on one connection are
