@@ -244,20 +244,24 @@ CloneVmo::CloneVmo(std::shared_ptr<PagerVmo> root, std::weak_ptr<Vmo> parent,
 
 CloneVmo::~CloneVmo() = default;
 
+bool CloneVmo::home_is(uintptr_t home) {
+  std::lock_guard lock(mu_);
+  return home_ == home;
+}
+
 uint32_t CloneVmo::info_flags() const {
   return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_IS_COW_CLONE | ZX_INFO_VMO_PAGER_BACKED |
          (resizable_ ? ZX_INFO_VMO_RESIZABLE : 0);
 }
 
 void CloneVmo::on_unreferenced() {
-  bool was_live;
   {
     std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
-    was_live = !torn_down_;
     teardown();
+    if (released_) return;
+    released_ = true;
   }
-  if (!was_live) return;
   if (auto parent = parent_.lock()) parent->child_removed();
   // Last: may be the root's last reference (its COMPLETE, its teardown).
   root_->dependent_removed();
@@ -266,7 +270,41 @@ void CloneVmo::on_unreferenced() {
 void CloneVmo::teardown() {
   if (torn_down_) return;
   torn_down_ = true;
-  if (reserve_ > 0 && home_ != 0) root_->unmap_clone(this, home_, reserve_);
+  if (reserve_ > 0 && home_ != 0) root_->unmap_clone(this, home_, reserve_, false, false);
+  for (uintptr_t old : placeholders_) {
+    AddressSpace::get().disown(old, reserve_);
+    munmap(reinterpret_cast<void*>(old), reserve_);
+  }
+  placeholders_.clear();
+}
+
+zx_status_t CloneVmo::relocate_locked(uintptr_t to, bool overwrite, bool keep_old) {
+  // The pages the clone owns go with it; the rest is the root's or zeros, as before.
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home_, reserve_ / kPageSize, &states)) return ZX_ERR_NO_MEMORY;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> kept;
+  for (uint64_t p = 0; p < states.size(); ++p) {
+    if (!own_page(states[p])) continue;
+    std::vector<uint8_t> bytes(kPageSize);
+    if (mem_read(bytes.data(), home_ + p * kPageSize, kPageSize) != 0) return ZX_ERR_BAD_STATE;
+    kept.emplace_back(p, std::move(bytes));
+  }
+  uintptr_t moved = 0;
+  zx_status_t st =
+      root_->map_clone(this, root_offset_, limit_, size(), reserve_, &moved, to, overwrite);
+  if (st != ZX_OK) return st;
+  for (auto& [p, bytes] : kept) {
+    uffd::Progress r = uffd::copy(root_->uffd_fd(), moved + p * kPageSize, bytes.data(), kPageSize);
+    if (r.err != 0 && r.err != EEXIST) {
+      root_->unmap_clone(this, moved, reserve_, true, false);
+      return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+    }
+  }
+  const uintptr_t old = home_;
+  home_ = moved;
+  root_->unmap_clone(this, old, reserve_, true, keep_old);
+  if (keep_old) placeholders_.push_back(old);
+  return ZX_OK;
 }
 
 void CloneVmo::apply_prot_locked() {
@@ -322,11 +360,11 @@ zx_status_t CloneVmo::clamp_locked(uint64_t see, bool keep) {
   root_->cut_clone_view(home_, see, limit_);
   void* m = mremap(n, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(from));
   if (m == MAP_FAILED) {
-    // The old mapping is still there; the root answers its faults with zeros already.
+    // Out of memory for the move: the resize that needed it fails.
     munmap(n, len);
-  } else {
-    uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
+    return ZX_ERR_NO_MEMORY;
   }
+  uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
   limit_ = see;
   apply_prot_locked();
   return ZX_OK;
@@ -365,12 +403,19 @@ zx_status_t CloneVmo::set_size(uint64_t new_size) {
 
 zx_status_t CloneVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
                           uint64_t len, uintptr_t* out) {
-  // The clone's memory is one mapping (its copy-on-write pages are that mapping's): it can
-  // be handed out, not duplicated or placed elsewhere.
-  if (fixed) return ZX_ERR_NOT_SUPPORTED;
+  // The clone's memory is one mapping (its copy-on-write pages are that mapping's): it is
+  // handed out, not duplicated. At a place of the caller's choosing (ZX_VM_SPECIFIC, a
+  // sub-VMAR) it moves there, own pages and all, if the mapping is the whole clone.
+  if (fixed && (vmo_offset != 0 || len != reserve_)) return ZX_ERR_NOT_SUPPORTED;
+  std::lock_guard clones(root_->clones_lock());
   std::lock_guard lock(mu_);
   if (torn_down_ || home_ == 0) return ZX_ERR_BAD_STATE;
   if (mapped_) return ZX_ERR_NOT_SUPPORTED;
+  if (fixed) {
+    zx_status_t st = relocate_locked(fixed, options & ZX_VM_SPECIFIC_OVERWRITE, true);
+    if (st != ZX_OK) return st;
+    relocated_ = true;
+  }
   mapped_ = true;
   map_addr_ = home_ + vmo_offset;
   map_len_ = len;
@@ -382,11 +427,24 @@ zx_status_t CloneVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
 
 zx_status_t CloneVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   {
+    std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_OK;
     // The addresses stop working (the pages stay the clone's): threads blocked there are
     // woken into SIGSEGV.
     mapped_ = false;
+    if (relocated_) {
+      // At the caller's place: the memory leaves it, so that its VMAR gets it back (or,
+      // with the last reference, goes).
+      relocated_ = false;
+      if (handle_count() == 0 && num_mappings() == 1) {
+        teardown();
+        return ZX_OK;
+      }
+      zx_status_t st = relocate_locked(0, false, false);
+      apply_prot_locked();
+      return st;
+    }
     apply_prot_locked();
   }
   root_->clone_unmapped(addr, len);
@@ -434,52 +492,62 @@ zx_status_t CloneVmo::for_root_runs(uint64_t first, uint64_t end, uint32_t op) {
 }
 
 zx_status_t CloneVmo::read_range(uint8_t* buffer, uint64_t offset, size_t len) {
-  uintptr_t home;
-  uint64_t limit;
-  {
-    std::lock_guard lock(mu_);
-    if (torn_down_) return ZX_ERR_BAD_STATE;
-    home = home_;
-    limit = limit_;
-  }
-  const uint64_t first = offset / kPageSize;
+  // As a zx_vmo_read on Zircon works through a range: what is there is copied (the clone's
+  // own pages, the root's present ones, zeros past the limit), and at a page neither has,
+  // the run up to the next page either has is requested from the root and waited for until
+  // its first page arrives; then the clone's pages are looked at afresh (it may have
+  // forked some of that run meanwhile: those are read from the clone, not waited for).
   const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
-  std::vector<uint64_t> states;
-  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
+  const uint64_t root_first = root_offset_ / kPageSize;
   size_t done = 0;
   while (done < len) {
+    uintptr_t home;
+    uint64_t limit;
+    {
+      std::lock_guard lock(mu_);
+      if (torn_down_) return ZX_ERR_BAD_STATE;
+      home = home_;
+      limit = limit_;
+    }
     const uint64_t cur = offset + done;
     const uint64_t page = cur / kPageSize;
-    const uint64_t e = states[page - first];
-    // A run of pages of one kind: the clone's own, the root's, or zeros past the limit.
-    enum { kOwn, kRoot, kZero } kind = own_page(e) ? kOwn : (cur < limit ? kRoot : kZero);
+    std::vector<uint64_t> states;
+    if (!read_pagemap(home + page * kPageSize, end - page, &states)) return ZX_ERR_NO_MEMORY;
+    auto own = [&](uint64_t p) { return own_page(states[p - page]); };
     uint64_t stop = page + 1;
-    for (; stop < end; ++stop) {
-      const uint64_t f = states[stop - first];
-      const auto k = own_page(f) ? kOwn : (stop * kPageSize < limit ? kRoot : kZero);
-      if (k != kind) break;
-    }
-    const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
     zx_status_t st = ZX_OK;
-    switch (kind) {
-      case kOwn:
-        st = mem_read(buffer + done, home + cur, chunk) == 0 ? ZX_OK : ZX_ERR_BAD_STATE;
-        break;
-      case kRoot:
-        // The root's pages, as the root reads them: requested if missing, waited for, a
-        // FAIL's code or BAD_STATE after a detach.
-        st = root_->read(buffer + done, root_offset_ + cur, chunk);
-        if (st == ZX_ERR_OUT_OF_RANGE) {
-          // The root shrank meanwhile: the clone was clamped; read again what it is now.
-          return read_range(buffer + done, cur, len - done);
-        }
-        break;
-      case kZero:
-        memset(buffer + done, 0, chunk);
-        break;
+    if (own(page)) {
+      while (stop < end && own(stop)) ++stop;
+      const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
+      const int err = mem_read(buffer + done, home + cur, chunk);
+      // (The clone moved meanwhile, a ZX_VM_SPECIFIC map: read it where it is now.)
+      if (!home_is(home)) continue;
+      if (err != 0) return ZX_ERR_BAD_STATE;
+      done += chunk;
+      continue;
     }
+    if (cur >= limit) {
+      while (stop < end && !own(stop)) ++stop;
+      const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
+      memset(buffer + done, 0, chunk);
+      done += chunk;
+      continue;
+    }
+    // The root's: up to the clone's next own page, or the limit.
+    const uint64_t limit_pages = limit / kPageSize;
+    while (stop < end && stop < limit_pages && !own(stop)) ++stop;
+    const uint64_t present_end = root_->present_run_end(root_first + page, root_first + stop);
+    if (present_end > root_first + page) {
+      const size_t chunk =
+          std::min<uint64_t>(len - done, (present_end - root_first) * kPageSize - cur);
+      st = root_->read(buffer + done, root_offset_ + cur, chunk);
+      if (st == ZX_OK) done += chunk;
+    } else {
+      st = root_->wait_page(root_first + page, root_first + stop);
+    }
+    // The root shrank meanwhile: the clone was clamped; look again.
+    if (st == ZX_ERR_OUT_OF_RANGE) continue;
     if (st != ZX_OK) return st;
-    done += chunk;
   }
   return ZX_OK;
 }
@@ -522,6 +590,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
         if (err == 0) err = mem_write(home + page_off, &b, 1);
       }
       root_->end_clone_copy();
+      if (!home_is(home)) continue;  // moved meanwhile: store where it is now
       if (err == 0) return ZX_OK;
       // Dropped meanwhile (the root's page evicted): look again.
       if (root_->detached()) return ZX_ERR_BAD_STATE;
@@ -540,6 +609,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
     }
     if (len > 0) memcpy(page + (offset - page_off), bytes, len);
     uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, page, kPageSize);
+    if (!home_is(home)) continue;  // moved meanwhile: store where it is now
     if (r.err == 0) return ZX_OK;
     if (r.err == EEXIST) continue;  // mapped meanwhile (a touch of the program's)
     if (r.err == EAGAIN) {
@@ -639,25 +709,44 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
 
 int PagerVmo::uffd_fd() const { return uffd_; }
 
+namespace {
+// Gives back memory a failed map_clone made: unmapped, or, where it replaced a VMAR's
+// reservation (`reserved`), a reservation again.
+void release_clone_memory(void* p, uint64_t len, bool reserved) {
+  if (reserved) {
+    mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  } else {
+    munmap(p, len);
+  }
+}
+}  // namespace
+
 zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
-                                uint64_t total, uintptr_t* out) {
+                                uint64_t total, uintptr_t* out, uintptr_t at, bool overwrite) {
   // Nothing is accessible until the clone is mapped (the library reaches it through
   // /proc/self/mem and userfaultfd, which protection does not stop).
-  void* p = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (at) flags |= overwrite ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  void* p = mmap(reinterpret_cast<void*>(at), total, PROT_NONE, flags, -1, 0);
+  if (p == MAP_FAILED) return at && errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : ZX_ERR_NO_MEMORY;
+  if (at && reinterpret_cast<uintptr_t>(p) != at) {
+    munmap(p, total);  // a kernel without MAP_FIXED_NOREPLACE took it as a hint
+    return ZX_ERR_ALREADY_EXISTS;
+  }
+  const bool reserved = at && overwrite;
   const uintptr_t home = reinterpret_cast<uintptr_t>(p);
   if (see > 0 && mmap(p, see, PROT_NONE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
                       static_cast<off_t>(offset)) == MAP_FAILED) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   if (total > size && !map_past_end(home + size, total - size)) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   madvise(p, total, MADV_DONTFORK);
   if (AddressSpace::get().own(home, total) != ZX_OK) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   const int fd = service_->fd();
@@ -665,7 +754,7 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
     std::lock_guard lock(mu_);
     if (torn_down_) {
       AddressSpace::get().disown(home, total);
-      munmap(p, total);
+      release_clone_memory(p, total, reserved);
       return ZX_ERR_BAD_STATE;
     }
     // Known before registered: a fault can arrive as soon as it is.
@@ -690,10 +779,10 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
       local_views_.erase(home + see);
     }
     AddressSpace::get().disown(home, total);
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
   }
-  clones_.push_back(clone);
+  if (std::find(clones_.begin(), clones_.end(), clone) == clones_.end()) clones_.push_back(clone);
   *out = home;
   return ZX_OK;
 }
@@ -772,8 +861,9 @@ void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {
   });
 }
 
-void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total) {
-  std::erase(clones_, clone);
+void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total, bool moving,
+                           bool placeholder) {
+  if (!moving) std::erase(clones_, clone);
   const int fd = service_->fd();
   // As a view's unmap: no access first, then unregister (which wakes the threads blocked
   // there, into SIGSEGV).
@@ -788,6 +878,13 @@ void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total) {
   }
   uffd::unregister_range(fd, home, total);
   service_->remove_region(home, this);
+  if (placeholder) {
+    // Still the clone's (inaccessible, empty) until it goes: a copy of the library's that
+    // started at these addresses before the clone moved must not land in another mapping.
+    mmap(reinterpret_cast<void*>(home), total, PROT_NONE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return;
+  }
   AddressSpace::get().disown(home, total);
   munmap(reinterpret_cast<void*>(home), total);
 }
@@ -801,6 +898,23 @@ void PagerVmo::clone_unmapped(uintptr_t addr, uint64_t len) {
     });
   }
   uffd::wake(fd, addr, len);
+}
+
+uint64_t PagerVmo::present_run_end(uint64_t first, uint64_t end) {
+  std::lock_guard lock(mu_);
+  end = std::min(end, size_pages());
+  return first < end ? present_.first_missing(first, end) : first;
+}
+
+zx_status_t PagerVmo::wait_page(uint64_t page, uint64_t end) {
+  std::unique_lock lock(mu_);
+  if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;
+  LibWaiter w;
+  w.head = page;
+  lib_waiters_.push_back(&w);
+  zx_status_t st = wait_for_head(lock, &w, end);
+  lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
+  return st;
 }
 
 void PagerVmo::begin_clone_copy() {
