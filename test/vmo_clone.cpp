@@ -413,3 +413,24 @@ TEST_CASE("a whole clone maps where the caller says (ZX_VM_SPECIFIC in a sub-VMA
   zx_vmar_destroy(vmar);
   zx_handle_close(vmar);
 }
+
+TEST_CASE("the children of a clone that goes are its parent's") {
+  TestPager pager;
+  TestVmo* root = pager.create_vmo(2, false);
+  zx_handle_t a = ZX_HANDLE_INVALID, b = ZX_HANDLE_INVALID, c = ZX_HANDLE_INVALID;
+  REQUIRE(zx_vmo_create_child(root->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, 2 * kPage,
+                              &a) == ZX_OK);
+  REQUIRE(zx_vmo_create_child(a, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, 2 * kPage, &b) ==
+          ZX_OK);
+  REQUIRE(zx_vmo_create_child(b, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, kPage, &c) == ZX_OK);
+  CHECK(vmo_info(root->vmo).num_children == 1);
+  CHECK(vmo_info(a).num_children == 1);
+  zx_handle_close(a);
+  CHECK(vmo_info(root->vmo).num_children == 1);
+  CHECK(vmo_info(b).parent_koid == koid_of(root->vmo));
+  zx_handle_close(b);
+  CHECK(vmo_info(root->vmo).num_children == 1);
+  CHECK(vmo_info(c).parent_koid == koid_of(root->vmo));
+  zx_handle_close(c);
+  CHECK(vmo_info(root->vmo).num_children == 0);
+}

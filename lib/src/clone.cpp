@@ -109,6 +109,13 @@ int copy_page(int fd, uintptr_t dst, const void* src) {
   }
 }
 
+// Guards every clone's parent and kids: who is whose child changes when a clone in the
+// middle of a chain goes. Taken after every other lock of a clone or a VMO.
+std::mutex& family_mu() {
+  static std::mutex mu;
+  return mu;
+}
+
 constexpr uint32_t kChildKinds = ZX_VMO_CHILD_SNAPSHOT | ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE |
                                  ZX_VMO_CHILD_SLICE | ZX_VMO_CHILD_REFERENCE |
                                  ZX_VMO_CHILD_SNAPSHOT_MODIFIED;
@@ -234,7 +241,11 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
       }
     }
   }
-  parent->child_added();
+  {
+    std::lock_guard family(family_mu());
+    parent->child_added();
+    if (parent_clone) parent_clone->kids_.push_back(clone);
+  }
   root->dependent_added();
   *out = std::move(clone);
   return ZX_OK;
@@ -255,6 +266,11 @@ CloneVmo::CloneVmo(std::shared_ptr<PagerVmo> root, std::weak_ptr<Vmo> parent,
 
 CloneVmo::~CloneVmo() = default;
 
+zx_koid_t CloneVmo::parent_koid() const {
+  std::lock_guard family(family_mu());
+  return parent_koid_;
+}
+
 bool CloneVmo::home_is(uintptr_t home) {
   std::lock_guard lock(mu_);
   return home_ == home;
@@ -273,7 +289,25 @@ void CloneVmo::on_unreferenced() {
     if (released_) return;
     released_ = true;
   }
-  if (auto parent = parent_.lock()) parent->child_removed();
+  {
+    // Its children become its parent's (Zircon's num_children, ZX_INFO_VMO's parent_koid:
+    // a chain keeps counting as its root's children however its middle goes).
+    std::lock_guard family(family_mu());
+    auto parent = parent_.lock();
+    auto* parent_clone =
+        parent && parent->kind() == Kind::kClone ? static_cast<CloneVmo*>(parent.get()) : nullptr;
+    for (auto& weak : kids_) {
+      auto kid = weak.lock();
+      if (!kid || kid->released_flag_) continue;
+      kid->parent_ = parent_;
+      kid->parent_koid_ = parent_koid_;
+      if (parent) parent->child_added();
+      if (parent_clone) parent_clone->kids_.push_back(kid);
+    }
+    kids_.clear();
+    if (parent) parent->child_removed();
+    released_flag_ = true;
+  }
   // Last: may be the root's last reference (its COMPLETE, its teardown).
   root_->dependent_removed();
 }

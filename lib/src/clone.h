@@ -59,7 +59,7 @@ class CloneVmo final : public Vmo {
   zx_status_t unmap(uintptr_t addr, uint64_t len, bool whole_mapping) override;
   uint64_t committed_bytes() override;
   uint32_t info_flags() const override;
-  zx_koid_t parent_koid() const override { return parent_koid_; }
+  zx_koid_t parent_koid() const override;
 
   // The root pager VMO shrank to `root_size` bytes: the clone sees no more of it than
   // that from now on. Called with the root's clones_lock() held.
@@ -102,8 +102,11 @@ class CloneVmo final : public Vmo {
   zx_status_t relocate_locked(uintptr_t to, bool overwrite, bool keep_old);
 
   const std::shared_ptr<PagerVmo> root_;
-  const std::weak_ptr<Vmo> parent_;
-  const zx_koid_t parent_koid_;
+  // The parent (a clone's children are its parent's once it goes, as on Zircon), and the
+  // clones made of this one: guarded by family_mu() in clone.cpp.
+  std::weak_ptr<Vmo> parent_;
+  zx_koid_t parent_koid_;
+  std::vector<std::weak_ptr<CloneVmo>> kids_;
   const uint64_t root_offset_;  // clone offset 0 is root offset root_offset_
   const uint64_t reserve_;      // length of the home
   const bool resizable_;
@@ -119,7 +122,8 @@ class CloneVmo final : public Vmo {
   bool relocated_ = false;  // the home is at the place the mapping asked for
   std::vector<uintptr_t> placeholders_;  // old homes, kept until teardown
   bool torn_down_ = false;
-  bool released_ = false;  // its parent and root were told it went
+  bool released_ = false;  // its parent and root were told it went (mu_)
+  bool released_flag_ = false;  // the same, under family_mu()
 };
 
 // ZX_VMO_CHILD_SLICE: a window [offset, offset+size) of its parent, sharing its pages both
