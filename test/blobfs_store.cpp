@@ -555,8 +555,22 @@ TEST_CASE("GetVmo: a clone outlives its view, keeps the blob's VMO from the page
   got = VmoBytes(c.get(), 0, want.size(), &st);
   REQUIRE(st == ZX_OK);
   REQUIRE(got == want);
-  // Once the clone is gone, the next release over the budget drops the VMO.
+  // A writable clone of the clone (an ELF loader's data segment) that outlives it holds the
+  // blob as well: the children of a clone that goes are its parent's.
+  zx::vmo w;
+  REQUIRE(c.create_child(ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, want.size(), &w) == ZX_OK);
   c.reset();
+  {
+    std::unique_ptr<blobfs::StoreBlob> other;
+    REQUIRE(store->OpenBlob("page.bin", &other) == ZX_OK);
+  }
+  REQUIRE(store->BlobStats(&stats) == ZX_OK);
+  CHECK(Find(stats, root)->pages_resident > 0);
+  got = VmoBytes(w.get(), 0, want.size(), &st);
+  REQUIRE(st == ZX_OK);
+  REQUIRE(got == want);
+  // Once the clones are gone, the next release over the budget drops the VMO.
+  w.reset();
   {
     std::unique_ptr<blobfs::StoreBlob> other;
     REQUIRE(store->OpenBlob("page.bin", &other) == ZX_OK);

@@ -88,11 +88,10 @@ class StoreBlob {
   // ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, as the ELF loader maps a data segment) keeps
   // its stores to itself: only the pages it stores to are copied.
   // Lifetime: the clone outlives this view and keeps the blob's VMO from being dropped
-  // from the page cache while it exists, as a clone keeps a blob open on Fuchsia. Only
-  // direct children of the blob's VMO count (ZX_INFO_VMO num_children): a clone of the
-  // clone that outlives it does not keep the VMO (keep this view or the GetVmo clone
-  // open as long as it is used), and once the VMO is dropped, or the Store is gone,
-  // pages a clone never read fail (ZX_ERR_BAD_STATE from zx_vmo_read, SIGBUS through a
+  // from the page cache while it exists, as a clone keeps a blob open on Fuchsia; so does a
+  // clone of the clone that outlives it (the children of a clone that goes are its
+  // parent's: ZX_INFO_VMO num_children of the blob's VMO). Once the Store is gone, pages a
+  // clone never read fail (ZX_ERR_BAD_STATE from zx_vmo_read, SIGBUS through a
   // mapping); what it read stays.
   // ZX_ERR_BAD_STATE for an empty blob (as on Fuchsia); ZX_ERR_INVALID_ARGS for a null
   // `out`; errors of zx_vmo_create_child otherwise. Thread-safe.
