@@ -10,6 +10,9 @@
 // runs the request loop, read-ahead and supply. --pager raw answers the packets with the
 // Zircon calls directly instead (and also checks the COMPLETE packets the service
 // consumes itself).
+//
+// --clones (stress_clones.cpp) adds clone threads; stress_internal.h holds what the two
+// files share.
 #include <fmt/core.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -28,165 +31,18 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include <zircon/syscalls.h>
-#include <zircon/syscalls/object.h>
 #include <zxpager/paged_source.h>
 #include <zxpager/zxpager.h>
 
 #include "commands.h"
+#include "stress_internal.h"
 #include "stress_write.h"
 
-namespace zxpager_cli {
+namespace zxpager_cli::stress {
 namespace {
-
-// Page layout. The pager fills every word of a page with content_word(vmo, page, word),
-// then overwrites the header. Faulting thread t owns word kSlotWord + t: it is the only
-// writer of it and remembers what it wrote, so a page evicted after a write (data loss)
-// or a write landing on the wrong page shows as a mismatch. One page in 32 is supplied
-// from a hole in the aux VMO and must read as zeros.
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kWords = kPage / 8;
-constexpr uint64_t kHeaderWords = 4;  // magic, vmo index, page index, generation
-constexpr uint64_t kSlotWord = kWords / 2;
-constexpr uint32_t kMaxThreads = kWords - kSlotWord;
-constexpr uint64_t kMagic = 0x7a78706167657221ull;
-constexpr uint64_t kKeyBase = 0x5000;
-constexpr uint64_t kAuxMinPages = 64;
-constexpr uint64_t kEvictMaxPages = 64;
-constexpr size_t kMaxMessages = 20;
-constexpr uint64_t kWritableEvery = 4;
-// --clones: a clone's writes stamp the last kCloneWords words of a page (no faulting
-// thread's slot reaches them); a clone thread keeps up to kMaxLiveClones clones open,
-// chains at most kMaxCloneDepth deep.
-constexpr uint64_t kCloneWords = 64;
-constexpr uint64_t kCloneWord = kWords - kCloneWords;
-constexpr uint32_t kMaxThreadsWithClones = kCloneWord - kSlotWord;
-constexpr size_t kMaxLiveClones = 4;
-constexpr uint32_t kMaxCloneDepth = 4;
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t content_word(uint32_t vmo, uint64_t page, uint64_t word) {
-  return mix64((static_cast<uint64_t>(vmo) << 56) ^ (page << 9) ^ word);
-}
-
-bool is_zero_page(uint32_t vmo, uint64_t page) {
-  return (mix64(~((static_cast<uint64_t>(vmo) << 48) ^ page)) & 31) == 0;
-}
-
-// What faulting thread t writes to its slot of a root page with its n-th write: n in the
-// high half, a hash of (seed, t, vmo, page, n) in the low half. The writer alone knows
-// which value is the latest; a clone, which may see any of them (snapshot at least on
-// write), checks that the word is one some write of thread t put on that very page.
-// Bit 1 may be flipped: that keeps a value apart from the page's supplied word.
-uint64_t slot_hash(uint64_t seed, uint32_t t, uint32_t vmo, uint64_t page, uint64_t n) {
-  return (mix64(seed ^ 0x510700000000ull ^ (static_cast<uint64_t>(t) << 48) ^
-                (static_cast<uint64_t>(vmo) << 36) ^ (page << 4) ^ mix64(n)) &
-          0xffffffffull) |
-         1;
-}
-
-uint64_t slot_value(uint64_t seed, uint32_t t, uint32_t vmo, uint64_t page, uint64_t n) {
-  uint64_t value = (n << 32) | slot_hash(seed, t, vmo, page, n);
-  if (!is_zero_page(vmo, page) && value == content_word(vmo, page, kSlotWord + t)) value ^= 2;
-  return value;
-}
-
-bool is_slot_value(uint64_t seed, uint32_t t, uint32_t vmo, uint64_t page, uint64_t value) {
-  const uint64_t n = value >> 32;
-  if (n == 0) return false;
-  const uint64_t h = slot_hash(seed, t, vmo, page, n);
-  return (value & 0xffffffffull) == h || (value & 0xffffffffull) == (h ^ 2);
-}
-
-// Word w of the stamp that clone `id` writes over the last kCloneWords words of its page
-// `page` with its write number `seq`: the first word names the clone and the write, the
-// others hash them with the page and word, so that bytes from another clone, another
-// write or another page never pass for these.
-uint64_t clone_stamp(uint64_t seed, uint64_t id, uint32_t seq, uint64_t page, uint64_t w) {
-  if (w == 0) return (id << 32) | seq;
-  return mix64(seed ^ mix64((id << 32) | seq) ^ mix64(0xc10e000000000000ull ^ (page << 9) ^ w));
-}
-
-uint64_t now_ns() { return static_cast<uint64_t>(zx_clock_get_monotonic()); }
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(mix64(seed)) {}
-  uint64_t next() { return mix64(s_ += 0x9e3779b97f4a7c15ull); }
-  double unit() { return static_cast<double>(next() >> 11) * 0x1p-53; }
-  uint64_t below(uint64_t n) { return n ? next() % n : 0; }
-
- private:
-  uint64_t s_;
-};
-
-std::string status_name(zx_status_t st) {
-  switch (st) {
-    case ZX_OK: return "ZX_OK";
-    case ZX_ERR_INTERNAL: return "ZX_ERR_INTERNAL";
-    case ZX_ERR_NOT_SUPPORTED: return "ZX_ERR_NOT_SUPPORTED";
-    case ZX_ERR_NO_MEMORY: return "ZX_ERR_NO_MEMORY";
-    case ZX_ERR_INVALID_ARGS: return "ZX_ERR_INVALID_ARGS";
-    case ZX_ERR_BAD_HANDLE: return "ZX_ERR_BAD_HANDLE";
-    case ZX_ERR_WRONG_TYPE: return "ZX_ERR_WRONG_TYPE";
-    case ZX_ERR_OUT_OF_RANGE: return "ZX_ERR_OUT_OF_RANGE";
-    case ZX_ERR_BAD_STATE: return "ZX_ERR_BAD_STATE";
-    case ZX_ERR_TIMED_OUT: return "ZX_ERR_TIMED_OUT";
-    case ZX_ERR_ACCESS_DENIED: return "ZX_ERR_ACCESS_DENIED";
-    case ZX_ERR_IO: return "ZX_ERR_IO";
-    default: return fmt::format("status {}", st);
-  }
-}
-
-// ---- options ----
-
-struct Options {
-  uint32_t threads = 8;
-  uint32_t pager_threads = 2;
-  uint32_t vmos = 4;
-  std::string vmo_size = "16M";
-  std::string pattern = "rand";
-  double write_ratio = 0.1;
-  std::string access = "mixed";
-  std::string supply = "move";
-  std::string pager = "service";
-  uint32_t batch = 1;
-  double fail_rate = 0;
-  double detach_after = 0;
-  bool evict = false;
-  bool private_vmos = false;
-  bool clones = false;
-  uint32_t clone_threads = 2;
-  double duration = 10;
-  uint64_t ops = 0;
-  uint64_t seed = 1;
-  bool progress = false;
-  bool json = false;
-  uint32_t deadline_ms = 10000;
-  // --write
-  bool write = false;
-  uint32_t syncers = 2;
-  std::string budget = "0";
-  std::string dir = "/var/tmp";
-  std::string backend = "zxpager";
-  std::string evict_via = "both";
-  // Set from which options were given.
-  bool detach = false;
-  bool ops_given = false;
-  bool duration_given = false;
-};
-
-enum class Pattern { kSeq, kRand, kZipf, kStride };
-enum class AccessMode { kMapping, kRead, kMixed };
 
 std::optional<uint64_t> parse_size(const std::string& s) {
   if (s.empty()) return std::nullopt;
@@ -219,211 +75,6 @@ std::optional<std::pair<Pattern, uint64_t>> parse_pattern(const std::string& s) 
   return std::nullopt;
 }
 
-// ---- bookkeeping ----
-
-enum ErrKind {
-  kMismatch,
-  kUnexpectedSignal,
-  kUnexpectedStatus,
-  kLostWakeup,
-  kStuckCall,
-  kPagerCall,
-  kUnexpectedPacket,
-  kMissingComplete,
-  kHandle,
-  kNumErrKinds
-};
-constexpr const char* kErrNames[kNumErrKinds] = {
-    "mismatch",     "unexpected_signal", "unexpected_status", "lost_wakeup",
-    "stuck_call",   "pager_call",        "unexpected_packet", "missing_complete",
-    "handle"};
-
-class Errors {
- public:
-  void add(ErrKind kind, std::string msg) {
-    count_[kind].fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard lock(mu_);
-    if (messages_.size() < kMaxMessages) {
-      fmt::print(stderr, "zxpager stress: error ({}): {}\n", kErrNames[kind], msg);
-      messages_.push_back(fmt::format("{}: {}", kErrNames[kind], std::move(msg)));
-    }
-  }
-  uint64_t count(int kind) const { return count_[kind].load(std::memory_order_relaxed); }
-  uint64_t total() const {
-    uint64_t t = 0;
-    for (int k = 0; k < kNumErrKinds; ++k) t += count(k);
-    return t;
-  }
-  std::vector<std::string> messages() {
-    std::lock_guard lock(mu_);
-    return messages_;
-  }
-
- private:
-  std::atomic<uint64_t> count_[kNumErrKinds] = {};
-  std::mutex mu_;
-  std::vector<std::string> messages_;
-};
-
-// Latency histogram: exact below 32 ns, then 32 buckets per power of two (3% wide).
-class Hist {
- public:
-  static constexpr int kBuckets = 32 + 40 * 32;
-  void add(uint64_t ns) { b_[index(ns)].fetch_add(1, std::memory_order_relaxed); }
-  void snapshot(std::vector<uint64_t>* out) const {
-    out->resize(kBuckets);
-    for (int i = 0; i < kBuckets; ++i) (*out)[i] += b_[i].load(std::memory_order_relaxed);
-  }
-  static uint64_t percentile(const std::vector<uint64_t>& c, double q) {
-    uint64_t total = std::accumulate(c.begin(), c.end(), uint64_t{0});
-    if (total == 0) return 0;
-    uint64_t rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
-    rank = std::max<uint64_t>(rank, 1);
-    uint64_t seen = 0;
-    for (int i = 0; i < kBuckets; ++i) {
-      seen += c[i];
-      if (seen >= rank) return upper(i);
-    }
-    return upper(kBuckets - 1);
-  }
-  static uint64_t max(const std::vector<uint64_t>& c) {
-    for (int i = kBuckets - 1; i >= 0; --i) {
-      if (c[i]) return upper(i);
-    }
-    return 0;
-  }
-
- private:
-  static int index(uint64_t v) {
-    if (v < 32) return static_cast<int>(v);
-    int e = 63 - __builtin_clzll(v);
-    int i = 32 + (e - 5) * 32 + static_cast<int>((v >> (e - 5)) - 32);
-    return std::min(i, kBuckets - 1);
-  }
-  static uint64_t upper(int i) {
-    if (i < 32) return static_cast<uint64_t>(i);
-    int e = (i - 32) / 32 + 5;
-    uint64_t m = static_cast<uint64_t>((i - 32) % 32 + 33);
-    return (m << (e - 5)) - 1;
-  }
-  std::atomic<uint64_t> b_[kBuckets] = {};
-};
-
-// A thread the watchdog watches: `since` is when its current blocking call began, 0 when
-// it is not in one.
-struct Watch {
-  std::atomic<uint64_t> since{0};
-  std::atomic<uint64_t> where{0};  // what it is blocked on (faulting threads: global page)
-  uint64_t reported = 0;           // watchdog only
-};
-
-struct VmoState {
-  uint32_t index = 0;
-  zx_handle_t handle = ZX_HANDLE_INVALID;
-  uintptr_t base = 0;
-  uint64_t pages = 0;
-  uint32_t svc_id = 0;  // --pager service
-  std::atomic<bool> detached{false};
-  std::atomic<uint64_t> completes{0};
-  // Per page: how many times the pager filled it (the header's generation is at most
-  // this); FAILs in flight over it; the sequence number of the last FAIL that finished.
-  std::unique_ptr<std::atomic<uint32_t>[]> gen;
-  std::unique_ptr<std::atomic<uint32_t>[]> failing;
-  std::unique_ptr<std::atomic<uint64_t>[]> fail_end;
-};
-
-// A faulting thread's last write to its slot of a page (value 0: never written).
-struct Written {
-  uint64_t value = 0;
-  uint64_t at_ns = 0;   // since the start
-  uint32_t gen = 0;     // times the pager had filled the page by then
-  bool via_map = false;
-};
-
-struct alignas(64) Worker {
-  std::atomic<uint64_t> accesses{0}, reads{0}, writes{0}, via_mapping{0}, via_call{0};
-  std::atomic<uint64_t> faults{0};
-  std::atomic<uint64_t> fail_sigbus{0}, fail_status{0};
-  std::atomic<uint64_t> detach_sigbus{0}, detach_status{0};
-  Hist hist;
-  Watch watch;
-};
-
-struct alignas(64) PagerThread {
-  zx_handle_t aux = ZX_HANDLE_INVALID;
-  uintptr_t aux_base = 0;
-  uint64_t aux_pages = 0;
-  Watch watch;
-};
-
-// --clones. What a clone thread knows of one clone: where it sits over its parent, what
-// it wrote, and what its parent had written when it was created. A clone closed while a
-// child of it lives stays here, held by the child, since the child still sees its pages.
-struct CloneModel {
-  uint64_t id = 0;
-  std::shared_ptr<CloneModel> parent;  // null: a child of the root pager VMO
-  uint32_t vmo = 0;                    // the root's index
-  uint64_t offset = 0;                 // pages into the parent
-  uint64_t size = 0;                   // pages, now
-  uint64_t limit = 0;                  // pages below it see the parent; from it on, zeros
-  uint32_t depth = 1;                  // 1: a child of the root
-  bool resizable = false;
-  uint32_t seq = 0;                    // the clone's writes so far
-  zx_koid_t koid = 0;
-  std::unordered_map<uint64_t, uint32_t> latest;  // page -> the clone's last write to it
-  std::unordered_map<uint64_t, uint32_t> floor;   // the parent's `latest` at creation
-};
-
-struct LiveClone {
-  std::shared_ptr<CloneModel> m;
-  zx_handle_t handle = ZX_HANDLE_INVALID;
-  uintptr_t base = 0;
-  uint64_t mapped_pages = 0;
-};
-
-// What a clone's page may read. Below kCloneWord: zeros (past a parent limit) or the
-// root's page (supplied content, any generation, faulting threads' slot values). The
-// stamped words: the clone's own last write, or a write of an ancestor the snapshot
-// allows (from the one the ancestor had made at the creation of its child on the way,
-// to its latest), or the base.
-struct CloneExpect {
-  bool zeros = false;
-  uint32_t vmo = 0;
-  uint64_t root_page = 0;
-  struct Stamp {
-    uint64_t id;
-    uint32_t lo, hi;
-    uint64_t page;   // in the writer's own pages
-    uint32_t floor;  // the writer's write the snapshot took (0: none, the page was its parent's)
-  };
-  std::vector<Stamp> stamps;
-  bool region_base = false;
-};
-
-struct alignas(64) CloneWorker {
-  std::atomic<uint64_t> created{0}, chained{0}, resizable{0}, resizes{0}, beyond_parent{0};
-  std::atomic<uint64_t> closed_unmap_first{0}, closed_handle_first{0}, parent_closed_first{0};
-  std::atomic<uint64_t> reads{0}, writes{0}, via_mapping{0}, via_call{0};
-  std::atomic<uint64_t> checked_parent{0}, checked_own{0}, checked_ancestor{0}, checked_zero{0};
-  std::atomic<uint64_t> ancestor_later{0};
-  std::atomic<uint64_t> fail_sigbus{0}, fail_status{0}, detach_sigbus{0}, detach_status{0};
-  Watch watch;
-};
-
-// ---- guarded access through the mapping ----
-
-struct Guard {
-  sigjmp_buf jb;
-  volatile sig_atomic_t armed = 0;
-  volatile int stage = 0;
-  volatile int signo = 0;
-  volatile int code = 0;
-  volatile uintptr_t addr = 0;
-};
-enum Stage { kProbe, kCopy, kStore };
-
-thread_local Guard* t_guard = nullptr;
-
 void on_fault_signal(int sig, siginfo_t* si, void*) {
   Guard* g = t_guard;
   if (g == nullptr || !g->armed) {
@@ -437,52 +88,6 @@ void on_fault_signal(int sig, siginfo_t* si, void*) {
   g->code = si->si_code;
   g->addr = reinterpret_cast<uintptr_t>(si->si_addr);
   siglongjmp(g->jb, 1);
-}
-
-// Loads the word at `probe` (the address whose SIGBUS must carry exactly it), then copies
-// the whole page. Returns 0, or the signal that interrupted it.
-__attribute__((noinline)) int guarded_read(Guard* g, const uint64_t* probe, uint64_t* value,
-                                           const void* page, void* buf) {
-  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
-  g->stage = kProbe;
-  g->armed = 1;
-  asm volatile("" ::: "memory");
-  *value = *reinterpret_cast<const volatile uint64_t*>(probe);
-  asm volatile("" ::: "memory");
-  g->stage = kCopy;
-  asm volatile("" ::: "memory");
-  memcpy(buf, page, kPage);
-  asm volatile("" ::: "memory");
-  g->armed = 0;
-  return 0;
-}
-
-// Stores words[0] at `dst` (the address whose SIGBUS must carry exactly it), then the rest.
-__attribute__((noinline)) int guarded_store_words(Guard* g, uint64_t* dst, const uint64_t* words,
-                                                  size_t n) {
-  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
-  g->stage = kStore;
-  g->armed = 1;
-  asm volatile("" ::: "memory");
-  *reinterpret_cast<volatile uint64_t*>(dst) = words[0];
-  asm volatile("" ::: "memory");
-  g->stage = kCopy;
-  asm volatile("" ::: "memory");
-  memcpy(dst + 1, words + 1, (n - 1) * sizeof(uint64_t));
-  asm volatile("" ::: "memory");
-  g->armed = 0;
-  return 0;
-}
-
-__attribute__((noinline)) int guarded_store(Guard* g, uint64_t* addr, uint64_t value) {
-  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
-  g->stage = kStore;
-  g->armed = 1;
-  asm volatile("" ::: "memory");
-  *reinterpret_cast<volatile uint64_t*>(addr) = value;
-  asm volatile("" ::: "memory");
-  g->armed = 0;
-  return 0;
 }
 
 class ScopedFaultHandlers {
@@ -509,115 +114,65 @@ class ScopedFaultHandlers {
   struct sigaction old_bus_, old_segv_;
 };
 
-// ---- the run ----
-
-class Stress {
- public:
-  explicit Stress(const Options& o) : o_(o), source_(this) {}
-  int run();
-
- private:
-  // --pager service: the source the pager service asks for pages.
-  class Source final : public zxp::PagedSource {
-   public:
-    explicit Source(Stress* s) : s_(s) {}
-    void fill(zxp::PagerService* svc, const zxp::FillRequest& req) override {
-      s_->service_fill(svc, req);
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", c);
+      continue;
     }
+    out += c;
+  }
+  return out;
+}
 
-   private:
-    Stress* s_;
-  };
-  void service_fill(zxp::PagerService* svc, const zxp::FillRequest& req);
-  void fill_page(VmoState& v, uint64_t page, uint64_t* dst);
-  uint32_t pager_threads_run() const { return service_mode_ ? 0 : o_.pager_threads; }
+}  // namespace
 
-  bool setup();
-  void build_zipf();
-  uint64_t next_page(Rng& rng, uint64_t* cursor);
-  void faulting_thread(uint32_t t);
-  void access_once(uint32_t t, Worker& w, Guard& guard, Rng& rng, std::vector<Written>& written,
-                   uint64_t* cursor, uint64_t* write_count, uint64_t* buf);
-  void check_page(uint32_t t, const VmoState& v, uint64_t page, const uint64_t* buf,
-                  const Written& written, const char* how);
-  void account_failure(Worker& w, VmoState& v, uint64_t page, uint64_t seq0, bool signal,
-                       zx_status_t st, const std::string& what);
-  enum class FailureCause { kFail, kDetach, kNone };
-  FailureCause failure_cause(const VmoState& v, uint64_t page, uint64_t seq0, bool signal,
-                             zx_status_t st) const;
-  // --clones
-  void clone_thread(uint32_t i);
-  bool clone_create(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live);
-  void clone_close(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live, size_t k,
-                   Guard* guard, uint64_t* buf, uint64_t* expected);
-  void clone_resize(CloneWorker& w, Rng& rng, LiveClone& c);
-  void clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c, bool mapping_only,
-                    uint64_t* buf, uint64_t* expected);
-  CloneExpect clone_expect(const CloneModel& m, uint64_t page) const;
-  void clone_check(CloneWorker& w, const LiveClone& c, uint64_t page, const uint64_t* buf,
-                   uint64_t* expected, const char* how);
-  void pager_thread(uint32_t i);
-  void supply(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length);
-  void fail(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length);
-  void evictor_thread();
-  void watchdog_thread();
-  void progress_thread();
-  static bool wait_until(const std::function<bool()>& done, uint64_t deadline);
-  void detach_now();
-  void teardown();
-  void close_checked(zx_handle_t h, const char* what);
-  void summary(double elapsed, bool clean_exit);
+thread_local Guard* t_guard = nullptr;
 
-  Options o_;
-  Pattern pattern_ = Pattern::kRand;
-  uint64_t stride_ = 1;
-  AccessMode access_ = AccessMode::kMixed;
-  bool use_move_ = true;
-  uint64_t vmo_bytes_ = 0;
-  uint64_t pages_per_vmo_ = 0;
-  uint64_t total_pages_ = 0;
-  uint64_t deadline_ns_ = 0;
-  std::vector<double> zipf_cdf_;
-  uint64_t zipf_mult_ = 1;
-  const char* supply_path_ = "?";
+__attribute__((noinline)) int guarded_read(Guard* g, const uint64_t* probe, uint64_t* value,
+                                           const void* page, void* buf) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kProbe;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *value = *reinterpret_cast<const volatile uint64_t*>(probe);
+  asm volatile("" ::: "memory");
+  g->stage = kCopy;
+  asm volatile("" ::: "memory");
+  memcpy(buf, page, kPage);
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
-  zx_handle_t pager_ = ZX_HANDLE_INVALID;  // borrowed from svc_ in service mode
-  zx_handle_t port_ = ZX_HANDLE_INVALID;
-  bool service_mode_ = true;
-  Source source_;
-  std::unique_ptr<zxp::PagerService> svc_;
-  std::vector<uint32_t> vmo_of_id_;  // service VMO id -> index
-  std::atomic<uint64_t> fill_seq_{0};
-  std::vector<std::unique_ptr<VmoState>> vmos_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::unique_ptr<PagerThread>> pagers_;
-  Watch evictor_watch_;
-  std::vector<std::unique_ptr<CloneWorker>> clone_workers_;
-  std::atomic<uint64_t> next_clone_id_{1};
-  std::atomic<uint32_t> clones_done_{0};
-  std::atomic<uint64_t> clone_wrong_bytes_{0}, clone_wrong_pages_{0};
-  std::atomic<uint64_t> clones_live_{0}, clones_live_max_{0};
-  std::atomic<uint32_t> max_depth_seen_{0};
+__attribute__((noinline)) int guarded_store_words(Guard* g, uint64_t* dst, const uint64_t* words,
+                                                  size_t n) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kStore;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *reinterpret_cast<volatile uint64_t*>(dst) = words[0];
+  asm volatile("" ::: "memory");
+  g->stage = kCopy;
+  asm volatile("" ::: "memory");
+  memcpy(dst + 1, words + 1, (n - 1) * sizeof(uint64_t));
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
-  std::atomic<bool> stop_{false};         // faulting threads and the evictor
-  std::atomic<bool> pager_stop_{false};   // pager threads
-  std::atomic<bool> monitor_stop_{false}; // watchdog and progress
-  std::atomic<uint32_t> workers_done_{0}, pagers_done_{0}, evictor_done_{0};
-  std::atomic<uint64_t> ops_taken_{0};
-
-  std::atomic<uint64_t> fail_seq_{0};
-  std::atomic<uint64_t> requests_seen_{0}, request_pages_{0};
-  std::atomic<uint64_t> supply_calls_{0}, supply_after_detach_{0};
-  std::atomic<uint64_t> fails_issued_{0}, fail_pages_{0};
-  std::atomic<uint64_t> evict_calls_{0}, evicted_pages_{0};
-  uint64_t detaches_ = 0;
-  uint64_t completes_at_close_ = 0;
-  uint64_t handles_closed_ = 0;
-  zxp_pager_stats_t stats_{};
-  zxp_service_stats_t service_stats_{};  // --pager service, taken at teardown
-  Errors errors_;
-  uint64_t start_ns_ = 0;
-};
+__attribute__((noinline)) int guarded_store(Guard* g, uint64_t* addr, uint64_t value) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kStore;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *reinterpret_cast<volatile uint64_t*>(addr) = value;
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
 bool Stress::setup() {
   auto pat = parse_pattern(o_.pattern);
@@ -938,415 +493,6 @@ void Stress::check_page(uint32_t t, const VmoState& v, uint64_t page, const uint
                             static_cast<double>(written.at_ns) / 1e9, written.gen, buf[3],
                             v.gen[page].load()));
   }
-}
-
-// ---- --clones ----
-
-// A clone thread keeps a few clones open (children of a root VMO or of one of its own
-// clones), reads and writes their pages, and closes them. It is the only user of its
-// clones, so what they must read follows from its own record and the root's rules.
-void Stress::clone_thread(uint32_t i) {
-  Guard guard;
-  t_guard = &guard;
-  CloneWorker& w = *clone_workers_[i];
-  Rng rng(o_.seed * 0xc2b2ae3d27d4eb4full + 0x2000 + i);
-  std::vector<uint64_t> buf(kWords), expected(kWords);
-  std::vector<LiveClone> live;
-  while (!stop_.load(std::memory_order_relaxed)) {
-    const uint64_t r = rng.below(64);
-    if (live.empty() || (r < 2 && live.size() < kMaxLiveClones)) {
-      clone_create(w, rng, live);
-    } else if (r < 4) {
-      clone_close(w, rng, live, rng.below(live.size()), &guard, buf.data(), expected.data());
-    } else if (r < 5 && live[r % live.size()].m->resizable) {
-      clone_resize(w, rng, live[r % live.size()]);
-    } else {
-      clone_access(w, guard, rng, live[rng.below(live.size())], false, buf.data(),
-                   expected.data());
-    }
-  }
-  while (!live.empty()) {
-    clone_close(w, rng, live, live.size() - 1, &guard, buf.data(), expected.data());
-  }
-  t_guard = nullptr;
-  clones_done_.fetch_add(1);
-}
-
-bool Stress::clone_create(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live) {
-  auto m = std::make_shared<CloneModel>();
-  m->id = next_clone_id_.fetch_add(1);
-  // The parent: a root VMO or, half the time, one of this thread's clones (a chain).
-  const LiveClone* parent = nullptr;
-  if (!live.empty() && (rng.next() & 1)) {
-    parent = &live[rng.below(live.size())];
-    if (parent->m->depth >= kMaxCloneDepth) parent = nullptr;
-  }
-  zx_handle_t parent_handle;
-  uint64_t parent_pages;
-  if (parent != nullptr) {
-    m->parent = parent->m;
-    m->vmo = parent->m->vmo;
-    m->depth = parent->m->depth + 1;
-    m->floor = parent->m->latest;
-    parent_handle = parent->handle;
-    parent_pages = parent->m->size;
-  } else {
-    m->vmo = static_cast<uint32_t>(rng.below(vmos_.size()));
-    parent_handle = vmos_[m->vmo]->handle;
-    parent_pages = pages_per_vmo_;
-  }
-  // The whole parent, or a page-aligned window of it, one in four reaching past its end.
-  if ((rng.next() & 3) == 0) {
-    m->size = parent_pages;
-  } else {
-    m->offset = rng.below(parent_pages);
-    m->size = 1 + rng.below(parent_pages - m->offset);
-    if ((rng.next() & 3) == 0) m->size += 1 + rng.below(16);
-  }
-  m->limit = std::min(m->size, parent_pages - m->offset);
-  m->resizable = (rng.next() & 3) == 0;
-  const uint32_t options = ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE |
-                           (m->resizable ? ZX_VMO_CHILD_RESIZABLE : 0);
-
-  w.watch.where.store(m->vmo * pages_per_vmo_, std::memory_order_relaxed);
-  w.watch.since.store(now_ns(), std::memory_order_relaxed);
-  zx_handle_t h = ZX_HANDLE_INVALID;
-  zx_status_t st =
-      zx_vmo_create_child(parent_handle, options, m->offset * kPage, m->size * kPage, &h);
-  w.watch.since.store(0, std::memory_order_relaxed);
-  const std::string what =
-      fmt::format("zx_vmo_create_child({} {}, {:#x}, offset {:#x}, size {:#x})",
-                  parent ? "clone" : "vmo", parent ? parent->m->id : m->vmo, options,
-                  m->offset * kPage, m->size * kPage);
-  if (st != ZX_OK) {
-    errors_.add(kUnexpectedStatus, fmt::format("{}: {}", what, status_name(st)));
-    return false;
-  }
-  // ZX_INFO_VMO names the parent and says what the child is.
-  zx_info_handle_basic_t pb{};
-  zx_info_vmo_t info{};
-  st = zx_object_get_info(parent_handle, ZX_INFO_HANDLE_BASIC, &pb, sizeof(pb), nullptr, nullptr);
-  if (st == ZX_OK) st = zx_object_get_info(h, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr);
-  if (st != ZX_OK) {
-    errors_.add(kUnexpectedStatus, fmt::format("zx_object_get_info of a clone: {}", status_name(st)));
-  } else if (info.parent_koid != pb.koid || !(info.flags & ZX_INFO_VMO_IS_COW_CLONE) ||
-             info.size_bytes != m->size * kPage ||
-             !(info.flags & ZX_INFO_VMO_RESIZABLE) != !m->resizable) {
-    errors_.add(kUnexpectedStatus,
-                fmt::format("ZX_INFO_VMO after {}: parent koid {} (parent is {}), flags {:#x}, "
-                            "size {:#x}",
-                            what, info.parent_koid, pb.koid, info.flags, info.size_bytes));
-  }
-  m->koid = info.koid;
-  zx_vaddr_t addr = 0;
-  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | ZX_VM_ALLOW_FAULTS, 0,
-                   h, 0, m->size * kPage, &addr);
-  if (st != ZX_OK) {
-    errors_.add(kUnexpectedStatus, fmt::format("zx_vmar_map of a clone after {}: {}", what,
-                                               status_name(st)));
-    zx_handle_close(h);
-    return false;
-  }
-  w.created.fetch_add(1, std::memory_order_relaxed);
-  if (parent != nullptr) w.chained.fetch_add(1, std::memory_order_relaxed);
-  if (m->resizable) w.resizable.fetch_add(1, std::memory_order_relaxed);
-  if (m->limit < m->size) w.beyond_parent.fetch_add(1, std::memory_order_relaxed);
-  uint32_t deepest = max_depth_seen_.load();
-  while (deepest < m->depth && !max_depth_seen_.compare_exchange_weak(deepest, m->depth)) {
-  }
-  const uint64_t open = clones_live_.fetch_add(1) + 1;
-  uint64_t most = clones_live_max_.load();
-  while (most < open && !clones_live_max_.compare_exchange_weak(most, open)) {
-  }
-  const uint64_t size = m->size;
-  live.push_back(LiveClone{std::move(m), h, addr, size});
-  return true;
-}
-
-// Unmaps and closes, in either order; between a close of the handle and the unmap, the
-// mapping alone keeps the clone and must still read right.
-void Stress::clone_close(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live, size_t k,
-                         Guard* guard, uint64_t* buf, uint64_t* expected) {
-  LiveClone c = std::move(live[k]);
-  live.erase(live.begin() + static_cast<ptrdiff_t>(k));
-  // Held by a child's record too: a child of it is still open.
-  if (c.m.use_count() > 1) w.parent_closed_first.fetch_add(1, std::memory_order_relaxed);
-  const bool unmap_first = rng.next() & 1;
-  zx_status_t st;
-  if (!unmap_first) {
-    if ((st = zx_handle_close(c.handle)) != ZX_OK) {
-      errors_.add(kHandle, fmt::format("zx_handle_close(clone {}): {}", c.m->id, status_name(st)));
-    }
-    c.handle = ZX_HANDLE_INVALID;
-    clone_access(w, *guard, rng, c, true, buf, expected);
-  }
-  if ((st = zx_vmar_unmap(zx_vmar_root_self(), c.base, c.mapped_pages * kPage)) != ZX_OK) {
-    errors_.add(kHandle, fmt::format("zx_vmar_unmap(clone {}): {}", c.m->id, status_name(st)));
-  }
-  if (unmap_first && (st = zx_handle_close(c.handle)) != ZX_OK) {
-    errors_.add(kHandle, fmt::format("zx_handle_close(clone {}): {}", c.m->id, status_name(st)));
-  }
-  (unmap_first ? w.closed_unmap_first : w.closed_handle_first)
-      .fetch_add(1, std::memory_order_relaxed);
-  clones_live_.fetch_sub(1);
-}
-
-// A resizable clone none of whose descendants is open: shrinking drops its pages past the
-// new end and lowers its parent limit (growing back reads zeros there, as on Zircon).
-void Stress::clone_resize(CloneWorker& w, Rng& rng, LiveClone& c) {
-  CloneModel& m = *c.m;
-  if (c.m.use_count() > 1) return;
-  const uint64_t pages = 1 + rng.below(std::max<uint64_t>(m.size * 2, 2));
-  w.watch.where.store(m.vmo * pages_per_vmo_, std::memory_order_relaxed);
-  w.watch.since.store(now_ns(), std::memory_order_relaxed);
-  zx_status_t st = zx_vmo_set_size(c.handle, pages * kPage);
-  w.watch.since.store(0, std::memory_order_relaxed);
-  if (st != ZX_OK) {
-    errors_.add(kUnexpectedStatus, fmt::format("zx_vmo_set_size(clone {}, {:#x} -> {:#x}): {}",
-                                               m.id, m.size * kPage, pages * kPage,
-                                               status_name(st)));
-    return;
-  }
-  if (pages < m.size) {
-    m.limit = std::min(m.limit, pages);
-    for (auto it = m.latest.begin(); it != m.latest.end();) {
-      it = it->first >= pages ? m.latest.erase(it) : std::next(it);
-    }
-  }
-  m.size = pages;
-  w.resizes.fetch_add(1, std::memory_order_relaxed);
-}
-
-CloneExpect Stress::clone_expect(const CloneModel& m, uint64_t page) const {
-  CloneExpect e;
-  // Below the stamped words, a page is the root's page it lies over, or zeros if some
-  // clone on the way up has it past its parent limit.
-  const CloneModel* l = &m;
-  uint64_t q = page;
-  while (true) {
-    if (q >= l->limit) {
-      e.zeros = true;
-      break;
-    }
-    q += l->offset;
-    if (!l->parent) {
-      e.vmo = l->vmo;
-      e.root_page = q;
-      break;
-    }
-    l = l->parent.get();
-  }
-  auto own = m.latest.find(page);
-  if (own != m.latest.end()) {
-    e.stamps.push_back({m.id, own->second, own->second, page, 0});
-    return e;
-  }
-  // Not written here: the parent's page as it was at creation or any later write of the
-  // parent's to it (at least on write); if the parent had not written it at creation, its
-  // own parent's the same way, and so on up to the root.
-  l = &m;
-  q = page;
-  while (true) {
-    if (q >= l->limit || !l->parent) {
-      e.region_base = true;
-      break;
-    }
-    const uint64_t pq = q + l->offset;
-    const CloneModel* up = l->parent.get();
-    auto f = l->floor.find(pq);
-    const uint32_t floor = f == l->floor.end() ? 0 : f->second;
-    auto lt = up->latest.find(pq);
-    const uint32_t hi = lt == up->latest.end() ? 0 : lt->second;
-    if (hi >= std::max<uint32_t>(floor, 1)) {
-      e.stamps.push_back({up->id, std::max<uint32_t>(floor, 1), hi, pq, floor});
-    }
-    if (floor > 0) break;
-    l = up;
-    q = pq;
-  }
-  return e;
-}
-
-void Stress::clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c,
-                          bool mapping_only, uint64_t* buf, uint64_t* expected) {
-  CloneModel& m = *c.m;
-  const uint64_t mapped = std::min(m.size, c.mapped_pages);
-  const bool via_map = mapping_only || access_ == AccessMode::kMapping ||
-                       (access_ == AccessMode::kMixed && (rng.next() & 1));
-  if (via_map && mapped == 0) return;
-  const uint64_t page = rng.below(via_map ? mapped : m.size);
-  const bool write = !mapping_only && rng.below(8) < 3;
-  const CloneExpect e = clone_expect(m, page);
-  uint8_t* const page_addr = reinterpret_cast<uint8_t*>(c.base + page * kPage);
-  uint64_t* const stamp_addr = reinterpret_cast<uint64_t*>(page_addr) + kCloneWord;
-  uint64_t probe_word = 0, probe_value = 0;
-  const uint32_t seq = m.seq + 1;
-
-  const uint64_t seq0 = fail_seq_.load();
-  w.watch.where.store(e.zeros ? m.vmo * pages_per_vmo_ : e.vmo * pages_per_vmo_ + e.root_page,
-                      std::memory_order_relaxed);
-  w.watch.since.store(now_ns(), std::memory_order_relaxed);
-  int sig = 0;
-  zx_status_t st = ZX_OK;
-  if (write) {
-    for (uint64_t j = 0; j < kCloneWords; ++j) {
-      expected[j] = clone_stamp(o_.seed, m.id, seq, page, j);
-    }
-    if (via_map) {
-      sig = guarded_store_words(&guard, stamp_addr, expected, kCloneWords);
-    } else {
-      st = zx_vmo_write(c.handle, expected, page * kPage + kCloneWord * 8, kCloneWords * 8);
-    }
-  } else if (via_map) {
-    probe_word = rng.below(kWords);
-    sig = guarded_read(&guard, reinterpret_cast<const uint64_t*>(page_addr) + probe_word,
-                       &probe_value, page_addr, buf);
-  } else {
-    st = zx_vmo_read(c.handle, buf, page * kPage, kPage);
-  }
-  w.watch.since.store(0, std::memory_order_relaxed);
-  (write ? w.writes : w.reads).fetch_add(1, std::memory_order_relaxed);
-  (via_map ? w.via_mapping : w.via_call).fetch_add(1, std::memory_order_relaxed);
-  const char* how = via_map ? (write ? "stores through the mapping" : "loads through the mapping")
-                            : (write ? "zx_vmo_write" : "zx_vmo_read");
-
-  if (sig == 0 && st == ZX_OK) {
-    if (write) {
-      m.seq = seq;
-      m.latest[page] = seq;
-      return;
-    }
-    clone_check(w, c, page, buf, expected, how);
-    return;
-  }
-  const std::string where =
-      fmt::format("clone {} (depth {}, over vmo {}) page {} ({})", m.id, m.depth, m.vmo, page,
-                  e.zeros ? std::string("past a parent's end: no request to fail")
-                          : fmt::format("root page {}", e.root_page));
-  if (sig != 0) {
-    const uintptr_t a = guard.addr;
-    const uintptr_t pa = reinterpret_cast<uintptr_t>(page_addr);
-    // A store's first word takes the page; a signal after it is never a FAIL's.
-    const bool addr_ok = write ? guard.stage == kStore && a == reinterpret_cast<uintptr_t>(stamp_addr)
-                         : guard.stage == kCopy
-                             ? (a >= pa && a < pa + kPage)
-                             : a == reinterpret_cast<uintptr_t>(
-                                        reinterpret_cast<const uint64_t*>(page_addr) + probe_word);
-    if (sig != SIGBUS || guard.code != BUS_ADRERR || !addr_ok) {
-      errors_.add(kUnexpectedSignal,
-                  fmt::format("{} (si_code {}) at {:#x} during {} of {} (stage {})",
-                              strsignal(sig), static_cast<int>(guard.code), a, how, where,
-                              static_cast<int>(guard.stage)));
-      return;
-    }
-  }
-  const FailureCause cause =
-      e.zeros ? FailureCause::kNone : failure_cause(*vmos_[e.vmo], e.root_page, seq0, sig != 0, st);
-  switch (cause) {
-    case FailureCause::kFail:
-      (sig ? w.fail_sigbus : w.fail_status).fetch_add(1, std::memory_order_relaxed);
-      return;
-    case FailureCause::kDetach:
-      (sig ? w.detach_sigbus : w.detach_status).fetch_add(1, std::memory_order_relaxed);
-      return;
-    case FailureCause::kNone:
-      break;
-  }
-  errors_.add(sig ? kUnexpectedSignal : kUnexpectedStatus,
-              fmt::format("{} from {} of {}, which no FAIL or detach explains",
-                          sig ? "SIGBUS" : status_name(st), how, where));
-}
-
-// Builds the page the clone may read that is nearest to what it read (the loose words, a
-// generation or a faulting thread's slot, taken from what was read where they are
-// allowed; the stamped words from the candidate their first word names), and compares.
-void Stress::clone_check(CloneWorker& w, const LiveClone& c, uint64_t page, const uint64_t* buf,
-                         uint64_t* expected, const char* how) {
-  const CloneModel& m = *c.m;
-  const CloneExpect e = clone_expect(m, page);
-  const bool zero_root = !e.zeros && is_zero_page(e.vmo, e.root_page);
-  if (e.zeros || zero_root) {
-    std::fill(expected, expected + kWords, 0);
-  } else {
-    for (uint64_t j = kHeaderWords; j < kWords; ++j) {
-      expected[j] = content_word(e.vmo, e.root_page, j);
-    }
-    expected[0] = kMagic;
-    expected[1] = e.vmo;
-    expected[2] = e.root_page;
-    const uint64_t max_gen = vmos_[e.vmo]->gen[e.root_page].load();
-    expected[3] = buf[3] >= 1 && buf[3] <= max_gen ? buf[3] : max_gen;
-  }
-  if (!e.zeros) {
-    for (uint32_t t = 0; t < o_.threads; ++t) {
-      const uint64_t j = kSlotWord + t;
-      if (is_slot_value(o_.seed, t, e.vmo, e.root_page, buf[j])) expected[j] = buf[j];
-    }
-  }
-  // The stamped words: whichever candidate the first word names, else the base, else
-  // (wrong) the most likely one.
-  const uint64_t* region = buf + kCloneWord;
-  const uint64_t id = region[0] >> 32;
-  const uint32_t seq = static_cast<uint32_t>(region[0]);
-  const CloneExpect::Stamp* hit = nullptr;
-  for (const auto& s : e.stamps) {
-    if (s.id == id && seq >= s.lo && seq <= s.hi) hit = &s;
-  }
-  const bool base_ok = e.region_base && memcmp(region, expected + kCloneWord, kCloneWords * 8) == 0;
-  if (hit == nullptr && !base_ok && !e.stamps.empty()) hit = &e.stamps.front();
-  if (hit != nullptr) {
-    const uint32_t hseq = hit->id == id && seq >= hit->lo && seq <= hit->hi ? seq : hit->hi;
-    for (uint64_t j = 0; j < kCloneWords; ++j) {
-      expected[kCloneWord + j] = clone_stamp(o_.seed, hit->id, hseq, hit->page, j);
-    }
-  }
-  const uint8_t* got = reinterpret_cast<const uint8_t*>(buf);
-  const uint8_t* want = reinterpret_cast<const uint8_t*>(expected);
-  uint64_t wrong = 0, first = kPage;
-  for (uint64_t b = 0; b < kPage; ++b) {
-    if (got[b] != want[b]) {
-      ++wrong;
-      if (first == kPage) first = b;
-    }
-  }
-  if (wrong == 0) {
-    if (e.zeros) w.checked_zero.fetch_add(1, std::memory_order_relaxed);
-    else if (hit == nullptr) w.checked_parent.fetch_add(1, std::memory_order_relaxed);
-    else if (hit->id == m.id) w.checked_own.fetch_add(1, std::memory_order_relaxed);
-    else w.checked_ancestor.fetch_add(1, std::memory_order_relaxed);
-    if (hit != nullptr && hit->id != m.id && (hit->floor == 0 || seq > hit->floor)) {
-      w.ancestor_later.fetch_add(1, std::memory_order_relaxed);
-    }
-    return;
-  }
-  clone_wrong_bytes_.fetch_add(wrong, std::memory_order_relaxed);
-  clone_wrong_pages_.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t word = first / 8;
-  const char* what = word >= kCloneWord ? (hit ? (hit->id == m.id ? "the clone's own write"
-                                                                  : "an ancestor clone's write")
-                                               : "the parent's bytes")
-                     : e.zeros                                    ? "zeros past a parent's end"
-                     : zero_root                                  ? "a zero page of the root"
-                     : word < kHeaderWords                        ? "the root page's header"
-                     : word >= kSlotWord && word < kSlotWord + o_.threads
-                         ? "a faulting thread's slot"
-                         : "the root page's content";
-  std::string chain;
-  for (const CloneModel* l = &m; l != nullptr; l = l->parent.get()) {
-    chain += fmt::format("{}clone {} at page {} of {}{}", chain.empty() ? "" : ", ", l->id,
-                         l->offset, l->parent ? "its parent" : fmt::format("vmo {}", l->vmo),
-                         l->limit < l->size ? fmt::format(" (limit {} of {} pages)", l->limit,
-                                                          l->size)
-                                            : "");
-  }
-  errors_.add(kMismatch,
-              fmt::format("{} wrong bytes in clone {} page {} after {}; first at byte {:#x} "
-                          "of the page (offset {:#x} in the clone{}), word {} ({}): read "
-                          "{:#018x}, expected {:#018x} [{}]",
-                          wrong, m.id, page, how, first, page * kPage + first,
-                          e.zeros ? "" : fmt::format(", root vmo {} offset {:#x}", e.vmo,
-                                                     e.root_page * kPage + first),
-                          word, what, buf[word], expected[word], chain));
 }
 
 void Stress::pager_thread(uint32_t i) {
@@ -1737,19 +883,6 @@ int Stress::run() {
   return errors_.total() == 0 ? 0 : 1;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", c);
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 void Stress::summary(double elapsed, bool clean_exit) {
   uint64_t acc = 0, reads = 0, writes = 0, via_map = 0, via_call = 0, faults = 0;
   uint64_t fail_sigbus = 0, fail_status = 0, detach_sigbus = 0, detach_status = 0;
@@ -1926,6 +1059,8 @@ void Stress::summary(double elapsed, bool clean_exit) {
   if (!clean_exit) fmt::print("  (threads still blocked at the end: no clean teardown)\n");
 }
 
+namespace {
+
 int run_stress_write_mode(const Options& o) {
   if (o.ops_given || o.detach || o.pager != "service" || o.supply != "move" || o.vmos != 4 ||
       o.batch != 1) {
@@ -1980,6 +1115,15 @@ int run_stress(Options o) {
 }
 
 }  // namespace
+}  // namespace zxpager_cli::stress
+
+namespace zxpager_cli {
+
+using stress::kMaxThreads;
+using stress::Options;
+using stress::parse_pattern;
+using stress::parse_size;
+using stress::run_stress;
 
 Runner add_stress(CLI::App& app) {
   auto o = std::make_shared<Options>();
