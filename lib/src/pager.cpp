@@ -357,8 +357,9 @@ void PagerVmo::mark_present(uint64_t first, uint64_t end, bool clean) {
   }
 }
 
-bool PagerVmo::locate(int fd, uintptr_t addr, uint64_t* page, View** view) {
+bool PagerVmo::locate(int fd, uintptr_t addr, uint64_t* page, View** view, View** local) {
   *view = nullptr;
+  if (local) *local = nullptr;
   if (fd == uffd_ && addr >= home_ && addr - home_ < size()) {
     *page = (addr - home_) / kPageSize;
     return true;
@@ -371,6 +372,7 @@ bool PagerVmo::locate(int fd, uintptr_t addr, uint64_t* page, View** view) {
     View& v = it->second;
     if (addr - v.addr >= v.len) return false;
     *page = (v.offset + (addr - v.addr)) / kPageSize;
+    if (local) *local = &v;
     return true;
   }
   for (auto& [id, v] : remote_views_) {
@@ -396,8 +398,17 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
   std::lock_guard lock(mu_);
   uint64_t page = 0;
   View* view = nullptr;
-  if (torn_down_ || !locate(fd, addr, &page, &view)) {
+  View* local = nullptr;
+  if (torn_down_ || !locate(fd, addr, &page, &view, &local)) {
     uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
+    return;
+  }
+  if (local && local->zero_tail) {
+    // A clone past its limit: its own zeros, whatever becomes of this VMO. (EEXIST: put
+    // there meanwhile; the thread just retries.)
+    if (uffd::zeropage(fd, addr & ~(kPageSize - 1), kPageSize).err != 0) {
+      uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
+    }
     return;
   }
   if (present_.test(page)) {
@@ -430,8 +441,9 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
     return;
   }
   if (detached_ || peer_gone_) {
-    if (detached_ && copying_ > 0 && fd == uffd_ && !view && addr >= home_ &&
-        addr - home_ < size_ && !service_->has(UFFD_FEATURE_POISON) &&
+    if (detached_ && copying_ > 0 && fd == uffd_ && !view &&
+        ((addr >= home_ && addr - home_ < size_) || (local && local->cow)) &&
+        !service_->has(UFFD_FEATURE_POISON) &&
         tid != 0 && FaultService::in_system_call(tid)) {
       // The library's own copy (a zx_vmo_read or write in flight when the VMO was
       // detached) faulted on a page evicted under it. Without poison markers nothing

@@ -41,6 +41,7 @@
 
 namespace zxp {
 
+class CloneVmo;
 class FaultService;
 class PagerVmo;
 
@@ -186,6 +187,38 @@ class PagerVmo final : public Vmo {
   // are read (the kernel said EAGAIN).
   bool on_wp_fault(uintptr_t addr, pid_t tid, int fd = -1);
 
+  // ---- Clones (clone.cpp) ----
+  // A clone (ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE) of a shared pager VMO is a private
+  // (copy-on-write) mapping of this VMO's memfd, registered here as a view: a page missing
+  // in the memfd is requested from this VMO's pager, for this VMO's offset, and the kernel
+  // maps the page cache page once supplied; a store gives the clone its own copy. Past
+  // the clone's limit (the part that still sees this VMO) its memory is anonymous zeros.
+  // Serialises clone creation, clamping and teardown against a shrink of this VMO (which
+  // clamps every clone first). Taken before any clone's lock and before mu_.
+  std::mutex& clones_lock() { return clones_mu_; }
+  // With clones_lock() held: maps a clone's memory: `total` bytes, of which the first
+  // `see` (page aligned, within the size) map this VMO from `offset` copy-on-write and the
+  // rest are anonymous zeros. Registers it. *home is its address.
+  zx_status_t map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t total,
+                        uintptr_t* home);
+  // With clones_lock() held: the clone at `home` sees this VMO for its first `see` bytes
+  // only (less than `old_see`): faults in the rest are answered with zeros from now on.
+  void cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see);
+  // With clones_lock() held: unregisters and unmaps a clone's memory.
+  void unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total);
+  // The user's mapping of a clone at [addr, addr+len) went: threads blocked there wake
+  // and fault again (into the protection the clone left there).
+  void clone_unmapped(uintptr_t addr, uint64_t len);
+  // A clone's kernel copy through its own memory is in flight (see copying_).
+  void begin_clone_copy();
+  void end_clone_copy();
+  bool detached() {
+    std::lock_guard lock(mu_);
+    return detached_ || torn_down_;
+  }
+  // The userfaultfd its memory (and its clones') is registered with.
+  int uffd_fd() const;
+
   // Tests only: called by unmap() between moving the memory out of its old range and
   // claiming that range back, the window in which another mapping can land there.
   static void (*test_hook_after_move_)(uintptr_t old_home, uint64_t size);
@@ -215,10 +248,14 @@ class PagerVmo final : public Vmo {
     bool wp;            // registered in WP mode too: writes through it are tracked
     UniqueFd owned;     // remote: its userfaultfd
     PageSet poisoned;   // pages failed there with a poison marker
+    // A clone's memory: copy-on-write (its stores are its own, never this VMO's), or past
+    // the clone's limit, where every fault is answered with a zero page.
+    bool cow = false;
+    bool zero_tail = false;
   };
   // Where a fault at `addr` through `fd` lands: the VMO page, and whether it is a remote
   // view's (set *view). False if no view of this VMO covers it.
-  bool locate(int fd, uintptr_t addr, uint64_t* page, View** view);
+  bool locate(int fd, uintptr_t addr, uint64_t* page, View** view, View** local = nullptr);
   // A thread inside zx_vmo_read/write/op_range working through a range, as Zircon's: it
   // waits for one page at a time (its head), on the request that covers it. The request
   // is its own (primary: it raised it, for the missing run from the head up to the first
@@ -462,7 +499,9 @@ class PagerVmo final : public Vmo {
   // A writable mapping of a private VMO existed while its writes were not tracked: when
   // dirty tracking starts, every present page may have been written.
   bool unseen_stores_ = false;
-  std::map<uintptr_t, View> local_views_;  // by address
+  std::map<uintptr_t, View> local_views_;  // by address (clones' memory included)
+  std::mutex clones_mu_;
+  std::vector<CloneVmo*> clones_;  // guarded by clones_mu_
   std::map<uint64_t, View> remote_views_;  // by id
   uint64_t next_view_id_ = 1;
   std::map<uint64_t, Request> requests_;  // by first page; never overlapping

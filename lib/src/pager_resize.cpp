@@ -21,6 +21,7 @@
 
 #include <algorithm>
 
+#include "clone.h"
 #include "fault_service.h"
 #include "pager.h"
 #include "status.h"
@@ -82,6 +83,16 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
   // The home cannot move (threads may be blocked in it, views point at it): a VMO grows
   // within the reserve it was created with.
   if (rounded > reserve_) return ZX_ERR_NO_MEMORY;
+  // Clones stop seeing what a shrink cuts off, for good (as on Zircon, growing again does
+  // not show it to them): their memory there turns into their own before the memfd ends
+  // earlier. No clone is made or changed meanwhile.
+  std::lock_guard clones(clones_mu_);
+  if (rounded < size()) {
+    for (CloneVmo* c : clones_) {
+      zx_status_t st = c->clamp_to_root(rounded);
+      if (st != ZX_OK) return st;
+    }
+  }
   std::unique_lock lock(mu_);
   if (torn_down_) return ZX_ERR_BAD_STATE;
   const uint64_t old_pages = size_pages(), new_pages = rounded / kPageSize;

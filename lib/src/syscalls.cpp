@@ -9,6 +9,7 @@
 #include <zircon/status.h>
 
 #include "c_abi.h"
+#include "clone.h"
 #include "object.h"
 #include "port.h"
 #include "vmar.h"
@@ -121,9 +122,12 @@ zx_status_t zx_object_get_info(zx_handle_t handle, uint32_t topic, void* buffer,
       auto* vmo = static_cast<zxp::Vmo*>(e.object.get());
       zx_info_vmo_t info = {};
       info.koid = vmo->koid();
-      static const char* const kNames[] = {"zxpager-vmo", "zxpager-anon-vmo", "zxpager-pager-vmo"};
+      static const char* const kNames[] = {"zxpager-vmo", "zxpager-anon-vmo", "zxpager-pager-vmo",
+                                           "zxpager-clone-vmo", "zxpager-slice-vmo"};
       strncpy(info.name, kNames[static_cast<int>(vmo->kind())], sizeof(info.name) - 1);
       info.size_bytes = vmo->size();
+      info.parent_koid = vmo->parent_koid();
+      info.num_children = vmo->num_children();
       info.num_mappings = vmo->num_mappings();
       info.share_count = vmo->num_mappings() ? 1 : 0;
       info.flags = vmo->info_flags() | ZX_INFO_VMO_VIA_HANDLE;
@@ -275,6 +279,34 @@ zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) noexcept try {
   if (!(vmo->info_flags() & ZX_INFO_VMO_RESIZABLE)) return ZX_ERR_UNAVAILABLE;
   if (!(rights & ZX_RIGHT_RESIZE)) return ZX_ERR_ACCESS_DENIED;
   return vmo->set_size(size);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zx_vmo_create_child(zx_handle_t handle, uint32_t options, uint64_t offset,
+                                uint64_t size, zx_handle_t* out) noexcept try {
+  std::shared_ptr<zxp::Vmo> vmo;
+  zx_rights_t rights;
+  zx_status_t st =
+      HandleTable::get().lookup_as(handle, ZX_RIGHT_DUPLICATE | ZX_RIGHT_READ, &vmo, &rights);
+  if (st != ZX_OK) return st;
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  std::shared_ptr<zxp::Vmo> child;
+  st = zxp::create_child(vmo, options, offset, size, &child);
+  if (st != ZX_OK) return st;
+  // The parent handle's rights; a snapshot is the child's own memory, so writable unless
+  // asked not to be; RESIZE only for a resizable child.
+  zx_rights_t child_rights = rights & ~ZX_RIGHT_RESIZE;
+  if (!(options & ZX_VMO_CHILD_SLICE)) child_rights |= ZX_RIGHT_WRITE;
+  if (options & ZX_VMO_CHILD_NO_WRITE) child_rights &= ~ZX_RIGHT_WRITE;
+  if (options & ZX_VMO_CHILD_RESIZABLE) child_rights |= ZX_RIGHT_RESIZE;
+  st = HandleTable::get().add(child, child_rights, out);
+  if (st != ZX_OK) {
+    // No handle for it: it goes as a VMO whose last reference went does.
+    child->mapping_added();
+    child->mapping_removed();
+  }
+  return st;
 } catch (...) {
   return zxp::status_from_exception();
 }

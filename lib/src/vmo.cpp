@@ -164,12 +164,21 @@ zx_status_t Vmo::set_size(uint64_t) { return ZX_ERR_UNAVAILABLE; }
 
 size_t Vmo::mapping_removed() {
   size_t left = mappings_.fetch_sub(1, std::memory_order_acq_rel) - 1;
-  if (left == 0 && handle_count() == 0) on_unreferenced();
+  if (left == 0 && handle_count() == 0 && dependents_.load(std::memory_order_acquire) == 0) {
+    on_unreferenced();
+  }
   return left;
 }
 
+void Vmo::dependent_removed() {
+  if (dependents_.fetch_sub(1, std::memory_order_acq_rel) == 1 && handle_count() == 0 &&
+      num_mappings() == 0) {
+    on_unreferenced();
+  }
+}
+
 void Vmo::on_zero_handles() {
-  if (num_mappings() == 0) on_unreferenced();
+  if (num_mappings() == 0 && dependents_.load(std::memory_order_acquire) == 0) on_unreferenced();
 }
 
 // ---- MemfdVmo ----

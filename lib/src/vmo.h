@@ -73,7 +73,7 @@ void raise_fd_limit_once();
 class Vmo : public Object {
  public:
   static constexpr zx_obj_type_t kType = ZX_OBJ_TYPE_VMO;
-  enum class Kind { kMemfd, kAnonymous, kPager };
+  enum class Kind { kMemfd, kAnonymous, kPager, kClone, kSlice };
 
   zx_obj_type_t type() const override { return kType; }
   virtual Kind kind() const = 0;
@@ -108,6 +108,17 @@ class Vmo : public Object {
   // Returns the number of mappings left.
   size_t mapping_removed();
 
+  // Children (zx_vmo_create_child) alive: ZX_INFO_VMO's num_children.
+  size_t num_children() const { return children_.load(std::memory_order_acquire); }
+  void child_added() { children_.fetch_add(1, std::memory_order_acq_rel); }
+  void child_removed() { children_.fetch_sub(1, std::memory_order_acq_rel); }
+  // Objects that need this VMO to stay (a clone needs its root, a slice its parent): like
+  // a mapping, each keeps it from going away (a pager VMO's COMPLETE waits for them).
+  void dependent_added() { dependents_.fetch_add(1, std::memory_order_acq_rel); }
+  void dependent_removed();
+  // ZX_INFO_VMO's parent_koid: the VMO this one was created from, if a child.
+  virtual zx_koid_t parent_koid() const { return ZX_KOID_INVALID; }
+
  protected:
   // A VMO whose last handle and last mapping are gone (pager VMOs send COMPLETE).
   virtual void on_unreferenced() {}
@@ -115,6 +126,8 @@ class Vmo : public Object {
 
  private:
   std::atomic<size_t> mappings_{0};
+  std::atomic<size_t> children_{0};
+  std::atomic<size_t> dependents_{0};
 };
 
 // The default VMO: a memfd. Sharable, mappable, resizable on request.

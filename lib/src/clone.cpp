@@ -1,0 +1,768 @@
+// Children of VMOs: copy-on-write clones of shared pager VMOs, and slices (see clone.h).
+#include "clone.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "fault_service.h"
+#include "pager.h"
+#include "status.h"
+#include "uffd.h"
+#include "vmar.h"
+
+namespace zxp {
+namespace {
+
+// /proc/self/pagemap entry bits.
+constexpr uint64_t kPmPresent = 1ull << 63;
+constexpr uint64_t kPmSwapped = 1ull << 62;
+constexpr uint64_t kPmFile = 1ull << 61;  // a page cache page (here: the root's)
+constexpr uint64_t kPmExclusive = 1ull << 56;
+
+// A page of a clone's home that is the clone's own: anonymous (a copy made by a store, or
+// put there by the library), mapped only there, or swapped out. The shared zero page that
+// answers a read past the limit is not (it commits nothing).
+bool own_page(uint64_t e) {
+  return (e & kPmSwapped) || ((e & kPmPresent) && !(e & kPmFile) && (e & kPmExclusive));
+}
+// The root's page, mapped in the clone (not copied yet).
+bool root_page_mapped(uint64_t e) { return (e & kPmPresent) && (e & kPmFile); }
+
+// The pagemap entries of `n` pages from `addr`; false if /proc/self/pagemap is unreadable.
+bool read_pagemap(uintptr_t addr, uint64_t n, std::vector<uint64_t>* out) {
+  out->assign(n, 0);
+  if (n == 0) return true;
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const size_t bytes = n * sizeof(uint64_t);
+  ssize_t r = pread(fd, out->data(), bytes, static_cast<off_t>(addr / kPageSize * sizeof(uint64_t)));
+  close(fd);
+  return r == static_cast<ssize_t>(bytes);
+}
+
+// /proc/self/mem: the library's access to a clone's memory. Its copies ignore the
+// protection a clone's home has outside the user's mapping (FOLL_FORCE), and a store
+// there breaks copy-on-write as the program's own store would. Reopened in a forked child
+// (the descriptor names the process that opened it).
+int self_mem() {
+  static std::mutex mu;
+  static int fd = -1;
+  static pid_t pid = 0;
+  std::lock_guard lock(mu);
+  if (fd < 0 || pid != getpid()) {
+    if (fd >= 0) close(fd);
+    fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    pid = getpid();
+  }
+  return fd;
+}
+
+// Copies through /proc/self/mem; the errno that stopped it, or 0.
+int mem_read(void* dst, uintptr_t src, size_t len) {
+  auto* p = static_cast<uint8_t*>(dst);
+  while (len > 0) {
+    ssize_t r = pread(self_mem(), p, len, static_cast<off_t>(src));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r < 0 ? errno : EFAULT;
+    p += r, src += r, len -= r;
+  }
+  return 0;
+}
+int mem_write(uintptr_t dst, const void* src, size_t len) {
+  auto* p = static_cast<const uint8_t*>(src);
+  while (len > 0) {
+    ssize_t r = pwrite(self_mem(), p, len, static_cast<off_t>(dst));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r < 0 ? errno : EFAULT;
+    p += r, dst += r, len -= r;
+  }
+  return 0;
+}
+
+constexpr uint32_t kChildKinds = ZX_VMO_CHILD_SNAPSHOT | ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE |
+                                 ZX_VMO_CHILD_SLICE | ZX_VMO_CHILD_REFERENCE |
+                                 ZX_VMO_CHILD_SNAPSHOT_MODIFIED;
+constexpr uint32_t kChildOptions = kChildKinds | ZX_VMO_CHILD_RESIZABLE | ZX_VMO_CHILD_NO_WRITE;
+
+}  // namespace
+
+// ---- zx_vmo_create_child ----
+
+zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, uint64_t offset,
+                         uint64_t size, std::shared_ptr<Vmo>* out) {
+  if (options & ~kChildOptions) return ZX_ERR_INVALID_ARGS;
+  const uint32_t kind = options & kChildKinds;
+  if (kind == 0 || (kind & (kind - 1)) != 0) return ZX_ERR_INVALID_ARGS;
+  if (!page_aligned(offset)) return ZX_ERR_INVALID_ARGS;
+  uint64_t rounded;
+  if (!round_up_page(size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
+  if (offset > UINT64_MAX - rounded) return ZX_ERR_INVALID_ARGS;
+  const bool resizable = options & ZX_VMO_CHILD_RESIZABLE;
+
+  if (kind == ZX_VMO_CHILD_SLICE) {
+    // A window on the parent's own pages: not of a resizable parent, not resizable itself
+    // (as on Zircon), and within the parent.
+    if (resizable || (parent->info_flags() & ZX_INFO_VMO_RESIZABLE)) return ZX_ERR_NOT_SUPPORTED;
+    if (!range_within(offset, rounded, parent->size())) return ZX_ERR_OUT_OF_RANGE;
+    const Vmo::Kind k = parent->kind();
+    if (k == Vmo::Kind::kPager) {
+      if (!static_cast<PagerVmo*>(parent.get())->shared()) return ZX_ERR_NOT_SUPPORTED;
+    } else if (k != Vmo::Kind::kMemfd && k != Vmo::Kind::kSlice) {
+      return ZX_ERR_NOT_SUPPORTED;
+    }
+    std::shared_ptr<Vmo> base = parent;
+    uint64_t base_offset = offset;
+    if (k == Vmo::Kind::kSlice) {
+      // A slice of a slice is a slice of the first one's parent.
+      auto* s = static_cast<SliceVmo*>(parent.get());
+      base = s->parent();
+      base_offset += s->offset();
+    }
+    auto slice = std::make_shared<SliceVmo>(base, base_offset, rounded, parent);
+    *out = std::move(slice);
+    return ZX_OK;
+  }
+  if (kind != ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE) {
+    // Full snapshots, references and SNAPSHOT_MODIFIED: not of pager-backed VMOs (as on
+    // Zircon for SNAPSHOT), and not of ordinary ones here: a memfd has no cheap snapshot.
+    return ZX_ERR_NOT_SUPPORTED;
+  }
+
+  // The parent's own view of the root: where in the root it starts, and how much of it it
+  // sees (beyond that it reads zeros, and so do its children).
+  std::shared_ptr<PagerVmo> root;
+  std::shared_ptr<CloneVmo> parent_clone;
+  uint64_t base = offset;         // the child's start, in the root
+  uint64_t parent_see = 0;        // bytes of the parent, from `offset`, that see the root
+  uint64_t parent_bytes = 0;      // bytes of the parent, from `offset`, that exist at all
+  switch (parent->kind()) {
+    case Vmo::Kind::kPager: {
+      root = std::static_pointer_cast<PagerVmo>(parent);
+      if (!root->shared() || root->remote()) return ZX_ERR_NOT_SUPPORTED;
+      break;
+    }
+    case Vmo::Kind::kClone: {
+      parent_clone = std::static_pointer_cast<CloneVmo>(parent);
+      root = parent_clone->root_;
+      base = parent_clone->root_offset_ + offset;
+      break;
+    }
+    default:
+      return ZX_ERR_NOT_SUPPORTED;
+  }
+  if (base > UINT64_MAX - rounded) return ZX_ERR_INVALID_ARGS;
+  const uint64_t reserve = resizable ? std::max(rounded, kResizableReserve) : rounded;
+
+  std::lock_guard clones(root->clones_lock());
+  std::unique_lock<std::mutex> parent_lock;
+  if (parent_clone) {
+    parent_lock = std::unique_lock(parent_clone->mu_);
+    if (parent_clone->torn_down_) return ZX_ERR_BAD_STATE;
+    const uint64_t psize = parent_clone->size();
+    parent_bytes = offset < psize ? psize - offset : 0;
+    const uint64_t plimit = std::min(parent_clone->limit_, psize);
+    parent_see = offset < plimit ? plimit - offset : 0;
+  } else {
+    const uint64_t rsize = root->size();
+    parent_bytes = offset < rsize ? rsize - offset : 0;
+    parent_see = parent_bytes;
+  }
+  const uint64_t see = std::min(rounded, parent_see);
+
+  auto clone = std::shared_ptr<CloneVmo>(new CloneVmo(root, parent, parent->koid(), base, rounded,
+                                                      reserve, resizable));
+  if (reserve > 0) {
+    uintptr_t home = 0;
+    zx_status_t st = root->map_clone(clone.get(), base, see, reserve, &home);
+    if (st != ZX_OK) return st;
+    {
+      std::lock_guard lock(clone->mu_);
+      clone->home_ = home;
+      clone->limit_ = see;
+    }
+    if (parent_clone) {
+      // The parent's own pages in the child's range, as they are now: the child's from the
+      // start (AT_LEAST_ON_WRITE: it sees the parent at least as it was when made).
+      const uint64_t n = std::min(rounded, parent_bytes) / kPageSize;
+      std::vector<uint64_t> states;
+      const uintptr_t from = parent_clone->home_ + offset;
+      if (n > 0 && !read_pagemap(from, n, &states)) {
+        std::lock_guard lock(clone->mu_);
+        clone->teardown();
+        return ZX_ERR_NO_MEMORY;
+      }
+      alignas(4096) static thread_local uint8_t page[kPageSize];
+      for (uint64_t p = 0; p < n; ++p) {
+        if (!own_page(states[p])) continue;
+        int err = mem_read(page, from + p * kPageSize, kPageSize);
+        uffd::Progress r;
+        if (err == 0) r = uffd::copy(root->uffd_fd(), home + p * kPageSize, page, kPageSize);
+        if (err != 0 || (r.err != 0 && r.err != EEXIST)) {
+          clone->teardown();
+          return err == ENOMEM || r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+        }
+      }
+    }
+  }
+  parent->child_added();
+  root->dependent_added();
+  *out = std::move(clone);
+  return ZX_OK;
+}
+
+// ---- CloneVmo ----
+
+CloneVmo::CloneVmo(std::shared_ptr<PagerVmo> root, std::weak_ptr<Vmo> parent,
+                   zx_koid_t parent_koid, uint64_t root_offset, uint64_t size, uint64_t reserve,
+                   bool resizable)
+    : root_(std::move(root)),
+      parent_(std::move(parent)),
+      parent_koid_(parent_koid),
+      root_offset_(root_offset),
+      reserve_(reserve),
+      resizable_(resizable),
+      size_(size) {}
+
+CloneVmo::~CloneVmo() = default;
+
+uint32_t CloneVmo::info_flags() const {
+  return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_IS_COW_CLONE | ZX_INFO_VMO_PAGER_BACKED |
+         (resizable_ ? ZX_INFO_VMO_RESIZABLE : 0);
+}
+
+void CloneVmo::on_unreferenced() {
+  bool was_live;
+  {
+    std::lock_guard clones(root_->clones_lock());
+    std::lock_guard lock(mu_);
+    was_live = !torn_down_;
+    teardown();
+  }
+  if (!was_live) return;
+  if (auto parent = parent_.lock()) parent->child_removed();
+  // Last: may be the root's last reference (its COMPLETE, its teardown).
+  root_->dependent_removed();
+}
+
+void CloneVmo::teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  if (reserve_ > 0 && home_ != 0) root_->unmap_clone(this, home_, reserve_);
+}
+
+void CloneVmo::apply_prot_locked() {
+  // Nothing of the home is accessible but the user's mapping (and within it, the size).
+  if (home_ == 0) return;
+  const uintptr_t end = home_ + reserve_;
+  if (!mapped_) {
+    mprotect(reinterpret_cast<void*>(home_), reserve_, PROT_NONE);
+    return;
+  }
+  const uintptr_t a = map_addr_;
+  const uintptr_t b = std::min<uintptr_t>(map_addr_ + map_len_, home_ + size());
+  if (a > home_) mprotect(reinterpret_cast<void*>(home_), a - home_, PROT_NONE);
+  if (b > a) mprotect(reinterpret_cast<void*>(a), b - a, map_prot_);
+  const uintptr_t c = std::max(a, b);
+  if (end > c) mprotect(reinterpret_cast<void*>(c), end - c, PROT_NONE);
+}
+
+zx_status_t CloneVmo::clamp_to_root(uint64_t root_size) {
+  std::lock_guard lock(mu_);
+  if (torn_down_) return ZX_OK;
+  const uint64_t see = root_size > root_offset_ ? root_size - root_offset_ : 0;
+  if (see >= limit_) return ZX_OK;
+  return clamp_locked(see, true);
+}
+
+zx_status_t CloneVmo::clamp_locked(uint64_t see, bool keep) {
+  if (see >= limit_ || home_ == 0) return ZX_OK;
+  const uintptr_t from = home_ + see;
+  const uint64_t len = limit_ - see;
+  // The pages the clone owns there, kept: they are its data.
+  std::vector<uint64_t> states;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> kept;
+  if (keep) {
+    if (!read_pagemap(from, len / kPageSize, &states)) return ZX_ERR_NO_MEMORY;
+    for (uint64_t p = 0; p < states.size(); ++p) {
+      if (!own_page(states[p])) continue;
+      std::vector<uint8_t> bytes(kPageSize);
+      if (mem_read(bytes.data(), from + p * kPageSize, kPageSize) != 0) continue;
+      kept.emplace_back(p, std::move(bytes));
+    }
+  }
+  // Anonymous memory in its place, filled first (nobody can see it yet), then moved over
+  // the range in one step: the range reads as the clone's own pages or zeros from then on.
+  void* n = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (n == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  for (auto& [p, bytes] : kept) memcpy(static_cast<uint8_t*>(n) + p * kPageSize, bytes.data(), kPageSize);
+  madvise(n, len, MADV_DONTFORK);
+  // The root learns first that faults there are zeros now (a fault through the old mapping
+  // meanwhile gets a zero page that the move then replaces).
+  root_->cut_clone_view(home_, see, limit_);
+  void* m = mremap(n, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(from));
+  if (m == MAP_FAILED) {
+    // The old mapping is still there; the root answers its faults with zeros already.
+    munmap(n, len);
+  } else {
+    uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
+  }
+  limit_ = see;
+  apply_prot_locked();
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::set_size(uint64_t new_size) {
+  if (!resizable_) return ZX_ERR_UNAVAILABLE;
+  uint64_t rounded;
+  if (!round_up_page(new_size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
+  if (rounded > reserve_) return ZX_ERR_NO_MEMORY;
+  uintptr_t gone_addr = 0;
+  uint64_t gone_len = 0;
+  {
+    std::lock_guard clones(root_->clones_lock());
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+    const uint64_t old = size();
+    if (rounded < old) {
+      // What a shrink cuts off is gone, also for a later grow (as on Zircon, which clips
+      // the clone's view of its parent for good).
+      zx_status_t st = clamp_locked(std::min(limit_, rounded), false);
+      if (st != ZX_OK) return st;
+      size_.store(rounded, std::memory_order_release);
+      gone_addr = home_ + rounded;
+      gone_len = old - rounded;
+      madvise(reinterpret_cast<void*>(gone_addr), gone_len, MADV_DONTNEED);
+    } else {
+      size_.store(rounded, std::memory_order_release);
+    }
+    apply_prot_locked();
+  }
+  // Threads blocked in what went fault again, into the protection that is there now.
+  if (gone_len > 0) root_->clone_unmapped(gone_addr, gone_len);
+  if (rounded != new_size) {
+    // Zircon zeroes the bytes from the new size to the end of its page.
+    static const uint8_t kZeros[kPageSize] = {};
+    return write(kZeros, new_size, rounded - new_size);
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) {
+  // The clone's memory is one mapping (its copy-on-write pages are that mapping's): it can
+  // be handed out, not duplicated or placed elsewhere.
+  if (fixed) return ZX_ERR_NOT_SUPPORTED;
+  std::lock_guard lock(mu_);
+  if (torn_down_ || home_ == 0) return ZX_ERR_BAD_STATE;
+  if (mapped_) return ZX_ERR_NOT_SUPPORTED;
+  mapped_ = true;
+  map_addr_ = home_ + vmo_offset;
+  map_len_ = len;
+  map_prot_ = prot_from_options(options);
+  apply_prot_locked();
+  *out = map_addr_;
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::unmap(uintptr_t addr, uint64_t len, bool) {
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_OK;
+    // The addresses stop working (the pages stay the clone's): threads blocked there are
+    // woken into SIGSEGV.
+    mapped_ = false;
+    apply_prot_locked();
+  }
+  root_->clone_unmapped(addr, len);
+  return ZX_OK;
+}
+
+uint64_t CloneVmo::committed_bytes() {
+  std::lock_guard lock(mu_);
+  if (torn_down_ || home_ == 0) return 0;
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home_, size() / kPageSize, &states)) return 0;
+  uint64_t n = 0;
+  for (uint64_t e : states) n += own_page(e) ? 1 : 0;
+  return n * kPageSize;
+}
+
+zx_status_t CloneVmo::for_root_runs(uint64_t first, uint64_t end, uint32_t op) {
+  uintptr_t home;
+  uint64_t limit_pages;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+    home = home_;
+    limit_pages = limit_ / kPageSize;
+  }
+  end = std::min(end, limit_pages);
+  if (first >= end) return ZX_OK;
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
+  const uint64_t root_first = root_offset_ / kPageSize;
+  for (uint64_t p = first; p < end;) {
+    if (own_page(states[p - first])) {
+      ++p;
+      continue;
+    }
+    uint64_t q = p;
+    while (q < end && !own_page(states[q - first])) ++q;
+    zx_status_t st = root_->op_range(op, (root_first + p) * kPageSize, (q - p) * kPageSize);
+    // The root shrank meanwhile: this clone was clamped, those pages read zeros now.
+    if (st == ZX_ERR_OUT_OF_RANGE) return ZX_OK;
+    if (st != ZX_OK) return st;
+    p = q;
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::read_range(uint8_t* buffer, uint64_t offset, size_t len) {
+  uintptr_t home;
+  uint64_t limit;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+    home = home_;
+    limit = limit_;
+  }
+  const uint64_t first = offset / kPageSize;
+  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
+  size_t done = 0;
+  while (done < len) {
+    const uint64_t cur = offset + done;
+    const uint64_t page = cur / kPageSize;
+    const uint64_t e = states[page - first];
+    // A run of pages of one kind: the clone's own, the root's, or zeros past the limit.
+    enum { kOwn, kRoot, kZero } kind = own_page(e) ? kOwn : (cur < limit ? kRoot : kZero);
+    uint64_t stop = page + 1;
+    for (; stop < end; ++stop) {
+      const uint64_t f = states[stop - first];
+      const auto k = own_page(f) ? kOwn : (stop * kPageSize < limit ? kRoot : kZero);
+      if (k != kind) break;
+    }
+    const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
+    zx_status_t st = ZX_OK;
+    switch (kind) {
+      case kOwn:
+        st = mem_read(buffer + done, home + cur, chunk) == 0 ? ZX_OK : ZX_ERR_BAD_STATE;
+        break;
+      case kRoot:
+        // The root's pages, as the root reads them: requested if missing, waited for, a
+        // FAIL's code or BAD_STATE after a detach.
+        st = root_->read(buffer + done, root_offset_ + cur, chunk);
+        if (st == ZX_ERR_OUT_OF_RANGE) {
+          // The root shrank meanwhile: the clone was clamped; read again what it is now.
+          return read_range(buffer + done, cur, len - done);
+        }
+        break;
+      case kZero:
+        memset(buffer + done, 0, chunk);
+        break;
+    }
+    if (st != ZX_OK) return st;
+    done += chunk;
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::read(void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  if (len == 0) return ZX_OK;
+  return read_range(static_cast<uint8_t*>(buffer), offset, len);
+}
+
+zx_status_t CloneVmo::write_page(const uint8_t* buffer, uint64_t offset, size_t len) {
+  const uint64_t page_off = offset & ~(kPageSize - 1);
+  for (int attempt = 0;; ++attempt) {
+    uintptr_t home;
+    uint64_t limit;
+    {
+      std::lock_guard lock(mu_);
+      if (torn_down_) return ZX_ERR_BAD_STATE;
+      home = home_;
+      limit = limit_;
+    }
+    std::vector<uint64_t> states;
+    if (!read_pagemap(home + page_off, 1, &states)) return ZX_ERR_NO_MEMORY;
+    const uint64_t e = states[0];
+    if (own_page(e) || root_page_mapped(e) || page_off >= limit) {
+      // A store through the clone's memory, as the program's would: into its own page, or
+      // a copy of the root's page mapped there, or a copy of a zero page past the limit.
+      root_->begin_clone_copy();
+      int err = mem_write(home + offset, buffer, len);
+      root_->end_clone_copy();
+      if (err == 0) return ZX_OK;
+      if (root_->detached()) return ZX_ERR_BAD_STATE;
+      if (attempt >= 8) return ZX_ERR_BAD_STATE;
+      continue;
+    }
+    // Nothing mapped there: the root's page, with the store applied, becomes the clone's.
+    alignas(4096) static thread_local uint8_t bytes[kPageSize];
+    zx_status_t st = root_->read(bytes, root_offset_ + page_off, kPageSize);
+    if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
+    if (st != ZX_OK) return st;
+    memcpy(bytes + (offset - page_off), buffer, len);
+    uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, bytes, kPageSize);
+    if (r.err == 0) return ZX_OK;
+    if (r.err == EEXIST || r.err == EAGAIN) {
+      // Mapped meanwhile (a touch of the program's): store through it instead.
+      if (r.err == EAGAIN) FaultService::get(&st)->sync();
+      continue;
+    }
+    return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+  }
+}
+
+zx_status_t CloneVmo::write(const void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  if (len == 0) return ZX_OK;
+  // What the root lacks is requested first, run by run, as one write on Zircon asks.
+  const uint64_t first = offset / kPageSize;
+  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
+  zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
+  if (st != ZX_OK) return st;
+  const auto* src = static_cast<const uint8_t*>(buffer);
+  size_t done = 0;
+  while (done < len) {
+    const uint64_t cur = offset + done;
+    const size_t chunk = std::min<uint64_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
+    st = write_page(src + done, cur, chunk);
+    if (st != ZX_OK) return st;
+    done += chunk;
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::commit(uint64_t first, uint64_t end) {
+  zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
+  if (st != ZX_OK) return st;
+  // Every page becomes the clone's own, as write faults would make them (Zircon's commit
+  // of a clone): a populate where the memory is writable, else a store of each page's own
+  // first byte through /proc/self/mem.
+  uintptr_t home;
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) return ZX_ERR_BAD_STATE;
+    home = home_;
+    end = std::min(end, size() / kPageSize);
+  }
+  if (first >= end) return ZX_OK;
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
+  for (uint64_t p = first; p < end; ++p) {
+    if (own_page(states[p - first])) continue;
+    uint8_t b = 0;
+    root_->begin_clone_copy();
+    int err = mem_read(&b, home + p * kPageSize, 1);
+    if (err == 0) err = mem_write(home + p * kPageSize, &b, 1);
+    root_->end_clone_copy();
+    if (err != 0) return root_->detached() ? ZX_ERR_BAD_STATE : ZX_ERR_IO;
+  }
+  return ZX_OK;
+}
+
+zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
+  const uint64_t first = offset / kPageSize;
+  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
+  switch (op) {
+    case ZX_VMO_OP_COMMIT:
+      return len == 0 ? ZX_OK : commit(first, end);
+    case ZX_VMO_OP_PREFETCH:
+    case ZX_VMO_OP_ALWAYS_NEED:
+    case ZX_VMO_OP_DONT_NEED:
+      // Hints reach the root's pages the clone sees (its own pages need none), as on
+      // Zircon: ALWAYS_NEED and PREFETCH page them in there, without copying them here.
+      return len == 0 ? ZX_OK : for_root_runs(first, end, op);
+    case ZX_VMO_OP_CACHE_SYNC:
+    case ZX_VMO_OP_CACHE_INVALIDATE:
+    case ZX_VMO_OP_CACHE_CLEAN:
+    case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
+      return ZX_OK;
+    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for clones of pager-backed VMOs
+    case ZX_VMO_OP_ZERO:
+    case ZX_VMO_OP_LOCK:
+    case ZX_VMO_OP_TRY_LOCK:
+    case ZX_VMO_OP_UNLOCK:
+      return ZX_ERR_NOT_SUPPORTED;
+    default:
+      return ZX_ERR_INVALID_ARGS;
+  }
+}
+
+// ---- The root's side ----
+
+int PagerVmo::uffd_fd() const { return uffd_; }
+
+zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t total,
+                                uintptr_t* out) {
+  // Nothing is accessible until the clone is mapped (the library reaches it through
+  // /proc/self/mem and userfaultfd, which protection does not stop).
+  void* p = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  const uintptr_t home = reinterpret_cast<uintptr_t>(p);
+  if (see > 0 && mmap(p, see, PROT_NONE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
+                      static_cast<off_t>(offset)) == MAP_FAILED) {
+    munmap(p, total);
+    return ZX_ERR_NO_MEMORY;
+  }
+  madvise(p, total, MADV_DONTFORK);
+  if (AddressSpace::get().own(home, total) != ZX_OK) {
+    munmap(p, total);
+    return ZX_ERR_NO_MEMORY;
+  }
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    if (torn_down_) {
+      AddressSpace::get().disown(home, total);
+      munmap(p, total);
+      return ZX_ERR_BAD_STATE;
+    }
+    // Known before registered: a fault can arrive as soon as it is.
+    if (see > 0) {
+      View v{fd, home, offset, see, false, false, false, {}, {}};
+      v.cow = true;
+      local_views_.emplace(home, std::move(v));
+    }
+    if (total > see) {
+      View v{fd, home + see, 0, total - see, false, false, false, {}, {}};
+      v.zero_tail = true;
+      local_views_.emplace(home + see, std::move(v));
+    }
+  }
+  service_->add_region(home, total, std::static_pointer_cast<PagerVmo>(shared_from_this()));
+  int err = uffd::register_range(fd, home, total, false, nullptr);
+  if (err != 0) {
+    service_->remove_region(home, this);
+    {
+      std::lock_guard lock(mu_);
+      local_views_.erase(home);
+      local_views_.erase(home + see);
+    }
+    AddressSpace::get().disown(home, total);
+    munmap(p, total);
+    return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
+  }
+  clones_.push_back(clone);
+  *out = home;
+  return ZX_OK;
+}
+
+void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {
+  std::lock_guard lock(mu_);
+  auto it = local_views_.find(home);
+  if (it == local_views_.end() || !it->second.cow) return;
+  if (see == 0) {
+    local_views_.erase(it);
+  } else {
+    it->second.len = see;
+  }
+  View v{service_->fd(), home + see, 0, old_see - see, false, false, false, {}, {}};
+  v.zero_tail = true;
+  local_views_.emplace(home + see, std::move(v));
+  // Threads blocked there on a root page fault again, into zeros.
+  std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+    if (w.addr < home + see || w.addr >= home + old_see) return false;
+    uffd::wake(w.fd, w.addr & ~(kPageSize - 1), kPageSize);
+    return true;
+  });
+}
+
+void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total) {
+  std::erase(clones_, clone);
+  const int fd = service_->fd();
+  // As a view's unmap: no access first, then unregister (which wakes the threads blocked
+  // there, into SIGSEGV).
+  mprotect(reinterpret_cast<void*>(home), total, PROT_NONE);
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      return w.fd == fd && w.addr >= home && w.addr < home + total;
+    });
+    auto it = local_views_.lower_bound(home);
+    while (it != local_views_.end() && it->first < home + total) it = local_views_.erase(it);
+  }
+  uffd::unregister_range(fd, home, total);
+  service_->remove_region(home, this);
+  AddressSpace::get().disown(home, total);
+  munmap(reinterpret_cast<void*>(home), total);
+}
+
+void PagerVmo::clone_unmapped(uintptr_t addr, uint64_t len) {
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      return w.fd == fd && w.addr >= addr && w.addr < addr + len;
+    });
+  }
+  uffd::wake(fd, addr, len);
+}
+
+void PagerVmo::begin_clone_copy() {
+  std::lock_guard lock(mu_);
+  ++copying_;
+}
+
+void PagerVmo::end_clone_copy() {
+  std::lock_guard lock(mu_);
+  if (--copying_ == 0 && detached_) cv_.notify_all();
+}
+
+// ---- SliceVmo ----
+
+SliceVmo::SliceVmo(std::shared_ptr<Vmo> parent, uint64_t offset, uint64_t size,
+                   const std::shared_ptr<Vmo>& created_from)
+    : parent_(std::move(parent)),
+      offset_(offset),
+      size_(size),
+      created_from_(created_from),
+      created_from_koid_(created_from->koid()) {
+  parent_->dependent_added();
+  created_from->child_added();
+}
+
+SliceVmo::~SliceVmo() = default;
+
+void SliceVmo::on_unreferenced() {
+  if (gone_.exchange(true)) return;
+  if (auto p = created_from_.lock()) p->child_removed();
+  parent_->dependent_removed();
+}
+
+zx_status_t SliceVmo::read(void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  return parent_->read(buffer, offset_ + offset, len);
+}
+
+zx_status_t SliceVmo::write(const void* buffer, uint64_t offset, size_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  return parent_->write(buffer, offset_ + offset, len);
+}
+
+zx_status_t SliceVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
+  if (!range_within(offset, len, size_)) return ZX_ERR_OUT_OF_RANGE;
+  return parent_->op_range(op, offset_ + offset, len);
+}
+
+zx_status_t SliceVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
+                          uint64_t len, uintptr_t* out) {
+  return parent_->map(options, fixed, offset_ + vmo_offset, len, out);
+}
+
+zx_status_t SliceVmo::unmap(uintptr_t addr, uint64_t len, bool whole_mapping) {
+  return parent_->unmap(addr, len, whole_mapping);
+}
+
+}  // namespace zxp
