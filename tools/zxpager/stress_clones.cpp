@@ -189,6 +189,7 @@ void Stress::clone_resize(CloneWorker& w, Rng& rng, LiveClone& c) {
     for (auto it = m.latest.begin(); it != m.latest.end();) {
       it = it->first >= pages ? m.latest.erase(it) : std::next(it);
     }
+    std::erase_if(m.written, [&](uint64_t p) { return p >= pages; });
   }
   m.size = pages;
   w.resizes.fetch_add(1, std::memory_order_relaxed);
@@ -251,7 +252,18 @@ void Stress::clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c,
   const bool via_map = mapping_only || access_ == AccessMode::kMapping ||
                        (access_ == AccessMode::kMixed && (rng.next() & 1));
   if (via_map && mapped == 0) return;
-  const uint64_t page = rng.below(via_map ? mapped : m.size);
+  const uint64_t reach = via_map ? mapped : m.size;
+  // Half the accesses go to a page the clone or its parent wrote (where copy-on-write and
+  // the snapshot matter), the rest anywhere.
+  uint64_t page = rng.below(reach);
+  if (rng.next() & 1) {
+    const CloneModel* from = (rng.next() & 1) && m.parent ? m.parent.get() : &m;
+    if (!from->written.empty()) {
+      const uint64_t p = from->written[rng.below(from->written.size())];
+      const uint64_t shift = from == &m ? 0 : m.offset;
+      if (p >= shift && p - shift < reach) page = p - shift;
+    }
+  }
   const bool write = !mapping_only && rng.below(8) < 3;
   const CloneExpect e = clone_expect(m, page);
   uint8_t* const page_addr = reinterpret_cast<uint8_t*>(c.base + page * kPage);
@@ -290,7 +302,7 @@ void Stress::clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c,
   if (sig == 0 && st == ZX_OK) {
     if (write) {
       m.seq = seq;
-      m.latest[page] = seq;
+      if (m.latest.insert_or_assign(page, seq).second) m.written.push_back(page);
       return;
     }
     clone_check(w, c, page, buf, expected, how);

@@ -324,6 +324,7 @@ struct CloneModel {
   uint32_t seq = 0;                    // the clone's writes so far
   zx_koid_t koid = 0;
   std::unordered_map<uint64_t, uint32_t> latest;  // page -> the clone's last write to it
+  std::vector<uint64_t> written;                   // the keys of `latest`, to pick from
   std::unordered_map<uint64_t, uint32_t> floor;   // the parent's `latest` at creation
 };
 
