@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <grp.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zircon/syscalls/object.h>
 
 #include <functional>
 #include <string>
@@ -45,7 +47,7 @@ int wait_child(pid_t pid, zx_duration_t timeout = ZX_SEC(40)) {
 
 // Runs `body` in a forked child (as `nobody` if `drop`, privileges dropped before
 // anything else); returns the child's wait status.
-int run_in_child(const std::function<int()>& body, bool drop) {
+int run_in_child(const std::function<int()>& body, bool drop, bool drop_dumpable_too = false) {
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
@@ -55,6 +57,13 @@ int run_in_child(const std::function<int()>& body, bool drop) {
       if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) {
         perror("dropping privileges");
         _exit(100);
+      }
+      // Dumpable again, as a process that user started is (a setuid clears it, and with it
+      // the process's access to its own /proc/self/mem, which clones need).
+      if (drop_dumpable_too) {
+        prctl(PR_SET_DUMPABLE, 0);
+      } else {
+        prctl(PR_SET_DUMPABLE, 1);
       }
     }
     int rc = body();
@@ -160,6 +169,39 @@ int basic_checks() {
     CHILD_CHECK(f.outcome() == Faulter::Outcome::kOk);
     CHILD_CHECK(vmo->page_ptr(0)[8] == 0xA5);
     CHILD_CHECK(vmo->page_ptr(0)[100] == pattern(vmo->key, 0, 100));
+  }
+  {
+    // A clone: zx_vmo_write, zx_vmo_read and COMMIT of it page in through the root, and
+    // never rely on a kernel access to a missing page (user-mode-only: it would fail).
+    TestVmo* vmo = tp.create_vmo(4, false);
+    CHILD_CHECK(vmo);
+    CHILD_CHECK(tp.supply(vmo, 0, 1) == ZX_OK);
+    zx_handle_t clone = ZX_HANDLE_INVALID;
+    CHILD_CHECK(zx_vmo_create_child(vmo->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0,
+                                    5 * kPage, &clone) == ZX_OK);
+    std::atomic<zx_status_t> st{1};
+    std::thread writer([&] {
+      const uint8_t b = 0x42;
+      st = zx_vmo_write(clone, &b, kPage + 3, 1);
+    });
+    CHILD_CHECK(tp.wait_for_request(vmo, 1, 1));
+    CHILD_CHECK(tp.supply(vmo, 1, 1) == ZX_OK);
+    writer.join();
+    CHILD_CHECK(st == ZX_OK);
+    uint8_t got[2] = {};
+    CHILD_CHECK(zx_vmo_read(clone, got, kPage + 3, 2) == ZX_OK);
+    CHILD_CHECK(got[0] == 0x42 && got[1] == pattern(vmo->key, 1, 4));
+    const uint8_t t = 0x24;  // past the root's end: the clone's own zeros
+    CHILD_CHECK(zx_vmo_write(clone, &t, 4 * kPage + 1, 1) == ZX_OK);
+    CHILD_CHECK(zx_vmo_read(clone, got, 4 * kPage, 2) == ZX_OK);
+    CHILD_CHECK(got[0] == 0 && got[1] == 0x24);
+    CHILD_CHECK(zx_vmo_op_range(clone, ZX_VMO_OP_COMMIT, 0, 2 * kPage, nullptr, 0) == ZX_OK);
+    zx_info_vmo_t info = {};
+    CHILD_CHECK(zx_object_get_info(clone, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) ==
+                ZX_OK);
+    CHILD_CHECK(info.committed_bytes == 3 * kPage);
+    CHILD_CHECK(vmo->check_read(0, 2));
+    zx_handle_close(clone);
   }
   {
     // FAIL through a mapping: SIGBUS at the address; through a read: the code.
@@ -305,6 +347,22 @@ TEST_CASE("The basic protocol as an unprivileged user (user-mode-only userfaultf
         return basic_checks();
       },
       true);
+  REQUIRE(exited_ok(status));
+}
+
+TEST_CASE("No clones where the process cannot open its own /proc/self/mem (not dumpable)") {
+  int status = run_in_child(
+      [] {
+        TestPager tp;
+        TestVmo* vmo = tp.create_vmo(1, false);
+        CHILD_CHECK(vmo);
+        zx_handle_t clone = ZX_HANDLE_INVALID;
+        CHILD_CHECK(zx_vmo_create_child(vmo->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0,
+                                        kPage, &clone) == ZX_ERR_NOT_SUPPORTED);
+        CHILD_CHECK(clone == ZX_HANDLE_INVALID);
+        return 0;
+      },
+      true, true);
   REQUIRE(exited_ok(status));
 }
 

@@ -31,36 +31,48 @@ constexpr uint64_t kPmExclusive = 1ull << 56;
 bool own_page(uint64_t e) {
   return (e & kPmSwapped) || ((e & kPmPresent) && !(e & kPmFile) && (e & kPmExclusive));
 }
-// The root's page, mapped in the clone (not copied yet).
-bool root_page_mapped(uint64_t e) { return (e & kPmPresent) && (e & kPmFile); }
+
+// /proc/self/mem and /proc/self/pagemap: the library's access to a clone's memory. A copy
+// through /proc/self/mem ignores the protection a clone's home has outside the user's
+// mapping (FOLL_FORCE), and a store there breaks copy-on-write as the program's own store
+// would; pagemap tells the clone's own pages from the root's. Opened once (a forked child
+// opens its own: the descriptors name the process that opened them). A process that is
+// not dumpable (after a setuid, or by its own prctl) cannot open them: then no clones
+// (ZX_ERR_NOT_SUPPORTED), unless they were opened before.
+struct ProcFiles {
+  int mem = -1;
+  int pagemap = -1;
+};
+const ProcFiles* proc_files() {
+  static std::mutex mu;
+  static ProcFiles files;
+  static pid_t pid = 0;
+  std::lock_guard lock(mu);
+  if (pid != getpid()) {
+    if (files.mem >= 0) close(files.mem);
+    if (files.pagemap >= 0) close(files.pagemap);
+    files.mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+    files.pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    pid = getpid();
+    if (files.mem < 0 || files.pagemap < 0) pid = 0;  // not now; try again next time
+  }
+  return pid != 0 ? &files : nullptr;
+}
+int self_mem() {
+  const ProcFiles* f = proc_files();
+  return f ? f->mem : -1;
+}
 
 // The pagemap entries of `n` pages from `addr`; false if /proc/self/pagemap is unreadable.
 bool read_pagemap(uintptr_t addr, uint64_t n, std::vector<uint64_t>* out) {
   out->assign(n, 0);
   if (n == 0) return true;
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const ProcFiles* f = proc_files();
+  if (!f) return false;
   const size_t bytes = n * sizeof(uint64_t);
-  ssize_t r = pread(fd, out->data(), bytes, static_cast<off_t>(addr / kPageSize * sizeof(uint64_t)));
-  close(fd);
+  ssize_t r = pread(f->pagemap, out->data(), bytes,
+                    static_cast<off_t>(addr / kPageSize * sizeof(uint64_t)));
   return r == static_cast<ssize_t>(bytes);
-}
-
-// /proc/self/mem: the library's access to a clone's memory. Its copies ignore the
-// protection a clone's home has outside the user's mapping (FOLL_FORCE), and a store
-// there breaks copy-on-write as the program's own store would. Reopened in a forked child
-// (the descriptor names the process that opened it).
-int self_mem() {
-  static std::mutex mu;
-  static int fd = -1;
-  static pid_t pid = 0;
-  std::lock_guard lock(mu);
-  if (fd < 0 || pid != getpid()) {
-    if (fd >= 0) close(fd);
-    fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
-    pid = getpid();
-  }
-  return fd;
 }
 
 // Copies through /proc/self/mem; the errno that stopped it, or 0.
@@ -157,6 +169,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
       return ZX_ERR_NOT_SUPPORTED;
   }
   if (base > UINT64_MAX - rounded) return ZX_ERR_INVALID_ARGS;
+  if (!proc_files()) return ZX_ERR_NOT_SUPPORTED;
   const uint64_t reserve = resizable ? std::max(rounded, kResizableReserve) : rounded;
 
   std::lock_guard clones(root->clones_lock());
@@ -481,7 +494,7 @@ zx_status_t CloneVmo::read(void* buffer, uint64_t offset, size_t len) {
   return read_range(static_cast<uint8_t*>(buffer), offset, len);
 }
 
-zx_status_t CloneVmo::write_page(const uint8_t* buffer, uint64_t offset, size_t len) {
+zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len) {
   const uint64_t page_off = offset & ~(kPageSize - 1);
   for (int attempt = 0;; ++attempt) {
     uintptr_t home;
@@ -495,28 +508,40 @@ zx_status_t CloneVmo::write_page(const uint8_t* buffer, uint64_t offset, size_t 
     std::vector<uint64_t> states;
     if (!read_pagemap(home + page_off, 1, &states)) return ZX_ERR_NO_MEMORY;
     const uint64_t e = states[0];
-    if (own_page(e) || root_page_mapped(e) || page_off >= limit) {
-      // A store through the clone's memory, as the program's would: into its own page, or
-      // a copy of the root's page mapped there, or a copy of a zero page past the limit.
+    if (e & (kPmPresent | kPmSwapped)) {
+      // Mapped: a store through the clone's memory, as the program's would: into its own
+      // page, or into a copy of the root's page (or of the zero page) that it breaks off.
+      // (A page that is its own already needs nothing for a commit.)
+      if (own_page(e) && len == 0) return ZX_OK;
+      uint8_t b = 0;
       root_->begin_clone_copy();
-      int err = mem_write(home + offset, buffer, len);
+      int err = len > 0 ? mem_write(home + offset, bytes, len)
+                        : mem_read(&b, home + page_off, 1);
+      if (err == 0 && len == 0) err = mem_write(home + page_off, &b, 1);
       root_->end_clone_copy();
       if (err == 0) return ZX_OK;
+      // Dropped meanwhile (the root's page evicted): look again.
       if (root_->detached()) return ZX_ERR_BAD_STATE;
-      if (attempt >= 8) return ZX_ERR_BAD_STATE;
+      if (attempt >= 8) return ZX_ERR_IO;
       continue;
     }
-    // Nothing mapped there: the root's page, with the store applied, becomes the clone's.
-    alignas(4096) static thread_local uint8_t bytes[kPageSize];
-    zx_status_t st = root_->read(bytes, root_offset_ + page_off, kPageSize);
-    if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
-    if (st != ZX_OK) return st;
-    memcpy(bytes + (offset - page_off), buffer, len);
-    uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, bytes, kPageSize);
+    // Nothing mapped there: the root's page (or zeros past the limit), with the store
+    // applied, becomes the clone's. Never a kernel copy that could wait on a missing page.
+    alignas(4096) static thread_local uint8_t page[kPageSize];
+    if (page_off < limit) {
+      zx_status_t st = root_->read(page, root_offset_ + page_off, kPageSize);
+      if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
+      if (st != ZX_OK) return st;
+    } else {
+      memset(page, 0, kPageSize);
+    }
+    if (len > 0) memcpy(page + (offset - page_off), bytes, len);
+    uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, page, kPageSize);
     if (r.err == 0) return ZX_OK;
-    if (r.err == EEXIST || r.err == EAGAIN) {
-      // Mapped meanwhile (a touch of the program's): store through it instead.
-      if (r.err == EAGAIN) FaultService::get(&st)->sync();
+    if (r.err == EEXIST) continue;  // mapped meanwhile (a touch of the program's)
+    if (r.err == EAGAIN) {
+      zx_status_t st;
+      FaultService::get(&st)->sync();
       continue;
     }
     return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
@@ -536,7 +561,7 @@ zx_status_t CloneVmo::write(const void* buffer, uint64_t offset, size_t len) {
   while (done < len) {
     const uint64_t cur = offset + done;
     const size_t chunk = std::min<uint64_t>(len - done, kPageSize - (cur & (kPageSize - 1)));
-    st = write_page(src + done, cur, chunk);
+    st = make_own(cur, src + done, chunk);
     if (st != ZX_OK) return st;
     done += chunk;
   }
@@ -547,26 +572,16 @@ zx_status_t CloneVmo::commit(uint64_t first, uint64_t end) {
   zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
   if (st != ZX_OK) return st;
   // Every page becomes the clone's own, as write faults would make them (Zircon's commit
-  // of a clone): a populate where the memory is writable, else a store of each page's own
-  // first byte through /proc/self/mem.
-  uintptr_t home;
+  // of a clone).
+  uint64_t stop;
   {
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_ERR_BAD_STATE;
-    home = home_;
-    end = std::min(end, size() / kPageSize);
+    stop = std::min(end, size() / kPageSize);
   }
-  if (first >= end) return ZX_OK;
-  std::vector<uint64_t> states;
-  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
-  for (uint64_t p = first; p < end; ++p) {
-    if (own_page(states[p - first])) continue;
-    uint8_t b = 0;
-    root_->begin_clone_copy();
-    int err = mem_read(&b, home + p * kPageSize, 1);
-    if (err == 0) err = mem_write(home + p * kPageSize, &b, 1);
-    root_->end_clone_copy();
-    if (err != 0) return root_->detached() ? ZX_ERR_BAD_STATE : ZX_ERR_IO;
+  for (uint64_t p = first; p < stop; ++p) {
+    st = make_own(p * kPageSize, nullptr, 0);
+    if (st != ZX_OK) return st;
   }
   return ZX_OK;
 }

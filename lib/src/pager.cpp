@@ -1253,11 +1253,12 @@ void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
       gone.push_back(v.addr);
       const uintptr_t v_end = v.addr + v.len;
       if (v.addr < addr) {
-        pieces.push_back(View{fd, v.addr, v.offset, addr - v.addr, false, v.writable, v.wp, {}, {}});
+        pieces.push_back(View{fd, v.addr, v.offset, addr - v.addr, false, v.writable, v.wp, {}, {},
+                              v.cow, v.zero_tail});
       }
       if (end < v_end) {
         pieces.push_back(View{fd, end, v.offset + (end - v.addr), v_end - end, false, v.writable,
-                              v.wp, {}, {}});
+                              v.wp, {}, {}, v.cow, v.zero_tail});
       }
     }
     for (View& v : pieces) local_views_.emplace(v.addr, std::move(v));
