@@ -722,12 +722,16 @@ void Stress::progress_thread() {
     const double dt = static_cast<double>(now - last_t) / 1e9;
     fmt::print(stderr,
                "[{:5.1f}s] {:9.0f} accesses/s {:8.0f} faults/s {:8.1f} MB/s supplied  p99 {:7.1f} us"
-               "  fails {}  evicted {}  errors {}\n",
+               "  fails {}  evicted {}{}  errors {}\n",
                static_cast<double>(now - start_ns_) / 1e9,
                static_cast<double>(acc - last_acc) / dt, static_cast<double>(faults - last_faults) / dt,
                static_cast<double>((supplied - last_supplied) * kPage) / 1e6 / dt,
                static_cast<double>(Hist::percentile(delta, 0.99)) / 1e3, fails_issued_.load(),
-               s.pages_evicted, errors_.total());
+               s.pages_evicted,
+               o_.clones ? fmt::format("  clones {}  wrong bytes {}", next_clone_id_.load() - 1,
+                                       clone_wrong_bytes_.load())
+                         : "",
+               errors_.total());
     last_t = now;
     last_faults = faults;
     last_acc = acc;
@@ -943,6 +947,10 @@ void Stress::summary(double elapsed, bool clean_exit) {
   if (o_.json) {
     std::string clones = "null";
     if (o_.clones) {
+      std::string unexpected;
+      for (const auto& [kind, n] : clone_failures_) {
+        unexpected += fmt::format("{}\"{}\":{}", unexpected.empty() ? "" : ",", json_escape(kind), n);
+      }
       clones = fmt::format(
           "{{\"threads\":{},\"created\":{},\"of_a_clone\":{},\"deepest\":{},\"resizable\":{},"
           "\"resizes\":{},\"past_parent_end\":{},\"most_open\":{},\"closed_unmap_first\":{},"
@@ -951,12 +959,12 @@ void Stress::summary(double elapsed, bool clean_exit) {
           "\"checked\":{{\"root\":{},\"own\":{},\"ancestor\":{},\"ancestor_later\":{},"
           "\"zeros\":{}}},\"fails_observed\":{{\"sigbus\":{},\"status\":{}}},"
           "\"detach_failures_observed\":{{\"sigbus\":{},\"status\":{}}},"
-          "\"wrong_pages\":{},\"wrong_bytes\":{}}}",
+          "\"unexpected_failures\":{{{}}},\"wrong_pages\":{},\"wrong_bytes\":{}}}",
           o_.clone_threads, c.created, c.chained, max_depth_seen_.load(), c.resizable, c.resizes,
           c.beyond, clones_live_max_.load(), c.unmap_first, c.handle_first, c.parent_first,
           c.writes, c.reads, c.via_map, c.via_call, c_checked, c.parent, c.own, c.ancestor,
           c.later, c.zero, c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status,
-          clone_wrong_pages_.load(), clone_wrong_bytes_.load());
+          unexpected, clone_wrong_pages_.load(), clone_wrong_bytes_.load());
     }
     std::string errs;
     for (int k = 0; k < kNumErrKinds; ++k) {
@@ -1047,6 +1055,9 @@ void Stress::summary(double elapsed, bool clean_exit) {
     fmt::print("  clone fails   FAIL seen through clones: {} SIGBUS, {} ZX_ERR_IO; detach: {} "
                "SIGBUS, {} ZX_ERR_BAD_STATE\n",
                c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status);
+    for (const auto& [kind, n] : clone_failures_) {
+      fmt::print("  unexpected    {} x {}\n", n, kind);
+    }
     fmt::print("  wrong bytes   {} in {} clone pages{}\n", clone_wrong_bytes_.load(),
                clone_wrong_pages_.load(),
                clone_wrong_pages_.load() ? " (the first is the first mismatch error)" : "");

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -344,6 +346,10 @@ void Stress::clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c,
   errors_.add(sig ? kUnexpectedSignal : kUnexpectedStatus,
               fmt::format("{} from {} of {}, which no FAIL or detach explains",
                           sig ? "SIGBUS" : status_name(st), how, where));
+  // Past the first messages only counts remain: these say which kinds they are.
+  std::lock_guard lock(clone_failures_mu_);
+  ++clone_failures_[fmt::format("{} from {} of a clone page {}", sig ? "SIGBUS" : status_name(st),
+                                how, e.zeros ? "past a parent's end" : "over a root page")];
 }
 
 // Builds the page the clone may read that is nearest to what it read (the loose words, a

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -474,6 +475,8 @@ class Stress {
   std::atomic<uint64_t> clone_wrong_bytes_{0}, clone_wrong_pages_{0};
   std::atomic<uint64_t> clones_live_{0}, clones_live_max_{0};
   std::atomic<uint32_t> max_depth_seen_{0};
+  std::mutex clone_failures_mu_;
+  std::map<std::string, uint64_t> clone_failures_;  // unexpected ones, by kind
 
   std::atomic<bool> stop_{false};         // faulting threads and the evictor
   std::atomic<bool> pager_stop_{false};   // pager threads
