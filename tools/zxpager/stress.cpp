@@ -914,7 +914,7 @@ void Stress::summary(double elapsed, bool clean_exit) {
   const uint64_t errors = errors_.total();
   // --clones
   struct {
-    uint64_t created = 0, chained = 0, resizable = 0, resizes = 0, beyond = 0;
+    uint64_t created = 0, chained = 0, resizable = 0, resizes = 0, beyond = 0, remaps = 0;
     uint64_t unmap_first = 0, handle_first = 0, parent_first = 0;
     uint64_t reads = 0, writes = 0, via_map = 0, via_call = 0;
     uint64_t parent = 0, own = 0, ancestor = 0, zero = 0, later = 0;
@@ -925,6 +925,7 @@ void Stress::summary(double elapsed, bool clean_exit) {
     c.chained += cw->chained.load();
     c.resizable += cw->resizable.load();
     c.resizes += cw->resizes.load();
+    c.remaps += cw->remaps.load();
     c.beyond += cw->beyond_parent.load();
     c.unmap_first += cw->closed_unmap_first.load();
     c.handle_first += cw->closed_handle_first.load();
@@ -954,14 +955,14 @@ void Stress::summary(double elapsed, bool clean_exit) {
       clones = fmt::format(
           "{{\"threads\":{},\"created\":{},\"of_a_clone\":{},\"deepest\":{},\"resizable\":{},"
           "\"resizes\":{},\"past_parent_end\":{},\"most_open\":{},\"closed_unmap_first\":{},"
-          "\"closed_handle_first\":{},\"closed_with_child_open\":{},\"pages_written\":{},"
+          "\"closed_handle_first\":{},\"closed_with_child_open\":{},\"remapped\":{},\"pages_written\":{},"
           "\"pages_read\":{},\"via_mapping\":{},\"via_calls\":{},\"pages_checked\":{},"
           "\"checked\":{{\"root\":{},\"own\":{},\"ancestor\":{},\"ancestor_later\":{},"
           "\"zeros\":{}}},\"fails_observed\":{{\"sigbus\":{},\"status\":{}}},"
           "\"detach_failures_observed\":{{\"sigbus\":{},\"status\":{}}},"
           "\"unexpected_failures\":{{{}}},\"wrong_pages\":{},\"wrong_bytes\":{}}}",
           o_.clone_threads, c.created, c.chained, max_depth_seen_.load(), c.resizable, c.resizes,
-          c.beyond, clones_live_max_.load(), c.unmap_first, c.handle_first, c.parent_first,
+          c.beyond, clones_live_max_.load(), c.unmap_first, c.handle_first, c.parent_first, c.remaps,
           c.writes, c.reads, c.via_map, c.via_call, c_checked, c.parent, c.own, c.ancestor,
           c.later, c.zero, c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status,
           unexpected, clone_wrong_pages_.load(), clone_wrong_bytes_.load());
@@ -1045,8 +1046,9 @@ void Stress::summary(double elapsed, bool clean_exit) {
                c.created, c.chained, max_depth_seen_.load(), c.resizable, c.resizes, c.beyond,
                clones_live_max_.load());
     fmt::print("  clone closes  {} unmapped first, {} handle closed first (then read through "
-               "the mapping alone); {} while a child of theirs was open\n",
-               c.unmap_first, c.handle_first, c.parent_first);
+               "the mapping alone); {} while a child of theirs was open; {} unmapped and mapped "
+               "again while open\n",
+               c.unmap_first, c.handle_first, c.parent_first, c.remaps);
     fmt::print("  clone pages   {} written, {} read ({} through the mapping, {} zx_vmo_read/write); "
                "{} checked: {} the root's, {} their own, {} an ancestor's ({} written after the "
                "snapshot), {} zeros past a parent's end\n",

@@ -39,6 +39,8 @@ void Stress::clone_thread(uint32_t i) {
       clone_close(w, rng, live, rng.below(live.size()), &guard, buf.data(), expected.data());
     } else if (r < 5 && live[r % live.size()].m->resizable) {
       clone_resize(w, rng, live[r % live.size()]);
+    } else if (r < 6) {
+      clone_remap(w, rng, live[rng.below(live.size())], buf.data(), expected.data());
     } else {
       clone_access(w, guard, rng, live[rng.below(live.size())], false, buf.data(),
                    expected.data());
@@ -159,7 +161,8 @@ void Stress::clone_close(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live,
     c.handle = ZX_HANDLE_INVALID;
     clone_access(w, *guard, rng, c, true, buf, expected);
   }
-  if ((st = zx_vmar_unmap(zx_vmar_root_self(), c.base, c.mapped_pages * kPage)) != ZX_OK) {
+  if (c.mapped_pages > 0 &&
+      (st = zx_vmar_unmap(zx_vmar_root_self(), c.base, c.mapped_pages * kPage)) != ZX_OK) {
     errors_.add(kHandle, fmt::format("zx_vmar_unmap(clone {}): {}", c.m->id, status_name(st)));
   }
   if (unmap_first && (st = zx_handle_close(c.handle)) != ZX_OK) {
@@ -168,6 +171,32 @@ void Stress::clone_close(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live,
   (unmap_first ? w.closed_unmap_first : w.closed_handle_first)
       .fetch_add(1, std::memory_order_relaxed);
   clones_live_.fetch_sub(1);
+}
+
+// Unmaps a clone and maps it again (at its size now): its pages are kept in between, and
+// one is read or written with zx_vmo_read/zx_vmo_write while it has no mapping.
+void Stress::clone_remap(CloneWorker& w, Rng& rng, LiveClone& c, uint64_t* buf,
+                         uint64_t* expected) {
+  zx_status_t st = zx_vmar_unmap(zx_vmar_root_self(), c.base, c.mapped_pages * kPage);
+  if (st != ZX_OK) {
+    errors_.add(kHandle, fmt::format("zx_vmar_unmap(clone {}): {}", c.m->id, status_name(st)));
+    return;
+  }
+  c.base = 0;
+  c.mapped_pages = 0;
+  Guard unused;
+  clone_access(w, unused, rng, c, false, buf, expected);
+  zx_vaddr_t addr = 0;
+  st = zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE | ZX_VM_ALLOW_FAULTS, 0,
+                   c.handle, 0, c.m->size * kPage, &addr);
+  if (st != ZX_OK) {
+    errors_.add(kUnexpectedStatus, fmt::format("zx_vmar_map of clone {} again ({:#x} bytes): {}",
+                                               c.m->id, c.m->size * kPage, status_name(st)));
+    return;
+  }
+  c.base = addr;
+  c.mapped_pages = c.m->size;
+  w.remaps.fetch_add(1, std::memory_order_relaxed);
 }
 
 // A resizable clone none of whose descendants is open: shrinking drops its pages past the
@@ -251,8 +280,10 @@ void Stress::clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c,
                           bool mapping_only, uint64_t* buf, uint64_t* expected) {
   CloneModel& m = *c.m;
   const uint64_t mapped = std::min(m.size, c.mapped_pages);
-  const bool via_map = mapping_only || access_ == AccessMode::kMapping ||
-                       (access_ == AccessMode::kMixed && (rng.next() & 1));
+  if (mapping_only && c.mapped_pages == 0) return;
+  const bool via_map = c.mapped_pages > 0 &&
+                       (mapping_only || access_ == AccessMode::kMapping ||
+                        (access_ == AccessMode::kMixed && (rng.next() & 1)));
   if (via_map && mapped == 0) return;
   const uint64_t reach = via_map ? mapped : m.size;
   // Half the accesses go to a page the clone or its parent wrote (where copy-on-write and

@@ -357,6 +357,7 @@ struct CloneExpect {
 
 struct alignas(64) CloneWorker {
   std::atomic<uint64_t> created{0}, chained{0}, resizable{0}, resizes{0}, beyond_parent{0};
+  std::atomic<uint64_t> remaps{0};
   std::atomic<uint64_t> closed_unmap_first{0}, closed_handle_first{0}, parent_closed_first{0};
   std::atomic<uint64_t> reads{0}, writes{0}, via_mapping{0}, via_call{0};
   std::atomic<uint64_t> checked_parent{0}, checked_own{0}, checked_ancestor{0}, checked_zero{0};
@@ -428,6 +429,7 @@ class Stress {
   void clone_close(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live, size_t k,
                    Guard* guard, uint64_t* buf, uint64_t* expected);
   void clone_resize(CloneWorker& w, Rng& rng, LiveClone& c);
+  void clone_remap(CloneWorker& w, Rng& rng, LiveClone& c, uint64_t* buf, uint64_t* expected);
   void clone_access(CloneWorker& w, Guard& guard, Rng& rng, LiveClone& c, bool mapping_only,
                     uint64_t* buf, uint64_t* expected);
   CloneExpect clone_expect(const CloneModel& m, uint64_t page) const;
