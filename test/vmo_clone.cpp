@@ -5,9 +5,11 @@
 // seeing what a shrink of the root cuts off; arguments, rights and ZX_INFO_VMO; slices.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <string.h>
 #include <zircon/syscalls/object.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "pager_harness.h"
@@ -275,4 +277,62 @@ TEST_CASE("a slice shares its parent's pages both ways") {
   CHECK(zx_vmo_create_child(root->vmo, ZX_VMO_CHILD_SLICE, 3 * kPage, 2 * kPage, &h) ==
         ZX_ERR_OUT_OF_RANGE);
   zx_handle_close(slice);
+}
+
+TEST_CASE("ZX_VMO_OP_ZERO of a clone makes zero pages its own, asking nothing") {
+  install_fault_handlers();
+  TestPager pager;
+  TestVmo* root = pager.create_vmo(3, false);
+  REQUIRE(pager.supply(root, 1, 1) == ZX_OK);
+  zx_handle_t clone = ZX_HANDLE_INVALID;
+  REQUIRE(zx_vmo_create_child(root->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, 3 * kPage,
+                              &clone) == ZX_OK);
+  // Pages 0 (missing in the root) and 1 (present) whole: no request.
+  REQUIRE(zx_vmo_op_range(clone, ZX_VMO_OP_ZERO, 0, 2 * kPage, nullptr, 0) == ZX_OK);
+  REQUIRE(pager.no_packet());
+  std::vector<uint8_t> buf(2 * kPage, 0xff);
+  REQUIRE(zx_vmo_read(clone, buf.data(), 0, buf.size()) == ZX_OK);
+  CHECK(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
+  CHECK(vmo_info(clone).committed_bytes == 2 * kPage);
+  CHECK(root->check_read(1, 1));
+  zx_handle_close(clone);
+}
+
+TEST_CASE("a resizable clone shrunk: past its end an access is SIGBUS; grown, zeros") {
+  install_fault_handlers();
+  TestPager pager;
+  TestVmo* root = pager.create_vmo(2, false);
+  REQUIRE(pager.supply(root, 0, 2) == ZX_OK);
+  Clone c(root->vmo, root->key, 0, 2, 0,
+          ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE | ZX_VMO_CHILD_RESIZABLE);
+  REQUIRE(c.status == ZX_OK);
+  CHECK(c.t.check(0, 2));
+  REQUIRE(zx_vmo_set_size(c.t.vmo, kPage) == ZX_OK);
+  uintptr_t addr = 0;
+  CHECK(run_guarded([&] { (void)*reinterpret_cast<volatile uint8_t*>(c.t.page_ptr(1)); }, &addr) ==
+        SIGBUS);
+  CHECK(addr == reinterpret_cast<uintptr_t>(c.t.page_ptr(1)));
+  CHECK(c.t.check(0, 1));
+  REQUIRE(zx_vmo_set_size(c.t.vmo, 2 * kPage) == ZX_OK);
+  CHECK(run_guarded([&] { CHECK(c.t.page_ptr(1)[17] == 0); }, &addr) == 0);
+  REQUIRE(pager.no_packet());
+}
+
+TEST_CASE("a slice of a clone shares the clone's pages") {
+  TestPager pager;
+  TestVmo* root = pager.create_vmo(3, false);
+  REQUIRE(pager.supply(root, 0, 3) == ZX_OK);
+  zx_handle_t clone = ZX_HANDLE_INVALID, slice = ZX_HANDLE_INVALID;
+  REQUIRE(zx_vmo_create_child(root->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, 3 * kPage,
+                              &clone) == ZX_OK);
+  REQUIRE(zx_vmo_create_child(clone, ZX_VMO_CHILD_SLICE, kPage, 2 * kPage, &slice) == ZX_OK);
+  const uint8_t v = 0x99;
+  REQUIRE(zx_vmo_write(slice, &v, 3, 1) == ZX_OK);
+  uint8_t got = 0;
+  REQUIRE(zx_vmo_read(clone, &got, kPage + 3, 1) == ZX_OK);
+  CHECK(got == 0x99);
+  CHECK(root->check_read(1, 1));
+  CHECK(vmo_info(clone).num_children == 1);
+  zx_handle_close(slice);
+  zx_handle_close(clone);
 }

@@ -489,16 +489,18 @@ TEST_CASE("DetachPageCompleteTest") {
 }
 
 // Detaching decommits: committed bytes drop to 0, and pages supplied before and pages
-// never supplied alike fail afterwards. (Fuchsia also reads through a clone at each step;
-// clones are issue 15, so the first read goes to the VMO itself and the clone's steps are
-// left out.)
+// never supplied alike fail afterwards, through the VMO and through its clone.
 VMO_VMAR_TEST(DecommitOnDetachTest, "") {
   UserPager pager;
   REQUIRE(pager.Init());
   Vmo* vmo;
   REQUIRE(pager.CreateVmo(2, &vmo));
+  auto clone = vmo->Clone();
+  REQUIRE(clone != nullptr);
 
-  TestThread t1([vmo, check_vmar] { return check_buffer(vmo, 0, 1, check_vmar); });
+  // A read through the clone asks for the VMO's page.
+  TestThread t1(
+      [clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
   REQUIRE(t1.Start());
   REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
   REQUIRE(pager.SupplyPages(vmo, 0, 1));
@@ -509,7 +511,7 @@ VMO_VMAR_TEST(DecommitOnDetachTest, "") {
   REQUIRE(pager.WaitForPageComplete(vmo->key(), ZX_TIME_INFINITE));
   REQUIRE(vmo_info(vmo->vmo()).committed_bytes == 0);
 
-  // The page that was supplied.
+  // The page that was supplied, through the VMO and through the clone.
   TestThread t2([vmo, check_vmar] { return check_buffer(vmo, 0, 1, check_vmar); });
   REQUIRE(t2.Start());
   if (check_vmar) {
@@ -517,15 +519,31 @@ VMO_VMAR_TEST(DecommitOnDetachTest, "") {
   } else {
     REQUIRE(t2.WaitForFailure());
   }
+  TestThread t3(
+      [clone = clone.get(), check_vmar] { return check_buffer(clone, 0, 1, check_vmar); });
+  REQUIRE(t3.Start());
+  if (check_vmar) {
+    REQUIRE(t3.WaitForCrash(clone->base_addr(), ZX_ERR_BAD_STATE));
+  } else {
+    REQUIRE(t3.WaitForFailure());
+  }
 
-  // The page never supplied. (Fuchsia's code checks page 0 again here; its comment, and
-  // this port, check page 1.)
+  // The page never supplied, both ways. (Fuchsia's code checks page 0 again here; its
+  // comments, and this port, check page 1.)
   TestThread t4([vmo, check_vmar] { return check_buffer(vmo, 1, 1, check_vmar); });
   REQUIRE(t4.Start());
   if (check_vmar) {
     REQUIRE(t4.WaitForCrash(vmo->base_addr() + page_size(), ZX_ERR_BAD_STATE));
   } else {
     REQUIRE(t4.WaitForFailure());
+  }
+  TestThread t5(
+      [clone = clone.get(), check_vmar] { return check_buffer(clone, 1, 1, check_vmar); });
+  REQUIRE(t5.Start());
+  if (check_vmar) {
+    REQUIRE(t5.WaitForCrash(clone->base_addr() + page_size(), ZX_ERR_BAD_STATE));
+  } else {
+    REQUIRE(t5.WaitForFailure());
   }
 
   uint64_t offset, length;
@@ -1059,8 +1077,7 @@ TEST_CASE("ResizeNonresizableVmo") {
   CHECK(vmo.set_size(2 * page_size()) == ZX_ERR_UNAVAILABLE);
 }
 
-// ZX_VMO_OP_DECOMMIT is not for pager VMOs. (Fuchsia also tries it on a clone; clones are
-// issue 15.)
+// ZX_VMO_OP_DECOMMIT is not for pager VMOs, nor for their clones.
 TEST_CASE("DecommitTest") {
   zx::pager pager;
   REQUIRE(zx::pager::create(0, &pager) == ZX_OK);
@@ -1069,6 +1086,11 @@ TEST_CASE("DecommitTest") {
   zx::vmo vmo;
   REQUIRE(pager.create_vmo(0, port, 0, page_size(), &vmo) == ZX_OK);
   CHECK(vmo.op_range(ZX_VMO_OP_DECOMMIT, 0, page_size(), nullptr, 0) == ZX_ERR_NOT_SUPPORTED);
+
+  zx::vmo child;
+  REQUIRE(vmo.create_child(ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, page_size(), &child) ==
+          ZX_OK);
+  CHECK(child.op_range(ZX_VMO_OP_DECOMMIT, 0, page_size(), nullptr, 0) == ZX_ERR_NOT_SUPPORTED);
 }
 
 // A page supplied from an aux VMO that never committed it reads zero without a request.

@@ -4,8 +4,9 @@
 // of infinite waits, SIGBUS for a fatal page fault). Pager VMOs are mapped with Fuchsia's
 // own flags (ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, no ZX_VM_ALLOW_FAULTS).
 //
-// The steps of a test that need a VMO clone, a BTI or a kernel debug command are not
-// here (see the README's conformance table for every test and why). At the end, two
+// The clone tests are in zircon_clone.cpp (Prefetch's clone and slice steps are here);
+// the steps of a test that need a BTI or a kernel debug command are not ported (see the
+// README's conformance table for every test and why). At the end, two
 // tests not in Fuchsia's file pin what porting SuspendInKernelCaptureFaultsTest showed: a
 // system call copying from a failed or detached page ends (it spun for ever before).
 #include <catch2/catch.hpp>
@@ -879,22 +880,62 @@ TEST_CASE("EarlyWakeWithResize", "") {
 
 // --- Prefetch ---
 
-// ZX_VMO_OP_PREFETCH on the pager VMO itself requests the page. (The original goes on
-// with a prefetch through a slice and through a clone: VMO children, not in scope.)
+// ZX_VMO_OP_PREFETCH asks for the pages missing: on the pager VMO itself, through a
+// slice, and through a clone (only for the page the clone has not forked).
 TEST_CASE("Prefetch") {
   UserPager pager;
   REQUIRE(pager.Init());
 
-  Vmo* root_vmo;
-  REQUIRE(pager.CreateVmo(1, &root_vmo));
+  SECTION("on the root") {
+    Vmo* root_vmo;
+    REQUIRE(pager.CreateVmo(1, &root_vmo));
 
-  TestThread t([&root_vmo] { return root_vmo->Prefetch(0, 1); });
-  REQUIRE(t.Start());
+    TestThread t([&root_vmo] { return root_vmo->Prefetch(0, 1); });
+    REQUIRE(t.Start());
 
-  CHECK(pager.WaitForPageRead(root_vmo, 0, 1, ZX_TIME_INFINITE));
-  CHECK(pager.SupplyPages(root_vmo, 0, 1));
-  REQUIRE(t.Wait());
-  pager.ReleaseVmo(root_vmo);
+    CHECK(pager.WaitForPageRead(root_vmo, 0, 1, ZX_TIME_INFINITE));
+    CHECK(pager.SupplyPages(root_vmo, 0, 1));
+    REQUIRE(t.Wait());
+    pager.ReleaseVmo(root_vmo);
+  }
+
+  SECTION("through a slice") {
+    Vmo* root_vmo;
+    REQUIRE(pager.CreateVmo(2, &root_vmo));
+    std::unique_ptr<Vmo> slice = root_vmo->Clone(page_size(), page_size(), ZX_VMO_CHILD_SLICE);
+    REQUIRE(slice != nullptr);
+
+    TestThread t([&slice] { return slice->Prefetch(0, 1); });
+    REQUIRE(t.Start());
+
+    CHECK(pager.WaitForPageRead(root_vmo, 1, 1, ZX_TIME_INFINITE));
+    CHECK(pager.SupplyPages(root_vmo, 1, 1));
+    REQUIRE(t.Wait());
+    slice.reset();
+    pager.ReleaseVmo(root_vmo);
+  }
+
+  SECTION("through a clone") {
+    Vmo* root_vmo;
+    REQUIRE(pager.CreateVmo(2, &root_vmo));
+    std::unique_ptr<Vmo> clone = root_vmo->Clone();
+    REQUIRE(clone != nullptr);
+
+    TestThread t([&clone] {
+      // A copy-on-write of the clone's first page, then a prefetch of the whole clone.
+      *reinterpret_cast<volatile uint64_t*>(clone->base_addr()) = 42;
+      return clone->Prefetch(0, 2);
+    });
+    REQUIRE(t.Start());
+
+    // The read for the copy-on-write first, then one for the second page only: the clone
+    // holds its first page, whether or not the root's was evicted meanwhile.
+    CHECK(pager.WaitForPageRead(root_vmo, 0, 1, ZX_TIME_INFINITE));
+    CHECK(pager.SupplyPages(root_vmo, 0, 1));
+    CHECK(pager.WaitForPageRead(root_vmo, 1, 1, ZX_TIME_INFINITE));
+    CHECK(pager.SupplyPages(root_vmo, 1, 1));
+    REQUIRE(t.Wait());
+  }
 }
 
 // --- Beyond Fuchsia's file ---

@@ -131,6 +131,28 @@ std::unique_ptr<Vmo> Vmo::Create(zx::vmo vmo, uint64_t size, uint64_t key) {
   return std::unique_ptr<Vmo>(new Vmo(std::move(vmo), size, addr, key));
 }
 
+std::unique_ptr<Vmo> Vmo::Clone(uint64_t offset, uint64_t size, uint32_t options,
+                                uint32_t map_perms) const {
+  zx::vmo child;
+  zx_status_t status = vmo_.create_child(options, offset, size, &child);
+  if (status != ZX_OK) {
+    fprintf(stderr, "zircon_userpager: zx_vmo_create_child failed: %s\n",
+            zx_status_get_string(status));
+    return nullptr;
+  }
+  uintptr_t addr = 0;
+  if (size != 0) {
+    status = zx::vmar::root_self()->map(map_perms, 0, child, 0, size, &addr);
+    if (status != ZX_OK) {
+      fprintf(stderr, "zircon_userpager: mapping a VMO child failed: %s\n",
+              zx_status_get_string(status));
+      return nullptr;
+    }
+  }
+  return std::unique_ptr<Vmo>(
+      new Vmo(std::move(child), size, addr, key_ + offset / sizeof(uint64_t)));
+}
+
 bool Vmo::Resize(uint64_t new_page_count) {
   std::lock_guard guard(mutex_);
   const uint64_t new_size = new_page_count * page_size();

@@ -76,6 +76,16 @@ class Vmo {
   }
   bool OpRange(uint32_t op, uint64_t page_offset, uint64_t page_count) const;
 
+  // A child of this VMO (zx_vmo_create_child with `options`, [offset, +size) in bytes),
+  // mapped whole with `map_perms`, as Fuchsia's Vmo::Clone. Its contents are this VMO's
+  // from `offset` on, so its key is this VMO's plus the words before `offset`: the checks
+  // (CheckVmar/CheckVmo) of a clone expect the parent's generated contents. nullptr (the
+  // status printed) if the child or its mapping cannot be made.
+  std::unique_ptr<Vmo> Clone() const { return Clone(0, size()); }
+  std::unique_ptr<Vmo> Clone(uint64_t offset, uint64_t size,
+                             uint32_t options = ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE,
+                             uint32_t map_perms = ZX_VM_PERM_READ | ZX_VM_PERM_WRITE) const;
+
   // Waits (kTestTimeout) until ZX_INFO_VMO's populated_bytes is `expected_bytes`.
   bool PollPopulatedBytes(uint64_t expected_bytes) const;
 

@@ -125,7 +125,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
     const Vmo::Kind k = parent->kind();
     if (k == Vmo::Kind::kPager) {
       if (!static_cast<PagerVmo*>(parent.get())->shared()) return ZX_ERR_NOT_SUPPORTED;
-    } else if (k != Vmo::Kind::kMemfd && k != Vmo::Kind::kSlice) {
+    } else if (k != Vmo::Kind::kMemfd && k != Vmo::Kind::kSlice && k != Vmo::Kind::kClone) {
       return ZX_ERR_NOT_SUPPORTED;
     }
     std::shared_ptr<Vmo> base = parent;
@@ -192,7 +192,7 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
                                                       reserve, resizable));
   if (reserve > 0) {
     uintptr_t home = 0;
-    zx_status_t st = root->map_clone(clone.get(), base, see, reserve, &home);
+    zx_status_t st = root->map_clone(clone.get(), base, see, rounded, reserve, &home);
     if (st != ZX_OK) return st;
     {
       std::lock_guard lock(clone->mu_);
@@ -270,15 +270,16 @@ void CloneVmo::teardown() {
 }
 
 void CloneVmo::apply_prot_locked() {
-  // Nothing of the home is accessible but the user's mapping (and within it, the size).
+  // Nothing of the home is accessible but the user's mapping.
   if (home_ == 0) return;
   const uintptr_t end = home_ + reserve_;
   if (!mapped_) {
     mprotect(reinterpret_cast<void*>(home_), reserve_, PROT_NONE);
     return;
   }
+  // (Past the size within the mapping an access is SIGBUS: that memory refuses faults.)
   const uintptr_t a = map_addr_;
-  const uintptr_t b = std::min<uintptr_t>(map_addr_ + map_len_, home_ + size());
+  const uintptr_t b = std::min<uintptr_t>(map_addr_ + map_len_, end);
   if (a > home_) mprotect(reinterpret_cast<void*>(home_), a - home_, PROT_NONE);
   if (b > a) mprotect(reinterpret_cast<void*>(a), b - a, map_prot_);
   const uintptr_t c = std::max(a, b);
@@ -336,29 +337,24 @@ zx_status_t CloneVmo::set_size(uint64_t new_size) {
   uint64_t rounded;
   if (!round_up_page(new_size, &rounded) || rounded > kMaxVmoSize) return ZX_ERR_OUT_OF_RANGE;
   if (rounded > reserve_) return ZX_ERR_NO_MEMORY;
-  uintptr_t gone_addr = 0;
-  uint64_t gone_len = 0;
   {
     std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_ERR_BAD_STATE;
     const uint64_t old = size();
+    zx_status_t st = ZX_OK;
     if (rounded < old) {
       // What a shrink cuts off is gone, also for a later grow (as on Zircon, which clips
-      // the clone's view of its parent for good).
-      zx_status_t st = clamp_locked(std::min(limit_, rounded), false);
-      if (st != ZX_OK) return st;
-      size_.store(rounded, std::memory_order_release);
-      gone_addr = home_ + rounded;
-      gone_len = old - rounded;
-      madvise(reinterpret_cast<void*>(gone_addr), gone_len, MADV_DONTNEED);
-    } else {
-      size_.store(rounded, std::memory_order_release);
+      // the clone's view of its parent for good); past the end an access is SIGBUS.
+      st = clamp_locked(std::min(limit_, rounded), false);
+      if (st == ZX_OK) st = root_->clone_shrunk(home_ + rounded, old - rounded);
+    } else if (rounded > old) {
+      st = root_->clone_grown(home_ + old, rounded - old);
     }
+    if (st != ZX_OK) return st;
+    size_.store(rounded, std::memory_order_release);
     apply_prot_locked();
   }
-  // Threads blocked in what went fault again, into the protection that is there now.
-  if (gone_len > 0) root_->clone_unmapped(gone_addr, gone_len);
   if (rounded != new_size) {
     // Zircon zeroes the bytes from the new size to the end of its page.
     static const uint8_t kZeros[kPageSize] = {};
@@ -494,7 +490,8 @@ zx_status_t CloneVmo::read(void* buffer, uint64_t offset, size_t len) {
   return read_range(static_cast<uint8_t*>(buffer), offset, len);
 }
 
-zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len) {
+zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len, bool zero) {
+  static const uint8_t kZeros[kPageSize] = {};
   const uint64_t page_off = offset & ~(kPageSize - 1);
   for (int attempt = 0;; ++attempt) {
     uintptr_t home;
@@ -512,12 +509,18 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
       // Mapped: a store through the clone's memory, as the program's would: into its own
       // page, or into a copy of the root's page (or of the zero page) that it breaks off.
       // (A page that is its own already needs nothing for a commit.)
-      if (own_page(e) && len == 0) return ZX_OK;
+      if (own_page(e) && len == 0 && !zero) return ZX_OK;
       uint8_t b = 0;
       root_->begin_clone_copy();
-      int err = len > 0 ? mem_write(home + offset, bytes, len)
-                        : mem_read(&b, home + page_off, 1);
-      if (err == 0 && len == 0) err = mem_write(home + page_off, &b, 1);
+      int err;
+      if (zero) {
+        err = mem_write(home + page_off, kZeros, kPageSize);
+      } else if (len > 0) {
+        err = mem_write(home + offset, bytes, len);
+      } else {
+        err = mem_read(&b, home + page_off, 1);
+        if (err == 0) err = mem_write(home + page_off, &b, 1);
+      }
       root_->end_clone_copy();
       if (err == 0) return ZX_OK;
       // Dropped meanwhile (the root's page evicted): look again.
@@ -528,7 +531,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
     // Nothing mapped there: the root's page (or zeros past the limit), with the store
     // applied, becomes the clone's. Never a kernel copy that could wait on a missing page.
     alignas(4096) static thread_local uint8_t page[kPageSize];
-    if (page_off < limit) {
+    if (page_off < limit && !zero) {
       zx_status_t st = root_->read(page, root_offset_ + page_off, kPageSize);
       if (st == ZX_ERR_OUT_OF_RANGE) continue;  // clamped meanwhile: past the limit now
       if (st != ZX_OK) return st;
@@ -586,6 +589,22 @@ zx_status_t CloneVmo::commit(uint64_t first, uint64_t end) {
   return ZX_OK;
 }
 
+zx_status_t CloneVmo::zero(uint64_t offset, uint64_t len) {
+  // Whole pages become zero pages of the clone's own, with no request (as Zircon forks
+  // them); the bytes of a page zeroed in part are a store like any other.
+  static const uint8_t kZeros[kPageSize] = {};
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t cur = offset + done;
+    const uint64_t in_page = cur & (kPageSize - 1);
+    const uint64_t chunk = std::min<uint64_t>(len - done, kPageSize - in_page);
+    zx_status_t st = chunk == kPageSize ? make_own(cur, nullptr, 0, true)
+                                        : make_own(cur, kZeros, chunk);
+    if (st != ZX_OK) return st;
+    done += chunk;
+  }
+  return ZX_OK;
+}
+
 zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   const uint64_t first = offset / kPageSize;
@@ -604,8 +623,9 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
     case ZX_VMO_OP_CACHE_CLEAN:
     case ZX_VMO_OP_CACHE_CLEAN_INVALIDATE:
       return ZX_OK;
-    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for clones of pager-backed VMOs
     case ZX_VMO_OP_ZERO:
+      return len == 0 ? ZX_OK : zero(offset, len);
+    case ZX_VMO_OP_DECOMMIT:  // Zircon: not for clones of pager-backed VMOs
     case ZX_VMO_OP_LOCK:
     case ZX_VMO_OP_TRY_LOCK:
     case ZX_VMO_OP_UNLOCK:
@@ -619,8 +639,8 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
 
 int PagerVmo::uffd_fd() const { return uffd_; }
 
-zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t total,
-                                uintptr_t* out) {
+zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
+                                uint64_t total, uintptr_t* out) {
   // Nothing is accessible until the clone is mapped (the library reaches it through
   // /proc/self/mem and userfaultfd, which protection does not stop).
   void* p = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -628,6 +648,10 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
   const uintptr_t home = reinterpret_cast<uintptr_t>(p);
   if (see > 0 && mmap(p, see, PROT_NONE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
                       static_cast<off_t>(offset)) == MAP_FAILED) {
+    munmap(p, total);
+    return ZX_ERR_NO_MEMORY;
+  }
+  if (total > size && !map_past_end(home + size, total - size)) {
     munmap(p, total);
     return ZX_ERR_NO_MEMORY;
   }
@@ -650,8 +674,8 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
       v.cow = true;
       local_views_.emplace(home, std::move(v));
     }
-    if (total > see) {
-      View v{fd, home + see, 0, total - see, false, false, false, {}, {}};
+    if (size > see) {
+      View v{fd, home + see, 0, size - see, false, false, false, {}, {}};
       v.zero_tail = true;
       local_views_.emplace(home + see, std::move(v));
     }
@@ -672,6 +696,60 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
   clones_.push_back(clone);
   *out = home;
   return ZX_OK;
+}
+
+bool PagerVmo::map_past_end(uintptr_t addr, uint64_t len) {
+  // Past a clone's end an access is SIGBUS, as past a pager VMO's: there the clone's memory
+  // is a private mapping of the memfd where the memfd never reaches (no VMO is that large),
+  // so the kernel itself refuses every fault, at its address.
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
+                 static_cast<off_t>(kMaxVmoSize));
+  return p != MAP_FAILED;
+}
+
+zx_status_t PagerVmo::clone_shrunk(uintptr_t addr, uint64_t len) {
+  if (!map_past_end(addr, len)) return ZX_ERR_NO_MEMORY;
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    // The views there end where the clone now ends.
+    auto it = local_views_.lower_bound(addr);
+    if (it != local_views_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) {
+      --it;
+    }
+    while (it != local_views_.end() && it->first < addr + len) {
+      if (it->first < addr) {
+        it->second.len = addr - it->first;
+        ++it;
+      } else {
+        it = local_views_.erase(it);
+      }
+    }
+    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+      return w.fd == fd && w.addr >= addr && w.addr < addr + len;
+    });
+  }
+  // Threads blocked there fault again, into SIGBUS.
+  uffd::wake(fd, addr, len);
+  return ZX_OK;
+}
+
+zx_status_t PagerVmo::clone_grown(uintptr_t addr, uint64_t len) {
+  // A grown clone reads zeros there (it never sees its parent past where it once ended).
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  madvise(p, len, MADV_DONTFORK);
+  const int fd = service_->fd();
+  {
+    std::lock_guard lock(mu_);
+    View v{fd, addr, 0, len, false, false, false, {}, {}};
+    v.zero_tail = true;
+    local_views_.emplace(addr, std::move(v));
+  }
+  int err = uffd::register_range(fd, addr, len, false, nullptr);
+  return err == 0 ? ZX_OK : err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
 }
 
 void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {

@@ -81,8 +81,10 @@ class CloneVmo final : public Vmo {
   // the root's, or zeros.
   zx_status_t read_range(uint8_t* buffer, uint64_t offset, size_t len);
   // Makes the page at `offset` the clone's own, with `len` bytes stored at `offset` (within
-  // that page; none for a commit).
-  zx_status_t make_own(uint64_t offset, const uint8_t* bytes, size_t len);
+  // that page; none for a commit), or all zeros (`zero`: never asks the root).
+  zx_status_t make_own(uint64_t offset, const uint8_t* bytes, size_t len, bool zero = false);
+  // ZX_VMO_OP_ZERO.
+  zx_status_t zero(uint64_t offset, uint64_t len);
   // Makes the pages of [first, end) the clone's own (ZX_VMO_OP_COMMIT), requesting what the
   // root lacks first.
   zx_status_t commit(uint64_t first, uint64_t end);

@@ -197,10 +197,15 @@ class PagerVmo final : public Vmo {
   // clamps every clone first). Taken before any clone's lock and before mu_.
   std::mutex& clones_lock() { return clones_mu_; }
   // With clones_lock() held: maps a clone's memory: `total` bytes, of which the first
-  // `see` (page aligned, within the size) map this VMO from `offset` copy-on-write and the
-  // rest are anonymous zeros. Registers it. *home is its address.
-  zx_status_t map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t total,
-                        uintptr_t* home);
+  // `see` (page aligned, within the size) map this VMO from `offset` copy-on-write, the
+  // rest up to `size` are anonymous zeros, and past `size` every access is SIGBUS.
+  // Registers it. *home is its address.
+  zx_status_t map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
+                        uint64_t total, uintptr_t* home);
+  // With clones_lock() held: a resizable clone's memory [addr, addr+len) is past its end
+  // now (every access SIGBUS), or is again (zeros).
+  zx_status_t clone_shrunk(uintptr_t addr, uint64_t len);
+  zx_status_t clone_grown(uintptr_t addr, uint64_t len);
   // With clones_lock() held: the clone at `home` sees this VMO for its first `see` bytes
   // only (less than `old_see`): faults in the rest are answered with zeros from now on.
   void cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see);
@@ -391,6 +396,8 @@ class PagerVmo final : public Vmo {
   void poison_unsupplied(const View& v);
   // Shared: punches [first, end) out of the memfd (every view loses those pages).
   bool punch(uint64_t first, uint64_t end);
+  // Maps [addr, addr+len) where the memfd never reaches (a clone past its end).
+  bool map_past_end(uintptr_t addr, uint64_t len);
   // With mu_ held: a page of [first, end) is present in the memory (for a shared VMO, in
   // the memfd), whatever the record says.
   bool memory_has(uint64_t page, uintptr_t fault_addr) const;
