@@ -101,6 +101,9 @@ bool Stress::clone_create(CloneWorker& w, Rng& rng, std::vector<LiveClone>& live
                   m->offset * kPage, m->size * kPage);
   if (st != ZX_OK) {
     errors_.add(kUnexpectedStatus, fmt::format("{}: {}", what, status_name(st)));
+    std::lock_guard lock(clone_failures_mu_);
+    ++clone_failures_[fmt::format("{} from zx_vmo_create_child of a {}", status_name(st),
+                                  parent ? "clone" : "root VMO")];
     return false;
   }
   // ZX_INFO_VMO names the parent and says what the child is.
