@@ -322,11 +322,11 @@ zx_status_t CloneVmo::clamp_locked(uint64_t see, bool keep) {
   root_->cut_clone_view(home_, see, limit_);
   void* m = mremap(n, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(from));
   if (m == MAP_FAILED) {
-    // The old mapping is still there; the root answers its faults with zeros already.
+    // Out of memory for the move: the resize that needed it fails.
     munmap(n, len);
-  } else {
-    uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
+    return ZX_ERR_NO_MEMORY;
   }
+  uffd::register_range(root_->uffd_fd(), from, len, false, nullptr);
   limit_ = see;
   apply_prot_locked();
   return ZX_OK;
@@ -434,52 +434,59 @@ zx_status_t CloneVmo::for_root_runs(uint64_t first, uint64_t end, uint32_t op) {
 }
 
 zx_status_t CloneVmo::read_range(uint8_t* buffer, uint64_t offset, size_t len) {
-  uintptr_t home;
-  uint64_t limit;
-  {
-    std::lock_guard lock(mu_);
-    if (torn_down_) return ZX_ERR_BAD_STATE;
-    home = home_;
-    limit = limit_;
-  }
-  const uint64_t first = offset / kPageSize;
+  // As a zx_vmo_read on Zircon works through a range: what is there is copied (the clone's
+  // own pages, the root's present ones, zeros past the limit), and at a page neither has,
+  // the run up to the next page either has is requested from the root and waited for until
+  // its first page arrives; then the clone's pages are looked at afresh (it may have
+  // forked some of that run meanwhile: those are read from the clone, not waited for).
   const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
-  std::vector<uint64_t> states;
-  if (!read_pagemap(home + first * kPageSize, end - first, &states)) return ZX_ERR_NO_MEMORY;
+  const uint64_t root_first = root_offset_ / kPageSize;
   size_t done = 0;
   while (done < len) {
+    uintptr_t home;
+    uint64_t limit;
+    {
+      std::lock_guard lock(mu_);
+      if (torn_down_) return ZX_ERR_BAD_STATE;
+      home = home_;
+      limit = limit_;
+    }
     const uint64_t cur = offset + done;
     const uint64_t page = cur / kPageSize;
-    const uint64_t e = states[page - first];
-    // A run of pages of one kind: the clone's own, the root's, or zeros past the limit.
-    enum { kOwn, kRoot, kZero } kind = own_page(e) ? kOwn : (cur < limit ? kRoot : kZero);
+    std::vector<uint64_t> states;
+    if (!read_pagemap(home + page * kPageSize, end - page, &states)) return ZX_ERR_NO_MEMORY;
+    auto own = [&](uint64_t p) { return own_page(states[p - page]); };
     uint64_t stop = page + 1;
-    for (; stop < end; ++stop) {
-      const uint64_t f = states[stop - first];
-      const auto k = own_page(f) ? kOwn : (stop * kPageSize < limit ? kRoot : kZero);
-      if (k != kind) break;
-    }
-    const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
     zx_status_t st = ZX_OK;
-    switch (kind) {
-      case kOwn:
-        st = mem_read(buffer + done, home + cur, chunk) == 0 ? ZX_OK : ZX_ERR_BAD_STATE;
-        break;
-      case kRoot:
-        // The root's pages, as the root reads them: requested if missing, waited for, a
-        // FAIL's code or BAD_STATE after a detach.
-        st = root_->read(buffer + done, root_offset_ + cur, chunk);
-        if (st == ZX_ERR_OUT_OF_RANGE) {
-          // The root shrank meanwhile: the clone was clamped; read again what it is now.
-          return read_range(buffer + done, cur, len - done);
-        }
-        break;
-      case kZero:
-        memset(buffer + done, 0, chunk);
-        break;
+    if (own(page)) {
+      while (stop < end && own(stop)) ++stop;
+      const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
+      if (mem_read(buffer + done, home + cur, chunk) != 0) return ZX_ERR_BAD_STATE;
+      done += chunk;
+      continue;
     }
+    if (cur >= limit) {
+      while (stop < end && !own(stop)) ++stop;
+      const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
+      memset(buffer + done, 0, chunk);
+      done += chunk;
+      continue;
+    }
+    // The root's: up to the clone's next own page, or the limit.
+    const uint64_t limit_pages = limit / kPageSize;
+    while (stop < end && stop < limit_pages && !own(stop)) ++stop;
+    const uint64_t present_end = root_->present_run_end(root_first + page, root_first + stop);
+    if (present_end > root_first + page) {
+      const size_t chunk =
+          std::min<uint64_t>(len - done, (present_end - root_first) * kPageSize - cur);
+      st = root_->read(buffer + done, root_offset_ + cur, chunk);
+      if (st == ZX_OK) done += chunk;
+    } else {
+      st = root_->wait_page(root_first + page, root_first + stop);
+    }
+    // The root shrank meanwhile: the clone was clamped; look again.
+    if (st == ZX_ERR_OUT_OF_RANGE) continue;
     if (st != ZX_OK) return st;
-    done += chunk;
   }
   return ZX_OK;
 }
@@ -801,6 +808,23 @@ void PagerVmo::clone_unmapped(uintptr_t addr, uint64_t len) {
     });
   }
   uffd::wake(fd, addr, len);
+}
+
+uint64_t PagerVmo::present_run_end(uint64_t first, uint64_t end) {
+  std::lock_guard lock(mu_);
+  end = std::min(end, size_pages());
+  return first < end ? present_.first_missing(first, end) : first;
+}
+
+zx_status_t PagerVmo::wait_page(uint64_t page, uint64_t end) {
+  std::unique_lock lock(mu_);
+  if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;
+  LibWaiter w;
+  w.head = page;
+  lib_waiters_.push_back(&w);
+  zx_status_t st = wait_for_head(lock, &w, end);
+  lib_waiters_.erase(std::find(lib_waiters_.begin(), lib_waiters_.end(), &w));
+  return st;
 }
 
 void PagerVmo::begin_clone_copy() {

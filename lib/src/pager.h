@@ -214,6 +214,12 @@ class PagerVmo final : public Vmo {
   // The user's mapping of a clone at [addr, addr+len) went: threads blocked there wake
   // and fault again (into the protection the clone left there).
   void clone_unmapped(uintptr_t addr, uint64_t len);
+  // For a clone's zx_vmo_read: where the run of present pages from `first` ends (at most
+  // `end`); and a wait for `page`, requesting the missing run from it up to `end` (or the
+  // first page present or requested already) if nobody has: ZX_OK once it is present,
+  // else the status that ends the read (OUT_OF_RANGE: the VMO shrank past `end`).
+  uint64_t present_run_end(uint64_t first, uint64_t end);
+  zx_status_t wait_page(uint64_t page, uint64_t end);
   // A clone's kernel copy through its own memory is in flight (see copying_).
   void begin_clone_copy();
   void end_clone_copy();
