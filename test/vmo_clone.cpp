@@ -336,3 +336,80 @@ TEST_CASE("a slice of a clone shares the clone's pages") {
   zx_handle_close(slice);
   zx_handle_close(clone);
 }
+
+TEST_CASE("a whole clone maps where the caller says (ZX_VM_SPECIFIC in a sub-VMAR) with its own pages") {
+  install_fault_handlers();
+  TestPager pager;
+  TestVmo* root = pager.create_vmo(4, false);
+  REQUIRE(pager.supply(root, 0, 2) == ZX_OK);
+  zx_handle_t clone = ZX_HANDLE_INVALID;
+  REQUIRE(zx_vmo_create_child(root->vmo, ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, 4 * kPage,
+                              &clone) == ZX_OK);
+  const uint8_t v = 0x31;
+  REQUIRE(zx_vmo_write(clone, &v, 5, 1) == ZX_OK);
+  zx_handle_t vmar = ZX_HANDLE_INVALID;
+  uintptr_t base = 0;
+  REQUIRE(zx_vmar_allocate(zx_vmar_root_self(),
+                           ZX_VM_CAN_MAP_SPECIFIC | ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE, 0,
+                           8 * kPage, &vmar, &base) == ZX_OK);
+  uintptr_t addr = 0;
+  // Part of it cannot go there: its memory is one mapping.
+  CHECK(zx_vmar_map(vmar, ZX_VM_SPECIFIC | kRW, kPage, clone, 0, 2 * kPage, &addr) ==
+        ZX_ERR_NOT_SUPPORTED);
+  REQUIRE(zx_vmar_map(vmar, ZX_VM_SPECIFIC | kRW, 2 * kPage, clone, 0, 4 * kPage, &addr) ==
+          ZX_OK);
+  CHECK(addr == base + 2 * kPage);
+  TestVmo t;
+  t.vmo = clone;
+  t.key = root->key;
+  t.pages = 4;
+  t.base = addr;
+  CHECK(t.page_ptr(0)[5] == 0x31);
+  CHECK(t.page_ptr(0)[6] == pattern(root->key, 0, 6));
+  CHECK(t.check(1, 1));
+  {
+    Faulter f(&t, 3, Access::kMapping);
+    REQUIRE(pager.wait_for_request(root, 3, 1));
+    REQUIRE(pager.supply(root, 3, 1) == ZX_OK);
+    REQUIRE(f.wait());
+    CHECK(f.data_ok());
+  }
+  t.page_ptr(1)[9] = 0x32;
+  CHECK(vmo_info(clone).committed_bytes == 2 * kPage);
+
+  // Unmapped, the range is the VMAR's again; the clone keeps its pages.
+  REQUIRE(zx_vmar_unmap(vmar, addr, 4 * kPage) == ZX_OK);
+  zx_handle_t other = ZX_HANDLE_INVALID;
+  REQUIRE(zx_vmo_create(4 * kPage, 0, &other) == ZX_OK);
+  uintptr_t other_addr = 0;
+  CHECK(zx_vmar_map(vmar, ZX_VM_SPECIFIC | kRW, 2 * kPage, other, 0, 4 * kPage, &other_addr) ==
+        ZX_OK);
+  CHECK(zx_vmar_unmap(vmar, other_addr, 4 * kPage) == ZX_OK);
+  zx_handle_close(other);
+  uint8_t got[2] = {};
+  REQUIRE(zx_vmo_read(clone, got, 5, 1) == ZX_OK);
+  REQUIRE(zx_vmo_read(clone, got + 1, kPage + 9, 1) == ZX_OK);
+  CHECK(got[0] == 0x31);
+  CHECK(got[1] == 0x32);
+  REQUIRE(zx_vmar_map(zx_vmar_root_self(), kRW, 0, clone, 0, 4 * kPage, &addr) == ZX_OK);
+  t.base = addr;
+  CHECK(t.page_ptr(1)[9] == 0x32);
+  CHECK(t.check(3, 1));
+  REQUIRE(zx_vmar_unmap(zx_vmar_root_self(), addr, 4 * kPage) == ZX_OK);
+
+  // Its handle closed first, the unmap is the clone's last reference: it goes, and the range
+  // is the VMAR's again.
+  REQUIRE(zx_vmar_map(vmar, ZX_VM_SPECIFIC | kRW, 2 * kPage, clone, 0, 4 * kPage, &addr) ==
+          ZX_OK);
+  zx_handle_close(clone);
+  t.base = addr;
+  CHECK(t.page_ptr(1)[9] == 0x32);
+  REQUIRE(zx_vmar_unmap(vmar, addr, 4 * kPage) == ZX_OK);
+  CHECK(vmo_info(root->vmo).num_children == 0);
+  REQUIRE(zx_vmo_create(4 * kPage, 0, &other) == ZX_OK);
+  CHECK(zx_vmar_map(vmar, ZX_VM_SPECIFIC | kRW, 2 * kPage, other, 0, 4 * kPage, &other_addr) ==
+        ZX_OK);
+  zx_handle_close(other);
+  zx_vmar_destroy(vmar);
+  zx_handle_close(vmar);
+}

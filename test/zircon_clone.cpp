@@ -810,10 +810,9 @@ TEST_CASE("EvictionHintsWithClones") {
   CHECK_FALSE(pager.GetPageReadRequest(vmo, 0, &offset, &length));
 }
 
-// Fuchsia maps the clone at the start of a VMAR of its own and hints through that VMAR. A
-// clone's memory here is its one mapping (Vmo::Clone's), not to be placed again:
-// ZX_VM_SPECIFIC is ZX_ERR_NOT_SUPPORTED (pinned). The hints go through the root VMAR
-// over the clone's own mapping instead; the gap check stays on the empty VMAR.
+// Hints through a VMAR holding a clone's mapping reach the root only for the pages the
+// clone has not forked; a hint over a gap of the VMAR is BAD_STATE. The clone is mapped at
+// the start of a VMAR of its own, with ZX_VM_SPECIFIC, as in Fuchsia's.
 TEST_CASE("EvictionHintsCloneVmar") {
   auto root_vmar = zx::vmar::root_self();
   zx::vmar vmar;
@@ -831,22 +830,24 @@ TEST_CASE("EvictionHintsCloneVmar") {
   constexpr uint64_t kNumPages = 4;
   Vmo* vmo;
   REQUIRE(pager.CreateVmo(kNumPages, &vmo));
-  auto clone = vmo->Clone();
-  REQUIRE(clone != nullptr);
-
+  // The clone is mapped only here (Fuchsia's Vmo::Clone maps it once more: a clone's
+  // memory is one mapping in zxpager).
   const uint64_t kVmoSize = kNumPages * page_size();
+  zx::vmo clone_vmo;
+  REQUIRE(vmo->vmo().create_child(ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, kVmoSize,
+                                  &clone_vmo) == ZX_OK);
   zx_vaddr_t addr;
-  CHECK(vmar.map(ZX_VM_SPECIFIC | ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, clone->vmo(), 0,
-                 kVmoSize, &addr) == ZX_ERR_NOT_SUPPORTED);
-  const uintptr_t clone_base = clone->base_addr();
+  REQUIRE(vmar.map(ZX_VM_SPECIFIC | ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, clone_vmo, 0,
+                   kVmoSize, &addr) == ZX_OK);
+  REQUIRE(addr == base_addr);
 
   // Fork a page in the clone.
   REQUIRE(pager.SupplyPages(vmo, 1, 1));
   uint8_t data = 0xcc;
-  REQUIRE(clone->vmo().write(&data, page_size(), sizeof(data)) == ZX_OK);
+  REQUIRE(clone_vmo.write(&data, page_size(), sizeof(data)) == ZX_OK);
 
-  TestThread t1([clone_base] {
-    return zx::vmar::root_self()->op_range(ZX_VMAR_OP_ALWAYS_NEED, clone_base + page_size(),
+  TestThread t1([&vmar, base_addr] {
+    return vmar.op_range(ZX_VMAR_OP_ALWAYS_NEED, base_addr + page_size(),
                                            2 * page_size(), nullptr, 0) == ZX_OK;
   });
   REQUIRE(t1.Start());
@@ -857,9 +858,9 @@ TEST_CASE("EvictionHintsCloneVmar") {
   REQUIRE(t1.Wait());
 
   // The clone holds one page, the one it forked.
-  CHECK(vmo_info(clone->vmo()).populated_bytes == page_size());
+  CHECK(vmo_info(clone_vmo).populated_bytes == page_size());
   uint8_t new_data;
-  CHECK(clone->vmo().read(&new_data, page_size(), sizeof(data)) == ZX_OK);
+  CHECK(clone_vmo.read(&new_data, page_size(), sizeof(data)) == ZX_OK);
   CHECK(data == new_data);
 
   CHECK(vmar.op_range(ZX_VMAR_OP_DONT_NEED, base_addr, kVmarSize, nullptr, 0) ==
@@ -870,8 +871,7 @@ TEST_CASE("EvictionHintsCloneVmar") {
 }
 
 // ZX_VMAR_OP_COMMIT over a clone's mapping forks the pages, asking the root only for
-// those it lacks. As in EvictionHintsCloneVmar, the clone cannot be mapped into a VMAR of
-// its own (pinned); the op goes through the root VMAR over the clone's mapping.
+// those it lacks. The clone is mapped into a VMAR of its own, as in EvictionHintsCloneVmar.
 TEST_CASE("OpCommitCloneVmar") {
   auto root_vmar = zx::vmar::root_self();
   zx::vmar vmar;
@@ -889,21 +889,23 @@ TEST_CASE("OpCommitCloneVmar") {
   constexpr uint64_t kNumPages = 4;
   Vmo* vmo;
   REQUIRE(pager.CreateVmo(kNumPages, &vmo));
-  auto clone = vmo->Clone();
-  REQUIRE(clone != nullptr);
-
+  // The clone is mapped only here (Fuchsia's Vmo::Clone maps it once more: a clone's
+  // memory is one mapping in zxpager).
   const uint64_t kVmoSize = kNumPages * page_size();
+  zx::vmo clone_vmo;
+  REQUIRE(vmo->vmo().create_child(ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, 0, kVmoSize,
+                                  &clone_vmo) == ZX_OK);
   zx_vaddr_t addr;
-  CHECK(vmar.map(ZX_VM_SPECIFIC | ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, clone->vmo(), 0,
-                 kVmoSize, &addr) == ZX_ERR_NOT_SUPPORTED);
-  const uintptr_t clone_base = clone->base_addr();
+  REQUIRE(vmar.map(ZX_VM_SPECIFIC | ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, clone_vmo, 0,
+                   kVmoSize, &addr) == ZX_OK);
+  REQUIRE(addr == base_addr);
 
   REQUIRE(pager.SupplyPages(vmo, 1, 1));
   uint8_t data = 0xcc;
-  REQUIRE(clone->vmo().write(&data, page_size(), sizeof(data)) == ZX_OK);
+  REQUIRE(clone_vmo.write(&data, page_size(), sizeof(data)) == ZX_OK);
 
-  TestThread t1([clone_base] {
-    return zx::vmar::root_self()->op_range(ZX_VMAR_OP_COMMIT, clone_base + page_size(),
+  TestThread t1([&vmar, base_addr] {
+    return vmar.op_range(ZX_VMAR_OP_COMMIT, base_addr + page_size(),
                                            2 * page_size(), nullptr, 0) == ZX_OK;
   });
   REQUIRE(t1.Start());
@@ -913,9 +915,9 @@ TEST_CASE("OpCommitCloneVmar") {
   REQUIRE(t1.Wait());
 
   // Two pages of the clone's own now; the forked one kept its byte.
-  CHECK(vmo_info(clone->vmo()).populated_bytes == 2 * page_size());
+  CHECK(vmo_info(clone_vmo).populated_bytes == 2 * page_size());
   uint8_t new_data;
-  CHECK(clone->vmo().read(&new_data, page_size(), sizeof(data)) == ZX_OK);
+  CHECK(clone_vmo.read(&new_data, page_size(), sizeof(data)) == ZX_OK);
   CHECK(data == new_data);
 
   uint64_t offset, length;

@@ -31,10 +31,8 @@ TEST_CASE("NoDirtyRequestsForClones") {
   TestThread t1([clone = clone.get()] { return write_pages(clone, 0, kNumPages, 0xc) == ZX_OK; });
   REQUIRE(t1.Start());
   REQUIRE(t1.WaitForBlocked());
-  // The write needs the root's pages. Zircon forks them page by page, so Fuchsia waits for
-  // a first request of page 0 alone; zxpager's zx_vmo_write asks for the root's whole
-  // missing range at once, as its zx_vmo_read does.
-  REQUIRE(pager.WaitForPageRead(vmo, 0, kNumPages, ZX_TIME_INFINITE));
+  // The write needs the root's pages, forked page by page: a request of page 0 first.
+  REQUIRE(pager.WaitForPageRead(vmo, 0, 1, ZX_TIME_INFINITE));
   REQUIRE(pager.SupplyPages(vmo, 0, kNumPages));
 
   REQUIRE(no_dirty_request(pager, vmo));

@@ -244,20 +244,24 @@ CloneVmo::CloneVmo(std::shared_ptr<PagerVmo> root, std::weak_ptr<Vmo> parent,
 
 CloneVmo::~CloneVmo() = default;
 
+bool CloneVmo::home_is(uintptr_t home) {
+  std::lock_guard lock(mu_);
+  return home_ == home;
+}
+
 uint32_t CloneVmo::info_flags() const {
   return ZX_INFO_VMO_TYPE_PAGED | ZX_INFO_VMO_IS_COW_CLONE | ZX_INFO_VMO_PAGER_BACKED |
          (resizable_ ? ZX_INFO_VMO_RESIZABLE : 0);
 }
 
 void CloneVmo::on_unreferenced() {
-  bool was_live;
   {
     std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
-    was_live = !torn_down_;
     teardown();
+    if (released_) return;
+    released_ = true;
   }
-  if (!was_live) return;
   if (auto parent = parent_.lock()) parent->child_removed();
   // Last: may be the root's last reference (its COMPLETE, its teardown).
   root_->dependent_removed();
@@ -266,7 +270,41 @@ void CloneVmo::on_unreferenced() {
 void CloneVmo::teardown() {
   if (torn_down_) return;
   torn_down_ = true;
-  if (reserve_ > 0 && home_ != 0) root_->unmap_clone(this, home_, reserve_);
+  if (reserve_ > 0 && home_ != 0) root_->unmap_clone(this, home_, reserve_, false, false);
+  for (uintptr_t old : placeholders_) {
+    AddressSpace::get().disown(old, reserve_);
+    munmap(reinterpret_cast<void*>(old), reserve_);
+  }
+  placeholders_.clear();
+}
+
+zx_status_t CloneVmo::relocate_locked(uintptr_t to, bool overwrite, bool keep_old) {
+  // The pages the clone owns go with it; the rest is the root's or zeros, as before.
+  std::vector<uint64_t> states;
+  if (!read_pagemap(home_, reserve_ / kPageSize, &states)) return ZX_ERR_NO_MEMORY;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> kept;
+  for (uint64_t p = 0; p < states.size(); ++p) {
+    if (!own_page(states[p])) continue;
+    std::vector<uint8_t> bytes(kPageSize);
+    if (mem_read(bytes.data(), home_ + p * kPageSize, kPageSize) != 0) return ZX_ERR_BAD_STATE;
+    kept.emplace_back(p, std::move(bytes));
+  }
+  uintptr_t moved = 0;
+  zx_status_t st =
+      root_->map_clone(this, root_offset_, limit_, size(), reserve_, &moved, to, overwrite);
+  if (st != ZX_OK) return st;
+  for (auto& [p, bytes] : kept) {
+    uffd::Progress r = uffd::copy(root_->uffd_fd(), moved + p * kPageSize, bytes.data(), kPageSize);
+    if (r.err != 0 && r.err != EEXIST) {
+      root_->unmap_clone(this, moved, reserve_, true, false);
+      return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+    }
+  }
+  const uintptr_t old = home_;
+  home_ = moved;
+  root_->unmap_clone(this, old, reserve_, true, keep_old);
+  if (keep_old) placeholders_.push_back(old);
+  return ZX_OK;
 }
 
 void CloneVmo::apply_prot_locked() {
@@ -365,12 +403,19 @@ zx_status_t CloneVmo::set_size(uint64_t new_size) {
 
 zx_status_t CloneVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
                           uint64_t len, uintptr_t* out) {
-  // The clone's memory is one mapping (its copy-on-write pages are that mapping's): it can
-  // be handed out, not duplicated or placed elsewhere.
-  if (fixed) return ZX_ERR_NOT_SUPPORTED;
+  // The clone's memory is one mapping (its copy-on-write pages are that mapping's): it is
+  // handed out, not duplicated. At a place of the caller's choosing (ZX_VM_SPECIFIC, a
+  // sub-VMAR) it moves there, own pages and all, if the mapping is the whole clone.
+  if (fixed && (vmo_offset != 0 || len != reserve_)) return ZX_ERR_NOT_SUPPORTED;
+  std::lock_guard clones(root_->clones_lock());
   std::lock_guard lock(mu_);
   if (torn_down_ || home_ == 0) return ZX_ERR_BAD_STATE;
   if (mapped_) return ZX_ERR_NOT_SUPPORTED;
+  if (fixed) {
+    zx_status_t st = relocate_locked(fixed, options & ZX_VM_SPECIFIC_OVERWRITE, true);
+    if (st != ZX_OK) return st;
+    relocated_ = true;
+  }
   mapped_ = true;
   map_addr_ = home_ + vmo_offset;
   map_len_ = len;
@@ -382,11 +427,24 @@ zx_status_t CloneVmo::map(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_
 
 zx_status_t CloneVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   {
+    std::lock_guard clones(root_->clones_lock());
     std::lock_guard lock(mu_);
     if (torn_down_) return ZX_OK;
     // The addresses stop working (the pages stay the clone's): threads blocked there are
     // woken into SIGSEGV.
     mapped_ = false;
+    if (relocated_) {
+      // At the caller's place: the memory leaves it, so that its VMAR gets it back (or,
+      // with the last reference, goes).
+      relocated_ = false;
+      if (handle_count() == 0 && num_mappings() == 1) {
+        teardown();
+        return ZX_OK;
+      }
+      zx_status_t st = relocate_locked(0, false, false);
+      apply_prot_locked();
+      return st;
+    }
     apply_prot_locked();
   }
   root_->clone_unmapped(addr, len);
@@ -461,7 +519,10 @@ zx_status_t CloneVmo::read_range(uint8_t* buffer, uint64_t offset, size_t len) {
     if (own(page)) {
       while (stop < end && own(stop)) ++stop;
       const size_t chunk = std::min<uint64_t>(len - done, stop * kPageSize - cur);
-      if (mem_read(buffer + done, home + cur, chunk) != 0) return ZX_ERR_BAD_STATE;
+      const int err = mem_read(buffer + done, home + cur, chunk);
+      // (The clone moved meanwhile, a ZX_VM_SPECIFIC map: read it where it is now.)
+      if (!home_is(home)) continue;
+      if (err != 0) return ZX_ERR_BAD_STATE;
       done += chunk;
       continue;
     }
@@ -529,6 +590,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
         if (err == 0) err = mem_write(home + page_off, &b, 1);
       }
       root_->end_clone_copy();
+      if (!home_is(home)) continue;  // moved meanwhile: store where it is now
       if (err == 0) return ZX_OK;
       // Dropped meanwhile (the root's page evicted): look again.
       if (root_->detached()) return ZX_ERR_BAD_STATE;
@@ -547,6 +609,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
     }
     if (len > 0) memcpy(page + (offset - page_off), bytes, len);
     uffd::Progress r = uffd::copy(root_->uffd_fd(), home + page_off, page, kPageSize);
+    if (!home_is(home)) continue;  // moved meanwhile: store where it is now
     if (r.err == 0) return ZX_OK;
     if (r.err == EEXIST) continue;  // mapped meanwhile (a touch of the program's)
     if (r.err == EAGAIN) {
@@ -561,11 +624,9 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
 zx_status_t CloneVmo::write(const void* buffer, uint64_t offset, size_t len) {
   if (!range_within(offset, len, size())) return ZX_ERR_OUT_OF_RANGE;
   if (len == 0) return ZX_OK;
-  // What the root lacks is requested first, run by run, as one write on Zircon asks.
-  const uint64_t first = offset / kPageSize;
-  const uint64_t end = (offset + len + kPageSize - 1) / kPageSize;
-  zx_status_t st = for_root_runs(first, end, ZX_VMO_OP_COMMIT);
-  if (st != ZX_OK) return st;
+  // Page by page, as Zircon forks them: each page the root lacks is requested as the write
+  // reaches it.
+  zx_status_t st = ZX_OK;
   const auto* src = static_cast<const uint8_t*>(buffer);
   size_t done = 0;
   while (done < len) {
@@ -646,25 +707,44 @@ zx_status_t CloneVmo::op_range(uint32_t op, uint64_t offset, uint64_t len) {
 
 int PagerVmo::uffd_fd() const { return uffd_; }
 
+namespace {
+// Gives back memory a failed map_clone made: unmapped, or, where it replaced a VMAR's
+// reservation (`reserved`), a reservation again.
+void release_clone_memory(void* p, uint64_t len, bool reserved) {
+  if (reserved) {
+    mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  } else {
+    munmap(p, len);
+  }
+}
+}  // namespace
+
 zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
-                                uint64_t total, uintptr_t* out) {
+                                uint64_t total, uintptr_t* out, uintptr_t at, bool overwrite) {
   // Nothing is accessible until the clone is mapped (the library reaches it through
   // /proc/self/mem and userfaultfd, which protection does not stop).
-  void* p = mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return ZX_ERR_NO_MEMORY;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (at) flags |= overwrite ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  void* p = mmap(reinterpret_cast<void*>(at), total, PROT_NONE, flags, -1, 0);
+  if (p == MAP_FAILED) return at && errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : ZX_ERR_NO_MEMORY;
+  if (at && reinterpret_cast<uintptr_t>(p) != at) {
+    munmap(p, total);  // a kernel without MAP_FIXED_NOREPLACE took it as a hint
+    return ZX_ERR_ALREADY_EXISTS;
+  }
+  const bool reserved = at && overwrite;
   const uintptr_t home = reinterpret_cast<uintptr_t>(p);
   if (see > 0 && mmap(p, see, PROT_NONE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, memfd_.get(),
                       static_cast<off_t>(offset)) == MAP_FAILED) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   if (total > size && !map_past_end(home + size, total - size)) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   madvise(p, total, MADV_DONTFORK);
   if (AddressSpace::get().own(home, total) != ZX_OK) {
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return ZX_ERR_NO_MEMORY;
   }
   const int fd = service_->fd();
@@ -672,7 +752,7 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
     std::lock_guard lock(mu_);
     if (torn_down_) {
       AddressSpace::get().disown(home, total);
-      munmap(p, total);
+      release_clone_memory(p, total, reserved);
       return ZX_ERR_BAD_STATE;
     }
     // Known before registered: a fault can arrive as soon as it is.
@@ -697,10 +777,10 @@ zx_status_t PagerVmo::map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, 
       local_views_.erase(home + see);
     }
     AddressSpace::get().disown(home, total);
-    munmap(p, total);
+    release_clone_memory(p, total, reserved);
     return err == ENOMEM ? ZX_ERR_NO_MEMORY : status_from_errno(err);
   }
-  clones_.push_back(clone);
+  if (std::find(clones_.begin(), clones_.end(), clone) == clones_.end()) clones_.push_back(clone);
   *out = home;
   return ZX_OK;
 }
@@ -779,8 +859,9 @@ void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {
   });
 }
 
-void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total) {
-  std::erase(clones_, clone);
+void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total, bool moving,
+                           bool placeholder) {
+  if (!moving) std::erase(clones_, clone);
   const int fd = service_->fd();
   // As a view's unmap: no access first, then unregister (which wakes the threads blocked
   // there, into SIGSEGV).
@@ -795,6 +876,13 @@ void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total) {
   }
   uffd::unregister_range(fd, home, total);
   service_->remove_region(home, this);
+  if (placeholder) {
+    // Still the clone's (inaccessible, empty) until it goes: a copy of the library's that
+    // started at these addresses before the clone moved must not land in another mapping.
+    mmap(reinterpret_cast<void*>(home), total, PROT_NONE,
+         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return;
+  }
   AddressSpace::get().disown(home, total);
   munmap(reinterpret_cast<void*>(home), total);
 }

@@ -20,7 +20,8 @@
 //
 // The clone's own pages are those anonymous in its home (/proc/self/pagemap); they are what
 // ZX_INFO_VMO counts as committed. A clone's memory is its one mapping, as a private pager
-// VMO's: zx_vmar_map hands out the home.
+// VMO's: zx_vmar_map hands out the home (moved, own pages and all, to where a
+// ZX_VM_SPECIFIC mapping of the whole clone asks for it).
 //
 // Lock order: PagerVmo::clones_lock() of the root, then CloneVmo::mu_, then PagerVmo::mu_.
 #pragma once
@@ -30,6 +31,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "vmo.h"
 
@@ -92,6 +94,12 @@ class CloneVmo final : public Vmo {
   // that see the root and are not the clone's own, run by run.
   zx_status_t for_root_runs(uint64_t first, uint64_t end, uint32_t op);
   void teardown();
+  // True if the clone's memory is still at `home` (it moves when mapped ZX_VM_SPECIFIC).
+  bool home_is(uintptr_t home);
+  // With the root's clones_lock() and mu_ held: moves the clone's memory to `to` (0:
+  // anywhere), its own pages copied across. The old range is kept as an empty placeholder
+  // until the clone goes (`keep_old`) or given back.
+  zx_status_t relocate_locked(uintptr_t to, bool overwrite, bool keep_old);
 
   const std::shared_ptr<PagerVmo> root_;
   const std::weak_ptr<Vmo> parent_;
@@ -108,7 +116,10 @@ class CloneVmo final : public Vmo {
   uintptr_t map_addr_ = 0;
   uint64_t map_len_ = 0;
   int map_prot_ = 0;
+  bool relocated_ = false;  // the home is at the place the mapping asked for
+  std::vector<uintptr_t> placeholders_;  // old homes, kept until teardown
   bool torn_down_ = false;
+  bool released_ = false;  // its parent and root were told it went
 };
 
 // ZX_VMO_CHILD_SLICE: a window [offset, offset+size) of its parent, sharing its pages both

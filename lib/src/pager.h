@@ -200,8 +200,9 @@ class PagerVmo final : public Vmo {
   // `see` (page aligned, within the size) map this VMO from `offset` copy-on-write, the
   // rest up to `size` are anonymous zeros, and past `size` every access is SIGBUS.
   // Registers it. *home is its address.
+  // At `at` if not 0 (over what is there if `overwrite`: a VMAR's reservation).
   zx_status_t map_clone(CloneVmo* clone, uint64_t offset, uint64_t see, uint64_t size,
-                        uint64_t total, uintptr_t* home);
+                        uint64_t total, uintptr_t* home, uintptr_t at = 0, bool overwrite = false);
   // With clones_lock() held: a resizable clone's memory [addr, addr+len) is past its end
   // now (every access SIGBUS), or is again (zeros).
   zx_status_t clone_shrunk(uintptr_t addr, uint64_t len);
@@ -209,8 +210,10 @@ class PagerVmo final : public Vmo {
   // With clones_lock() held: the clone at `home` sees this VMO for its first `see` bytes
   // only (less than `old_see`): faults in the rest are answered with zeros from now on.
   void cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see);
-  // With clones_lock() held: unregisters and unmaps a clone's memory.
-  void unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total);
+  // With clones_lock() held: unregisters and unmaps a clone's memory (`moving`: the clone
+  // lives on elsewhere; `placeholder`: the range stays, empty and inaccessible).
+  void unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total, bool moving,
+                   bool placeholder);
   // The user's mapping of a clone at [addr, addr+len) went: threads blocked there wake
   // and fault again (into the protection the clone left there).
   void clone_unmapped(uintptr_t addr, uint64_t len);
