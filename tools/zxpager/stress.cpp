@@ -1214,7 +1214,8 @@ Runner add_stress(CLI::App& app) {
   sub->add_flag("--clones", o->clones,
                 "Clone threads besides: each keeps up to 4 SNAPSHOT_AT_LEAST_ON_WRITE clones "
                 "open (of a root VMO or of its own clones, whole or a page window that may reach "
-                "past the parent's end, some RESIZABLE and resized), maps each once, reads and "
+                "past the parent's end, some RESIZABLE and resized), maps each (now and then unmaps "
+                "and maps it again), reads and "
                 "writes their pages through the mapping and zx_vmo_read/write, checks every "
                 "byte against the root's supplied pages, the clone's own writes and its "
                 "ancestors' at and after the snapshot, and closes them (unmap and handle close "
