@@ -2,13 +2,15 @@
 // blob (a page another client brought in costs the daemon nothing: page-ins counted
 // once), clients of another user id get their own; a client killed, or one that CLOSEs,
 // while others wait for the same pages leaves them served; the page cache keeps the
-// pages of closed blobs under its budget, dropping the blob closed longest ago.
+// pages of closed blobs under its budget, dropping the blob closed longest ago; a
+// copy-on-write open keeps its stores to itself and pays no page-in more.
 #include <setjmp.h>
 #include <sys/mman.h>
 
 #include <atomic>
 #include <latch>
 
+#include <blobfs/image.h>
 #include <zircon/status.h>
 #include <zxpager/blobfs_client.h>
 #include <zxpager/zxpager.h>
@@ -367,4 +369,135 @@ TEST_CASE("--page-cache keeps the pages of closed blobs up to its budget, droppi
   REQUIRE(Serves(d, img, "a"));
   CHECK(Stats(d, "a").page_ins > a0);
   REQUIRE(d.Stop() == 0);
+}
+
+namespace {
+
+// A store of `v` at `p`, from any thread: 0, or 1 on SIGBUS.
+int Store(volatile uint8_t* p, uint8_t v) {
+  struct sigaction sa = {};
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGBUS, &sa, nullptr);
+  if (sigsetjmp(t_jmp, 1) == 0) {
+    *p = v;
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace
+
+TEST_CASE("a copy-on-write open: the client's stores stay in its mapping; the blob, other "
+          "clients and other processes read it unchanged, with no page-in more") {
+  TestImage img(StandardFiles());
+  Daemon d(img.path, img.dir.path());
+  const std::string name = "dir/sub/text-6m.txt";
+  const auto& want = img.files.at(name);
+  const uint64_t pages = (want.size() + kPage - 1) / kPage;
+  std::unique_ptr<zxp::BlobfsClient> c1, c2;
+  REQUIRE(zxp::BlobfsClient::connect(d.socket().c_str(), &c1) == ZX_OK);
+  REQUIRE(zxp::BlobfsClient::connect(d.socket().c_str(), &c2) == ZX_OK);
+  std::unique_ptr<zxp::BlobfsBlob> a, x;
+  CHECK(c1->open(name.c_str(), 1u << 7, &x) == ZX_ERR_INVALID_ARGS);
+  REQUIRE(c1->open(name.c_str(), zxp::kBlobfsCopyOnWrite, &a) == ZX_OK);
+  REQUIRE(a->copy_on_write());
+  REQUIRE(a->mutable_data() == a->data());
+  REQUIRE(a->mutable_data() != nullptr);
+
+  // A store into a page nobody brought in yet: it faults to the daemon as a load does,
+  // then copies the page.
+  const uint64_t at1 = 200 * kPage + 5, at2 = 3;
+  std::vector<uint8_t> mine = want;
+  mine[at1] = static_cast<uint8_t>(~want[at1]);
+  REQUIRE(Store(a->mutable_data() + at1, mine[at1]) == 0);
+  REQUIRE(memcmp(a->data(), mine.data(), mine.size()) == 0);
+  const zxp::BlobfsBlobStats s1 = Stats(d, name);
+  CHECK(s1.page_ins > 0);
+  CHECK(s1.pages_resident == pages);
+  CHECK(s1.mappings == 1);
+
+  // A store into a page that is present: copied too.
+  mine[at2] = static_cast<uint8_t>(~want[at2]);
+  REQUIRE(Store(a->mutable_data() + at2, mine[at2]) == 0);
+  CHECK(a->data()[at2] == mine[at2]);
+  // read() of the copy-on-write blob: what its mapping shows.
+  std::vector<uint8_t> got(want.size());
+  REQUIRE(a->read(0, got.data(), got.size()) == ZX_OK);
+  CHECK(got == mine);
+
+  // Another client in this process (a read-only open, and a second copy-on-write one) and
+  // one in another process: the blob as it is, every page already there.
+  std::unique_ptr<zxp::BlobfsBlob> b, a2;
+  REQUIRE(c2->open(name.c_str(), &b) == ZX_OK);
+  CHECK(b->mutable_data() == nullptr);
+  CHECK(memcmp(b->data(), want.data(), want.size()) == 0);
+  REQUIRE(b->read(0, got.data(), got.size()) == ZX_OK);
+  CHECK(got == want);
+  REQUIRE(c1->open(name.c_str(), zxp::kBlobfsCopyOnWrite, &a2) == ZX_OK);
+  CHECK(memcmp(a2->data(), want.data(), want.size()) == 0);
+  Child other([&](int, int) {
+    std::unique_ptr<zxp::BlobfsClient> cl;
+    std::unique_ptr<zxp::BlobfsBlob> blob;
+    return ReadWhole(d.socket(), name, want, &cl, &blob);
+  });
+  REQUIRE(ExitedWith(other.Wait(), 0));
+  const zxp::BlobfsBlobStats s2 = Stats(d, name);
+  CHECK(s2.page_ins == s1.page_ins);
+  CHECK(s2.pages_resident == pages);
+  // The first copy-on-write client still has its own bytes; the second its own.
+  CHECK(memcmp(a->data(), mine.data(), mine.size()) == 0);
+  a2->mutable_data()[at2] = 0x42;
+  CHECK(a->data()[at2] == mine[at2]);
+  CHECK(b->data()[at2] == want[at2]);
+  a.reset();
+  a2.reset();
+  CHECK(memcmp(b->data(), want.data(), want.size()) == 0);
+}
+
+TEST_CASE("a copy-on-write open of a corrupt blob: a load or a store of a damaged page is "
+          "SIGBUS at its address, as through a read-only open") {
+  auto files = StandardFiles();
+  TestImage img(files);
+  const std::string name = "dir/random-3m.bin";
+  const uint64_t bad = 100 * blobfs::kBlockSize + 17;
+  {
+    std::unique_ptr<blobfs::Image> image;
+    std::string error;
+    REQUIRE(blobfs::Image::Open(img.path, &image, &error) == ZX_OK);
+    uint32_t index;
+    REQUIRE(image->FindByName(name, &index) == ZX_OK);
+    REQUIRE(image->blob(index).format == blobfs::BlobFormat::kRaw);
+    const uint64_t at = image->blob(index).data.offset() + bad;
+    int fd = open(img.path.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    uint8_t byte;
+    REQUIRE(pread(fd, &byte, 1, static_cast<off_t>(at)) == 1);
+    byte ^= 0x5a;
+    REQUIRE(pwrite(fd, &byte, 1, static_cast<off_t>(at)) == 1);
+    close(fd);
+  }
+  const auto& want = files.at(name);
+  Daemon d(img.path, img.dir.path());
+  std::unique_ptr<zxp::BlobfsClient> c;
+  REQUIRE(zxp::BlobfsClient::connect(d.socket().c_str(), &c) == ZX_OK);
+  std::unique_ptr<zxp::BlobfsBlob> a;
+  REQUIRE(c->open(name.c_str(), zxp::kBlobfsCopyOnWrite, &a) == ZX_OK);
+  uint8_t byte = 0;
+  REQUIRE(Touch(a->data() + 10, &byte) == 0);
+  CHECK(byte == want[10]);
+  // A store into the damaged page: the fill fails, the store never lands.
+  CHECK(Store(a->mutable_data() + bad, 0x11) == 1);
+  CHECK(Touch(a->data() + bad, &byte) == 1);
+  std::vector<uint8_t> buf(10);
+  CHECK(a->read(bad - 3, buf.data(), buf.size()) == ZX_ERR_IO_DATA_INTEGRITY);
+  // Marked corrupt: a page not yet in fails at once, to a store as to a load.
+  CHECK(Store(a->mutable_data() + 2 * 1048576, 0x11) == 1);
+  // A good page already there takes the store (a private copy).
+  CHECK(Store(a->mutable_data() + 10, static_cast<uint8_t>(~want[10])) == 0);
+  CHECK(a->data()[10] == static_cast<uint8_t>(~want[10]));
+  std::unique_ptr<zxp::BlobfsBlob> r;
+  REQUIRE(c->open(name.c_str(), &r) == ZX_OK);
+  REQUIRE(Touch(r->data() + 10, &byte) == 0);
+  CHECK(byte == want[10]);
 }

@@ -180,15 +180,19 @@ zx_status_t BlobfsClient::connect(const char* socket_path, std::unique_ptr<Blobf
 
 BlobfsClient::~BlobfsClient() = default;
 
-zx_status_t BlobfsClient::open(const char* name, std::unique_ptr<BlobfsBlob>* out) {
-  if (!name || !out) return ZX_ERR_INVALID_ARGS;
+zx_status_t BlobfsClient::open(const char* name, uint32_t flags,
+                               std::unique_ptr<BlobfsBlob>* out) {
+  if (!name || !out || (flags & ~kBlobfsCopyOnWrite)) return ZX_ERR_INVALID_ARGS;
   size_t n = strlen(name);
   if (n == 0 || n > proto::kMaxRequestBody) return ZX_ERR_INVALID_ARGS;
-  return open_common(proto::kOpenName, name, n, out);
+  return open_common(proto::kOpenName, name, n, flags, out);
 }
 
-zx_status_t BlobfsClient::open_by_root(const char* root_hex, std::unique_ptr<BlobfsBlob>* out) {
-  if (!root_hex || !out || strlen(root_hex) != 64) return ZX_ERR_INVALID_ARGS;
+zx_status_t BlobfsClient::open_by_root(const char* root_hex, uint32_t flags,
+                                       std::unique_ptr<BlobfsBlob>* out) {
+  if (!root_hex || !out || strlen(root_hex) != 64 || (flags & ~kBlobfsCopyOnWrite)) {
+    return ZX_ERR_INVALID_ARGS;
+  }
   uint8_t root[32];
   for (size_t i = 0; i < 32; i++) {
     auto nib = [](char c) -> int {
@@ -201,11 +205,11 @@ zx_status_t BlobfsClient::open_by_root(const char* root_hex, std::unique_ptr<Blo
     if (hi < 0 || lo < 0) return ZX_ERR_INVALID_ARGS;
     root[i] = static_cast<uint8_t>(hi * 16 + lo);
   }
-  return open_common(proto::kOpenRoot, root, sizeof(root), out);
+  return open_common(proto::kOpenRoot, root, sizeof(root), flags, out);
 }
 
 zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t length,
-                                      std::unique_ptr<BlobfsBlob>* out) {
+                                      uint32_t flags, std::unique_ptr<BlobfsBlob>* out) {
   std::vector<uint8_t> reply;
   std::vector<zxp::UniqueFd> fds;
   zx_status_t st = conn_->Call(op, body, length, -1, &reply, &fds);
@@ -234,6 +238,20 @@ zx_status_t BlobfsClient::open_common(uint16_t op, const void* body, size_t leng
     blob->mincore_reliable_ = fstat(blob->memory_.get(), &ms) == 0 &&
                               (ms.st_uid == geteuid() || geteuid() == 0);
     fds.clear();
+    if (st == ZX_OK && (flags & kBlobfsCopyOnWrite)) {
+      // The mapping is private already: writable, a store copies the page it lands on
+      // into this process's memory (the kernel's copy-on-write of a private file
+      // mapping), and a page not yet in the blob's memory faults into the userfaultfd
+      // first, as a load does. The daemon sees a read-only view either way: it never
+      // write-protects this mapping (registered without WP) and never tracks its stores.
+      if (mprotect(reinterpret_cast<void*>(addr), map_size, PROT_READ | PROT_WRITE) != 0) {
+        st = StatusFromErrno(errno);
+        munmap(reinterpret_cast<void*>(addr), map_size);
+        close(raw_uffd);
+      } else {
+        blob->copy_on_write_ = true;
+      }
+    }
     if (st == ZX_OK) {
       // The daemon gets a copy (or refuses it): ours goes at the end of this block, so
       // that when the daemon lets go the kernel releases the userfaultfd instead of
@@ -329,7 +347,8 @@ zx_status_t BlobfsBlob::read(uint64_t offset, void* buffer, size_t length, size_
   auto* out = static_cast<uint8_t*>(buffer);
   for (uint64_t done = 0; done < n;) {
     const uint64_t chunk = std::min(n - done, kCommitChunk);
-    if (!read_present(offset + done, out + done, chunk)) {
+    // (A copy-on-write blob's stores are in its mapping only, not in the memory.)
+    if (copy_on_write_ || !read_present(offset + done, out + done, chunk)) {
       // Present first, then copied with ordinary loads: no fault can fail here, and no
       // kernel access to the mapping (which user-mode userfaultfd would refuse) happens.
       zx_status_t st = commit(offset + done, chunk);

@@ -350,6 +350,16 @@ uint64_t CommittedBytes(zx_handle_t vmo) {
   return info.committed_bytes;
 }
 
+// Clones of the VMO exist (StoreBlob::GetVmo): it is in use, as a Fuchsia blob with paged
+// VMO clones is, though no view holds it.
+bool HasClones(zx_handle_t vmo) {
+  zx_info_vmo_t info = {};
+  if (zx_object_get_info(vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) != ZX_OK) {
+    return false;
+  }
+  return info.num_children > 0;
+}
+
 }  // namespace
 
 zx_status_t BlobStore::AcquireVmo(uint32_t index, uid_t uid,
@@ -405,7 +415,7 @@ void BlobStore::TakeOverBudget(std::vector<std::unique_ptr<BlobVmo>>* out) {
   std::vector<std::pair<uint64_t, decltype(vmos_)::iterator>> unused;  // (tick, entry)
   uint64_t cached = 0;
   for (auto it = vmos_.begin(); it != vmos_.end(); ++it) {
-    if (it->second->users_ != 0) continue;
+    if (it->second->users_ != 0 || HasClones(it->second->vmo())) continue;
     unused.emplace_back(it->second->last_used_, it);
     cached += CommittedBytes(it->second->vmo());
   }

@@ -117,7 +117,9 @@ class BlobStore {
     uint64_t cache_bytes = 64u << 20;  // verified Merkle nodes kept for blobs not open
     // Decompressed pages kept in the shared VMOs of blobs nobody has open; over it, the
     // VMOs released longest ago are dropped whole (detached and closed: their memory goes
-    // with the last mapping of it). 0: a VMO goes with its last user.
+    // with the last mapping of it). 0: a VMO goes with its last user. A VMO with clones
+    // (children: StoreBlob::GetVmo) is in use and not dropped; one whose clones have gone
+    // is dropped by a later release over the budget.
     uint64_t page_cache_bytes = 256u << 20;
     bool force_copy = false;           // aux memory a memfd (COPY) even where MOVE exists
     const char* log_name = "blobfsd";  // prefix of the corruption message

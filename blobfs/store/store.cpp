@@ -30,6 +30,14 @@ StoreBlob::~StoreBlob() {
 
 zx_handle_t StoreBlob::vmo() const { return vmo_ ? vmo_->vmo() : ZX_HANDLE_INVALID; }
 
+zx_status_t StoreBlob::GetVmo(zx::vmo* out) const {
+  if (!out) return ZX_ERR_INVALID_ARGS;
+  if (!vmo_) return ZX_ERR_BAD_STATE;
+  return zx::unowned_vmo(vmo_->vmo())
+      ->create_child(ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE | ZX_VMO_CHILD_NO_WRITE, 0, size_,
+                     out);
+}
+
 zx_status_t StoreBlob::Read(uint64_t offset, void* buffer, size_t length, size_t* actual) const {
   if (offset > size_) return ZX_ERR_OUT_OF_RANGE;
   if (!buffer && length != 0) return ZX_ERR_INVALID_ARGS;

@@ -97,6 +97,18 @@ int mem_write(uintptr_t dst, const void* src, size_t len) {
   return 0;
 }
 
+// UFFDIO_COPY of one page into a clone's memory, retried while the kernel says EAGAIN (an
+// address-space event is not read yet: the fault thread reads it; no PagerVmo lock may be
+// held here). 0 or the errno (EEXIST: a page is there).
+int copy_page(int fd, uintptr_t dst, const void* src) {
+  for (;;) {
+    uffd::Progress r = uffd::copy(fd, dst, src, kPageSize);
+    if (r.err != EAGAIN) return r.err;
+    zx_status_t st;
+    if (FaultService* service = FaultService::get(&st)) service->sync();
+  }
+}
+
 constexpr uint32_t kChildKinds = ZX_VMO_CHILD_SNAPSHOT | ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE |
                                  ZX_VMO_CHILD_SLICE | ZX_VMO_CHILD_REFERENCE |
                                  ZX_VMO_CHILD_SNAPSHOT_MODIFIED;
@@ -214,11 +226,10 @@ zx_status_t create_child(const std::shared_ptr<Vmo>& parent, uint32_t options, u
       for (uint64_t p = 0; p < n; ++p) {
         if (!own_page(states[p])) continue;
         int err = mem_read(page, from + p * kPageSize, kPageSize);
-        uffd::Progress r;
-        if (err == 0) r = uffd::copy(root->uffd_fd(), home + p * kPageSize, page, kPageSize);
-        if (err != 0 || (r.err != 0 && r.err != EEXIST)) {
+        if (err == 0) err = copy_page(root->uffd_fd(), home + p * kPageSize, page);
+        if (err != 0 && err != EEXIST) {
           clone->teardown();
-          return err == ENOMEM || r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+          return err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
         }
       }
     }
@@ -294,10 +305,10 @@ zx_status_t CloneVmo::relocate_locked(uintptr_t to, bool overwrite, bool keep_ol
       root_->map_clone(this, root_offset_, limit_, size(), reserve_, &moved, to, overwrite);
   if (st != ZX_OK) return st;
   for (auto& [p, bytes] : kept) {
-    uffd::Progress r = uffd::copy(root_->uffd_fd(), moved + p * kPageSize, bytes.data(), kPageSize);
-    if (r.err != 0 && r.err != EEXIST) {
+    const int err = copy_page(root_->uffd_fd(), moved + p * kPageSize, bytes.data());
+    if (err != 0 && err != EEXIST) {
       root_->unmap_clone(this, moved, reserve_, true, false);
-      return r.err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
+      return err == ENOMEM ? ZX_ERR_NO_MEMORY : ZX_ERR_BAD_STATE;
     }
   }
   const uintptr_t old = home_;

@@ -70,8 +70,33 @@ class StoreBlob {
   const std::string& root() const { return root_; }
   bool compressed() const { return compressed_; }
   // The blob's shared pager VMO (every view of the blob has the same one; owned by the
-  // Store, valid while this view lives; ZX_HANDLE_INVALID for an empty blob).
+  // Store, valid while this view lives; ZX_HANDLE_INVALID for an empty blob). Kept for
+  // compatibility: it is the blob itself, with every right (a zx_vmo_write through it
+  // would change the blob for every view). Hand out GetVmo()'s clone instead.
   zx_handle_t vmo() const;
+
+  // The caller's own VMO of the blob, as Fuchsia's blobfs hands one to each opener
+  // (Blob::CloneDataVmo for fuchsia.io GetBackingMemory): a child of the blob's shared
+  // VMO made with ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE | ZX_VMO_CHILD_NO_WRITE, of the
+  // blob's size (rounded up to pages), without ZX_RIGHT_WRITE. It costs no copy: its
+  // pages are the blob's (one page cache page for the blob, its views and every clone),
+  // a page missing there is requested from the blob's VMO, read and verified once for
+  // all; a corrupt block fails in it as in the blob (ZX_ERR_IO_DATA_INTEGRITY from
+  // zx_vmo_read, SIGBUS through its mapping). Its own memory is its one mapping
+  // (zx_vmar_map hands it out once; a second map is ZX_ERR_NOT_SUPPORTED).
+  // A writable copy-on-write clone of it (zx_vmo_create_child with
+  // ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE, as the ELF loader maps a data segment) keeps
+  // its stores to itself: only the pages it stores to are copied.
+  // Lifetime: the clone outlives this view and keeps the blob's VMO from being dropped
+  // from the page cache while it exists, as a clone keeps a blob open on Fuchsia. Only
+  // direct children of the blob's VMO count (ZX_INFO_VMO num_children): a clone of the
+  // clone that outlives it does not keep the VMO (keep this view or the GetVmo clone
+  // open as long as it is used), and once the VMO is dropped, or the Store is gone,
+  // pages a clone never read fail (ZX_ERR_BAD_STATE from zx_vmo_read, SIGBUS through a
+  // mapping); what it read stays.
+  // ZX_ERR_BAD_STATE for an empty blob (as on Fuchsia); ZX_ERR_INVALID_ARGS for a null
+  // `out`; errors of zx_vmo_create_child otherwise. Thread-safe.
+  zx_status_t GetVmo(zx::vmo* out) const;
 
   // Copies up to `length` bytes at `offset` into `buffer`; *actual (may be null) gets the
   // count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;

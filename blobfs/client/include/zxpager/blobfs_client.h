@@ -14,6 +14,14 @@
 //    kernel access to a page not yet present (write(2) straight from data()) fails with
 //    EFAULT instead of paging it in.
 //
+// A blob opened with kBlobfsCopyOnWrite is mapped writable and copy-on-write, the
+// client-side shape of Fuchsia's writable clone of a blob's VMO (the ELF loader's data
+// segment): mutable_data() takes stores, which copy the page they land on into this
+// process's private memory; the blob, other clients and this client's other opens of it
+// never see them. Pages never stored to are the blob's shared pages, as for a read-only
+// open (no copy, no extra page-in). As for data(), commit() a range before a system
+// call reads or writes it through mutable_data().
+//
 // C++17, no exceptions: every call returns a zx_status_t. Thread-safety: a client and
 // its blobs may be used from any number of threads; requests on one connection are
 // serialized (one outstanding at a time). Touching data() from many threads at once is
@@ -43,8 +51,13 @@ class BlobfsBlob {
   BlobfsBlob(const BlobfsBlob&) = delete;
   BlobfsBlob& operator=(const BlobfsBlob&) = delete;
 
-  // The blob's bytes (nullptr for an empty blob). Read-only by contract.
+  // The blob's bytes (nullptr for an empty blob). Read-only by contract (a store through
+  // it is SIGSEGV) unless opened with kBlobfsCopyOnWrite.
   const uint8_t* data() const { return data_; }
+  // Opened with kBlobfsCopyOnWrite: the same mapping, writable (stores stay in this
+  // process, in this blob object's mapping); nullptr otherwise and for an empty blob.
+  uint8_t* mutable_data() const { return copy_on_write_ ? data_ : nullptr; }
+  bool copy_on_write() const { return copy_on_write_; }
   uint64_t size() const { return size_; }
   // The Merkle root, 64 lowercase hex digits.
   const std::string& root() const { return root_; }
@@ -52,7 +65,9 @@ class BlobfsBlob {
 
   // Copies up to `length` bytes at `offset` into `buffer`: pages present in the blob's
   // shared memory (brought in by any client of this user id) straight from it, as a read
-  // of a cached file is (no page faults, no round trip); the rest after a COMMIT.
+  // of a cached file is (no page faults, no round trip); the rest after a COMMIT. A
+  // copy-on-write blob reads what data() shows, this client's stores included: every
+  // range after a COMMIT (one round trip), then from the mapping.
   // *actual (may be null) gets
   // the count, short only at the end of the blob. ZX_ERR_OUT_OF_RANGE if offset > size;
   // ZX_ERR_IO_DATA_INTEGRITY if any page of the range fails verification (buffer
@@ -73,6 +88,7 @@ class BlobfsBlob {
   uint64_t size_ = 0;
   uint64_t map_size_ = 0;
   UniqueFd memory_;  // the blob's shared memory (read-only)
+  bool copy_on_write_ = false;
   bool mincore_reliable_ = false;  // this process owns the memory (or is root)
   std::mutex hint_mu_;
   int64_t present_from_ = 0, present_to_ = 0;  // seen all present (when mincore is not)
@@ -100,6 +116,12 @@ struct BlobfsBlobStats {
   uint64_t latency_p99_ns = 0;
 };
 
+// BlobfsClient::open flags.
+enum BlobfsOpenFlags : uint32_t {
+  // A writable copy-on-write mapping (BlobfsBlob::mutable_data).
+  kBlobfsCopyOnWrite = 1u << 0,
+};
+
 class BlobfsClient {
  public:
   // $XDG_RUNTIME_DIR/blobfsd.sock, else /tmp/blobfsd-<uid>.sock. Reentrant.
@@ -116,15 +138,23 @@ class BlobfsClient {
   // root (64 hex digits) and maps it. ZX_ERR_NOT_FOUND if the image has no such blob;
   // ZX_ERR_NOT_SUPPORTED if this process cannot use userfaultfd; ZX_ERR_NO_RESOURCES if
   // the connection has too many blobs open; ZX_ERR_PEER_CLOSED if the daemon is gone.
-  zx_status_t open(const char* name, std::unique_ptr<BlobfsBlob>* out);
-  zx_status_t open_by_root(const char* root_hex, std::unique_ptr<BlobfsBlob>* out);
+  // `flags`: BlobfsOpenFlags (ZX_ERR_INVALID_ARGS for unknown bits).
+  zx_status_t open(const char* name, std::unique_ptr<BlobfsBlob>* out) {
+    return open(name, 0, out);
+  }
+  zx_status_t open(const char* name, uint32_t flags, std::unique_ptr<BlobfsBlob>* out);
+  zx_status_t open_by_root(const char* root_hex, std::unique_ptr<BlobfsBlob>* out) {
+    return open_by_root(root_hex, 0, out);
+  }
+  zx_status_t open_by_root(const char* root_hex, uint32_t flags,
+                           std::unique_ptr<BlobfsBlob>* out);
 
   // Per-blob statistics of every blob the daemon has served.
   zx_status_t stats(std::vector<BlobfsBlobStats>* out);
 
  private:
   BlobfsClient() = default;
-  zx_status_t open_common(uint16_t op, const void* body, size_t length,
+  zx_status_t open_common(uint16_t op, const void* body, size_t length, uint32_t flags,
                           std::unique_ptr<BlobfsBlob>* out);
   std::shared_ptr<BlobfsConnection> conn_;
 };
