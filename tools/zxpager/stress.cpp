@@ -10,6 +10,9 @@
 // runs the request loop, read-ahead and supply. --pager raw answers the packets with the
 // Zircon calls directly instead (and also checks the COMPLETE packets the service
 // consumes itself).
+//
+// --clones (stress_clones.cpp) adds clone threads; stress_internal.h holds what the two
+// files share.
 #include <fmt/core.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -35,112 +38,11 @@
 #include <zxpager/zxpager.h>
 
 #include "commands.h"
+#include "stress_internal.h"
 #include "stress_write.h"
 
-namespace zxpager_cli {
+namespace zxpager_cli::stress {
 namespace {
-
-// Page layout. The pager fills every word of a page with content_word(vmo, page, word),
-// then overwrites the header. Faulting thread t owns word kSlotWord + t: it is the only
-// writer of it and remembers what it wrote, so a page evicted after a write (data loss)
-// or a write landing on the wrong page shows as a mismatch. One page in 32 is supplied
-// from a hole in the aux VMO and must read as zeros.
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kWords = kPage / 8;
-constexpr uint64_t kHeaderWords = 4;  // magic, vmo index, page index, generation
-constexpr uint64_t kSlotWord = kWords / 2;
-constexpr uint32_t kMaxThreads = kWords - kSlotWord;
-constexpr uint64_t kMagic = 0x7a78706167657221ull;
-constexpr uint64_t kKeyBase = 0x5000;
-constexpr uint64_t kAuxMinPages = 64;
-constexpr uint64_t kEvictMaxPages = 64;
-constexpr size_t kMaxMessages = 20;
-constexpr uint64_t kWritableEvery = 4;
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t content_word(uint32_t vmo, uint64_t page, uint64_t word) {
-  return mix64((static_cast<uint64_t>(vmo) << 56) ^ (page << 9) ^ word);
-}
-
-bool is_zero_page(uint32_t vmo, uint64_t page) {
-  return (mix64(~((static_cast<uint64_t>(vmo) << 48) ^ page)) & 31) == 0;
-}
-
-uint64_t now_ns() { return static_cast<uint64_t>(zx_clock_get_monotonic()); }
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : s_(mix64(seed)) {}
-  uint64_t next() { return mix64(s_ += 0x9e3779b97f4a7c15ull); }
-  double unit() { return static_cast<double>(next() >> 11) * 0x1p-53; }
-  uint64_t below(uint64_t n) { return n ? next() % n : 0; }
-
- private:
-  uint64_t s_;
-};
-
-std::string status_name(zx_status_t st) {
-  switch (st) {
-    case ZX_OK: return "ZX_OK";
-    case ZX_ERR_INTERNAL: return "ZX_ERR_INTERNAL";
-    case ZX_ERR_NOT_SUPPORTED: return "ZX_ERR_NOT_SUPPORTED";
-    case ZX_ERR_NO_MEMORY: return "ZX_ERR_NO_MEMORY";
-    case ZX_ERR_INVALID_ARGS: return "ZX_ERR_INVALID_ARGS";
-    case ZX_ERR_BAD_HANDLE: return "ZX_ERR_BAD_HANDLE";
-    case ZX_ERR_WRONG_TYPE: return "ZX_ERR_WRONG_TYPE";
-    case ZX_ERR_OUT_OF_RANGE: return "ZX_ERR_OUT_OF_RANGE";
-    case ZX_ERR_BAD_STATE: return "ZX_ERR_BAD_STATE";
-    case ZX_ERR_TIMED_OUT: return "ZX_ERR_TIMED_OUT";
-    case ZX_ERR_ACCESS_DENIED: return "ZX_ERR_ACCESS_DENIED";
-    case ZX_ERR_IO: return "ZX_ERR_IO";
-    default: return fmt::format("status {}", st);
-  }
-}
-
-// ---- options ----
-
-struct Options {
-  uint32_t threads = 8;
-  uint32_t pager_threads = 2;
-  uint32_t vmos = 4;
-  std::string vmo_size = "16M";
-  std::string pattern = "rand";
-  double write_ratio = 0.1;
-  std::string access = "mixed";
-  std::string supply = "move";
-  std::string pager = "service";
-  uint32_t batch = 1;
-  double fail_rate = 0;
-  double detach_after = 0;
-  bool evict = false;
-  bool private_vmos = false;
-  double duration = 10;
-  uint64_t ops = 0;
-  uint64_t seed = 1;
-  bool progress = false;
-  bool json = false;
-  uint32_t deadline_ms = 10000;
-  // --write
-  bool write = false;
-  uint32_t syncers = 2;
-  std::string budget = "0";
-  std::string dir = "/var/tmp";
-  std::string backend = "zxpager";
-  std::string evict_via = "both";
-  // Set from which options were given.
-  bool detach = false;
-  bool ops_given = false;
-  bool duration_given = false;
-};
-
-enum class Pattern { kSeq, kRand, kZipf, kStride };
-enum class AccessMode { kMapping, kRead, kMixed };
 
 std::optional<uint64_t> parse_size(const std::string& s) {
   if (s.empty()) return std::nullopt;
@@ -173,157 +75,6 @@ std::optional<std::pair<Pattern, uint64_t>> parse_pattern(const std::string& s) 
   return std::nullopt;
 }
 
-// ---- bookkeeping ----
-
-enum ErrKind {
-  kMismatch,
-  kUnexpectedSignal,
-  kUnexpectedStatus,
-  kLostWakeup,
-  kStuckCall,
-  kPagerCall,
-  kUnexpectedPacket,
-  kMissingComplete,
-  kHandle,
-  kNumErrKinds
-};
-constexpr const char* kErrNames[kNumErrKinds] = {
-    "mismatch",     "unexpected_signal", "unexpected_status", "lost_wakeup",
-    "stuck_call",   "pager_call",        "unexpected_packet", "missing_complete",
-    "handle"};
-
-class Errors {
- public:
-  void add(ErrKind kind, std::string msg) {
-    count_[kind].fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard lock(mu_);
-    if (messages_.size() < kMaxMessages) {
-      fmt::print(stderr, "zxpager stress: error ({}): {}\n", kErrNames[kind], msg);
-      messages_.push_back(fmt::format("{}: {}", kErrNames[kind], std::move(msg)));
-    }
-  }
-  uint64_t count(int kind) const { return count_[kind].load(std::memory_order_relaxed); }
-  uint64_t total() const {
-    uint64_t t = 0;
-    for (int k = 0; k < kNumErrKinds; ++k) t += count(k);
-    return t;
-  }
-  std::vector<std::string> messages() {
-    std::lock_guard lock(mu_);
-    return messages_;
-  }
-
- private:
-  std::atomic<uint64_t> count_[kNumErrKinds] = {};
-  std::mutex mu_;
-  std::vector<std::string> messages_;
-};
-
-// Latency histogram: exact below 32 ns, then 32 buckets per power of two (3% wide).
-class Hist {
- public:
-  static constexpr int kBuckets = 32 + 40 * 32;
-  void add(uint64_t ns) { b_[index(ns)].fetch_add(1, std::memory_order_relaxed); }
-  void snapshot(std::vector<uint64_t>* out) const {
-    out->resize(kBuckets);
-    for (int i = 0; i < kBuckets; ++i) (*out)[i] += b_[i].load(std::memory_order_relaxed);
-  }
-  static uint64_t percentile(const std::vector<uint64_t>& c, double q) {
-    uint64_t total = std::accumulate(c.begin(), c.end(), uint64_t{0});
-    if (total == 0) return 0;
-    uint64_t rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
-    rank = std::max<uint64_t>(rank, 1);
-    uint64_t seen = 0;
-    for (int i = 0; i < kBuckets; ++i) {
-      seen += c[i];
-      if (seen >= rank) return upper(i);
-    }
-    return upper(kBuckets - 1);
-  }
-  static uint64_t max(const std::vector<uint64_t>& c) {
-    for (int i = kBuckets - 1; i >= 0; --i) {
-      if (c[i]) return upper(i);
-    }
-    return 0;
-  }
-
- private:
-  static int index(uint64_t v) {
-    if (v < 32) return static_cast<int>(v);
-    int e = 63 - __builtin_clzll(v);
-    int i = 32 + (e - 5) * 32 + static_cast<int>((v >> (e - 5)) - 32);
-    return std::min(i, kBuckets - 1);
-  }
-  static uint64_t upper(int i) {
-    if (i < 32) return static_cast<uint64_t>(i);
-    int e = (i - 32) / 32 + 5;
-    uint64_t m = static_cast<uint64_t>((i - 32) % 32 + 33);
-    return (m << (e - 5)) - 1;
-  }
-  std::atomic<uint64_t> b_[kBuckets] = {};
-};
-
-// A thread the watchdog watches: `since` is when its current blocking call began, 0 when
-// it is not in one.
-struct Watch {
-  std::atomic<uint64_t> since{0};
-  std::atomic<uint64_t> where{0};  // what it is blocked on (faulting threads: global page)
-  uint64_t reported = 0;           // watchdog only
-};
-
-struct VmoState {
-  uint32_t index = 0;
-  zx_handle_t handle = ZX_HANDLE_INVALID;
-  uintptr_t base = 0;
-  uint64_t pages = 0;
-  uint32_t svc_id = 0;  // --pager service
-  std::atomic<bool> detached{false};
-  std::atomic<uint64_t> completes{0};
-  // Per page: how many times the pager filled it (the header's generation is at most
-  // this); FAILs in flight over it; the sequence number of the last FAIL that finished.
-  std::unique_ptr<std::atomic<uint32_t>[]> gen;
-  std::unique_ptr<std::atomic<uint32_t>[]> failing;
-  std::unique_ptr<std::atomic<uint64_t>[]> fail_end;
-};
-
-// A faulting thread's last write to its slot of a page (value 0: never written).
-struct Written {
-  uint64_t value = 0;
-  uint64_t at_ns = 0;   // since the start
-  uint32_t gen = 0;     // times the pager had filled the page by then
-  bool via_map = false;
-};
-
-struct alignas(64) Worker {
-  std::atomic<uint64_t> accesses{0}, reads{0}, writes{0}, via_mapping{0}, via_call{0};
-  std::atomic<uint64_t> faults{0};
-  std::atomic<uint64_t> fail_sigbus{0}, fail_status{0};
-  std::atomic<uint64_t> detach_sigbus{0}, detach_status{0};
-  Hist hist;
-  Watch watch;
-};
-
-struct alignas(64) PagerThread {
-  zx_handle_t aux = ZX_HANDLE_INVALID;
-  uintptr_t aux_base = 0;
-  uint64_t aux_pages = 0;
-  Watch watch;
-};
-
-// ---- guarded access through the mapping ----
-
-struct Guard {
-  sigjmp_buf jb;
-  volatile sig_atomic_t armed = 0;
-  volatile int stage = 0;
-  volatile int signo = 0;
-  volatile int code = 0;
-  volatile uintptr_t addr = 0;
-};
-enum Stage { kProbe, kCopy, kStore };
-
-thread_local Guard* t_guard = nullptr;
-
 void on_fault_signal(int sig, siginfo_t* si, void*) {
   Guard* g = t_guard;
   if (g == nullptr || !g->armed) {
@@ -337,35 +88,6 @@ void on_fault_signal(int sig, siginfo_t* si, void*) {
   g->code = si->si_code;
   g->addr = reinterpret_cast<uintptr_t>(si->si_addr);
   siglongjmp(g->jb, 1);
-}
-
-// Loads the word at `probe` (the address whose SIGBUS must carry exactly it), then copies
-// the whole page. Returns 0, or the signal that interrupted it.
-__attribute__((noinline)) int guarded_read(Guard* g, const uint64_t* probe, uint64_t* value,
-                                           const void* page, void* buf) {
-  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
-  g->stage = kProbe;
-  g->armed = 1;
-  asm volatile("" ::: "memory");
-  *value = *reinterpret_cast<const volatile uint64_t*>(probe);
-  asm volatile("" ::: "memory");
-  g->stage = kCopy;
-  asm volatile("" ::: "memory");
-  memcpy(buf, page, kPage);
-  asm volatile("" ::: "memory");
-  g->armed = 0;
-  return 0;
-}
-
-__attribute__((noinline)) int guarded_store(Guard* g, uint64_t* addr, uint64_t value) {
-  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
-  g->stage = kStore;
-  g->armed = 1;
-  asm volatile("" ::: "memory");
-  *reinterpret_cast<volatile uint64_t*>(addr) = value;
-  asm volatile("" ::: "memory");
-  g->armed = 0;
-  return 0;
 }
 
 class ScopedFaultHandlers {
@@ -392,95 +114,65 @@ class ScopedFaultHandlers {
   struct sigaction old_bus_, old_segv_;
 };
 
-// ---- the run ----
-
-class Stress {
- public:
-  explicit Stress(const Options& o) : o_(o), source_(this) {}
-  int run();
-
- private:
-  // --pager service: the source the pager service asks for pages.
-  class Source final : public zxp::PagedSource {
-   public:
-    explicit Source(Stress* s) : s_(s) {}
-    void fill(zxp::PagerService* svc, const zxp::FillRequest& req) override {
-      s_->service_fill(svc, req);
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", c);
+      continue;
     }
+    out += c;
+  }
+  return out;
+}
 
-   private:
-    Stress* s_;
-  };
-  void service_fill(zxp::PagerService* svc, const zxp::FillRequest& req);
-  void fill_page(VmoState& v, uint64_t page, uint64_t* dst);
-  uint32_t pager_threads_run() const { return service_mode_ ? 0 : o_.pager_threads; }
+}  // namespace
 
-  bool setup();
-  void build_zipf();
-  uint64_t next_page(Rng& rng, uint64_t* cursor);
-  void faulting_thread(uint32_t t);
-  void access_once(uint32_t t, Worker& w, Guard& guard, Rng& rng, std::vector<Written>& written,
-                   uint64_t* cursor, uint64_t* write_count, uint64_t* buf);
-  void check_page(uint32_t t, const VmoState& v, uint64_t page, const uint64_t* buf,
-                  const Written& written, const char* how);
-  void account_failure(Worker& w, VmoState& v, uint64_t page, uint64_t seq0, bool signal,
-                       zx_status_t st, const std::string& what);
-  void pager_thread(uint32_t i);
-  void supply(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length);
-  void fail(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length);
-  void evictor_thread();
-  void watchdog_thread();
-  void progress_thread();
-  static bool wait_until(const std::function<bool()>& done, uint64_t deadline);
-  void detach_now();
-  void teardown();
-  void close_checked(zx_handle_t h, const char* what);
-  void summary(double elapsed, bool clean_exit);
+thread_local Guard* t_guard = nullptr;
 
-  Options o_;
-  Pattern pattern_ = Pattern::kRand;
-  uint64_t stride_ = 1;
-  AccessMode access_ = AccessMode::kMixed;
-  bool use_move_ = true;
-  uint64_t vmo_bytes_ = 0;
-  uint64_t pages_per_vmo_ = 0;
-  uint64_t total_pages_ = 0;
-  uint64_t deadline_ns_ = 0;
-  std::vector<double> zipf_cdf_;
-  uint64_t zipf_mult_ = 1;
-  const char* supply_path_ = "?";
+__attribute__((noinline)) int guarded_read(Guard* g, const uint64_t* probe, uint64_t* value,
+                                           const void* page, void* buf) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kProbe;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *value = *reinterpret_cast<const volatile uint64_t*>(probe);
+  asm volatile("" ::: "memory");
+  g->stage = kCopy;
+  asm volatile("" ::: "memory");
+  memcpy(buf, page, kPage);
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
-  zx_handle_t pager_ = ZX_HANDLE_INVALID;  // borrowed from svc_ in service mode
-  zx_handle_t port_ = ZX_HANDLE_INVALID;
-  bool service_mode_ = true;
-  Source source_;
-  std::unique_ptr<zxp::PagerService> svc_;
-  std::vector<uint32_t> vmo_of_id_;  // service VMO id -> index
-  std::atomic<uint64_t> fill_seq_{0};
-  std::vector<std::unique_ptr<VmoState>> vmos_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::unique_ptr<PagerThread>> pagers_;
-  Watch evictor_watch_;
+__attribute__((noinline)) int guarded_store_words(Guard* g, uint64_t* dst, const uint64_t* words,
+                                                  size_t n) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kStore;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *reinterpret_cast<volatile uint64_t*>(dst) = words[0];
+  asm volatile("" ::: "memory");
+  g->stage = kCopy;
+  asm volatile("" ::: "memory");
+  memcpy(dst + 1, words + 1, (n - 1) * sizeof(uint64_t));
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
-  std::atomic<bool> stop_{false};         // faulting threads and the evictor
-  std::atomic<bool> pager_stop_{false};   // pager threads
-  std::atomic<bool> monitor_stop_{false}; // watchdog and progress
-  std::atomic<uint32_t> workers_done_{0}, pagers_done_{0}, evictor_done_{0};
-  std::atomic<uint64_t> ops_taken_{0};
-
-  std::atomic<uint64_t> fail_seq_{0};
-  std::atomic<uint64_t> requests_seen_{0}, request_pages_{0};
-  std::atomic<uint64_t> supply_calls_{0}, supply_after_detach_{0};
-  std::atomic<uint64_t> fails_issued_{0}, fail_pages_{0};
-  std::atomic<uint64_t> evict_calls_{0}, evicted_pages_{0};
-  uint64_t detaches_ = 0;
-  uint64_t completes_at_close_ = 0;
-  uint64_t handles_closed_ = 0;
-  zxp_pager_stats_t stats_{};
-  zxp_service_stats_t service_stats_{};  // --pager service, taken at teardown
-  Errors errors_;
-  uint64_t start_ns_ = 0;
-};
+__attribute__((noinline)) int guarded_store(Guard* g, uint64_t* addr, uint64_t value) {
+  if (sigsetjmp(g->jb, 0) != 0) return g->signo;
+  g->stage = kStore;
+  g->armed = 1;
+  asm volatile("" ::: "memory");
+  *reinterpret_cast<volatile uint64_t*>(addr) = value;
+  asm volatile("" ::: "memory");
+  g->armed = 0;
+  return 0;
+}
 
 bool Stress::setup() {
   auto pat = parse_pattern(o_.pattern);
@@ -589,6 +281,9 @@ bool Stress::setup() {
     pagers_.push_back(std::move(pt));
   }
   for (uint32_t t = 0; t < o_.threads; ++t) workers_.push_back(std::make_unique<Worker>());
+  for (uint32_t i = 0; o_.clones && i < o_.clone_threads; ++i) {
+    clone_workers_.push_back(std::make_unique<CloneWorker>());
+  }
   return true;
 }
 
@@ -663,10 +358,7 @@ void Stress::access_once(uint32_t t, Worker& w, Guard& guard, Rng& rng,
 
   uint64_t value = 0, probe_word = 0, probe_value = 0;
   if (write) {
-    value = mix64(o_.seed ^ (static_cast<uint64_t>(t) << 48) ^ ++*write_count) | 1;
-    if (!is_zero_page(v.index, page) && value == content_word(v.index, page, kSlotWord + t)) {
-      value ^= 2;
-    }
+    value = slot_value(o_.seed, t, v.index, page, ++*write_count);
   } else {
     probe_word = kHeaderWords + rng.below(kSlotWord - kHeaderWords);
   }
@@ -738,22 +430,30 @@ void Stress::access_once(uint32_t t, Worker& w, Guard& guard, Rng& rng,
 // A failed access is expected only where the pager caused it: a FAIL over the page that
 // was in flight or finished after the access began (SIGBUS or ZX_ERR_IO), or the VMO
 // being detached (SIGBUS or ZX_ERR_BAD_STATE).
-void Stress::account_failure(Worker& w, VmoState& v, uint64_t page, uint64_t seq0, bool signal,
-                             zx_status_t st, const std::string& what) {
+Stress::FailureCause Stress::failure_cause(const VmoState& v, uint64_t page, uint64_t seq0,
+                                           bool signal, zx_status_t st) const {
   const bool failed_by_pager =
       v.failing[page].load() > 0 || v.fail_end[page].load() > seq0;
-  const bool detached = v.detached.load();
-  if ((signal || st == ZX_ERR_IO) && failed_by_pager) {
-    (signal ? w.fail_sigbus : w.fail_status).fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  if ((signal || st == ZX_ERR_BAD_STATE) && detached) {
-    (signal ? w.detach_sigbus : w.detach_status).fetch_add(1, std::memory_order_relaxed);
-    return;
+  if ((signal || st == ZX_ERR_IO) && failed_by_pager) return FailureCause::kFail;
+  if ((signal || st == ZX_ERR_BAD_STATE) && v.detached.load()) return FailureCause::kDetach;
+  return FailureCause::kNone;
+}
+
+void Stress::account_failure(Worker& w, VmoState& v, uint64_t page, uint64_t seq0, bool signal,
+                             zx_status_t st, const std::string& what) {
+  switch (failure_cause(v, page, seq0, signal, st)) {
+    case FailureCause::kFail:
+      (signal ? w.fail_sigbus : w.fail_status).fetch_add(1, std::memory_order_relaxed);
+      return;
+    case FailureCause::kDetach:
+      (signal ? w.detach_sigbus : w.detach_status).fetch_add(1, std::memory_order_relaxed);
+      return;
+    case FailureCause::kNone:
+      break;
   }
   errors_.add(signal ? kUnexpectedSignal : kUnexpectedStatus,
               fmt::format("{} on vmo {} page {}, which no FAIL covered{}", what, v.index, page,
-                          detached ? "" : " and which is not detached"));
+                          v.detached.load() ? "" : " and which is not detached"));
 }
 
 void Stress::check_page(uint32_t t, const VmoState& v, uint64_t page, const uint64_t* buf,
@@ -988,6 +688,9 @@ void Stress::watchdog_thread() {
     for (uint32_t i = 0; i < pagers_.size(); ++i) {
       check(pagers_[i]->watch, kStuckCall, fmt::format("pager thread {}", i));
     }
+    for (uint32_t i = 0; i < clone_workers_.size(); ++i) {
+      check(clone_workers_[i]->watch, kLostWakeup, fmt::format("clone thread {}", i));
+    }
     check(evictor_watch_, kStuckCall, "evictor");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -1019,12 +722,16 @@ void Stress::progress_thread() {
     const double dt = static_cast<double>(now - last_t) / 1e9;
     fmt::print(stderr,
                "[{:5.1f}s] {:9.0f} accesses/s {:8.0f} faults/s {:8.1f} MB/s supplied  p99 {:7.1f} us"
-               "  fails {}  evicted {}  errors {}\n",
+               "  fails {}  evicted {}{}  errors {}\n",
                static_cast<double>(now - start_ns_) / 1e9,
                static_cast<double>(acc - last_acc) / dt, static_cast<double>(faults - last_faults) / dt,
                static_cast<double>((supplied - last_supplied) * kPage) / 1e6 / dt,
                static_cast<double>(Hist::percentile(delta, 0.99)) / 1e3, fails_issued_.load(),
-               s.pages_evicted, errors_.total());
+               s.pages_evicted,
+               o_.clones ? fmt::format("  clones {}  wrong bytes {}", next_clone_id_.load() - 1,
+                                       clone_wrong_bytes_.load())
+                         : "",
+               errors_.total());
     last_t = now;
     last_faults = faults;
     last_acc = acc;
@@ -1129,6 +836,10 @@ int Stress::run() {
   std::thread progress_t;
   if (progress) progress_t = std::thread([this] { progress_thread(); });
   for (uint32_t t = 0; t < o_.threads; ++t) workers.emplace_back([this, t] { faulting_thread(t); });
+  std::vector<std::thread> cloners;
+  for (uint32_t i = 0; i < clone_workers_.size(); ++i) {
+    cloners.emplace_back([this, i] { clone_thread(i); });
+  }
   std::thread evictor;
   if (o_.evict) evictor = std::thread([this] { evictor_thread(); });
 
@@ -1146,6 +857,7 @@ int Stress::run() {
   // torn down safely: report and leave.
   const uint64_t grace = now_ns() + deadline_ns_ + 2000000000ull;
   bool clean = wait_until([&] { return workers_done_.load() == o_.threads; }, grace) &&
+               wait_until([&] { return clones_done_.load() == clone_workers_.size(); }, grace) &&
                wait_until([&] { return evictor_done_.load() == (o_.evict ? 1u : 0u); }, grace);
   if (clean && detaches_ > 0 && !service_mode_) {
     if (!wait_until([&] { return vmos_[0]->completes.load() > 0; }, now_ns() + deadline_ns_)) {
@@ -1164,6 +876,7 @@ int Stress::run() {
     _exit(1);
   }
   for (auto& t : workers) t.join();
+  for (auto& t : cloners) t.join();
   if (evictor.joinable()) evictor.join();
   for (auto& t : pagers) t.join();
   monitor_stop_.store(true);
@@ -1172,19 +885,6 @@ int Stress::run() {
   teardown();
   summary(elapsed, true);
   return errors_.total() == 0 ? 0 : 1;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", c);
-      continue;
-    }
-    out += c;
-  }
-  return out;
 }
 
 void Stress::summary(double elapsed, bool clean_exit) {
@@ -1212,7 +912,61 @@ void Stress::summary(double elapsed, bool clean_exit) {
   const double p999 = static_cast<double>(Hist::percentile(hist, 0.999)) / 1e3;
   const double lmax = static_cast<double>(Hist::max(hist)) / 1e3;
   const uint64_t errors = errors_.total();
+  // --clones
+  struct {
+    uint64_t created = 0, chained = 0, resizable = 0, resizes = 0, beyond = 0, remaps = 0;
+    uint64_t unmap_first = 0, handle_first = 0, parent_first = 0;
+    uint64_t reads = 0, writes = 0, via_map = 0, via_call = 0;
+    uint64_t parent = 0, own = 0, ancestor = 0, zero = 0, later = 0;
+    uint64_t fail_sigbus = 0, fail_status = 0, detach_sigbus = 0, detach_status = 0;
+  } c;
+  for (auto& cw : clone_workers_) {
+    c.created += cw->created.load();
+    c.chained += cw->chained.load();
+    c.resizable += cw->resizable.load();
+    c.resizes += cw->resizes.load();
+    c.remaps += cw->remaps.load();
+    c.beyond += cw->beyond_parent.load();
+    c.unmap_first += cw->closed_unmap_first.load();
+    c.handle_first += cw->closed_handle_first.load();
+    c.parent_first += cw->parent_closed_first.load();
+    c.reads += cw->reads.load();
+    c.writes += cw->writes.load();
+    c.via_map += cw->via_mapping.load();
+    c.via_call += cw->via_call.load();
+    c.parent += cw->checked_parent.load();
+    c.own += cw->checked_own.load();
+    c.ancestor += cw->checked_ancestor.load();
+    c.zero += cw->checked_zero.load();
+    c.later += cw->ancestor_later.load();
+    c.fail_sigbus += cw->fail_sigbus.load();
+    c.fail_status += cw->fail_status.load();
+    c.detach_sigbus += cw->detach_sigbus.load();
+    c.detach_status += cw->detach_status.load();
+  }
+  const uint64_t c_checked = c.parent + c.own + c.ancestor + c.zero;
   if (o_.json) {
+    std::string clones = "null";
+    if (o_.clones) {
+      std::string unexpected;
+      for (const auto& [kind, n] : clone_failures_) {
+        unexpected += fmt::format("{}\"{}\":{}", unexpected.empty() ? "" : ",", json_escape(kind), n);
+      }
+      clones = fmt::format(
+          "{{\"threads\":{},\"created\":{},\"of_a_clone\":{},\"deepest\":{},\"resizable\":{},"
+          "\"resizes\":{},\"past_parent_end\":{},\"most_open\":{},\"closed_unmap_first\":{},"
+          "\"closed_handle_first\":{},\"closed_with_child_open\":{},\"remapped\":{},\"pages_written\":{},"
+          "\"pages_read\":{},\"via_mapping\":{},\"via_calls\":{},\"pages_checked\":{},"
+          "\"checked\":{{\"root\":{},\"own\":{},\"ancestor\":{},\"ancestor_later\":{},"
+          "\"zeros\":{}}},\"fails_observed\":{{\"sigbus\":{},\"status\":{}}},"
+          "\"detach_failures_observed\":{{\"sigbus\":{},\"status\":{}}},"
+          "\"unexpected_failures\":{{{}}},\"wrong_pages\":{},\"wrong_bytes\":{}}}",
+          o_.clone_threads, c.created, c.chained, max_depth_seen_.load(), c.resizable, c.resizes,
+          c.beyond, clones_live_max_.load(), c.unmap_first, c.handle_first, c.parent_first, c.remaps,
+          c.writes, c.reads, c.via_map, c.via_call, c_checked, c.parent, c.own, c.ancestor,
+          c.later, c.zero, c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status,
+          unexpected, clone_wrong_pages_.load(), clone_wrong_bytes_.load());
+    }
     std::string errs;
     for (int k = 0; k < kNumErrKinds; ++k) {
       errs += fmt::format("{}\"{}\":{}", k ? "," : "", kErrNames[k], errors_.count(k));
@@ -1237,7 +991,7 @@ void Stress::summary(double elapsed, bool clean_exit) {
         "\"detaches\":{},\"detach_failures_observed\":{{\"sigbus\":{},\"status\":{}}},"
         "\"supplies_after_detach\":{},\"complete_packets\":{},"
         "\"evict_calls\":{},\"pages_evicted\":{},\"write_faults\":{},\"handles_closed\":{},"
-        "\"errors\":{},\"errors_by_kind\":{{{}}},\"error_messages\":[{}]}}\n",
+        "\"clones\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"error_messages\":[{}]}}\n",
         errors == 0 ? "true" : "false", clean_exit ? "true" : "false", elapsed, o_.threads,
         o_.pager_threads, o_.vmos, vmo_bytes_, o_.pattern, o_.access, o_.supply, supply_path_,
         o_.batch, o_.write_ratio, o_.fail_rate, o_.evict ? "true" : "false", o_.seed, acc, reads,
@@ -1247,15 +1001,17 @@ void Stress::summary(double elapsed, bool clean_exit) {
         static_cast<double>(supplied * kPage) / 1e6, fails_issued_.load(), fail_pages_.load(),
         fail_sigbus, fail_status, s.failures, detaches_, detach_sigbus, detach_status,
         supply_after_detach_.load(), vmos_[0]->completes.load() + completes_at_close_,
-        evict_calls_.load(), s.pages_evicted, s.write_faults, handles_closed_, errors, errs, msgs);
+        evict_calls_.load(), s.pages_evicted, s.write_faults, handles_closed_, clones, errors, errs,
+        msgs);
     return;
   }
   fmt::print("zxpager stress: {:.1f} s, {} faulting threads, {} pager threads, {} VMOs x {} KiB, "
              "pattern {}, access {}, supply {} (library path: {}), batch {}, write ratio {}, fail rate {}, "
-             "evict {}, private {}, seed {}\n",
+             "evict {}, private {}, clone threads {}, seed {}\n",
              elapsed, o_.threads, o_.pager_threads, o_.vmos, vmo_bytes_ / 1024, o_.pattern, o_.access,
              o_.supply, supply_path_, o_.batch, o_.write_ratio, o_.fail_rate,
-             o_.evict ? "on" : "off", o_.private_vmos ? "yes" : "no", o_.seed);
+             o_.evict ? "on" : "off", o_.private_vmos ? "yes" : "no",
+             o_.clones ? o_.clone_threads : 0, o_.seed);
   if (service_mode_) {
     fmt::print("  service       {} fills, {} of them whole 2 MiB units\n", service_stats_.fills,
                service_stats_.huge_units);
@@ -1284,6 +1040,30 @@ void Stress::summary(double elapsed, bool clean_exit) {
   fmt::print("  evictions     {} calls, {} pages evicted, {} write faults on tracked pages\n",
              evict_calls_.load(), s.pages_evicted, s.write_faults);
   fmt::print("  handles       {} closed, each exactly once\n", handles_closed_);
+  if (o_.clones) {
+    fmt::print("  clones        {} created: {} of a clone (deepest chain {}), {} resizable ({} "
+               "resizes), {} reaching past their parent's end; at most {} open at once\n",
+               c.created, c.chained, max_depth_seen_.load(), c.resizable, c.resizes, c.beyond,
+               clones_live_max_.load());
+    fmt::print("  clone closes  {} unmapped first, {} handle closed first (then read through "
+               "the mapping alone); {} while a child of theirs was open; {} unmapped and mapped "
+               "again while open\n",
+               c.unmap_first, c.handle_first, c.parent_first, c.remaps);
+    fmt::print("  clone pages   {} written, {} read ({} through the mapping, {} zx_vmo_read/write); "
+               "{} checked: {} the root's, {} their own, {} an ancestor's ({} written after the "
+               "snapshot), {} zeros past a parent's end\n",
+               c.writes, c.reads, c.via_map, c.via_call, c_checked, c.parent, c.own, c.ancestor,
+               c.later, c.zero);
+    fmt::print("  clone fails   FAIL seen through clones: {} SIGBUS, {} ZX_ERR_IO; detach: {} "
+               "SIGBUS, {} ZX_ERR_BAD_STATE\n",
+               c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status);
+    for (const auto& [kind, n] : clone_failures_) {
+      fmt::print("  unexpected    {} x {}\n", n, kind);
+    }
+    fmt::print("  wrong bytes   {} in {} clone pages{}\n", clone_wrong_bytes_.load(),
+               clone_wrong_pages_.load(),
+               clone_wrong_pages_.load() ? " (the first is the first mismatch error)" : "");
+  }
   std::string by_kind;
   for (int k = 0; k < kNumErrKinds; ++k) {
     if (errors_.count(k)) by_kind += fmt::format(" {} {}", kErrNames[k], errors_.count(k));
@@ -1291,6 +1071,8 @@ void Stress::summary(double elapsed, bool clean_exit) {
   fmt::print("  errors        {}{}{}\n", errors, by_kind.empty() ? "" : ":", by_kind);
   if (!clean_exit) fmt::print("  (threads still blocked at the end: no clean teardown)\n");
 }
+
+namespace {
 
 int run_stress_write_mode(const Options& o) {
   if (o.ops_given || o.detach || o.pager != "service" || o.supply != "move" || o.vmos != 4 ||
@@ -1329,12 +1111,32 @@ int run_stress(Options o) {
                        "memory, which this kernel lacks\n");
     return 1;
   }
+  if (o.clones && (o.write || o.private_vmos)) {
+    fmt::print(stderr, "zxpager stress: --clones needs shared pager VMOs: not with {} (clones "
+                       "of private pager VMOs are ZX_ERR_NOT_SUPPORTED)\n",
+               o.write ? "--write" : "--private");
+    return 2;
+  }
+  if (o.clones && o.threads > kMaxThreadsWithClones) {
+    fmt::print(stderr, "zxpager stress: --clones takes at most {} --threads (the rest of a page "
+                       "is for the clones' own writes)\n", kMaxThreadsWithClones);
+    return 2;
+  }
   if (o.write) return run_stress_write_mode(o);
   Stress s(o);
   return s.run();
 }
 
 }  // namespace
+}  // namespace zxpager_cli::stress
+
+namespace zxpager_cli {
+
+using stress::kMaxThreads;
+using stress::Options;
+using stress::parse_pattern;
+using stress::parse_size;
+using stress::run_stress;
 
 Runner add_stress(CLI::App& app) {
   auto o = std::make_shared<Options>();
@@ -1409,6 +1211,18 @@ Runner add_stress(CLI::App& app) {
                 "and with --pager service and --batch 512 or more, in whole 2 MiB units from "
                 "huge aux pages where the kernel allows (not with --evict: evictable VMOs are "
                 "supplied by COPY)");
+  sub->add_flag("--clones", o->clones,
+                "Clone threads besides: each keeps up to 4 SNAPSHOT_AT_LEAST_ON_WRITE clones "
+                "open (of a root VMO or of its own clones, whole or a page window that may reach "
+                "past the parent's end, some RESIZABLE and resized), maps each (now and then unmaps "
+                "and maps it again), reads and "
+                "writes their pages through the mapping and zx_vmo_read/write, checks every "
+                "byte against the root's supplied pages, the clone's own writes and its "
+                "ancestors' at and after the snapshot, and closes them (unmap and handle close "
+                "in either order). Shared VMOs only (not with --private or --write)");
+  sub->add_option("--clone-threads", o->clone_threads, "--clones: clone threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
   sub->add_flag("--evict", o->evict,
                 "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges "
                 "(with --write, DONTNEED advice too)");
