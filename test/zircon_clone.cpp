@@ -32,16 +32,6 @@ using namespace zircon_pager;
 
 namespace {
 
-uint64_t page_size() { return zx_system_get_page_size(); }
-
-// Runs `fn` on a TestThread and says whether it returned true. For a check Fuchsia makes
-// on the test's own thread that faults if zxpager gets it wrong: a SIGBUS there would end
-// the whole test program instead of failing this test.
-bool on_test_thread(std::function<bool()> fn) {
-  TestThread t(std::move(fn));
-  return t.Start() && t.Wait();
-}
-
 zx_info_vmo_t vmo_info(const zx::vmo& vmo) {
   zx_info_vmo_t info = {};
   REQUIRE(vmo.get_info(ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) == ZX_OK);

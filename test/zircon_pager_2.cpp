@@ -32,8 +32,6 @@ using namespace zircon_pager;
 
 namespace {
 
-uint64_t page_size() { return zx_system_get_page_size(); }
-
 // The data a zx_vmo_read running on another thread copies into `data` appears as the
 // pager supplies it; the reader is still inside the call, so there is no event to wait
 // on. Polls until the bytes match or the deadline passes.

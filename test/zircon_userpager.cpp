@@ -23,8 +23,6 @@
 namespace zircon_pager {
 namespace {
 
-uint64_t page_size() { return zx_system_get_page_size(); }
-
 // --- Suspension -------------------------------------------------------------------------
 // Zircon suspends a thread blocked on a page by taking it out of the wait; on resume it
 // faults (or reads) again, asking anew if no request is pending. The nearest Linux has is

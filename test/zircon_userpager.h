@@ -35,6 +35,9 @@
 
 namespace zircon_pager {
 
+// The page size, as the ported tests ask for it.
+inline uint64_t page_size() { return zx_system_get_page_size(); }
+
 // What a ported test's "forever" is.
 inline constexpr zx_duration_t kTestTimeout = ZX_SEC(20);
 
@@ -251,6 +254,14 @@ class TestThread {
   std::shared_ptr<State> state_;
   std::thread thread_;
 };
+
+// Runs `fn` on a TestThread and says whether it returned true. For a check Fuchsia makes
+// on the test's own thread that faults if zxpager gets it wrong: a SIGBUS there would end
+// the whole test program instead of failing this test.
+inline bool on_test_thread(std::function<bool()> fn) {
+  TestThread t(std::move(fn));
+  return t.Start() && t.Wait();
+}
 
 inline bool check_buffer_data(Vmo* vmo, uint64_t offset, uint64_t len, const void* data,
                               bool check_vmar) {
