@@ -116,6 +116,27 @@ std::mutex& family_mu() {
   return mu;
 }
 
+// The pages of [from, from + n pages) that a clone owns, with their bytes (page index in
+// the range, contents). False if pagemap cannot be read, or, unless `skip_unreadable`, a
+// page cannot.
+using OwnPages = std::vector<std::pair<uint64_t, std::vector<uint8_t>>>;
+bool read_own_pages(uintptr_t from, uint64_t n, bool skip_unreadable, OwnPages* out) {
+  std::vector<uint64_t> states;
+  if (!read_pagemap(from, n, &states)) return false;
+  for (uint64_t p = 0; p < n; ++p) {
+    if (!own_page(states[p])) continue;
+    std::vector<uint8_t> bytes(kPageSize);
+    if (mem_read(bytes.data(), from + p * kPageSize, kPageSize) != 0) {
+      if (skip_unreadable) continue;
+      return false;
+    }
+    out->emplace_back(p, std::move(bytes));
+  }
+  return true;
+}
+
+alignas(4096) const uint8_t kZeroPage[kPageSize] = {};
+
 constexpr uint32_t kChildKinds = ZX_VMO_CHILD_SNAPSHOT | ZX_VMO_CHILD_SNAPSHOT_AT_LEAST_ON_WRITE |
                                  ZX_VMO_CHILD_SLICE | ZX_VMO_CHILD_REFERENCE |
                                  ZX_VMO_CHILD_SNAPSHOT_MODIFIED;
@@ -325,15 +346,8 @@ void CloneVmo::teardown() {
 
 zx_status_t CloneVmo::relocate_locked(uintptr_t to, bool overwrite, bool keep_old) {
   // The pages the clone owns go with it; the rest is the root's or zeros, as before.
-  std::vector<uint64_t> states;
-  if (!read_pagemap(home_, reserve_ / kPageSize, &states)) return ZX_ERR_NO_MEMORY;
-  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> kept;
-  for (uint64_t p = 0; p < states.size(); ++p) {
-    if (!own_page(states[p])) continue;
-    std::vector<uint8_t> bytes(kPageSize);
-    if (mem_read(bytes.data(), home_ + p * kPageSize, kPageSize) != 0) return ZX_ERR_BAD_STATE;
-    kept.emplace_back(p, std::move(bytes));
-  }
+  OwnPages kept;
+  if (!read_own_pages(home_, reserve_ / kPageSize, false, &kept)) return ZX_ERR_BAD_STATE;
   uintptr_t moved = 0;
   zx_status_t st =
       root_->map_clone(this, root_offset_, limit_, size(), reserve_, &moved, to, overwrite);
@@ -382,17 +396,8 @@ zx_status_t CloneVmo::clamp_locked(uint64_t see, bool keep) {
   const uintptr_t from = home_ + see;
   const uint64_t len = limit_ - see;
   // The pages the clone owns there, kept: they are its data.
-  std::vector<uint64_t> states;
-  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> kept;
-  if (keep) {
-    if (!read_pagemap(from, len / kPageSize, &states)) return ZX_ERR_NO_MEMORY;
-    for (uint64_t p = 0; p < states.size(); ++p) {
-      if (!own_page(states[p])) continue;
-      std::vector<uint8_t> bytes(kPageSize);
-      if (mem_read(bytes.data(), from + p * kPageSize, kPageSize) != 0) continue;
-      kept.emplace_back(p, std::move(bytes));
-    }
-  }
+  OwnPages kept;
+  if (keep && !read_own_pages(from, len / kPageSize, true, &kept)) return ZX_ERR_NO_MEMORY;
   // Anonymous memory in its place, filled first (nobody can see it yet), then moved over
   // the range in one step: the range reads as the clone's own pages or zeros from then on.
   void* n = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -440,8 +445,7 @@ zx_status_t CloneVmo::set_size(uint64_t new_size) {
   }
   if (rounded != new_size) {
     // Zircon zeroes the bytes from the new size to the end of its page.
-    static const uint8_t kZeros[kPageSize] = {};
-    return write(kZeros, new_size, rounded - new_size);
+    return write(kZeroPage, new_size, rounded - new_size);
   }
   return ZX_OK;
 }
@@ -604,7 +608,6 @@ zx_status_t CloneVmo::read(void* buffer, uint64_t offset, size_t len) {
 }
 
 zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len, bool zero) {
-  static const uint8_t kZeros[kPageSize] = {};
   const uint64_t page_off = offset & ~(kPageSize - 1);
   for (int attempt = 0;; ++attempt) {
     uintptr_t home;
@@ -627,7 +630,7 @@ zx_status_t CloneVmo::make_own(uint64_t offset, const uint8_t* bytes, size_t len
       root_->begin_clone_copy();
       int err;
       if (zero) {
-        err = mem_write(home + page_off, kZeros, kPageSize);
+        err = mem_write(home + page_off, kZeroPage, kPageSize);
       } else if (len > 0) {
         err = mem_write(home + offset, bytes, len);
       } else {
@@ -705,13 +708,12 @@ zx_status_t CloneVmo::commit(uint64_t first, uint64_t end) {
 zx_status_t CloneVmo::zero(uint64_t offset, uint64_t len) {
   // Whole pages become zero pages of the clone's own, with no request (as Zircon forks
   // them); the bytes of a page zeroed in part are a store like any other.
-  static const uint8_t kZeros[kPageSize] = {};
   for (uint64_t done = 0; done < len;) {
     const uint64_t cur = offset + done;
     const uint64_t in_page = cur & (kPageSize - 1);
     const uint64_t chunk = std::min<uint64_t>(len - done, kPageSize - in_page);
     zx_status_t st = chunk == kPageSize ? make_own(cur, nullptr, 0, true)
-                                        : make_own(cur, kZeros, chunk);
+                                        : make_own(cur, kZeroPage, chunk);
     if (st != ZX_OK) return st;
     done += chunk;
   }
@@ -858,9 +860,7 @@ zx_status_t PagerVmo::clone_shrunk(uintptr_t addr, uint64_t len) {
         it = local_views_.erase(it);
       }
     }
-    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
-      return w.fd == fd && w.addr >= addr && w.addr < addr + len;
-    });
+    forget_waiters_locked(addr, len, false);
   }
   // Threads blocked there fault again, into SIGBUS.
   uffd::wake(fd, addr, len);
@@ -897,11 +897,7 @@ void PagerVmo::cut_clone_view(uintptr_t home, uint64_t see, uint64_t old_see) {
   v.zero_tail = true;
   local_views_.emplace(home + see, std::move(v));
   // Threads blocked there on a root page fault again, into zeros.
-  std::erase_if(map_waiters_, [&](const MapWaiter& w) {
-    if (w.addr < home + see || w.addr >= home + old_see) return false;
-    uffd::wake(w.fd, w.addr & ~(kPageSize - 1), kPageSize);
-    return true;
-  });
+  forget_waiters_locked(home + see, old_see - see, true);
 }
 
 void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total, bool moving,
@@ -913,9 +909,7 @@ void PagerVmo::unmap_clone(CloneVmo* clone, uintptr_t home, uint64_t total, bool
   mprotect(reinterpret_cast<void*>(home), total, PROT_NONE);
   {
     std::lock_guard lock(mu_);
-    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
-      return w.fd == fd && w.addr >= home && w.addr < home + total;
-    });
+    forget_waiters_locked(home, total, false);
     auto it = local_views_.lower_bound(home);
     while (it != local_views_.end() && it->first < home + total) it = local_views_.erase(it);
   }
@@ -936,9 +930,7 @@ void PagerVmo::clone_unmapped(uintptr_t addr, uint64_t len) {
   const int fd = service_->fd();
   {
     std::lock_guard lock(mu_);
-    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
-      return w.fd == fd && w.addr >= addr && w.addr < addr + len;
-    });
+    forget_waiters_locked(addr, len, false);
   }
   uffd::wake(fd, addr, len);
 }

@@ -1240,9 +1240,7 @@ void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
   std::vector<uintptr_t> gone;
   {
     std::lock_guard lock(mu_);
-    std::erase_if(map_waiters_, [&](const MapWaiter& w) {
-      return w.fd == fd && w.addr >= addr && w.addr < end;
-    });
+    forget_waiters_locked(addr, len, false);
     auto it = local_views_.upper_bound(addr);
     if (it != local_views_.begin() && std::prev(it)->first + std::prev(it)->second.len > addr) {
       --it;
@@ -1266,6 +1264,15 @@ void PagerVmo::drop_views(uintptr_t addr, uint64_t len) {
   auto self = std::static_pointer_cast<PagerVmo>(shared_from_this());
   for (uintptr_t a : gone) service_->remove_region(a, this);
   for (View& v : pieces) service_->add_region(v.addr, v.len, self);
+}
+
+void PagerVmo::forget_waiters_locked(uintptr_t addr, uint64_t len, bool wake) {
+  const int fd = service_->fd();
+  std::erase_if(map_waiters_, [&](const MapWaiter& w) {
+    if (w.fd != fd || w.addr < addr || w.addr - addr >= len) return false;
+    if (wake) uffd::wake(w.fd, w.addr & ~(kPageSize - 1), kPageSize);
+    return true;
+  });
 }
 
 void PagerVmo::view_replaced(uintptr_t addr, uint64_t len) {

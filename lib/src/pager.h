@@ -423,6 +423,9 @@ class PagerVmo final : public Vmo {
   zx_status_t map_shared(zx_vm_option_t options, uintptr_t fixed, uint64_t vmo_offset,
                          uint64_t len, uintptr_t* out);
   zx_status_t unmap_shared(uintptr_t addr, uint64_t len);
+  // With mu_ held: forgets the threads faulting through this process's userfaultfd at
+  // addresses in [addr, addr+len), waking each if `wake`.
+  void forget_waiters_locked(uintptr_t addr, uint64_t len, bool wake);
   // Forgets the local views (and their waiters) in [addr, addr+len), keeping the parts
   // of partly covered ones.
   void drop_views(uintptr_t addr, uint64_t len);
