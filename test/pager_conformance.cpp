@@ -247,3 +247,60 @@ TEST_CASE("zxp_pager_detach_vmo_keep_pages detaches but keeps what was supplied"
   zx_handle_close(plain);
   CHECK(tp.no_packet());
 }
+
+TEST_CASE("zxp_pager_supply_pages_copy supplies and leaves the aux pages where they are") {
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  const bool anonymous = GENERATE(false, true);
+  INFO("options " << options << " anonymous aux " << anonymous);
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(4, true, options);
+  REQUIRE(vmo);
+  REQUIRE(tp.supply(vmo, 0, 1) == ZX_OK);
+  // The aux holds pages 0-2's pattern, but page 0 of the aux is scribbled over: page 0
+  // is present already and must be skipped, as zx_pager_supply_pages skips it.
+  zx_handle_t aux;
+  REQUIRE(zx_vmo_create(3 * kPage, anonymous ? ZXP_VMO_ANONYMOUS : 0, &aux) == ZX_OK);
+  std::vector<uint8_t> want(3 * kPage);
+  for (uint64_t p = 0; p < 3; ++p) {
+    for (uint64_t i = 0; i < kPage; ++i) want[p * kPage + i] = pattern(vmo->key, p, i);
+  }
+  std::fill(want.begin(), want.begin() + kPage, uint8_t{0xa5});
+  REQUIRE(zx_vmo_write(aux, want.data(), 0, want.size()) == ZX_OK);
+  Faulter waiting(vmo, 2, Access::kMapping);
+  REQUIRE(tp.wait_for_request(vmo, 2, 1));
+  REQUIRE(zxp_pager_supply_pages_copy(tp.pager(), vmo->vmo, 0, 3 * kPage, aux, 0) == ZX_OK);
+  REQUIRE(waiting.wait());
+  CHECK(waiting.outcome() == Faulter::Outcome::kOk);
+  CHECK(vmo->check(0, 3));
+  CHECK(vmo->check_read(0, 3));
+  CHECK(committed(vmo->vmo) == 3 * kPage);
+  // The aux keeps every page, unchanged: supplied again from it, it still gives them.
+  CHECK(committed(aux) == 3 * kPage);
+  std::vector<uint8_t> got(3 * kPage);
+  REQUIRE(zx_vmo_read(aux, got.data(), 0, got.size()) == ZX_OK);
+  CHECK(got == want);
+  // Arguments and rights as zx_pager_supply_pages.
+  zx_handle_t plain;
+  REQUIRE(zx_vmo_create(kPage, 0, &plain) == ZX_OK);
+  CHECK(zxp_pager_supply_pages_copy(tp.pager(), plain, 0, kPage, aux, 0) == ZX_ERR_INVALID_ARGS);
+  CHECK(zxp_pager_supply_pages_copy(ZX_HANDLE_INVALID, vmo->vmo, 0, kPage, aux, 0) ==
+        ZX_ERR_BAD_HANDLE);
+  CHECK(zxp_pager_supply_pages_copy(tp.pager(), vmo->vmo, 1, kPage, aux, 0) ==
+        ZX_ERR_INVALID_ARGS);
+  CHECK(zxp_pager_supply_pages_copy(tp.pager(), vmo->vmo, 0, 4 * kPage, aux, 0) ==
+        ZX_ERR_OUT_OF_RANGE);
+  zx_handle_t no_write;
+  REQUIRE(zx_handle_duplicate(aux, ZX_RIGHT_READ, &no_write) == ZX_OK);
+  CHECK(zxp_pager_supply_pages_copy(tp.pager(), vmo->vmo, 0, kPage, no_write, 0) ==
+        ZX_ERR_ACCESS_DENIED);
+  zx_handle_close(no_write);
+  zx_handle_close(plain);
+  zx_handle_close(aux);
+  // Detached: BAD_STATE, as there.
+  REQUIRE(tp.detach(vmo) == ZX_OK);
+  REQUIRE(tp.wait_for_complete(vmo));
+  zx_handle_t aux2;
+  REQUIRE(zx_vmo_create(kPage, 0, &aux2) == ZX_OK);
+  CHECK(zxp_pager_supply_pages_copy(tp.pager(), vmo->vmo, 0, kPage, aux2, 0) == ZX_ERR_BAD_STATE);
+  zx_handle_close(aux2);
+}

@@ -1525,7 +1525,7 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
 }
 
 zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end,
-                           Vmo* aux, uint64_t aux_offset, const uint8_t* staged,
+                           Vmo* aux, uint64_t aux_offset, bool keep_aux, const uint8_t* staged,
                            std::vector<AuxPunch>* punches) {
   const uint64_t len = (end - first) * kPageSize;
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
@@ -1535,8 +1535,9 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   // writable until protected, and a store in that window would be taken for clean and
   // lost to eviction; COPY with UFFDIO_COPY_MODE_WP protects as it installs.
   // MOVE needs both sides anonymous private memory: a shared VMO is filled by COPY.
-  const bool use_move = anon && service_->has(UFFD_FEATURE_MOVE) && !remote_ && !shared_ &&
-                        !tracking_writes();
+  // A supply that keeps the aux pages copies them.
+  const bool use_move = anon && !keep_aux && service_->has(UFFD_FEATURE_MOVE) && !remote_ &&
+                        !shared_ && !tracking_writes();
   std::shared_lock<std::shared_mutex> memfd_lock;
   std::unique_lock<std::mutex> anon_lock;
   auto lock_aux = [&]() -> zx_status_t {
@@ -1659,7 +1660,8 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
   }
   // Afterwards the aux range is decommitted, whatever happened: pages moved out are holes
   // already; copied pages, pages skipped as present, and on failure the rest are freed.
-  // A memfd's by supply(), with mu_ dropped.
+  // A memfd's by supply(), with mu_ dropped. Unless the caller keeps them.
+  if (keep_aux) return st;
   if (memfd) {
     punches->push_back(AuxPunch{aux_offset, first, end});
     return st;
@@ -1672,7 +1674,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
 }
 
 zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset,
-                             bool legacy) {
+                             bool legacy, bool keep_aux) {
   auto* memfd = aux->kind() == Vmo::Kind::kMemfd ? static_cast<MemfdVmo*>(aux) : nullptr;
   // A memfd's bytes are read before mu_ is taken, so that faults on this VMO are not held
   // up by the read. (Where that fails, or for a range longer than a stage, the fill reads
@@ -1688,7 +1690,7 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
   std::vector<AuxPunch> punches;
   std::unique_lock lock(mu_);
   const zx_status_t st =
-      supply_locked(lock, offset, len, aux, aux_offset, legacy, staged, &punches);
+      supply_locked(lock, offset, len, aux, aux_offset, legacy, keep_aux, staged, &punches);
   if (punches.empty()) return st;
   // The aux ranges filled from are punched out with mu_ dropped: nothing of this VMO
   // depends on them any more.
@@ -1703,7 +1705,8 @@ zx_status_t PagerVmo::supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t a
 
 zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset,
                                     uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy,
-                                    const uint8_t* staged, std::vector<AuxPunch>* punches) {
+                                    bool keep_aux, const uint8_t* staged,
+                                    std::vector<AuxPunch>* punches) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
   if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
@@ -1723,12 +1726,12 @@ zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t
   // never the pager's: Zircon skips them as it skips present pages.
   zx_status_t st = ZX_OK;
   if (zero_.first_present(first, end) >= end) {
-    st = fill(lock, first, end, aux, aux_offset, staged, punches);
+    st = fill(lock, first, end, aux, aux_offset, keep_aux, staged, punches);
   } else {
     std::vector<std::pair<uint64_t, uint64_t>> runs;
     zero_.for_each_missing_run(first, end, [&](uint64_t a, uint64_t b) { runs.emplace_back(a, b); });
     for (auto& [a, b] : runs) {
-      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize,
+      st = fill(lock, a, b, aux, aux_offset + (a - first) * kPageSize, keep_aux,
                 staged ? staged + (a - first) * kPageSize : nullptr, punches);
       if (st != ZX_OK) break;
     }

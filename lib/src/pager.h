@@ -168,8 +168,10 @@ class PagerVmo final : public Vmo {
   void adopt_remote_fd(UniqueFd fd);
 
   // zx_pager_supply_pages, arguments validated. `legacy` applies zx_pager_vmo_op's rule
-  // that every aux page must be committed.
-  zx_status_t supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy);
+  // that every aux page must be committed. `keep_aux` (zxp_pager_supply_pages_copy): the
+  // pages are copied in, never moved, and the aux range keeps its own.
+  zx_status_t supply(uint64_t offset, uint64_t len, Vmo* aux, uint64_t aux_offset, bool legacy,
+                     bool keep_aux = false);
   // ZX_PAGER_OP_FAIL, arguments validated.
   zx_status_t fail(uint64_t offset, uint64_t len, zx_status_t error);
   // zxp_vmo_evict, arguments validated.
@@ -337,13 +339,15 @@ class PagerVmo final : public Vmo {
   };
   // supply() with mu_ held (`lock`); *punches as fill's.
   zx_status_t supply_locked(std::unique_lock<std::mutex>& lock, uint64_t offset, uint64_t len,
-                            Vmo* aux, uint64_t aux_offset, bool legacy, const uint8_t* staged,
-                            std::vector<AuxPunch>* punches);
+                            Vmo* aux, uint64_t aux_offset, bool legacy, bool keep_aux,
+                            const uint8_t* staged, std::vector<AuxPunch>* punches);
   // The fill itself, with mu_ held; may drop and retake `lock` to let the fault thread run.
   // `staged`, if not null, holds the aux range's bytes (a memfd's, read by
-  // MemfdVmo::stage before mu_ was taken); a memfd's punch is appended to *punches.
+  // MemfdVmo::stage before mu_ was taken); a memfd's punch is appended to *punches
+  // (none with `keep_aux`, which leaves the aux range as it was).
   zx_status_t fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end, Vmo* aux,
-                   uint64_t aux_offset, const uint8_t* staged, std::vector<AuxPunch>* punches);
+                   uint64_t aux_offset, bool keep_aux, const uint8_t* staged,
+                   std::vector<AuxPunch>* punches);
   zx_status_t fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src, uint64_t* done,
                             int* err, bool wake);
   zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,

@@ -56,7 +56,8 @@ zx_status_t lookup_owned(zx_handle_t pager_handle, zx_rights_t pager_rights,
 }
 
 zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t offset,
-                   uint64_t length, zx_handle_t aux_handle, uint64_t aux_offset, bool legacy) {
+                   uint64_t length, zx_handle_t aux_handle, uint64_t aux_offset, bool legacy,
+                   bool keep_aux = false) {
   std::shared_ptr<zxp::Pager> pager;
   std::shared_ptr<zxp::Vmo> vmo, aux;
   // The newest rule: pager MANAGE_VMO, pager VMO WRITE, aux WRITE. The legacy call asks
@@ -80,7 +81,7 @@ zx_status_t supply(zx_handle_t pager_handle, zx_handle_t vmo_handle, uint64_t of
   }
   // Zircon cannot take pages out of a pager-backed VMO.
   if (aux->kind() == zxp::Vmo::Kind::kPager) return ZX_ERR_NOT_SUPPORTED;
-  return pv->supply(offset, length, aux.get(), aux_offset, legacy);
+  return pv->supply(offset, length, aux.get(), aux_offset, legacy, keep_aux);
 }
 
 zx_status_t detach(zx_handle_t pager_handle, zx_handle_t vmo_handle, bool decommit) {
@@ -221,6 +222,14 @@ zx_status_t zx_pager_supply_pages(zx_handle_t pager, zx_handle_t pager_vmo, uint
                                   uint64_t length, zx_handle_t aux_vmo,
                                   uint64_t aux_offset) noexcept try {
   return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, false);
+} catch (...) {
+  return zxp::status_from_exception();
+}
+
+zx_status_t zxp_pager_supply_pages_copy(zx_handle_t pager, zx_handle_t pager_vmo, uint64_t offset,
+                                       uint64_t length, zx_handle_t aux_vmo,
+                                       uint64_t aux_offset) noexcept try {
+  return supply(pager, pager_vmo, offset, length, aux_vmo, aux_offset, false, true);
 } catch (...) {
   return zxp::status_from_exception();
 }

@@ -6,9 +6,11 @@
 // A source is asked to fill [offset, offset+length) of a VMO into aux memory it is
 // handed (zeroed on entry), asynchronously, and reports the outcome per range:
 // PagerService::fail_range() for the parts it could not produce, then exactly one
-// PagerService::complete(). The service supplies the good parts (UFFDIO_MOVE from
-// anonymous aux memory where the kernel has it, else UFFDIO_COPY from a memfd) and
-// answers the rest with ZX_PAGER_OP_FAIL and the source's status.
+// PagerService::complete(). The service supplies the good parts and answers the rest
+// with ZX_PAGER_OP_FAIL and the source's status: a whole aligned 2 MiB unit of a
+// private VMO by UFFDIO_MOVE of a huge page where the kernel has it, everything else by
+// UFFDIO_COPY from aux slots that keep their pages for the next fill
+// (zxp_pager_supply_pages_copy), so that fills need no fresh memory.
 //
 // C++17, no exceptions: every call returns a zx_status_t.
 #ifndef ZXPAGER_PAGED_SOURCE_H_

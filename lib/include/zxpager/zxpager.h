@@ -109,6 +109,16 @@ zx_status_t zxp_pager_get_stats(zx_handle_t pager, zxp_pager_stats_t* out) ZX_NO
 zx_status_t zxp_vmo_evict(zx_handle_t vmo, uint64_t offset, uint64_t length,
                           uint64_t* evicted_bytes) ZX_NOEXCEPT;
 
+// Supplies [offset, offset+length) of `pager_vmo` as zx_pager_supply_pages does, with
+// the same rights, checks and errors, but from a copy: the aux VMO keeps its pages,
+// committed and unchanged. Pages already present are skipped, as there. The pages are
+// copied in (UFFDIO_COPY), never moved. For a pager that keeps what it supplies from: a
+// fill buffer it reuses stays warm (no fresh memory per fill, no decommit), a cache of
+// decompressed blocks stays whole. Zircon has no such call.
+zx_status_t zxp_pager_supply_pages_copy(zx_handle_t pager, zx_handle_t pager_vmo, uint64_t offset,
+                                       uint64_t length, zx_handle_t aux_vmo,
+                                       uint64_t aux_offset) ZX_NOEXCEPT;
+
 // Detaches `vmo` from `pager` as zx_pager_detach_vmo does (waiters fail, no request is
 // raised any more, ZX_PAGER_VMO_COMPLETE is queued), but keeps the supplied pages, as
 // closing the pager does: for a server that stops serving a VMO whose mappings (here or
@@ -299,6 +309,9 @@ typedef struct zxp_service_stats {
   // (PagerService::Options::huge_units): each is one page-table entry in the mapping
   // where the kernel could move it whole.
   uint64_t huge_units;
+  // Pages supplied by copy from aux slots that keep their memory (every fill but a whole
+  // 2 MiB unit): no fresh aux memory per fill (zxp_pager_supply_pages_copy).
+  uint64_t warm_copy_pages;
 } zxp_service_stats_t;
 
 // A file mapped through a pager VMO, pages read on demand with io_uring.

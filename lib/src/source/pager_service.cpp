@@ -57,6 +57,12 @@ constexpr uint64_t kUnitPages = (2u << 20) / kPage;
 // first touches costs more than reading the unit into it; done ahead, on its own thread,
 // it overlaps with the reads and supplies.
 constexpr uint32_t kReadyHugeSlots = 8;
+// Small slots keep their pages between fills (supplied by copy, zeroed for the next
+// fill): a fresh page costs far more than a copy on hosts where first touches are dear.
+// At most this much (a sixteenth of a memory budget, if smaller) stays populated per
+// service; a slot past it gives its pages back after the supply. The slots used last are
+// used next, so the few a random reader needs stay warm.
+constexpr uint64_t kWarmSlotBytes = 16u << 20;
 
 // Whether the kernel gives transparent huge pages to memory that asks (MADV_HUGEPAGE).
 bool thp_available() {
@@ -193,6 +199,9 @@ class PagerService::Impl {
     uint8_t* base = nullptr;
     uint64_t size = 0;
     bool ready = false;  // free and populated (a huge slot; guarded by slots_mu_)
+    // A small slot: bytes at its start that hold pages kept from earlier fills (anything
+    // after is not populated, so reads as zeros). Changed only by the fill holding it.
+    uint64_t warm = 0;
   };
   struct Resident {
     std::weak_ptr<Vmo> vmo;
@@ -216,6 +225,8 @@ class PagerService::Impl {
   uint8_t* huge_base_ = nullptr;
   bool huge_ = false;  // huge slots exist
   uint32_t ready_huge_ = 0;  // free huge slots populated (guarded by slots_mu_)
+  uint64_t warm_total_ = 0;  // sum of the small slots' warm bytes (guarded by slots_mu_)
+  uint64_t warm_cap_ = kWarmSlotBytes;
   bool ready_stop_ = false;  // (guarded by slots_mu_)
   std::condition_variable ready_cv_;
   std::thread ready_thread_;
@@ -252,7 +263,7 @@ class PagerService::Impl {
         readahead_pages{0}, readahead_hits{0}, readahead_waste{0}, prefetch_pages{0},
         pages_failed{0}, pages_evicted{0}, resident_bytes{0}, peak_resident_bytes{0},
         syncs{0}, background_syncs{0}, pages_dirtied{0}, pages_written_back{0},
-        writeback_bytes{0}, huge_units{0};
+        writeback_bytes{0}, huge_units{0}, warm_copy_pages{0};
   } c_;
   LatencyHistogram latency_;
   LatencyHistogram sync_latency_;
@@ -272,6 +283,7 @@ class PagerService::Impl {
     if ((st = zx::pager::create(0, &pager_)) != ZX_OK) return st;
     if ((st = zx::port::create(0, &port_)) != ZX_OK) return st;
     huge_ = move_ && opt_.huge_units && thp_available();
+    if (opt_.budget_bytes) warm_cap_ = std::min(warm_cap_, opt_.budget_bytes / 16);
     slots_.resize(huge_ ? 2 * opt_.aux_slots : opt_.aux_slots);
     const uint64_t unit = kUnitPages * kPage;
     if (huge_) {
@@ -298,7 +310,9 @@ class PagerService::Impl {
         continue;
       }
       s.size = opt_.max_fill;
-      st = zx::vmo::create(s.size, move_ ? ZXP_VMO_ANONYMOUS : 0, &s.aux);
+      // Anonymous, whether the kernel moves pages or not: its pages are copied out and
+      // stay (zxp_pager_supply_pages_copy).
+      st = zx::vmo::create(s.size, ZXP_VMO_ANONYMOUS, &s.aux);
       if (st != ZX_OK) return st;
       s.aux_handle = s.aux.get();
       s.aux_offset = 0;
@@ -308,8 +322,8 @@ class PagerService::Impl {
       if (st != ZX_OK) return st;
       s.base = reinterpret_cast<uint8_t*>(addr);
       // A small slot's pages stay small where the system default would make them huge: a
-      // fill of a few pages from a huge page would zero 2 MiB and split it to move them.
-      if (move_) madvise(s.base, s.size, MADV_NOHUGEPAGE);
+      // fill of a few pages would populate (and zero) 2 MiB.
+      madvise(s.base, s.size, MADV_NOHUGEPAGE);
       free_slots_.push_back(i);
     }
     std::reverse(free_slots_.begin(), free_slots_.end());
@@ -816,6 +830,23 @@ class PagerService::Impl {
     }
     return s;
   }
+  // After a fill of small slot s that populated its first `filled` bytes: they stay for
+  // the next fill, or, past the service's cap, are given back.
+  void keep_warm(uint32_t s, uint64_t filled) {
+    Slot& sl = slots_[s];
+    if (filled <= sl.warm) return;
+    {
+      std::lock_guard lock(slots_mu_);
+      if (warm_total_ + (filled - sl.warm) <= warm_cap_) {
+        warm_total_ += filled - sl.warm;
+        sl.warm = filled;
+        return;
+      }
+      warm_total_ -= sl.warm;
+      sl.warm = 0;
+    }
+    zx_vmo_op_range(sl.aux_handle, ZX_VMO_OP_DECOMMIT, sl.aux_offset, filled, nullptr, 0);
+  }
   void release_slot(uint32_t s) {
     const bool huge = s >= opt_.aux_slots;
     {
@@ -884,10 +915,16 @@ class PagerService::Impl {
       if (prefetch) c_.prefetch_pages.fetch_add(e - p, std::memory_order_relaxed);
       c_.fills.fetch_add(1, std::memory_order_relaxed);
       inflight_bytes_.fetch_add((e - p) * kPage, std::memory_order_relaxed);
-      // Allocate the slot's pages in one call: a source copying into holes would take a
-      // page fault per page, under the mmap lock the supplies take too.
-      if (e - p >= 16 && !populated) {
-        madvise(slots_[slot].base, (e - p) * kPage, MADV_POPULATE_WRITE);
+      // Sources get zeroed memory: a small slot's pages kept from its last fill are
+      // cleared (far cheaper than fresh pages where first touches are dear). The rest is
+      // allocated in one call: a source copying into holes would take a page fault per
+      // page, under the mmap lock the supplies take too.
+      Slot& sl = slots_[slot];
+      const uint64_t len = (e - p) * kPage;
+      if (!whole_unit && sl.warm) memset(sl.base, 0, std::min(sl.warm, len));
+      const uint64_t cold = whole_unit ? 0 : std::min(sl.warm, len);
+      if (e - p >= 16 && !populated && len > cold) {
+        madvise(sl.base + cold, len - cold, MADV_POPULATE_WRITE);
       }
       FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b,
                       (prefetch || r.speculative) ? kFillSpeculative : 0u};
@@ -941,8 +978,13 @@ class PagerService::Impl {
       while (j < n && fail_of[j] == fail_of[i]) j++;
       const uint64_t off = (b->first + i) * kPage, len = (j - i) * kPage;
       if (fail_of[i] == ZX_OK) {
-        zx_status_t st = zx_pager_supply_pages(pager_.get(), v.handle.get(), off, len,
-                                               slot.aux_handle, slot.aux_offset + i * kPage);
+        // A whole unit moves (its huge page goes with it); anything else is copied from
+        // a small slot that keeps its pages for the next fill.
+        zx_status_t st = b->whole_unit
+            ? zx_pager_supply_pages(pager_.get(), v.handle.get(), off, len, slot.aux_handle,
+                                    slot.aux_offset + i * kPage)
+            : zxp_pager_supply_pages_copy(pager_.get(), v.handle.get(), off, len,
+                                          slot.aux_handle, slot.aux_offset + i * kPage);
         if (st == ZX_OK) {
           supplied.push_back({b->first + i, b->first + j});
         } else {
@@ -963,11 +1005,17 @@ class PagerService::Impl {
       }
       i = j;
     }
-    if (leftovers) {
-      zx_vmo_op_range(slot.aux_handle, ZX_VMO_OP_DECOMMIT, slot.aux_offset, n * kPage, nullptr, 0);
-    }
     uint64_t good = 0;
     for (auto& [a, e] : supplied) good += e - a;
+    if (b->whole_unit) {
+      if (leftovers) {
+        zx_vmo_op_range(slot.aux_handle, ZX_VMO_OP_DECOMMIT, slot.aux_offset, n * kPage,
+                        nullptr, 0);
+      }
+    } else {
+      keep_warm(b->slot, n * kPage);
+      c_.warm_copy_pages.fetch_add(good, std::memory_order_relaxed);
+    }
     if (b->whole_unit && good == n) c_.huge_units.fetch_add(1, std::memory_order_relaxed);
     c_.pages_supplied.fetch_add(good, std::memory_order_relaxed);
     c_.bytes_read.fetch_add(good * kPage, std::memory_order_relaxed);
@@ -1355,6 +1403,7 @@ class PagerService::Impl {
     o->latency_max_ns = latency_.max();
     o->uses_move = move_ ? 1 : 0;
     o->huge_units = c_.huge_units.load();
+    o->warm_copy_pages = c_.warm_copy_pages.load();
     o->syncs = c_.syncs.load();
     o->background_syncs = c_.background_syncs.load();
     o->pages_dirtied = c_.pages_dirtied.load();
