@@ -387,6 +387,25 @@ TEST_CASE("file pager: whole units not in the page cache are read around it, cac
     }
     REQUIRE(fp->close() == ZX_OK);
   }
+  // Random faults of pages not in the page cache: their exact pages are read around it
+  // too (a buffered read would leave each in the cache).
+  drop_cache();
+  {
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
+    const uint64_t pages = size / kPage;
+    for (uint64_t i = 1; i <= 48; i++) {
+      const uint64_t off = (i * 997 % pages) * kPage + i;
+      REQUIRE(fp->data()[off] == want[off]);
+    }
+    REQUIRE(fp->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+    zxp_service_stats_t s;
+    REQUIRE(fp->get_stats(&s) == ZX_OK);
+    CHECK(s.pages_failed == 0);
+    CHECK(s.readahead_pages == 0);
+    CHECK(cached_pages() < 16);
+    REQUIRE(fp->close() == ZX_OK);
+  }
   // Warm: everything cached; the same bytes (copied from the cache).
   REQUIRE(read_all(p) == want);
   {

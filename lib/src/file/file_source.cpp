@@ -90,14 +90,20 @@ void FileSource::fill(PagerService* service, const FillRequest& req) {
     return;
   }
   auto* r = new Read{service, req, want};
-  if (want <= kSyncMax && !(req.flags & kFillSpeculative) && read_sync(r)) return;
+  // A random fault's exact pages: read on this thread (read_sync).
+  const bool exact = want <= kSyncMax && !(req.flags & kFillSpeculative);
   constexpr uint64_t kUnit = 2u << 20;
-  if (!direct() && hybrid() && req.offset % kUnit == 0 && req.length == kUnit &&
-      reinterpret_cast<uintptr_t>(req.dst) % kPage == 0 && none_cached(req.offset, kUnit)) {
+  const bool unit = req.offset % kUnit == 0 && req.length == kUnit;
+  // Around the page cache where it has none of the range: a whole 2 MiB unit, or a
+  // random fault's exact pages (a buffered read would put them in a fresh page-cache
+  // page only to copy them out). Sequential runs of small pages stay buffered.
+  if (!direct() && hybrid() && (exact || unit) &&
+      reinterpret_cast<uintptr_t>(req.dst) % kPage == 0 && none_cached(req.offset, req.length)) {
     // O_DIRECT: the offset, the memory and the length (rounded up to a page) aligned.
     r->disk = true;
     r->want = std::min(req.length, (want + kPage - 1) & ~(kPage - 1));
   }
+  if (exact && read_sync(r)) return;
   submit(r, false);
 }
 
@@ -121,8 +127,8 @@ bool FileSource::read_sync(Read* r) {
   if (!tr.ok) return false;
   io_uring_sqe* sqe = io_uring_get_sqe(&tr.ring);
   if (!sqe) return false;
-  io_uring_prep_read(sqe, fd_, r->req.dst + r->done, static_cast<unsigned>(r->want - r->done),
-                     r->req.offset + r->done);
+  io_uring_prep_read(sqe, r->disk ? direct_fd_ : fd_, r->req.dst + r->done,
+                     static_cast<unsigned>(r->want - r->done), r->req.offset + r->done);
   io_uring_sqe_set_data(sqe, r);
   tsan_release(r);
   int n;
