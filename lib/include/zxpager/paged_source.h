@@ -106,7 +106,7 @@ class ZXP_EXPORT PagerService {
     uint32_t pager_threads = 1;
     uint32_t aux_slots = 64;                 // fills in flight at most
     uint64_t max_fill = 2u << 20;            // bytes per fill (the read-ahead cap)
-    bool force_copy = false;                 // memfd aux and UFFDIO_COPY even where MOVE exists
+    bool force_copy = false;                 // UFFDIO_COPY even where MOVE exists (no 2 MiB units)
     uint64_t budget_bytes = 0;               // resident supplied bytes (0: unbounded)
     // Private VMOs supplied by MOVE (no budget, not evictable) are filled in whole aligned
     // 2 MiB units where read-ahead reaches that far, each from a transparent huge page and

@@ -318,7 +318,7 @@ typedef struct zxp_service_stats {
 typedef struct zxp_file zxp_file_t;
 
 #define ZXP_FILE_DIRECT ((uint32_t)1u << 0)    // O_DIRECT where the file system takes it
-#define ZXP_FILE_COPY ((uint32_t)1u << 1)      // supply by COPY from memfd aux (not MOVE)
+#define ZXP_FILE_COPY ((uint32_t)1u << 1)      // supply by COPY (no MOVE, no 2 MiB units)
 #define ZXP_FILE_WRITABLE ((uint32_t)1u << 2)  // private copy-on-write mapping
 // Opens the file read-write; the mapping (zxp_file_mutable_data) is writable and its
 // dirty pages are written back to the file by zxp_file_sync (and zxp_file_close).

@@ -148,8 +148,8 @@ class FilePager::Impl {
     so.pager_threads = o.pager_threads ? o.pager_threads : 1;
     so.aux_slots = o.queue_depth ? o.queue_depth : 128;
     so.max_fill = std::max<uint64_t>(2u << 20, (o.readahead_max + kPage - 1) & ~(kPage - 1));
-    // A shared VMO is supplied by COPY whatever the aux memory (writing back needs one):
-    // memfd aux then, and the statistics' uses_move says so.
+    // A shared VMO is supplied by COPY whatever the aux memory (writing back needs one),
+    // and the statistics' uses_move says so.
     so.force_copy = o.force_copy || o.writeback;
     so.huge_units = !o.small_pages;
     so.budget_bytes = o.budget_bytes;
