@@ -242,6 +242,24 @@ std::optional<double> ceiling_once(const std::string& path, uint64_t size, uint6
   return t;
 }
 
+// The median time of --repeat runs of `fn`, each after the file's cache is dropped
+// (`cold`) or read in (warm); nullopt if every run failed.
+template <class Fn>
+std::optional<double> median_run(const Options& o, uint64_t size, bool cold, Fn fn) {
+  std::vector<double> ts;
+  for (int i = 0; i < o.repeat; i++) {
+    if (cold) {
+      drop_cache(o.file);
+    } else {
+      warm_cache(o.file, size);
+    }
+    if (auto t = fn()) ts.push_back(*t);
+  }
+  if (ts.empty()) return std::nullopt;
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
 // Records the working set of the random pattern (the trace replayed by zxpager-replay).
 bool record_trace(const Options& o, uint64_t size, const std::vector<uint64_t>& order,
                   const std::string& trace) {
@@ -383,6 +401,15 @@ int run_bench_file(const Options& o) {
   // results[method][cold?][pattern] = median seconds
   std::map<std::string, std::map<int, std::map<int, double>>> res;
   uint64_t sink = 0;
+  // The read ceiling, cold and warm, measured with the methods of each (the warm one
+  // from the same state of the page cache).
+  std::map<int, double> ceiling;
+  auto print_median = [&](const std::string& m, int c, const char* pat, double t) {
+    if (!o.json) {
+      fmt::print(stderr, "  {:<15} {:<4} {:<4} {:9.2f} ms\n", m, c ? "cold" : "warm", pat,
+                 t * 1e3);
+    }
+  };
   for (int c = cold ? 1 : 0; c >= 0; c--) {
     // The warm runs all start from one state of the page cache, whatever the cold runs
     // left in it (folio sizes change mmap's warm speed twentyfold): --warm-fill.
@@ -390,47 +417,18 @@ int run_bench_file(const Options& o) {
     for (Pattern pat : {Pattern::kSeq, Pattern::kRand}) {
       for (const std::string& m : methods) {
         if (m == "zxpager-replay" && (pat == Pattern::kSeq || !have_trace)) continue;
-        std::vector<double> ts;
-        for (int i = 0; i < o.repeat; i++) {
-          if (c) {
-            drop_cache(o.file);
-          } else {
-            warm_cache(o.file, size);
-          }
-          auto t = run_once(m, o, size, pat, order, trace, &sink);
-          if (t) ts.push_back(*t);
-        }
-        if (ts.empty()) continue;
-        std::sort(ts.begin(), ts.end());
-        res[m][c][static_cast<int>(pat)] = ts[ts.size() / 2];
-        if (!o.json) {
-          fmt::print(stderr, "  {:<15} {:<4} {:<4} {:9.2f} ms\n", m, c ? "cold" : "warm",
-                     pat == Pattern::kSeq ? "seq" : "rand", ts[ts.size() / 2] * 1e3);
-        }
+        auto t = median_run(o, size, c, [&] { return run_once(m, o, size, pat, order, trace, &sink); });
+        if (!t) continue;
+        res[m][c][static_cast<int>(pat)] = *t;
+        print_median(m, c, pat == Pattern::kSeq ? "seq" : "rand", *t);
       }
+    }
+    if (auto t = median_run(o, size, c, [&] { return ceiling_once(o.file, size, &sink); })) {
+      ceiling[c] = *t;
+      print_median("read-ceiling", c, "seq", *t);
     }
   }
   unlink(trace.c_str());
-  // The ceiling, cold and warm (median of as many runs).
-  std::map<int, double> ceiling;
-  for (int c = cold ? 1 : 0; c >= 0; c--) {
-    std::vector<double> ts;
-    for (int i = 0; i < o.repeat; i++) {
-      if (c) {
-        drop_cache(o.file);
-      } else {
-        warm_cache(o.file, size);
-      }
-      if (auto t = ceiling_once(o.file, size, &sink)) ts.push_back(*t);
-    }
-    if (ts.empty()) continue;
-    std::sort(ts.begin(), ts.end());
-    ceiling[c] = ts[ts.size() / 2];
-    if (!o.json) {
-      fmt::print(stderr, "  {:<15} {:<4} {:<4} {:9.2f} ms\n", "read-ceiling", c ? "cold" : "warm",
-                 "seq", ceiling[c] * 1e3);
-    }
-  }
 
   auto get = [&](const std::string& m, int c, Pattern p) -> double {
     auto a = res.find(m);

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# zxpager bench file (reads) on a small file: every asked row is there cold and warm,
+# with both ways of filling the cache for the warm runs, the read ceiling is measured,
+# --json is well formed, and a bad --warm-fill is refused with a message.
+# Usage: bench_file_smoke.sh ZXPAGER
+set -uo pipefail
+zxpager=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+dir=$(mktemp -d "${TMPDIR:-/var/tmp}/zxp-bench-read.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+head -c 8388608 /dev/urandom > "$dir/f" || fail "cannot write the test file"
+
+for fill in seq random; do
+  json=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --json --warm-fill "$fill" \
+           --only mmap zxpager)
+  rc=$?
+  [ $rc -eq 0 ] || fail "--warm-fill $fill: exit $rc: $json"
+  colds=false
+  grep -q '"cold": true, "results"' <<<"$json" && colds="true false"
+  for m in mmap zxpager; do
+    for c in $colds; do
+      for p in seq rand; do
+        grep -q "{\"method\": \"$m\", \"cold\": $c, \"pattern\": \"$p\", \"seconds\": [0-9.]*}" \
+          <<<"$json" || fail "--warm-fill $fill: no $m cold=$c $p row: $json"
+      done
+    done
+  done
+  grep -Eq '"read_ceiling_warm_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
+    fail "--warm-fill $fill: no warm read ceiling: $json"
+done
+
+out=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --only zxpager --no-cold 2>&1)
+grep -q "^(read ceiling)" <<<"$out" || fail "no read-ceiling row: $out"
+grep -q "^warm runs: page cache filled in order" <<<"$out" || fail "no warm-fill line: $out"
+
+err=$("$zxpager" bench file "$dir/f" --warm-fill sideways 2>&1)
+rc=$?
+[ $rc -ne 0 ] || fail "--warm-fill sideways was accepted"
+grep -q -- "--warm-fill" <<<"$err" || fail "no message naming --warm-fill: $err"
+echo "ok"
