@@ -286,7 +286,7 @@ zx_status_t zx_vmo_set_size(zx_handle_t handle, uint64_t size) noexcept try {
 zx_status_t zx_vmo_create_child(zx_handle_t handle, uint32_t options, uint64_t offset,
                                 uint64_t size, zx_handle_t* out) noexcept try {
   std::shared_ptr<zxp::Vmo> vmo;
-  zx_rights_t rights;
+  zx_rights_t rights = 0;  // (set by lookup_as on ZX_OK; GCC -O3 cannot see it)
   zx_status_t st =
       HandleTable::get().lookup_as(handle, ZX_RIGHT_DUPLICATE | ZX_RIGHT_READ, &vmo, &rights);
   if (st != ZX_OK) return st;
