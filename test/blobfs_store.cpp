@@ -603,21 +603,8 @@ TEST_CASE("GetVmo: a corrupt block fails in the clone and in its clone as in the
   const std::string name = "dir/random-3m.bin";
   const auto& want = img.files[name];
   const uint64_t bad = 100 * blobfs::kBlockSize + 17;
-  {
-    std::unique_ptr<blobfs::Image> image;
-    std::string error;
-    REQUIRE(blobfs::Image::Open(img.path, &image, &error) == ZX_OK);
-    uint32_t index;
-    REQUIRE(image->FindByName(name, &index) == ZX_OK);
-    const uint64_t at = image->blob(index).data.offset() + bad;
-    int fd = open(img.path.c_str(), O_RDWR | O_CLOEXEC);
-    REQUIRE(fd >= 0);
-    uint8_t byte;
-    REQUIRE(pread(fd, &byte, 1, static_cast<off_t>(at)) == 1);
-    byte ^= 0x5a;
-    REQUIRE(pwrite(fd, &byte, 1, static_cast<off_t>(at)) == 1);
-    close(fd);
-  }
+  blobfs::BlobFormat format;
+  REQUIRE(blobfs_test::FlipDataByte(img.path, name, bad, &format));
   std::unique_ptr<blobfs::Store> store;
   REQUIRE(blobfs::Store::Open(img.path, &store) == ZX_OK);
   std::unique_ptr<blobfs::StoreBlob> b;

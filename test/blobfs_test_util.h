@@ -1,6 +1,7 @@
 // Helpers for the blobfs image tests: scratch directories, file contents, image bytes.
 #pragma once
 
+#include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,11 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <blobfs/format.h>
+#include <blobfs/image.h>
 
 namespace blobfs_test {
 
@@ -86,6 +89,30 @@ inline void Reseal(std::vector<uint8_t>* b) {
   memcpy(b->data(), &sb, sizeof(sb));
   SHA256(b->data(), blobfs::kBlockSize, sb.superblock_checksum);
   memcpy(b->data(), &sb, sizeof(sb));
+}
+
+// Flips one byte of blob `name`'s stored data in the image at `image_path`, `offset`
+// bytes into it, behind the image's back (a disk that went bad); *format gets the blob's
+// format. False if the image, the blob or the byte cannot be reached.
+inline bool FlipDataByte(const std::string& image_path, const std::string& name,
+                         uint64_t offset, blobfs::BlobFormat* format) {
+  std::unique_ptr<blobfs::Image> image;
+  std::string error;
+  uint32_t index;
+  if (blobfs::Image::Open(image_path, &image, &error) != ZX_OK ||
+      image->FindByName(name, &index) != ZX_OK) {
+    return false;
+  }
+  *format = image->blob(index).format;
+  const auto at = static_cast<off_t>(image->blob(index).data.offset() + offset);
+  int fd = open(image_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  uint8_t byte;
+  bool ok = pread(fd, &byte, 1, at) == 1;
+  byte ^= 0x5a;
+  ok = ok && pwrite(fd, &byte, 1, at) == 1;
+  close(fd);
+  return ok;
 }
 
 }  // namespace blobfs_test

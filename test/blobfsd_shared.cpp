@@ -461,22 +461,9 @@ TEST_CASE("a copy-on-write open of a corrupt blob: a load or a store of a damage
   TestImage img(files);
   const std::string name = "dir/random-3m.bin";
   const uint64_t bad = 100 * blobfs::kBlockSize + 17;
-  {
-    std::unique_ptr<blobfs::Image> image;
-    std::string error;
-    REQUIRE(blobfs::Image::Open(img.path, &image, &error) == ZX_OK);
-    uint32_t index;
-    REQUIRE(image->FindByName(name, &index) == ZX_OK);
-    REQUIRE(image->blob(index).format == blobfs::BlobFormat::kRaw);
-    const uint64_t at = image->blob(index).data.offset() + bad;
-    int fd = open(img.path.c_str(), O_RDWR | O_CLOEXEC);
-    REQUIRE(fd >= 0);
-    uint8_t byte;
-    REQUIRE(pread(fd, &byte, 1, static_cast<off_t>(at)) == 1);
-    byte ^= 0x5a;
-    REQUIRE(pwrite(fd, &byte, 1, static_cast<off_t>(at)) == 1);
-    close(fd);
-  }
+  blobfs::BlobFormat format;
+  REQUIRE(blobfs_test::FlipDataByte(img.path, name, bad, &format));
+  REQUIRE(format == blobfs::BlobFormat::kRaw);
   const auto& want = files.at(name);
   Daemon d(img.path, img.dir.path());
   std::unique_ptr<zxp::BlobfsClient> c;

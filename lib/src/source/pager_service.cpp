@@ -921,10 +921,10 @@ class PagerService::Impl {
       // page, under the mmap lock the supplies take too.
       Slot& sl = slots_[slot];
       const uint64_t len = (e - p) * kPage;
-      if (!whole_unit && sl.warm) memset(sl.base, 0, std::min(sl.warm, len));
-      const uint64_t cold = whole_unit ? 0 : std::min(sl.warm, len);
-      if (e - p >= 16 && !populated && len > cold) {
-        madvise(sl.base + cold, len - cold, MADV_POPULATE_WRITE);
+      const uint64_t kept = whole_unit ? 0 : std::min(sl.warm, len);
+      if (kept) memset(sl.base, 0, kept);
+      if (e - p >= 16 && !populated && len > kept) {
+        madvise(sl.base + kept, len - kept, MADV_POPULATE_WRITE);
       }
       FillRequest req{v->id, p * kPage, (e - p) * kPage, slots_[slot].base, b,
                       (prefetch || r.speculative) ? kFillSpeculative : 0u};
