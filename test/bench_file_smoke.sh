@@ -27,6 +27,10 @@ for fill in seq random; do
   done
   grep -Eq '"read_ceiling_warm_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
     fail "--warm-fill $fill: no warm read ceiling: $json"
+  if [ "$colds" != false ]; then
+    grep -Eq '"read_ceiling_cold_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
+      fail "--warm-fill $fill: no cold read ceiling: $json"
+  fi
 done
 
 out=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --only zxpager --no-cold 2>&1)

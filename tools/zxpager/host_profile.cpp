@@ -14,7 +14,9 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "uffd.h"
 
@@ -26,6 +28,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kHuge = 2u << 20;
 constexpr uint64_t kBytes = 64u << 20;       // per memory measurement
 constexpr uint64_t kUffdPages = 2048;        // round trips timed
+constexpr int kProbes = 3;                   // fresh and warm touches measured, median kept
 
 uint64_t now_ns() {
   timespec ts;
@@ -45,6 +48,12 @@ uint8_t* map_aligned(uint64_t len) {
   const uintptr_t end = r + len + kHuge;
   if (end > a + len) munmap(reinterpret_cast<void*>(a + len), end - (a + len));
   return reinterpret_cast<uint8_t*>(a);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 // Writes one byte per page; returns the nanoseconds it took.
@@ -126,16 +135,23 @@ double uffd_round_trip_us() {
 
 HostProfile measure_host() {
   HostProfile p;
-  if (uint8_t* m = map_aligned(kBytes)) {
+  // Fresh and warm touches, the median of a few probes: one probe alone swings by 2x on
+  // a busy guest, and the host kind is read from their ratio.
+  std::vector<double> fresh_us, warm_gbps;
+  for (int probe = 0; probe < kProbes; probe++) {
+    uint8_t* m = map_aligned(kBytes);
+    if (!m) break;
     madvise(m, kBytes, MADV_NOHUGEPAGE);
     const uint64_t fresh = touch_pages(m, kBytes);
-    p.fresh_4k_us = static_cast<double>(fresh) / 1e3 / (kBytes / kPage);
+    fresh_us.push_back(static_cast<double>(fresh) / 1e3 / (kBytes / kPage));
     const uint64_t t0 = now_ns();
     memset(m, 2, kBytes);
     const uint64_t warm = now_ns() - t0;
-    p.warm_gbps = warm ? static_cast<double>(kBytes) / static_cast<double>(warm) : 0;
+    warm_gbps.push_back(warm ? static_cast<double>(kBytes) / static_cast<double>(warm) : 0);
     munmap(m, kBytes);
   }
+  p.fresh_4k_us = median(fresh_us);
+  p.warm_gbps = median(warm_gbps);
   if (uint8_t* m = map_aligned(kBytes)) {
     if (madvise(m, kBytes, MADV_HUGEPAGE) == 0) {
       const uint64_t ns = touch_pages(m, kBytes);
