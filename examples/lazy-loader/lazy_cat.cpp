@@ -83,7 +83,7 @@ void usage(FILE* f) {
           "  --budget BYTES    bound resident supplied memory (K/M/G suffixes)\n"
           "  --direct          O_DIRECT reads (falls back where refused)\n"
           "  --copy            supply by COPY from memfd aux instead of MOVE\n"
-          "  --readahead BYTES read-ahead cap (default 8M)\n"
+          "  --readahead BYTES read-ahead cap (default 2M)\n"
           "  --record TRACE    write the pages this run requested to TRACE\n"
           "  --prefetch TRACE  fetch the pages in TRACE up front\n"
           "  --prefetch-wait   with --prefetch: wait until those pages are in before reading\n"

@@ -8,8 +8,7 @@
 //   stats().direct_io says which is in effect.
 // - Read-ahead: adaptive per sequential stream (several streams per VMO, so threads
 //   scanning different parts keep their own windows; the Zircon packet carries no thread
-//   id), doubling to readahead_max (default 8 MiB: four 2 MiB units ahead of a scan);
-//   random access gets exact pages.
+//   id), doubling to readahead_max (default 2 MiB); random access gets exact pages.
 // - The mapping: pager VMOs' memory is always read-write here. A read-only mapping is
 //   a promise of the caller; a `writable` mapping is a private copy-on-write view: writes
 //   land in the VMO's pages and are never written back (and such pages are never evicted).
@@ -55,7 +54,7 @@ class ZXP_EXPORT FilePager {
     bool small_pages = false;           // no 2 MiB supply units (ZXP_FILE_SMALL_PAGES)
     uint32_t pager_threads = 1;
     uint32_t queue_depth = 128;         // reads in flight at most (aux slots)
-    uint64_t readahead_max = 8u << 20;
+    uint64_t readahead_max = 2u << 20;
     uint64_t budget_bytes = 0;          // resident supplied bytes, 0: unbounded
     const char* record_path = nullptr;  // working set written here by close()
     const char* prefetch_path = nullptr;  // working set replayed by open()

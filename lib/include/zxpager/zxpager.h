@@ -331,7 +331,7 @@ typedef struct zxp_file zxp_file_t;
 typedef struct zxp_file_options {
   uint32_t flags;             // ZXP_FILE_*
   uint32_t pager_threads;     // 0: 1
-  uint64_t readahead_max;     // bytes, 0: 8 MiB (the cap)
+  uint64_t readahead_max;     // bytes, 0: 2 MiB (the cap)
   uint64_t budget_bytes;      // resident supplied bytes, 0: unbounded
   const char* record_path;    // write the working set here on close (NULL: no trace)
   const char* prefetch_path;  // replay this working set at open (NULL: none)

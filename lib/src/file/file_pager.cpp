@@ -147,9 +147,7 @@ class FilePager::Impl {
     PagerService::Options so;
     so.pager_threads = o.pager_threads ? o.pager_threads : 1;
     so.aux_slots = o.queue_depth ? o.queue_depth : 128;
-    // Fills of at most 2 MiB (a unit): a wider read-ahead window is several of them, so
-    // the aux slots stay 2 MiB each whatever the window.
-    so.max_fill = 2u << 20;
+    so.max_fill = std::max<uint64_t>(2u << 20, (o.readahead_max + kPage - 1) & ~(kPage - 1));
     // A shared VMO is supplied by COPY whatever the aux memory (writing back needs one),
     // and the statistics' uses_move says so.
     so.force_copy = o.force_copy || o.writeback;

@@ -486,8 +486,7 @@ class PagerService::Impl {
     v->source = source;
     v->opt = o;
     v->granule = o.granule / kPage;
-    // A window wider than max_fill is read as several fills (pieces of at most max_fill).
-    v->ra_max = o.readahead_max / kPage;
+    v->ra_max = std::min(o.readahead_max, opt_.max_fill) / kPage;
     if (opt_.budget_bytes) {
       // Windows in flight count against the budget: keep them to a quarter of it, or
       // what was just read would be dropped to make room for what is read ahead.
