@@ -584,7 +584,7 @@ int run_bench_file(const Options& o) {
                  speed_ratio(z, "mmap", 1, Pattern::kSeq), expensive ? "1.5" : "1.0");
     }
     if (ceiling.count(1) && get("mmap", 1, Pattern::kSeq) > 0) {
-      fmt::print("  cold seq   read ceiling    vs mmap            {:>7}  (no reader beats it by much)\n",
+      fmt::print("  cold seq   read ceiling    vs mmap            {:>7}  (one read at a time; read-ahead that overlaps them can beat it)\n",
                  ratio(get("mmap", 1, Pattern::kSeq), ceiling[1]));
     }
   }
