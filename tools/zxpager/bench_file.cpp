@@ -6,6 +6,7 @@
 // alone), checked with mincore. Where that leaves pages cached (not the owner, or pages
 // mapped elsewhere), cold runs are skipped and the output says so.
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -257,13 +259,17 @@ std::optional<double> ceiling_direct_once(const std::string& path, uint64_t size
                                           uint64_t* sink) {
   constexpr uint64_t kPiece = 2 << 20;
   constexpr unsigned kDirectReaders = 4;
-  static std::vector<uint8_t*> bufs;  // aligned, touched once, reused by every run
+  struct Free {
+    void operator()(uint8_t* p) const { free(p); }
+  };
+  // Aligned, touched once, reused by every run (and freed at exit).
+  static std::vector<std::unique_ptr<uint8_t, Free>> bufs;
   if (bufs.empty()) {
     for (unsigned i = 0; i < kDirectReaders; i++) {
       void* b = nullptr;
       if (posix_memalign(&b, kPage, kPiece) != 0) return std::nullopt;
       memset(b, 1, kPiece);
-      bufs.push_back(static_cast<uint8_t*>(b));
+      bufs.emplace_back(static_cast<uint8_t*>(b));
     }
   }
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
@@ -273,7 +279,7 @@ std::optional<double> ceiling_direct_once(const std::string& path, uint64_t size
   const double t0 = now_s();
   std::vector<std::thread> readers;
   for (unsigned i = 0; i < kDirectReaders; i++) {
-    readers.emplace_back([&, buf = bufs[i]] {
+    readers.emplace_back([&, buf = bufs[i].get()] {
       for (uint64_t off; (off = next.fetch_add(kPiece)) < size;) {
         const uint64_t len = std::min(kPiece, (size - off + kPage - 1) & ~(kPage - 1));
         if (pread(fd, buf, len, static_cast<off_t>(off)) <= 0) {
