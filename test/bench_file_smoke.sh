@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # zxpager bench file (reads) on a small file: every asked row is there cold and warm,
 # with both ways of filling the cache for the warm runs, the read ceiling is measured,
-# --json is well formed, and a bad --warm-fill is refused with a message.
+# --json is well formed and carries the host's costs and kind, and a bad --warm-fill is
+# refused with a message.
 # Usage: bench_file_smoke.sh ZXPAGER
 set -uo pipefail
 zxpager=$1
@@ -27,6 +28,10 @@ for fill in seq random; do
   done
   grep -Eq '"read_ceiling_warm_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
     fail "--warm-fill $fill: no warm read ceiling: $json"
+  grep -Eq '"host": \{"kernel": "[^"]+", "machine": "[^"]+", "cpus": [1-9][0-9]*, .*"fresh_4k_us": [0-9]*\.[0-9]*[1-9]' <<<"$json" ||
+    fail "--warm-fill $fill: no host costs: $json"
+  grep -Eq '"host_kind": "(cheap|expensive)"' <<<"$json" ||
+    fail "--warm-fill $fill: no host kind: $json"
   if [ "$colds" != false ]; then
     grep -Eq '"read_ceiling_cold_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
       fail "--warm-fill $fill: no cold read ceiling: $json"

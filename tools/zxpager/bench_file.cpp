@@ -504,10 +504,20 @@ int run_bench_file(const Options& o) {
   const double mib = static_cast<double>(size) / (1 << 20);
   const double nrand = static_cast<double>(order.size());
 
+  // The expensive-fault kind of host: a guest whose page-table updates trap to its
+  // hypervisor, where the first touch of a fresh 4 KiB page costs tens of times what a
+  // warm write of one costs (bare metal: a few times; an emulator like qemu TCG, where
+  // every access is slow, about twice). The targets differ by kind.
+  const HostProfile host = measure_host();
+  const double warm_page_us = host.warm_gbps > 0 ? 4096 / (host.warm_gbps * 1e3) : 0;
+  const double fault_ratio = warm_page_us > 0 ? host.fresh_4k_us / warm_page_us : 0;
+  const bool expensive = fault_ratio >= kExpensiveFaultRatio;
+
   if (o.json) {
     fmt::print("{{\"file\": \"{}\", \"size\": {}, \"random_pages\": {}, \"cold\": {}, "
-               "\"results\": [",
-               o.file, size, order.size(), cold ? "true" : "false");
+               "\"host\": {}, \"host_kind\": \"{}\", \"results\": [",
+               o.file, size, order.size(), cold ? "true" : "false", host_json(host),
+               expensive ? "expensive" : "cheap");
     bool first = true;
     for (auto& [m, cs] : res) {
       for (auto& [c, ps] : cs) {
@@ -528,14 +538,6 @@ int run_bench_file(const Options& o) {
 
   fmt::print("zxpager bench file {}: {:.0f} MiB, random sample {} pages ({}%), median of {}\n",
              o.file, mib, order.size(), o.random_pct, o.repeat);
-  const HostProfile host = measure_host();
-  // The expensive-fault kind of host: a guest whose page-table updates trap to its
-  // hypervisor, where the first touch of a fresh 4 KiB page costs tens of times what a
-  // warm write of one costs (bare metal: a few times; an emulator like qemu TCG, where
-  // every access is slow, about twice). The targets differ by kind.
-  const double warm_page_us = host.warm_gbps > 0 ? 4096 / (host.warm_gbps * 1e3) : 0;
-  const double fault_ratio = warm_page_us > 0 ? host.fresh_4k_us / warm_page_us : 0;
-  const bool expensive = fault_ratio >= kExpensiveFaultRatio;
   fmt::print("{}\n{}\n", host_identity_line(), host_costs_line(host));
   fmt::print("host kind: {} (a fresh 4 KiB page costs {:.0f}x a warm one; {} {:.0f}x)\n",
              expensive ? "expensive page faults" : "cheap page faults", fault_ratio,

@@ -173,6 +173,27 @@ std::string host_identity_line() {
                      u.machine, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
 }
 
+std::string host_json(const HostProfile& p) {
+  utsname u{};
+  uname(&u);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
+  // uname's strings are the kernel's; keep only what needs no escaping in JSON.
+  auto plain = [](const char* s) {
+    std::string out;
+    for (; *s; s++) {
+      if (*s != '"' && *s != '\\' && static_cast<unsigned char>(*s) >= 0x20) out += *s;
+    }
+    return out;
+  };
+  return fmt::format("{{\"kernel\": \"{}\", \"machine\": \"{}\", \"cpus\": {}, \"load1\": {:.2f}, "
+                     "\"fresh_4k_us\": {:.2f}, \"fresh_huge_gbps\": {:.2f}, \"huge_used\": {}, "
+                     "\"warm_gbps\": {:.2f}, \"uffd_rtt_us\": {:.2f}}}",
+                     plain(u.release), plain(u.machine), sysconf(_SC_NPROCESSORS_ONLN), load[0],
+                     p.fresh_4k_us, p.fresh_huge_gbps, p.huge_used ? "true" : "false", p.warm_gbps,
+                     p.uffd_rtt_us);
+}
+
 std::string host_costs_line(const HostProfile& p) {
   std::string huge = p.fresh_huge_gbps == 0 ? std::string("2 MiB pages unavailable")
                      : fmt::format("2 MiB pages first touch {:.1f} GB/s{}", p.fresh_huge_gbps,

@@ -22,5 +22,9 @@ std::string host_identity_line();
 // "host costs: fresh 4 KiB page first touch 12.1 us (338 MB/s), 2 MiB pages first touch
 //  9.5 GB/s, warm touch 23.0 GB/s, raw userfaultfd round trip 4.1 us"
 std::string host_costs_line(const HostProfile& p);
+// The same two lines as one JSON object, for --json output: {"kernel": "6.18.44",
+// "machine": "x86_64", "cpus": 2, "load1": 1.2, "fresh_4k_us": 12.1, "fresh_huge_gbps": 9.5,
+// "huge_used": true, "warm_gbps": 23.0, "uffd_rtt_us": 4.1} (0: not measurable here).
+std::string host_json(const HostProfile& p);
 
 }  // namespace zxpager_cli
