@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # zxpager bench file (reads) on a small file: every asked row is there cold and warm,
 # with both ways of filling the cache for the warm runs, the read ceiling is measured,
-# --json is well formed and carries the host's costs and kind, and a bad --warm-fill is
-# refused with a message.
+# --json is well formed and carries the host's costs and kind, and a bad --warm-fill or
+# --only is refused with a message.
 # Usage: bench_file_smoke.sh ZXPAGER
 set -uo pipefail
 zxpager=$1
@@ -41,6 +41,18 @@ done
 out=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --only zxpager --no-cold 2>&1)
 grep -q "^(read ceiling)" <<<"$out" || fail "no read-ceiling row: $out"
 grep -q "^warm runs: page cache filled in order" <<<"$out" || fail "no warm-fill line: $out"
+
+# A method --only does not know is refused with its name, not measured as nothing (read
+# methods; and with --write, where the read ones are unknown too).
+err=$("$zxpager" bench file "$dir/f" --only nonsense 2>&1)
+rc=$?
+[ $rc -ne 0 ] || fail "--only nonsense was accepted: $err"
+grep -q "nonsense" <<<"$err" || fail "no message naming the bad method: $err"
+err=$("$zxpager" bench file --write "$dir/w" --size 1M --only mmap-random 2>&1)
+rc=$?
+[ $rc -ne 0 ] || fail "--write --only mmap-random was accepted: $err"
+grep -q "mmap-random" <<<"$err" || fail "no message naming the bad write method: $err"
+[ ! -e "$dir/w" ] || fail "--write with a bad --only created its file"
 
 err=$("$zxpager" bench file "$dir/f" --warm-fill sideways 2>&1)
 rc=$?

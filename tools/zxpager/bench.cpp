@@ -105,8 +105,8 @@ void print_csv(const std::vector<Result>& rs) {
   }
 }
 
-void print_json(const std::vector<Result>& rs) {
-  fmt::print("{{\"results\":[");
+void print_json(const std::vector<Result>& rs, const HostProfile& host) {
+  fmt::print("{{\"host\":{},\"results\":[", host_json(host));
   for (size_t i = 0; i < rs.size(); ++i) {
     const auto& r = rs[i];
     fmt::print("{}{{\"mechanism\":\"{}\",\"batch\":{},\"fault_threads\":{},\"pager_threads\":{},"
@@ -267,7 +267,7 @@ int run_bench(const Options& o) {
   }
   if (log) fmt::print(log, "{:60}\r", "");
   if (o.json) {
-    print_json(rs);
+    print_json(rs, measure_host());
   } else if (o.csv) {
     print_csv(rs);
   } else {
@@ -321,7 +321,10 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--only", o->only,
                   "Measure only these mechanisms (raw-copy, raw-copy-punch, raw-move, "
                   "zxpager-copy, zxpager-move, zxpager-shared, zxpager-shared-2nd, kernel-anon, "
-                  "kernel-file-mmap)");
+                  "kernel-file-mmap)")
+      ->check(CLI::IsMember({"raw-copy", "raw-copy-punch", "raw-move", "zxpager-copy",
+                             "zxpager-move", "zxpager-shared", "zxpager-shared-2nd",
+                             "kernel-anon", "kernel-file-mmap"}));
   sub->add_flag("--json", o->json, "Print the results as JSON");
   sub->add_flag("--csv", o->csv, "Print the results as CSV");
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");

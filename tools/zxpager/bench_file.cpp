@@ -391,7 +391,23 @@ std::string ratio(double num, double den) {
   return fmt::format("{:.2f}x", num / den);
 }
 
+const std::vector<std::string> kReadMethods = {"mmap",           "mmap-random",  "pread",
+                                               "zxpager",        "zxpager-4k",   "zxpager-copy",
+                                               "zxpager-direct", "zxpager-replay"};
+const std::vector<std::string> kWriteMethods = {"zxpager", "mmap", "pwrite"};
+
 int run_bench_file(const Options& o) {
+  // A name --only does not know is refused, not measured as nothing.
+  const std::vector<std::string>& known = o.write ? kWriteMethods : kReadMethods;
+  for (const std::string& m : o.only) {
+    if (std::find(known.begin(), known.end(), m) == known.end()) {
+      std::string names;
+      for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
+      fmt::print(stderr, "bench file: --only {}: no such method{} (methods: {})\n", m,
+                 o.write ? " with --write" : "", names);
+      return 2;
+    }
+  }
   if (o.write) {
     file_bench::WriteOptions w;
     w.file = o.file;
@@ -440,9 +456,7 @@ int run_bench_file(const Options& o) {
     }
   }
 
-  std::vector<std::string> methods = {"mmap",           "mmap-random",   "pread",
-                                      "zxpager",        "zxpager-4k",    "zxpager-copy",
-                                      "zxpager-direct", "zxpager-replay"};
+  std::vector<std::string> methods = kReadMethods;
   if (!o.only.empty()) {
     std::erase_if(methods, [&](const std::string& m) {
       return std::find(o.only.begin(), o.only.end(), m) == o.only.end();
@@ -647,7 +661,7 @@ Runner add_bench_file(CLI::App& bench) {
   sub->add_option("--seed", o->seed, "Seed of the random sample")->capture_default_str();
   sub->add_option("--only", o->only,
                   "Only these methods (mmap, mmap-random, pread, zxpager, zxpager-4k, zxpager-copy, "
-                  "zxpager-direct, zxpager-replay)");
+                  "zxpager-direct, zxpager-replay; with --write: zxpager, mmap, pwrite)");
   sub->add_flag("--no-cold", o->no_cold, "Warm runs only");
   sub->add_flag("--no-rss", o->no_rss, "Skip the memory-budget scan");
   sub->add_option("--warm-fill", o->warm_fill,

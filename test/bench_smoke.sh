@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# zxpager bench --json on a small region: a row for every asked mechanism and batch, the
+# host's costs in the output (as the text output's host lines), and a bad --only refused.
+# Usage: bench_smoke.sh ZXPAGER
+set -uo pipefail
+zxpager=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+json=$("$zxpager" bench --json --quiet --region 2M --batches 1 16 --fault-threads 1 \
+         --pager-threads 1 --repeat 1 --only raw-copy zxpager-copy)
+rc=$?
+[ $rc -eq 0 ] || fail "exit $rc: $json"
+for m in raw-copy zxpager-copy; do
+  for b in 1 16; do
+    grep -q "{\"mechanism\":\"$m\",\"batch\":$b,\"fault_threads\":1,\"pager_threads\":1,\"mib_per_s\":[0-9]*\.[0-9]*[1-9]" \
+      <<<"$json" || fail "no $m batch $b row: $json"
+  done
+done
+grep -Eq '^\{"host":\{"kernel": "[^"]+", "machine": "[^"]+", "cpus": [1-9][0-9]*, .*"fresh_4k_us": [0-9]*\.[0-9]*[1-9].*\},"results":\[' \
+  <<<"$json" || fail "no host costs: $json"
+
+err=$("$zxpager" bench --only nonsense 2>&1)
+rc=$?
+[ $rc -ne 0 ] || fail "--only nonsense was accepted"
+grep -q -- "nonsense" <<<"$err" || fail "no message naming the bad mechanism: $err"
+echo "ok"
