@@ -16,6 +16,7 @@
 #include <zxpager/zxpager.h>
 
 #include "bench.h"
+#include "cli_text.h"
 #include "commands.h"
 #include "host_profile.h"
 
@@ -24,6 +25,11 @@ namespace {
 
 using bench::Config;
 using bench::Result;
+
+// What --only may name.
+const std::vector<std::string> kMechanisms = {
+    "raw-copy",       "raw-copy-punch",     "raw-move",    "zxpager-copy",    "zxpager-move",
+    "zxpager-shared", "zxpager-shared-2nd", "kernel-anon", "kernel-file-mmap"};
 
 struct Options {
   std::string region = "64M";
@@ -319,12 +325,8 @@ Runner add_bench(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100));
   sub->add_option("--only", o->only,
-                  "Measure only these mechanisms (raw-copy, raw-copy-punch, raw-move, "
-                  "zxpager-copy, zxpager-move, zxpager-shared, zxpager-shared-2nd, kernel-anon, "
-                  "kernel-file-mmap)")
-      ->check(CLI::IsMember({"raw-copy", "raw-copy-punch", "raw-move", "zxpager-copy",
-                             "zxpager-move", "zxpager-shared", "zxpager-shared-2nd",
-                             "kernel-anon", "kernel-file-mmap"}));
+                  fmt::format("Measure only these mechanisms ({})", join_names(kMechanisms)))
+      ->check(CLI::IsMember(kMechanisms));
   sub->add_flag("--json", o->json, "Print the results as JSON");
   sub->add_flag("--csv", o->csv, "Print the results as CSV");
   sub->add_flag("--quiet", o->quiet, "No progress on stderr");

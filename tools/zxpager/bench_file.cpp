@@ -31,6 +31,7 @@
 #include <zxpager/file_pager.h>
 
 #include "bench_file.h"
+#include "cli_text.h"
 #include "commands.h"
 #include "host_profile.h"
 
@@ -394,17 +395,14 @@ std::string ratio(double num, double den) {
 const std::vector<std::string> kReadMethods = {"mmap",           "mmap-random",  "pread",
                                                "zxpager",        "zxpager-4k",   "zxpager-copy",
                                                "zxpager-direct", "zxpager-replay"};
-const std::vector<std::string> kWriteMethods = {"zxpager", "mmap", "pwrite"};
 
 int run_bench_file(const Options& o) {
   // A name --only does not know is refused, not measured as nothing.
-  const std::vector<std::string>& known = o.write ? kWriteMethods : kReadMethods;
+  const std::vector<std::string>& known = o.write ? file_bench::kWriteMethods : kReadMethods;
   for (const std::string& m : o.only) {
     if (std::find(known.begin(), known.end(), m) == known.end()) {
-      std::string names;
-      for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
       fmt::print(stderr, "bench file: --only {}: no such method{} (methods: {})\n", m,
-                 o.write ? " with --write" : "", names);
+                 o.write ? " with --write" : "", join_names(known));
       return 2;
     }
   }
@@ -660,8 +658,8 @@ Runner add_bench_file(CLI::App& bench) {
       ->check(CLI::Range(1, 100));
   sub->add_option("--seed", o->seed, "Seed of the random sample")->capture_default_str();
   sub->add_option("--only", o->only,
-                  "Only these methods (mmap, mmap-random, pread, zxpager, zxpager-4k, zxpager-copy, "
-                  "zxpager-direct, zxpager-replay; with --write: zxpager, mmap, pwrite)");
+                  fmt::format("Only these methods ({}; with --write: {})", join_names(kReadMethods),
+                              join_names(file_bench::kWriteMethods)));
   sub->add_flag("--no-cold", o->no_cold, "Warm runs only");
   sub->add_flag("--no-rss", o->no_rss, "Skip the memory-budget scan");
   sub->add_option("--warm-fill", o->warm_fill,

@@ -35,5 +35,7 @@ struct WriteOptions {
   bool keep = false;
 };
 int run_bench_file_write(const WriteOptions& o);
+// The methods of `bench file --write`, in the order its table lists them.
+inline const std::vector<std::string> kWriteMethods = {"zxpager", "mmap", "pwrite"};
 
 }  // namespace zxpager_cli::file_bench

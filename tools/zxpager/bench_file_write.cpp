@@ -301,7 +301,7 @@ int run_bench_file_write(const WriteOptions& o) {
     }
   }
 
-  std::vector<std::string> methods = {"zxpager", "mmap", "pwrite"};
+  std::vector<std::string> methods = kWriteMethods;
   if (!o.only.empty()) {
     std::erase_if(methods, [&](const std::string& m) {
       return std::find(o.only.begin(), o.only.end(), m) == o.only.end();
@@ -412,13 +412,13 @@ int run_bench_file_write(const WriteOptions& o) {
              "rewritten in order, then one sync; timed from open to close\n\n");
   fmt::print("{:<30} {:>10} {:>10} {:>10} {:>10}\n", "method", "rand ms", "rand MB/s", "seq ms",
              "seq MB/s");
-  const char* label[] = {"zxpager", "mmap", "pwrite"};
   const char* desc[] = {"zxpager + zxp_file_sync", "mmap + msync", "pwrite + fdatasync"};
   for (int c = cold ? 1 : 0; c >= 0; c--) {
-    for (int i = 0; i < 3; i++) {
-      if (std::find(methods.begin(), methods.end(), label[i]) == methods.end()) continue;
+    for (size_t i = 0; i < kWriteMethods.size(); i++) {
+      const std::string& label = kWriteMethods[i];
+      if (std::find(methods.begin(), methods.end(), label) == methods.end()) continue;
       auto cells = [&](Pattern p) {
-        double t = secs(label[i], c, p);
+        double t = secs(label, c, p);
         if (t <= 0) return fmt::format("{:>10} {:>10}", "-", "-");
         return fmt::format("{:>10.1f} {:>10.0f}", t * 1e3, bytes(p) / 1e6 / t);
       };

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli_text.h"
 #include "uffd.h"
 
 namespace zxpager_cli {
@@ -164,32 +165,34 @@ HostProfile measure_host() {
   return p;
 }
 
-std::string host_identity_line() {
+namespace {
+
+// The kernel, the CPUs and the load, for both forms of the host's identity.
+struct Identity {
   utsname u{};
-  uname(&u);
+  long cpus = 0;
   double load[3] = {0, 0, 0};
-  getloadavg(load, 3);
-  return fmt::format("host: Linux {} {}, {} CPUs, load average {:.2f} {:.2f} {:.2f}", u.release,
-                     u.machine, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
+  Identity() {
+    uname(&u);
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    getloadavg(load, 3);
+  }
+};
+
+}  // namespace
+
+std::string host_identity_line() {
+  const Identity id;
+  return fmt::format("host: Linux {} {}, {} CPUs, load average {:.2f} {:.2f} {:.2f}",
+                     id.u.release, id.u.machine, id.cpus, id.load[0], id.load[1], id.load[2]);
 }
 
 std::string host_json(const HostProfile& p) {
-  utsname u{};
-  uname(&u);
-  double load[3] = {0, 0, 0};
-  getloadavg(load, 3);
-  // uname's strings are the kernel's; keep only what needs no escaping in JSON.
-  auto plain = [](const char* s) {
-    std::string out;
-    for (; *s; s++) {
-      if (*s != '"' && *s != '\\' && static_cast<unsigned char>(*s) >= 0x20) out += *s;
-    }
-    return out;
-  };
+  const Identity id;
   return fmt::format("{{\"kernel\": \"{}\", \"machine\": \"{}\", \"cpus\": {}, \"load1\": {:.2f}, "
                      "\"fresh_4k_us\": {:.2f}, \"fresh_huge_gbps\": {:.2f}, \"huge_used\": {}, "
                      "\"warm_gbps\": {:.2f}, \"uffd_rtt_us\": {:.2f}}}",
-                     plain(u.release), plain(u.machine), sysconf(_SC_NPROCESSORS_ONLN), load[0],
+                     json_escape(id.u.release), json_escape(id.u.machine), id.cpus, id.load[0],
                      p.fresh_4k_us, p.fresh_huge_gbps, p.huge_used ? "true" : "false", p.warm_gbps,
                      p.uffd_rtt_us);
 }

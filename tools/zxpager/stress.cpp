@@ -37,6 +37,7 @@
 #include <zxpager/paged_source.h>
 #include <zxpager/zxpager.h>
 
+#include "cli_text.h"
 #include "commands.h"
 #include "stress_internal.h"
 #include "stress_write.h"
@@ -113,19 +114,6 @@ class ScopedFaultHandlers {
  private:
   struct sigaction old_bus_, old_segv_;
 };
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", c);
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
 
 }  // namespace
 
