@@ -267,13 +267,16 @@ TEST_CASE("A read whose request is supplied in pieces, out of order, completes")
 }
 
 TEST_CASE("Supply racing faults: every thread sees the right bytes, no lost wakeup") {
+  // Shared VMOs fill under the VMO's lock, private ones drop it for the kernel's copy.
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  INFO((options ? "private VMOs" : "shared VMOs"));
   constexpr uint64_t kPages = 64;
   constexpr int kThreads = 6, kTouches = 24, kIterations = 300;
   TestPager tp;
   for (int it = 0; it < kIterations; ++it) {
     INFO("iteration " << it);
     std::mt19937_64 rng(0x5eed0000u + static_cast<uint64_t>(it));
-    TestVmo* vmo = tp.create_vmo(kPages);
+    TestVmo* vmo = tp.create_vmo(kPages, true, options);
     REQUIRE(vmo);
     Errors errors;
     {
@@ -318,13 +321,16 @@ TEST_CASE("Supply racing faults: every thread sees the right bytes, no lost wake
 }
 
 TEST_CASE("FAIL racing supply on the same range: each waiter gets the data or the error") {
+  // Shared VMOs fill under the VMO's lock, private ones drop it for the kernel's copy.
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  INFO((options ? "private VMOs" : "shared VMOs"));
   constexpr uint64_t kPages = 16;
   constexpr int kThreads = 8, kTouches = 4, kIterations = 300;
   TestPager tp;
   for (int it = 0; it < kIterations; ++it) {
     INFO("iteration " << it);
     std::mt19937_64 rng(0xfa11u + static_cast<uint64_t>(it));
-    TestVmo* vmo = tp.create_vmo(kPages);
+    TestVmo* vmo = tp.create_vmo(kPages, true, options);
     REQUIRE(vmo);
     Errors errors;
     std::atomic<bool> stop{false};
@@ -384,13 +390,16 @@ TEST_CASE("FAIL racing supply on the same range: each waiter gets the data or th
 }
 
 TEST_CASE("Detach racing faults") {
+  // Shared VMOs fill under the VMO's lock, private ones drop it for the kernel's copy.
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  INFO((options ? "private VMOs" : "shared VMOs"));
   constexpr uint64_t kPages = 32;
   constexpr int kThreads = 8, kTouches = 16, kIterations = 150;
   for (int it = 0; it < kIterations; ++it) {
     INFO("iteration " << it);
     std::mt19937_64 rng(0xde7ac4u + static_cast<uint64_t>(it));
     TestPager tp;
-    TestVmo* vmo = tp.create_vmo(kPages);
+    TestVmo* vmo = tp.create_vmo(kPages, true, options);
     REQUIRE(vmo);
     Errors errors;
     std::vector<std::atomic<bool>> supplied(kPages);
@@ -459,6 +468,9 @@ TEST_CASE("Detach racing faults") {
 }
 
 TEST_CASE("Pager close racing faults, supplies and FAILs") {
+  // Shared VMOs fill under the VMO's lock, private ones drop it for the kernel's copy.
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  INFO((options ? "private VMOs" : "shared VMOs"));
   constexpr uint64_t kPages = 16;
   constexpr int kVmos = 4, kThreads = 8, kTouches = 16, kIterations = 150;
   for (int it = 0; it < kIterations; ++it) {
@@ -469,7 +481,7 @@ TEST_CASE("Pager close racing faults, supplies and FAILs") {
     std::vector<TestVmo*> vmos;
     std::map<uint64_t, size_t> by_key;
     for (int v = 0; v < kVmos; ++v) {
-      vmos.push_back(tp.create_vmo(kPages));
+      vmos.push_back(tp.create_vmo(kPages, true, options));
       REQUIRE(vmos.back());
       by_key[vmos.back()->key] = static_cast<size_t>(v);
     }
@@ -562,6 +574,9 @@ TEST_CASE("Pager close racing faults, supplies and FAILs") {
 }
 
 TEST_CASE("Many VMOs on one port, two pager threads serving concurrently") {
+  // Shared VMOs fill under the VMO's lock, private ones drop it for the kernel's copy.
+  const uint32_t options = GENERATE(0u, uint32_t{ZXP_PAGER_VMO_PRIVATE});
+  INFO((options ? "private VMOs" : "shared VMOs"));
   constexpr uint64_t kPages = 8;
   constexpr int kVmos = 64, kThreads = 16, kTouches = 32, kIterations = 40;
   for (int it = 0; it < kIterations; ++it) {
@@ -571,7 +586,7 @@ TEST_CASE("Many VMOs on one port, two pager threads serving concurrently") {
     std::vector<TestVmo*> vmos;
     std::map<uint64_t, TestVmo*> by_key;
     for (int v = 0; v < kVmos; ++v) {
-      vmos.push_back(tp.create_vmo(kPages));
+      vmos.push_back(tp.create_vmo(kPages, true, options));
       REQUIRE(vmos.back());
       by_key[vmos.back()->key] = vmos.back();
     }

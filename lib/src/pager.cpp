@@ -189,6 +189,7 @@ void Pager::on_zero_handles() {
 // ---- PagerVmo ----
 
 void (*PagerVmo::test_hook_after_move_)(uintptr_t, uint64_t) = nullptr;
+void (*PagerVmo::test_hook_fill_unlocked_)(uint64_t, uint64_t) = nullptr;
 
 PagerVmo::PagerVmo(FaultService* service, zx_koid_t pager_koid, std::shared_ptr<PagerStats> stats,
                    std::shared_ptr<Port> port, uint64_t key, uint64_t size, uintptr_t home,
@@ -426,6 +427,11 @@ void PagerVmo::on_fault(uintptr_t addr, pid_t tid, int fd) {
     clean_.clear(page, page + 1);
     dirty_.clear(page, page + 1);
     awaiting_.clear(page, page + 1);
+  } else if (supplies_unlocked_ > 0 && memory_has(page, addr)) {
+    // Put in by a supply still on its way back to the record (it dropped mu_ for the
+    // kernel's copy, which woke this thread): nothing to request.
+    uffd::wake(fd, addr & ~(kPageSize - 1), kPageSize);
+    return;
   }
   if (zero_.test(page) && page < size_pages() && !peer_gone_) {
     // A zero range reads as zeros, the pager's or not, detached or not (as on Zircon, it
@@ -906,7 +912,10 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   uintptr_t home;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    // From here on supplies write-protect their pages: none may still be in the kernel
+    // unprotected.
+    quiesce_supplies(lock);
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_ || remote_) return ZX_ERR_NOT_SUPPORTED;
     eviction_used_ = true;
@@ -1041,10 +1050,21 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   // inaccessible, so a thread blocked there is woken into SIGSEGV and none sleeps on.
   uintptr_t old;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    quiesce_supplies(lock);
     if (torn_down_) return ZX_OK;
     old = home_;
+    // And none starts until the memory is in its new home: a supply's address is the home
+    // it read under mu_.
+    ++supply_quiescers_;
   }
+  struct Unfence {
+    PagerVmo* vmo;
+    ~Unfence() {
+      std::lock_guard lock(vmo->mu_);
+      --vmo->supply_quiescers_;
+    }
+  } unfence{this};
   // Aligned as the home was, so the move keeps huge pages whole.
   void* reserve = map_anonymous_aligned(size_, PROT_NONE);
   if (reserve == MAP_FAILED) return ZX_ERR_NO_MEMORY;
@@ -1467,21 +1487,20 @@ uint64_t PagerVmo::committed_bytes() {
   return present_.count() * kPageSize;
 }
 
-zx_status_t PagerVmo::fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src,
-                                    uint64_t* done, int* err, bool wake) {
+void PagerVmo::fill_run_copy(uintptr_t home, uint64_t first, uint64_t end, const uint8_t* src,
+                             uint64_t* done, int* err, bool wake, bool write_protect) {
   // Write-protected on the way in (for eviction) costs nothing extra with COPY.
-  uffd::Progress p = uffd::copy(uffd_, home_ + first * kPageSize, src,
-                                (end - first) * kPageSize, wake, tracking_writes());
+  uffd::Progress p = uffd::copy(uffd_, home + first * kPageSize, src, (end - first) * kPageSize,
+                                wake, write_protect);
   stats_->pages_copy.fetch_add(p.done / kPageSize, std::memory_order_relaxed);
   *done = p.done;
   *err = p.err;
-  return ZX_OK;
 }
 
-zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
-                                    int* err) {
+void PagerVmo::fill_run_move(uintptr_t home, uint64_t first, uint64_t end, uint8_t* src,
+                             uint64_t* done, int* err) {
   const int fd = uffd_;
-  const uintptr_t dst = home_ + first * kPageSize;
+  const uintptr_t dst = home + first * kPageSize;
   const uint64_t len = (end - first) * kPageSize;
   uint64_t off = 0;
   *err = 0;
@@ -1521,7 +1540,13 @@ zx_status_t PagerVmo::fill_run_move(uint64_t first, uint64_t end, uint8_t* src, 
     break;
   }
   *done = off;
-  return ZX_OK;
+}
+
+void PagerVmo::quiesce_supplies(std::unique_lock<std::mutex>& lock) {
+  if (supplies_unlocked_ == 0) return;
+  ++supply_quiescers_;
+  supply_cv_.wait(lock, [&] { return supplies_unlocked_ == 0; });
+  --supply_quiescers_;
 }
 
 zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end,
@@ -1576,8 +1601,28 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     int err = 0;
     const uint64_t src_off = aux_offset + (a - first) * kPageSize;
     const bool clean = tracking_clean();
+    // The kernel's copy or move, with mu_ dropped where the VMO allows (see pager.h): the
+    // aux lock stays held across it, and is let go of before mu_ is taken again.
+    const uintptr_t home = home_;
+    const bool unlocked = may_fill_unlocked();
+    auto drop = [&](uint64_t x, uint64_t y) {
+      if (!unlocked) return;
+      ++supplies_unlocked_;
+      lock.unlock();
+      if (test_hook_fill_unlocked_) test_hook_fill_unlocked_(x, y);
+    };
+    zx_status_t relocked = ZX_OK;
+    auto retake = [&] {
+      if (!unlocked) return;
+      unlock_aux();
+      lock.lock();
+      if (--supplies_unlocked_ == 0 && supply_quiescers_ > 0) supply_cv_.notify_all();
+      relocked = lock_aux();
+    };
     if (use_move) {
-      fill_run_move(a, b, anon->base() + src_off, &done, &err);
+      drop(a, b);
+      fill_run_move(home, a, b, anon->base() + src_off, &done, &err);
+      retake();
     } else {
       const uint8_t* src;
       if (memfd && staged) {
@@ -1602,7 +1647,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       // The COPY wakes the waiters, before their record is dropped below and in supply():
       // a thread left waiting until after the aux punch (supply() punches once mu_ is
       // dropped) could meet a detach in between that no longer knows it waits.
-      fill_run_copy(a, b, src, &done, &err, true);
+      const bool write_protect = tracking_writes();
+      drop(a, b);
+      fill_run_copy(home, a, b, src, &done, &err, true, write_protect);
+      retake();
     }
     uint64_t at = a + done / kPageSize;
     // A shared VMO's writable views must trap the first write too before a page counts as
@@ -1615,6 +1663,10 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     mark_present(a, at, clean && protected_everywhere);
     // A page a view could not protect may be written unseen: Dirty from the start.
     if (dirty_tracking_ && (!protected_everywhere || untracked_writer_)) dirty_.set(a, at);
+    if (relocked != ZX_OK) {
+      st = relocked;  // the aux VMO shrank meanwhile
+      break;
+    }
     switch (err) {
       case 0:
         p = b;
@@ -1777,7 +1829,9 @@ zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t
 zx_status_t PagerVmo::fail(uint64_t offset, uint64_t len, zx_status_t error) {
   // Faults already raised but not yet read are waiters too: read them first.
   service_->sync();
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  // A supply in the kernel would wake, with its page, a waiter failed here.
+  quiesce_supplies(lock);
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
   if (len == 0) return ZX_OK;
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
@@ -1827,6 +1881,9 @@ void PagerVmo::detach(bool complete_packet, bool decommit) {
   uintptr_t home;
   {
     std::unique_lock lock(mu_);
+    // No page may land after the detach (its decommit would miss it, its failed waiters
+    // would be woken with it).
+    quiesce_supplies(lock);
     if (detached_) return;
     detached_ = true;
     for (const MapWaiter& w : map_waiters_) {
@@ -1899,7 +1956,8 @@ void PagerVmo::teardown() {
   uintptr_t home;
   std::vector<std::pair<uintptr_t, uint64_t>> graveyard;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    quiesce_supplies(lock);  // none may still copy into the home about to be unmapped
     if (torn_down_) return;
     torn_down_ = true;
     home = home_;

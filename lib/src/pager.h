@@ -14,10 +14,17 @@
 // consult the record directly. Both raise page requests (packets on the VMO's port) for
 // pages nobody has requested yet, and wait until the pager supplies or fails them.
 //
-// Locking: PagerVmo::mu_ guards the record, the requests and the waiters. It is held
-// across UFFDIO_COPY/MOVE (so the fault thread never sees a page half-supplied) but never
-// across anything that waits for the fault thread (madvise, mremap, munmap, sync). Order:
-// PagerVmo::mu_ before aux VMO locks before Port::mu_.
+// Locking: PagerVmo::mu_ guards the record, the requests and the waiters. It is never held
+// across anything that waits for the fault thread (madvise, mremap, munmap, sync). A
+// shared, remote or write-tracked VMO's supply holds it across UFFDIO_COPY (views and
+// write protection change with the page). A plain private VMO's supply drops it for the
+// kernel's copy or move (the kernel installs each page whole, and wakes its waiters), so
+// that the fault thread and other supplies of the VMO do not wait behind the copy; the
+// pages enter the record when it is retaken. Whatever changes the memory or the VMO's
+// mode under such a supply (detach, close, FAIL, eviction, resize, unmap, dirty and
+// statistics tracking) first waits for it to end (quiesce_supplies). Order: PagerVmo::mu_
+// before aux VMO locks before Port::mu_; a supply holding an aux lock with mu_ dropped lets
+// go of it before it takes mu_ again.
 #pragma once
 
 #include <sys/types.h>
@@ -238,6 +245,9 @@ class PagerVmo final : public Vmo {
   // Tests only: called by unmap() between moving the memory out of its old range and
   // claiming that range back, the window in which another mapping can land there.
   static void (*test_hook_after_move_)(uintptr_t old_home, uint64_t size);
+  // Tests only: called by a fill that dropped mu_ (may_fill_unlocked), before the kernel
+  // copies or moves pages [first, end) in.
+  static void (*test_hook_fill_unlocked_)(uint64_t first, uint64_t end);
 
  protected:
   void on_unreferenced() override;
@@ -348,10 +358,22 @@ class PagerVmo final : public Vmo {
   zx_status_t fill(std::unique_lock<std::mutex>& lock, uint64_t first, uint64_t end, Vmo* aux,
                    uint64_t aux_offset, bool keep_aux, const uint8_t* staged,
                    std::vector<AuxPunch>* punches);
-  zx_status_t fill_run_copy(uint64_t first, uint64_t end, const uint8_t* src, uint64_t* done,
-                            int* err, bool wake);
-  zx_status_t fill_run_move(uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
-                            int* err);
+  // The kernel's part of a fill, into the home at `home` (read under mu_; these may run
+  // without it).
+  void fill_run_copy(uintptr_t home, uint64_t first, uint64_t end, const uint8_t* src,
+                     uint64_t* done, int* err, bool wake, bool write_protect);
+  void fill_run_move(uintptr_t home, uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
+                     int* err);
+  // With mu_ held: whether a fill may drop mu_ for the kernel's copy or move (a private,
+  // local VMO, no write tracking, nobody waiting in quiesce_supplies).
+  bool may_fill_unlocked() const {
+    return !shared_ && !remote_ && !tracking_writes() && !dirty_tracking_ &&
+           supply_quiescers_ == 0 && !torn_down_ && !detached_;
+  }
+  // With mu_ held (`lock`): waits until no fill is in the kernel with mu_ dropped. Until
+  // the caller lets go of mu_, none starts; after that, the state the caller changed
+  // (detached, torn down, tracking) decides whether one may.
+  void quiesce_supplies(std::unique_lock<std::mutex>& lock);
   void mark_present(uint64_t first, uint64_t end, bool clean);
   // ---- Dirty tracking (pager_dirty.cpp) ----
   // A present page is Clean, Dirty (in dirty_) or AwaitingClean (in dirty_ and awaiting_:
@@ -470,6 +492,11 @@ class PagerVmo final : public Vmo {
   // them: a copy inside a system call cannot be failed by a signal, so none may be left
   // copying from pages the detach drops.
   uint32_t copying_ = 0;
+  // Fills in the kernel with mu_ dropped (see may_fill_unlocked), and the callers waiting
+  // in quiesce_supplies for them to end (none starts while one waits).
+  uint32_t supplies_unlocked_ = 0;
+  uint32_t supply_quiescers_ = 0;
+  std::condition_variable supply_cv_;
   bool zero_filled_ = false;  // on_fault let such a copy out with a zero page
   bool peer_gone_ = false;  // remote: the other process's memory is gone (supply failed)
   PageSet present_;

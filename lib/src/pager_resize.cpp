@@ -94,6 +94,7 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
     }
   }
   std::unique_lock lock(mu_);
+  quiesce_supplies(lock);  // (a resizable VMO is shared: none drops mu_ today)
   if (torn_down_) return ZX_ERR_BAD_STATE;
   const uint64_t old_pages = size_pages(), new_pages = rounded / kPageSize;
   if (rounded != size()) {
@@ -179,7 +180,8 @@ void PagerVmo::track_writes_for_stats() {
 }
 
 zx_status_t PagerVmo::query_stats(bool reset, bool* modified) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  quiesce_supplies(lock);  // writes may be tracked from here on
   if (!stats_used_) {
     // Writes are tracked from the first query on. What came before is not known page by
     // page: untracked_store_ already says whether a writable mapping existed.

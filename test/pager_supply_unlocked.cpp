@@ -1,0 +1,264 @@
+// A private pager VMO's supply drops the VMO's lock for the kernel's copy or move (see
+// lib/src/pager.h): the fault thread and other supplies of the VMO go on meanwhile, and
+// whatever changes the memory under the supply (detach, close) waits for it to end. The
+// first cases hold a supply inside that window with the library's test hook; the last
+// runs two pager threads, faults and detaches against each other many times.
+#include <sys/mman.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pager.h"
+#include "pager_harness.h"
+
+using namespace pager_test;
+
+namespace {
+
+// Holds the supply of a run starting at page `first` in the window where it has dropped
+// the VMO's lock, until released, or until 20 s passed (longer than any wait of the test's
+// while it holds it): then held_too_long() fails the test rather than let it hang. (A
+// library that kept the lock would block the test's own calls until then.)
+class Gate {
+ public:
+  explicit Gate(uint64_t first) {
+    first_ = first;
+    entered_ = released_ = timed_out_ = false;
+    zxp::PagerVmo::test_hook_fill_unlocked_ = &Gate::hook;
+  }
+  ~Gate() {
+    release();
+    zxp::PagerVmo::test_hook_fill_unlocked_ = nullptr;
+  }
+  bool wait_entered() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [] { return entered_; });
+  }
+  bool held_too_long() {
+    std::lock_guard lock(mu_);
+    return timed_out_;
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  static void hook(uint64_t first, uint64_t) {
+    std::unique_lock lock(mu_);
+    if (first != first_ || entered_) return;
+    entered_ = true;
+    cv_.notify_all();
+    timed_out_ = !cv_.wait_for(lock, std::chrono::seconds(20), [] { return released_; });
+  }
+  static inline std::mutex mu_;
+  static inline std::condition_variable cv_;
+  static inline uint64_t first_ = 0;
+  static inline bool entered_ = false, released_ = false, timed_out_ = false;
+};
+
+// Pages of [base, base+pages*kPage) resident in this process's page tables.
+uint64_t resident_pages(uintptr_t base, uint64_t pages) {
+  std::vector<unsigned char> vec(pages);
+  if (mincore(reinterpret_cast<void*>(base), pages * kPage, vec.data()) != 0) return ~0ull;
+  uint64_t n = 0;
+  for (unsigned char c : vec) n += c & 1;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a private VMO's supply in the kernel holds up neither faults nor other supplies") {
+  const bool anonymous = GENERATE(false, true);  // COPY from a memfd; MOVE where it exists
+  INFO((anonymous ? "anonymous aux" : "memfd aux"));
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(32, true, ZXP_PAGER_VMO_PRIVATE);
+  REQUIRE(vmo);
+  Gate gate(0);
+  std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
+  std::thread supplier([&] { held = tp.supply(vmo, 0, 16, anonymous); });
+  REQUIRE(gate.wait_entered());
+  // With that supply still in the window: a fault on another page becomes a request (the
+  // fault thread is not waiting for the supply), and another supply of the VMO completes.
+  Faulter f(vmo, 20, Access::kMapping);
+  CHECK(tp.wait_for_request(vmo, 20, 1));
+  CHECK(tp.supply(vmo, 20, 4, anonymous) == ZX_OK);
+  CHECK(f.wait());
+  CHECK(f.outcome() == Faulter::Outcome::kOk);
+  CHECK(f.data_ok());
+  gate.release();
+  supplier.join();
+  REQUIRE_FALSE(gate.held_too_long());
+  REQUIRE(held == ZX_OK);
+  REQUIRE(vmo->check(0, 16));
+  REQUIRE(vmo->check(20, 4));
+  REQUIRE(tp.no_packet());
+}
+
+TEST_CASE("a detach waits for a private VMO's supply in the kernel, and drops its pages") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(16, true, ZXP_PAGER_VMO_PRIVATE);
+  REQUIRE(vmo);
+  Gate gate(0);
+  std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
+  std::thread supplier([&] { held = tp.supply(vmo, 0, 16); });
+  REQUIRE(gate.wait_entered());
+  std::atomic<bool> detached{false};
+  std::thread detacher([&] {
+    CHECK(tp.detach(vmo) == ZX_OK);
+    detached = true;
+  });
+  // The supply began first: the detach (and its decommit) comes after it, whole.
+  CHECK_FALSE(wait_until([&] { return detached.load(); }, kQuiet));
+  gate.release();
+  supplier.join();
+  REQUIRE_FALSE(gate.held_too_long());
+  detacher.join();
+  CHECK(held == ZX_OK);
+  // Zircon decommits a detached VMO: the pages the supply put in went with the rest.
+  CHECK(resident_pages(vmo->base, 16) == 0);
+  std::vector<uint8_t> buf(kPage);
+  CHECK(zx_vmo_read(vmo->vmo, buf.data(), 0, kPage) == ZX_ERR_BAD_STATE);
+}
+
+TEST_CASE("closing a private VMO waits for its supply in the kernel") {
+  TestPager tp;
+  TestVmo* vmo = tp.create_vmo(16, true, ZXP_PAGER_VMO_PRIVATE);
+  REQUIRE(vmo);
+  Gate gate(0);
+  std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
+  std::thread supplier([&] { held = tp.supply(vmo, 0, 16); });
+  REQUIRE(gate.wait_entered());
+  // The last handle, then the one mapping: the VMO is torn down and its memory unmapped.
+  REQUIRE(zx_handle_close(vmo->vmo) == ZX_OK);
+  vmo->vmo = ZX_HANDLE_INVALID;
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    CHECK(zx_vmar_unmap(zx_vmar_root_self(), vmo->base, 16 * kPage) == ZX_OK);
+    closed = true;
+  });
+  CHECK_FALSE(wait_until([&] { return closed.load(); }, kQuiet));
+  gate.release();
+  supplier.join();
+  REQUIRE_FALSE(gate.held_too_long());
+  closer.join();
+  // The supply found its memory where it was (not unmapped under it, nor something else
+  // mapped there meanwhile), and the memory is gone now.
+  CHECK(held == ZX_OK);
+  CHECK(resident_pages(vmo->base, 16) == ~0ull);  // mincore: ENOMEM, nothing mapped
+  vmo->base = 0;
+}
+
+TEST_CASE("two pager threads supply one private VMO while faults and a detach race them") {
+  constexpr uint64_t kPages = 64;
+  constexpr int kFaulters = 4, kTouches = 16, kIterations = 150;
+  install_fault_handlers();
+  for (int it = 0; it < kIterations; ++it) {
+    INFO("iteration " << it);
+    std::mt19937_64 rng(0x5ca1ab1eu + static_cast<uint64_t>(it));
+    const bool detach = it % 3 == 2;
+    TestPager tp;
+    TestVmo* vmo = tp.create_vmo(kPages, true, ZXP_PAGER_VMO_PRIVATE);
+    REQUIRE(vmo);
+    std::mutex errors_mu;
+    std::vector<std::string> errors;
+    auto error = [&](std::string e) {
+      std::lock_guard lock(errors_mu);
+      errors.push_back(std::move(e));
+    };
+    std::atomic<bool> stop{false};
+    std::atomic<int> served{0};
+    std::vector<std::thread> servers;
+    for (int s = 0; s < 2; ++s) {
+      servers.emplace_back([&, s] {
+        // Each serves the requests it takes, by COPY (server 0) or MOVE (server 1), and
+        // widens some to overlap the other's.
+        std::mt19937_64 r(rng() + static_cast<uint64_t>(s));
+        while (!stop) {
+          zx_port_packet_t pk;
+          if (zx_port_wait(tp.port(), zx_deadline_after(ZX_MSEC(5)), &pk) != ZX_OK) continue;
+          if (pk.type != ZX_PKT_TYPE_PAGE_REQUEST ||
+              pk.page_request.command != ZX_PAGER_VMO_READ) {
+            continue;
+          }
+          uint64_t first = pk.page_request.offset / kPage;
+          uint64_t end = first + pk.page_request.length / kPage;
+          if (r() % 2) first -= std::min<uint64_t>(first, r() % 4);
+          if (r() % 2) end = std::min(kPages, end + r() % 4);
+          zx_status_t st = tp.supply(vmo, first, end - first, s == 1);
+          if (st != ZX_OK && !(detach && st == ZX_ERR_BAD_STATE)) {
+            error("supply returned " + std::to_string(st));
+          }
+          ++served;
+        }
+      });
+    }
+    std::vector<std::thread> faulters;
+    for (int t = 0; t < kFaulters; ++t) {
+      const uint64_t seed = rng();
+      faulters.emplace_back([&, seed] {
+        std::mt19937_64 r(seed);
+        for (int i = 0; i < kTouches; ++i) {
+          const uint64_t page = r() % kPages;
+          std::vector<uint8_t> buf(kPage);
+          if (r() % 2) {
+            uintptr_t addr = 0;
+            const int sig = run_guarded([&] { memcpy(buf.data(), vmo->page_ptr(page), kPage); },
+                                        &addr);
+            if (sig != 0) {
+              // Only a detach fails a touch: at the page's own address.
+              if (!detach || sig != SIGBUS ||
+                  addr < reinterpret_cast<uintptr_t>(vmo->page_ptr(page)) ||
+                  addr >= reinterpret_cast<uintptr_t>(vmo->page_ptr(page)) + kPage) {
+                error("page " + std::to_string(page) + ": signal " + std::to_string(sig));
+              }
+              continue;
+            }
+          } else {
+            const zx_status_t st = zx_vmo_read(vmo->vmo, buf.data(), page * kPage, kPage);
+            if (st != ZX_OK) {
+              if (!detach || st != ZX_ERR_BAD_STATE) {
+                error("page " + std::to_string(page) + ": read " + std::to_string(st));
+              }
+              continue;
+            }
+          }
+          for (uint64_t b = 0; b < kPage; ++b) {
+            if (buf[b] != pattern(vmo->key, page, b, vmo->gen)) {
+              error("page " + std::to_string(page) + ": wrong byte at " + std::to_string(b));
+              break;
+            }
+          }
+        }
+      });
+    }
+    if (detach) {
+      const int after = static_cast<int>(rng() % 12);
+      wait_until([&] { return served >= after; });
+      CHECK(tp.detach(vmo) == ZX_OK);
+    }
+    for (auto& t : faulters) t.join();
+    stop = true;
+    for (auto& t : servers) t.join();
+    INFO((errors.empty() ? std::string() : errors.front()) << " (" << errors.size() << " errors)");
+    REQUIRE(errors.empty());
+    if (detach) {
+      // Decommitted: whatever the supplies put in, before or racing the detach, is gone.
+      REQUIRE(resident_pages(vmo->base, kPages) == 0);
+    } else {
+      // Every page the faulters touched is right; the rest were never asked for.
+      uint64_t present = resident_pages(vmo->base, kPages);
+      REQUIRE(present > 0);
+      REQUIRE(present <= kPages);
+    }
+  }
+}
