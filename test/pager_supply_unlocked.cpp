@@ -18,6 +18,7 @@
 
 #include "pager.h"
 #include "pager_harness.h"
+#include "tsan.h"
 
 using namespace pager_test;
 
@@ -85,7 +86,7 @@ TEST_CASE("a private VMO's supply in the kernel holds up neither faults nor othe
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
-  std::thread supplier([&] { held = tp.supply(vmo, 0, 16, anonymous); });
+  std::jthread supplier([&] { held = tp.supply(vmo, 0, 16, anonymous); });
   REQUIRE(gate.wait_entered());
   // With that supply still in the window: a fault on another page becomes a request (the
   // fault thread is not waiting for the supply), and another supply of the VMO completes.
@@ -110,11 +111,12 @@ TEST_CASE("a detach waits for a private VMO's supply in the kernel, and drops it
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
-  std::thread supplier([&] { held = tp.supply(vmo, 0, 16); });
+  std::jthread supplier([&] { held = tp.supply(vmo, 0, 16); });
   REQUIRE(gate.wait_entered());
   std::atomic<bool> detached{false};
-  std::thread detacher([&] {
-    CHECK(tp.detach(vmo) == ZX_OK);
+  std::atomic<zx_status_t> detach_status{ZX_ERR_INTERNAL};
+  std::jthread detacher([&] {  // (Catch's assertions are for the test's own thread)
+    detach_status = tp.detach(vmo);
     detached = true;
   });
   // The supply began first: the detach (and its decommit) comes after it, whole.
@@ -124,6 +126,7 @@ TEST_CASE("a detach waits for a private VMO's supply in the kernel, and drops it
   REQUIRE_FALSE(gate.held_too_long());
   detacher.join();
   CHECK(held == ZX_OK);
+  CHECK(detach_status == ZX_OK);
   // Zircon decommits a detached VMO: the pages the supply put in went with the rest.
   CHECK(resident_pages(vmo->base, 16) == 0);
   std::vector<uint8_t> buf(kPage);
@@ -136,14 +139,15 @@ TEST_CASE("closing a private VMO waits for its supply in the kernel") {
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
-  std::thread supplier([&] { held = tp.supply(vmo, 0, 16); });
+  std::jthread supplier([&] { held = tp.supply(vmo, 0, 16); });
   REQUIRE(gate.wait_entered());
   // The last handle, then the one mapping: the VMO is torn down and its memory unmapped.
   REQUIRE(zx_handle_close(vmo->vmo) == ZX_OK);
   vmo->vmo = ZX_HANDLE_INVALID;
   std::atomic<bool> closed{false};
-  std::thread closer([&] {
-    CHECK(zx_vmar_unmap(zx_vmar_root_self(), vmo->base, 16 * kPage) == ZX_OK);
+  std::atomic<zx_status_t> unmap_status{ZX_ERR_INTERNAL};
+  std::jthread closer([&] {
+    unmap_status = zx_vmar_unmap(zx_vmar_root_self(), vmo->base, 16 * kPage);
     closed = true;
   });
   CHECK_FALSE(wait_until([&] { return closed.load(); }, kQuiet));
@@ -154,6 +158,7 @@ TEST_CASE("closing a private VMO waits for its supply in the kernel") {
   // The supply found its memory where it was (not unmapped under it, nor something else
   // mapped there meanwhile), and the memory is gone now.
   CHECK(held == ZX_OK);
+  CHECK(unmap_status == ZX_OK);
   CHECK(resident_pages(vmo->base, 16) == ~0ull);  // mincore: ENOMEM, nothing mapped
   vmo->base = 0;
 }
@@ -179,10 +184,11 @@ TEST_CASE("two pager threads supply one private VMO while faults and a detach ra
     std::atomic<int> served{0};
     std::vector<std::thread> servers;
     for (int s = 0; s < 2; ++s) {
-      servers.emplace_back([&, s] {
+      const uint64_t seed = rng();
+      servers.emplace_back([&, s, seed] {
         // Each serves the requests it takes, by COPY (server 0) or MOVE (server 1), and
         // widens some to overlap the other's.
-        std::mt19937_64 r(rng() + static_cast<uint64_t>(s));
+        std::mt19937_64 r(seed);
         while (!stop) {
           zx_port_packet_t pk;
           if (zx_port_wait(tp.port(), zx_deadline_after(ZX_MSEC(5)), &pk) != ZX_OK) continue;
@@ -210,7 +216,14 @@ TEST_CASE("two pager threads supply one private VMO while faults and a detach ra
         for (int i = 0; i < kTouches; ++i) {
           const uint64_t page = r() % kPages;
           std::vector<uint8_t> buf(kPage);
-          if (r() % 2) {
+          bool mapping = r() % 2;
+#ifdef ZXP_TSAN
+          // ThreadSanitizer holds back the library's fail signal (an asynchronous one)
+          // while the thread is inside its memcpy, which faults again at once: under it, a
+          // detach is raced through zx_vmo_read only.
+          if (detach) mapping = false;
+#endif
+          if (mapping) {
             uintptr_t addr = 0;
             const int sig = run_guarded([&] { memcpy(buf.data(), vmo->page_ptr(page), kPage); },
                                         &addr);
