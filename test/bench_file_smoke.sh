@@ -28,7 +28,7 @@ for fill in seq random; do
   done
   grep -Eq '"read_ceiling_warm_seconds": 0\.[0-9]*[1-9]' <<<"$json" ||
     fail "--warm-fill $fill: no warm read ceiling: $json"
-  grep -Eq '"host": \{"kernel": "[^"]+", "machine": "[^"]+", "cpus": [1-9][0-9]*, .*"fresh_4k_us": [0-9]*\.[0-9]*[1-9]' <<<"$json" ||
+  grep -Eq '"host": \{"kernel": "[^"]+", "machine": "[^"]+", "cpus": [1-9][0-9]*, .*"fresh_4k_us": [0-9.]*[1-9][0-9.]*,' <<<"$json" ||
     fail "--warm-fill $fill: no host costs: $json"
   grep -Eq '"host_kind": "(cheap|expensive)"' <<<"$json" ||
     fail "--warm-fill $fill: no host kind: $json"
