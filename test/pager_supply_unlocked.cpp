@@ -1,8 +1,9 @@
-// A private pager VMO's supply drops the VMO's lock for the kernel's copy or move (see
-// lib/src/pager.h): the fault thread and other supplies of the VMO go on meanwhile, and
-// whatever changes the memory under the supply (detach, close) waits for it to end. The
-// first cases hold a supply inside that window with the library's test hook; the last
-// runs two pager threads, faults and detaches against each other many times.
+// A supply drops the VMO's lock for the kernel's copy or move where nothing needs
+// protecting as the pages arrive (see lib/src/pager.h): the fault thread and other
+// supplies of the VMO go on meanwhile, and whatever changes the memory under the supply
+// (detach, close) waits for it to end. The first cases hold a supply inside that window
+// with the library's test hook; the last runs two pager threads, faults and detaches
+// against each other many times. Each on a private VMO and on a shared one.
 #include <sys/mman.h>
 
 #include <atomic>
@@ -76,13 +77,27 @@ uint64_t resident_pages(uintptr_t base, uint64_t pages) {
   return n;
 }
 
+// A VMO of either kind whose supplies drop the lock: private, or shared and mapped
+// read-only (a writable view would start dirty tracking, and its supplies keep the lock).
+TestVmo* create_vmo(TestPager& tp, uint64_t pages, bool shared) {
+  if (!shared) return tp.create_vmo(pages, true, ZXP_PAGER_VMO_PRIVATE);
+  TestVmo* vmo = tp.create_vmo(pages, false, 0);
+  if (vmo && zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, vmo->vmo, 0,
+                         pages * kPage, &vmo->base) != ZX_OK) {
+    return nullptr;
+  }
+  return vmo;
+}
+
 }  // namespace
 
-TEST_CASE("a private VMO's supply in the kernel holds up neither faults nor other supplies") {
-  const bool anonymous = GENERATE(false, true);  // COPY from a memfd; MOVE where it exists
-  INFO((anonymous ? "anonymous aux" : "memfd aux"));
+TEST_CASE("a supply in the kernel holds up neither faults nor other supplies of the VMO") {
+  const bool shared = GENERATE(false, true);
+  // COPY from a memfd; from anonymous memory, MOVE into a private VMO where it exists.
+  const bool anonymous = GENERATE(false, true);
+  INFO((shared ? "shared VMO, " : "private VMO, ") << (anonymous ? "anonymous aux" : "memfd aux"));
   TestPager tp;
-  TestVmo* vmo = tp.create_vmo(32, true, ZXP_PAGER_VMO_PRIVATE);
+  TestVmo* vmo = create_vmo(tp, 32, shared);
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
@@ -105,9 +120,11 @@ TEST_CASE("a private VMO's supply in the kernel holds up neither faults nor othe
   REQUIRE(tp.no_packet());
 }
 
-TEST_CASE("a detach waits for a private VMO's supply in the kernel, and drops its pages") {
+TEST_CASE("a detach waits for a supply in the kernel, and drops its pages") {
+  const bool shared = GENERATE(false, true);
+  INFO((shared ? "shared VMO" : "private VMO"));
   TestPager tp;
-  TestVmo* vmo = tp.create_vmo(16, true, ZXP_PAGER_VMO_PRIVATE);
+  TestVmo* vmo = create_vmo(tp, 16, shared);
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
@@ -133,9 +150,11 @@ TEST_CASE("a detach waits for a private VMO's supply in the kernel, and drops it
   CHECK(zx_vmo_read(vmo->vmo, buf.data(), 0, kPage) == ZX_ERR_BAD_STATE);
 }
 
-TEST_CASE("closing a private VMO waits for its supply in the kernel") {
+TEST_CASE("closing a VMO waits for its supply in the kernel") {
+  const bool shared = GENERATE(false, true);
+  INFO((shared ? "shared VMO" : "private VMO"));
   TestPager tp;
-  TestVmo* vmo = tp.create_vmo(16, true, ZXP_PAGER_VMO_PRIVATE);
+  TestVmo* vmo = create_vmo(tp, 16, shared);
   REQUIRE(vmo);
   Gate gate(0);
   std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
@@ -163,16 +182,18 @@ TEST_CASE("closing a private VMO waits for its supply in the kernel") {
   vmo->base = 0;
 }
 
-TEST_CASE("two pager threads supply one private VMO while faults and a detach race them") {
+TEST_CASE("two pager threads supply one VMO while faults and a detach race them") {
   constexpr uint64_t kPages = 64;
   constexpr int kFaulters = 4, kTouches = 16, kIterations = 150;
+  const bool shared = GENERATE(false, true);
+  INFO((shared ? "shared VMO" : "private VMO"));
   install_fault_handlers();
   for (int it = 0; it < kIterations; ++it) {
     INFO("iteration " << it);
     std::mt19937_64 rng(0x5ca1ab1eu + static_cast<uint64_t>(it));
     const bool detach = it % 3 == 2;
     TestPager tp;
-    TestVmo* vmo = tp.create_vmo(kPages, true, ZXP_PAGER_VMO_PRIVATE);
+    TestVmo* vmo = create_vmo(tp, kPages, shared);
     REQUIRE(vmo);
     std::mutex errors_mu;
     std::vector<std::string> errors;
@@ -186,8 +207,8 @@ TEST_CASE("two pager threads supply one private VMO while faults and a detach ra
     for (int s = 0; s < 2; ++s) {
       const uint64_t seed = rng();
       servers.emplace_back([&, s, seed] {
-        // Each serves the requests it takes, by COPY (server 0) or MOVE (server 1), and
-        // widens some to overlap the other's.
+        // Each serves the requests it takes, from a memfd (server 0) or anonymous memory
+        // (server 1: MOVE into a private VMO), and widens some to overlap the other's.
         std::mt19937_64 r(seed);
         while (!stop) {
           zx_port_packet_t pk;

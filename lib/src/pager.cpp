@@ -705,7 +705,10 @@ zx_status_t PagerVmo::access(void* buffer, uint64_t offset, size_t len, bool wri
   std::unique_lock lock(mu_);
   // A shared VMO tracks dirty pages from its first write on (a private one from the first
   // call that asks about them; the library's own writes are recorded either way).
-  if (write && shared_) start_dirty_tracking();
+  if (write && shared_ && !dirty_tracking_) {
+    quiesce_supplies(lock);  // no supply may still be in the kernel unprotected
+    start_dirty_tracking();
+  }
   // Works through the range as Zircon does: copies what is present, then waits for the
   // next missing page only (so a read wakes as each supplied run arrives, and never needs
   // the whole range present at once).
@@ -1150,7 +1153,8 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   const int fd = service_->fd();
   bool wp;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    if (writable) quiesce_supplies(lock);  // (dirty tracking starts below)
     if (torn_down_) {
       munmap(p, len);
       return ZX_ERR_BAD_STATE;
@@ -1362,7 +1366,8 @@ void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) 
 zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes) {
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    quiesce_supplies(lock);  // from here on supplies write-protect their pages
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_) return ZX_ERR_NOT_SUPPORTED;
     if (!eviction_used_) {
@@ -1425,7 +1430,8 @@ zx_status_t PagerVmo::attach_remote(int uffd, uintptr_t addr, uint64_t vmo_offse
   if (!shared_) return ZX_ERR_NOT_SUPPORTED;
   uint64_t new_id;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    quiesce_supplies(lock);  // (a writable view starts dirty tracking below)
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     for (auto& [i, v] : remote_views_) {
       if (v.fd == uffd) return ZX_ERR_ALREADY_EXISTS;
@@ -1470,7 +1476,9 @@ bool PagerVmo::punch(uint64_t first, uint64_t end) {
 zx_status_t PagerVmo::detach_remote(uint64_t id) {
   View v;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    // The pages it has not got are poisoned there: none may be arriving meanwhile.
+    quiesce_supplies(lock);
     auto it = remote_views_.find(id);
     if (it == remote_views_.end() || !it->second.owned) return ZX_ERR_NOT_FOUND;
     v = std::move(it->second);

@@ -16,15 +16,16 @@
 //
 // Locking: PagerVmo::mu_ guards the record, the requests and the waiters. It is never held
 // across anything that waits for the fault thread (madvise, mremap, munmap, sync). A
-// shared, remote or write-tracked VMO's supply holds it across UFFDIO_COPY (views and
-// write protection change with the page). A plain private VMO's supply drops it for the
-// kernel's copy or move (the kernel installs each page whole, and wakes its waiters), so
-// that the fault thread and other supplies of the VMO do not wait behind the copy; the
-// pages enter the record when it is retaken. Whatever changes the memory or the VMO's
-// mode under such a supply (detach, close, FAIL, eviction, resize, unmap, dirty and
-// statistics tracking) first waits for it to end (quiesce_supplies). Order: PagerVmo::mu_
-// before aux VMO locks before Port::mu_; a supply holding an aux lock with mu_ dropped lets
-// go of it before it takes mu_ again.
+// remote or write-tracked VMO's supply holds it across UFFDIO_COPY (write protection
+// changes with the page). Any other supply (a private VMO, or a shared one with no
+// writable view) drops it for the kernel's copy or move (the kernel installs each page
+// whole, and wakes its waiters), so that the fault thread and other supplies of the VMO
+// do not wait behind the copy; the pages enter the record when it is retaken. Whatever
+// changes the memory, the views or the VMO's mode under such a supply (detach, close,
+// FAIL, eviction, resize, unmap, a remote view's detach, dirty and statistics tracking)
+// first waits for it to end (quiesce_supplies). Order: PagerVmo::mu_ before aux VMO locks
+// before Port::mu_; a supply holding an aux lock with mu_ dropped lets go of it before it
+// takes mu_ again.
 #pragma once
 
 #include <sys/types.h>
@@ -364,11 +365,12 @@ class PagerVmo final : public Vmo {
                      uint64_t* done, int* err, bool wake, bool write_protect);
   void fill_run_move(uintptr_t home, uint64_t first, uint64_t end, uint8_t* src, uint64_t* done,
                      int* err);
-  // With mu_ held: whether a fill may drop mu_ for the kernel's copy or move (a private,
-  // local VMO, no write tracking, nobody waiting in quiesce_supplies).
+  // With mu_ held: whether a fill may drop mu_ for the kernel's copy or move (a local VMO,
+  // no write or dirty tracking, so nothing to protect as the pages arrive; nobody waiting
+  // in quiesce_supplies).
   bool may_fill_unlocked() const {
-    return !shared_ && !remote_ && !tracking_writes() && !dirty_tracking_ &&
-           supply_quiescers_ == 0 && !torn_down_ && !detached_;
+    return !remote_ && !tracking_writes() && !dirty_tracking_ && supply_quiescers_ == 0 &&
+           !torn_down_ && !detached_;
   }
   // With mu_ held (`lock`): waits until no fill is in the kernel with mu_ dropped. Until
   // the caller lets go of mu_, none starts; after that, the state the caller changed
