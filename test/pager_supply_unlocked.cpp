@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <string>
@@ -89,6 +90,40 @@ TestVmo* create_vmo(TestPager& tp, uint64_t pages, bool shared) {
   return vmo;
 }
 
+// A supply of the whole of a new VMO, held by the gate in the window where it has dropped
+// the VMO's lock.
+struct HeldSupply {
+  static constexpr uint64_t kPages = 16;
+  explicit HeldSupply(bool shared) : vmo(create_vmo(tp, kPages, shared)) {
+    if (vmo) supplier = std::jthread([this] { status = tp.supply(vmo, 0, kPages); });
+  }
+  bool entered() { return vmo && gate.wait_entered(); }
+  // Runs `op` on another thread (Catch's assertions stay on the test's): true if it had
+  // not finished kQuiet later, while the supply was held. Then lets the supply go on and
+  // waits for both; *result is what `op` returned.
+  bool waits_for_it(const std::function<zx_status_t()>& op, zx_status_t* result) {
+    std::atomic<bool> done{false};
+    std::atomic<zx_status_t> st{ZX_ERR_INTERNAL};
+    std::jthread t([&] {
+      st = op();
+      done = true;
+    });
+    const bool waited = !wait_until([&] { return done.load(); }, kQuiet);
+    gate.release();
+    supplier.join();
+    t.join();
+    *result = st;
+    return waited;
+  }
+  bool held_too_long() { return gate.held_too_long(); }
+
+  TestPager tp;
+  TestVmo* vmo;
+  std::atomic<zx_status_t> status{ZX_ERR_INTERNAL};
+  std::jthread supplier;
+  Gate gate{0};  // (released, on the way out, before the supplier is joined)
+};
+
 }  // namespace
 
 TEST_CASE("a supply in the kernel holds up neither faults nor other supplies of the VMO") {
@@ -123,29 +158,17 @@ TEST_CASE("a supply in the kernel holds up neither faults nor other supplies of 
 TEST_CASE("a detach waits for a supply in the kernel, and drops its pages") {
   const bool shared = GENERATE(false, true);
   INFO((shared ? "shared VMO" : "private VMO"));
-  TestPager tp;
-  TestVmo* vmo = create_vmo(tp, 16, shared);
-  REQUIRE(vmo);
-  Gate gate(0);
-  std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
-  std::jthread supplier([&] { held = tp.supply(vmo, 0, 16); });
-  REQUIRE(gate.wait_entered());
-  std::atomic<bool> detached{false};
-  std::atomic<zx_status_t> detach_status{ZX_ERR_INTERNAL};
-  std::jthread detacher([&] {  // (Catch's assertions are for the test's own thread)
-    detach_status = tp.detach(vmo);
-    detached = true;
-  });
+  HeldSupply held(shared);
+  REQUIRE(held.entered());
+  TestVmo* vmo = held.vmo;
   // The supply began first: the detach (and its decommit) comes after it, whole.
-  CHECK_FALSE(wait_until([&] { return detached.load(); }, kQuiet));
-  gate.release();
-  supplier.join();
-  REQUIRE_FALSE(gate.held_too_long());
-  detacher.join();
-  CHECK(held == ZX_OK);
-  CHECK(detach_status == ZX_OK);
+  zx_status_t detached = ZX_ERR_INTERNAL;
+  CHECK(held.waits_for_it([&] { return held.tp.detach(vmo); }, &detached));
+  REQUIRE_FALSE(held.held_too_long());
+  CHECK(held.status == ZX_OK);
+  CHECK(detached == ZX_OK);
   // Zircon decommits a detached VMO: the pages the supply put in went with the rest.
-  CHECK(resident_pages(vmo->base, 16) == 0);
+  CHECK(resident_pages(vmo->base, HeldSupply::kPages) == 0);
   std::vector<uint8_t> buf(kPage);
   CHECK(zx_vmo_read(vmo->vmo, buf.data(), 0, kPage) == ZX_ERR_BAD_STATE);
 }
@@ -153,32 +176,22 @@ TEST_CASE("a detach waits for a supply in the kernel, and drops its pages") {
 TEST_CASE("closing a VMO waits for its supply in the kernel") {
   const bool shared = GENERATE(false, true);
   INFO((shared ? "shared VMO" : "private VMO"));
-  TestPager tp;
-  TestVmo* vmo = create_vmo(tp, 16, shared);
-  REQUIRE(vmo);
-  Gate gate(0);
-  std::atomic<zx_status_t> held{ZX_ERR_INTERNAL};
-  std::jthread supplier([&] { held = tp.supply(vmo, 0, 16); });
-  REQUIRE(gate.wait_entered());
+  HeldSupply held(shared);
+  REQUIRE(held.entered());
+  TestVmo* vmo = held.vmo;
   // The last handle, then the one mapping: the VMO is torn down and its memory unmapped.
   REQUIRE(zx_handle_close(vmo->vmo) == ZX_OK);
   vmo->vmo = ZX_HANDLE_INVALID;
-  std::atomic<bool> closed{false};
-  std::atomic<zx_status_t> unmap_status{ZX_ERR_INTERNAL};
-  std::jthread closer([&] {
-    unmap_status = zx_vmar_unmap(zx_vmar_root_self(), vmo->base, 16 * kPage);
-    closed = true;
-  });
-  CHECK_FALSE(wait_until([&] { return closed.load(); }, kQuiet));
-  gate.release();
-  supplier.join();
-  REQUIRE_FALSE(gate.held_too_long());
-  closer.join();
+  zx_status_t unmapped = ZX_ERR_INTERNAL;
+  CHECK(held.waits_for_it(
+      [&] { return zx_vmar_unmap(zx_vmar_root_self(), vmo->base, HeldSupply::kPages * kPage); },
+      &unmapped));
+  REQUIRE_FALSE(held.held_too_long());
   // The supply found its memory where it was (not unmapped under it, nor something else
   // mapped there meanwhile), and the memory is gone now.
-  CHECK(held == ZX_OK);
-  CHECK(unmap_status == ZX_OK);
-  CHECK(resident_pages(vmo->base, 16) == ~0ull);  // mincore: ENOMEM, nothing mapped
+  CHECK(held.status == ZX_OK);
+  CHECK(unmapped == ZX_OK);
+  CHECK(resident_pages(vmo->base, HeldSupply::kPages) == ~0ull);  // mincore: ENOMEM
   vmo->base = 0;
 }
 
