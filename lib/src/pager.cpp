@@ -1613,11 +1613,11 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
     // aux lock stays held across it, and is let go of before mu_ is taken again.
     const uintptr_t home = home_;
     const bool unlocked = may_fill_unlocked();
-    auto drop = [&](uint64_t x, uint64_t y) {
+    auto drop = [&] {
       if (!unlocked) return;
       ++supplies_unlocked_;
       lock.unlock();
-      if (test_hook_fill_unlocked_) test_hook_fill_unlocked_(x, y);
+      if (test_hook_fill_unlocked_) test_hook_fill_unlocked_(a, b);
     };
     zx_status_t relocked = ZX_OK;
     auto retake = [&] {
@@ -1628,7 +1628,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       relocked = lock_aux();
     };
     if (use_move) {
-      drop(a, b);
+      drop();
       fill_run_move(home, a, b, anon->base() + src_off, &done, &err);
       retake();
     } else {
@@ -1656,7 +1656,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
       // a thread left waiting until after the aux punch (supply() punches once mu_ is
       // dropped) could meet a detach in between that no longer knows it waits.
       const bool write_protect = tracking_writes();
-      drop(a, b);
+      drop();
       fill_run_copy(home, a, b, src, &done, &err, true, write_protect);
       retake();
     }

@@ -369,8 +369,7 @@ class PagerVmo final : public Vmo {
   // no write or dirty tracking, so nothing to protect as the pages arrive; nobody waiting
   // in quiesce_supplies).
   bool may_fill_unlocked() const {
-    return !remote_ && !tracking_writes() && !dirty_tracking_ && supply_quiescers_ == 0 &&
-           !torn_down_ && !detached_;
+    return !remote_ && !tracking_writes() && !dirty_tracking_ && supply_quiescers_ == 0;
   }
   // With mu_ held (`lock`): waits until no fill is in the kernel with mu_ dropped. Until
   // the caller lets go of mu_, none starts; after that, the state the caller changed
@@ -494,8 +493,8 @@ class PagerVmo final : public Vmo {
   // them: a copy inside a system call cannot be failed by a signal, so none may be left
   // copying from pages the detach drops.
   uint32_t copying_ = 0;
-  // Fills in the kernel with mu_ dropped (see may_fill_unlocked), and the callers waiting
-  // in quiesce_supplies for them to end (none starts while one waits).
+  // Fills in the kernel with mu_ dropped (see may_fill_unlocked), and the callers that hold
+  // new ones off: waiting in quiesce_supplies for them to end, or (unmap) moving the home.
   uint32_t supplies_unlocked_ = 0;
   uint32_t supply_quiescers_ = 0;
   std::condition_variable supply_cv_;

@@ -134,9 +134,6 @@ zx_status_t PagerVmo::await_dirty(std::unique_lock<std::mutex>& lock, uint64_t f
 zx_status_t PagerVmo::op_dirty(uint64_t offset, uint64_t len) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   std::unique_lock lock(mu_);
-  // Dirty tracking starts here or in the calls below: no supply may still be in the
-  // kernel unprotected (see may_fill_unlocked).
-  quiesce_supplies(lock);
   // Only a VMO whose writes trap has writes waiting for this.
   if (!trap_dirty_ || !wp_) return ZX_ERR_NOT_SUPPORTED;
   if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
@@ -191,7 +188,7 @@ zx_status_t PagerVmo::op_dirty(uint64_t offset, uint64_t len) {
 zx_status_t PagerVmo::writeback_begin(uint64_t offset, uint64_t len, bool zero) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   std::unique_lock lock(mu_);
-  quiesce_supplies(lock);
+  quiesce_supplies(lock);  // dirty tracking may start below
   if (!wp_) return ZX_ERR_NOT_SUPPORTED;
   // (A detached VMO keeps its dirty pages, and the pager may still write them back.)
   if (torn_down_) return ZX_ERR_BAD_STATE;
@@ -222,8 +219,7 @@ zx_status_t PagerVmo::writeback_begin(uint64_t offset, uint64_t len, bool zero) 
 
 zx_status_t PagerVmo::writeback_end(uint64_t offset, uint64_t len) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
-  std::unique_lock lock(mu_);
-  quiesce_supplies(lock);
+  std::lock_guard lock(mu_);
   if (!wp_) return ZX_ERR_NOT_SUPPORTED;
   if (torn_down_) return ZX_ERR_BAD_STATE;
   std::vector<std::pair<uint64_t, uint64_t>> runs;
@@ -260,7 +256,7 @@ zx_status_t PagerVmo::query_dirty(uint64_t offset, uint64_t len,
                                   std::vector<zx_vmo_dirty_range_t>* out) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
   std::unique_lock lock(mu_);
-  quiesce_supplies(lock);
+  quiesce_supplies(lock);  // dirty tracking may start below
   if (!wp_) return ZX_ERR_NOT_SUPPORTED;
   start_dirty_tracking();  // (a private VMO's stores are seen from here on)
   // A writer the library cannot see (a writable descriptor handed out) may have written

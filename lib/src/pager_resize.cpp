@@ -94,7 +94,7 @@ zx_status_t PagerVmo::set_size(uint64_t new_size) {
     }
   }
   std::unique_lock lock(mu_);
-  quiesce_supplies(lock);  // (a resizable VMO is shared: none drops mu_ today)
+  quiesce_supplies(lock);  // a shrink drops pages a supply may be putting in
   if (torn_down_) return ZX_ERR_BAD_STATE;
   const uint64_t old_pages = size_pages(), new_pages = rounded / kPageSize;
   if (rounded != size()) {
