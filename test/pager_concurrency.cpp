@@ -4,6 +4,8 @@
 // and end correctly: the supplied bytes, or the failure the protocol allows.
 #include <catch2/catch.hpp>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <map>
 #include <memory>
@@ -680,4 +682,46 @@ TEST_CASE("regression: every packet on a pager port with two waiters is taken at
   b.join();
   INFO("packet " << late << " waited for a deadline");
   REQUIRE(late == 0);
+}
+
+// The fault thread stays out of the way of pager threads that took a request a moment
+// ago (they come back to read the userfaultfd themselves), but only for a while: once they
+// stop waiting, a fault must still become a packet on the port, and a madvise must still
+// return (its REMOVE event is read by somebody). Each iteration takes a request first, so
+// the fault thread is in its deferring state when the next fault and the madvise come.
+TEST_CASE("faults and events still get read once the pager threads stop waiting",
+          "[concurrency]") {
+  for (int iter = 0; iter < 40; ++iter) {
+    TestPager p;
+    // Private: MADV_DONTNEED drops its pages (a shared VMO keeps them in its memfd).
+    TestVmo* v = p.create_vmo(4, true, ZXP_PAGER_VMO_PRIVATE);
+    REQUIRE(v);
+    {
+      Faulter f0(v, 0, Access::kMapping);
+      REQUIRE(p.wait_for_request(v, 0, 1));  // read by this thread, polling in zx_port_wait
+      REQUIRE(p.supply(v, 0, 1) == ZX_OK);
+      REQUIRE(f0.wait());
+      REQUIRE(f0.data_ok());
+    }
+    // Nobody waits on the port from here on. A deadline in the past never polls.
+    Faulter f1(v, 1, Access::kMapping);
+    zx_port_packet_t pk = {};
+    REQUIRE(wait_until([&] { return zx_port_wait(p.port(), 0, &pk) == ZX_OK; }));
+    REQUIRE(pk.type == ZX_PKT_TYPE_PAGE_REQUEST);
+    REQUIRE(pk.page_request.command == ZX_PAGER_VMO_READ);
+    REQUIRE(pk.page_request.offset == kPage);
+    REQUIRE(p.supply(v, 1, 1) == ZX_OK);
+    REQUIRE(f1.wait());
+    REQUIRE(f1.data_ok());
+    // A request was just taken again. madvise returns once its REMOVE event is read, and
+    // the page it dropped is asked for again.
+    REQUIRE(madvise(v->page_ptr(0), kPage, MADV_DONTNEED) == 0);
+    Faulter f2(v, 0, Access::kMapping);
+    REQUIRE(wait_until([&] { return zx_port_wait(p.port(), 0, &pk) == ZX_OK; }));
+    REQUIRE(pk.type == ZX_PKT_TYPE_PAGE_REQUEST);
+    REQUIRE(pk.page_request.offset == 0);
+    REQUIRE(p.supply(v, 0, 1) == ZX_OK);
+    REQUIRE(f2.wait());
+    REQUIRE(f2.data_ok());
+  }
 }

@@ -533,6 +533,10 @@ void FaultService::retry_write_faults() {
   }
 }
 
+void FaultService::note_request_taken() {
+  last_request_taken_.store(monotonic_now(), std::memory_order_relaxed);
+}
+
 void FaultService::run() {
   struct epoll_event evs[16];
   for (;;) {
@@ -541,6 +545,22 @@ void FaultService::run() {
       if (errno == EINTR) continue;
       fprintf(stderr, "zxpager: fault thread: epoll_wait: %s\n", strerror(errno));
       abort();
+    }
+    // A message reaches this thread only when no pager thread waits in poll_as_poller. If
+    // pager threads took requests a moment ago, they are busy supplying and will be back
+    // to read it themselves, at no hand-off: reading it here would queue it to them through
+    // the port, a wake-up and a thread switch on its way, and take a CPU from the supplies
+    // (on a small machine, half of a two-pager-thread run's faults went this way). So this
+    // thread stays out of the way for kDeferNs, then reads whatever is still there: the
+    // backstop when pager threads stop waiting, and for events that munmap, madvise and
+    // mremap callers wait on, which wait at most that much longer.
+    bool message = false;
+    for (int i = 0; i < n; ++i) message = message || evs[i].data.ptr != nullptr;
+    if (message && monotonic_now() - last_request_taken_.load(std::memory_order_relaxed) <
+                       kDeferNs) {
+      struct timespec ts = {0, static_cast<long>(kDeferNs)};
+      while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
+      }
     }
     // Read until the descriptors are empty: munmap/madvise/mremap callers wait for their
     // events to be read.

@@ -94,6 +94,9 @@ class FaultService {
   void end_polling();
   // Wakes the poller out of poll_as_poller (a packet arrived for its port).
   void wake_poller();
+  // A pager thread took a page request out of its port (Port::wait). For kDeferNs after
+  // that, the fault thread leaves messages to the pager threads (see run()).
+  void note_request_taken();
   // True on the thread that is the poller right now.
   static bool on_poller_thread();
 
@@ -128,6 +131,10 @@ class FaultService {
 
  private:
   static constexpr int kBatch = 64;
+  // How long the fault thread stays out of the way of pager threads that are busy
+  // supplying (they come back to read the descriptor themselves), once it finds a message
+  // within that time of the last request they took.
+  static constexpr zx_time_t kDeferNs = 1'000'000;
 
   // A userfaultfd to read: the process's own (its faults are looked up in the registry),
   // or a remote VMO's.
@@ -185,6 +192,7 @@ class FaultService {
   std::mutex sync_serial_mu_;
 
   std::mutex poller_mu_;  // held (try_lock) by the poller
+  std::atomic<zx_time_t> last_request_taken_{0};  // monotonic ns
 
   // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
   std::mutex wp_retry_mu_;

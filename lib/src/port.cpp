@@ -105,6 +105,7 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   while (queue_.front().withdrawn) queue_.pop_front();
   Entry& e = queue_.front();
   *out = e.packet;
+  const bool request = !e.user;
   if (e.user) --user_packets_;
   --live_;
   queue_.pop_front();
@@ -113,10 +114,11 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   // so the next one reaches a pager thread directly rather than through the fault thread
   // and a hand-off on its way to the supply. (A poller leaving with its own packet is the
   // common case: it wakes its successor now, off the next fault's path.)
-  const bool hand_over = !polling_ && waiters_ > 0 && live_ == 0 &&
-                         service_.load(std::memory_order_acquire) != nullptr;
+  FaultService* service = service_.load(std::memory_order_acquire);
+  const bool hand_over = !polling_ && waiters_ > 0 && live_ == 0 && service != nullptr;
   lock.unlock();
   if (hand_over) cv_.notify_one();
+  if (request && service) service->note_request_taken();
   return ZX_OK;
 }
 
