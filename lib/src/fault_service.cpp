@@ -240,7 +240,9 @@ zx_status_t FaultService::start() {
     return status_from_errno(err);
   };
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  poller_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // A semaphore: each wake_poller lets one poller through (the epoll wakes one waiter per
+  // write, and that one reads one count off).
+  poller_wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   // The pollers' epoll is registered on the userfaultfd first, the fault thread's second,
   // both EPOLLEXCLUSIVE: a message wakes the poller if one is waiting, else the fault
   // thread, never both.
@@ -460,15 +462,19 @@ thread_local bool t_is_poller = false;
 
 bool FaultService::on_poller_thread() { return t_is_poller; }
 
-bool FaultService::try_begin_polling(Port*) {
-  if (!poller_mu_.try_lock()) return false;
+bool FaultService::try_begin_polling(Port* port) {
+  std::lock_guard lock(poller_mu_);
+  if (pollers_ > 0 && polling_port_ != port) return false;
+  polling_port_ = port;
+  ++pollers_;
   t_is_poller = true;
   return true;
 }
 
 void FaultService::end_polling() {
+  std::lock_guard lock(poller_mu_);
+  if (--pollers_ == 0) polling_port_ = nullptr;
   t_is_poller = false;
-  poller_mu_.unlock();
 }
 
 void FaultService::wake_poller() {
@@ -554,10 +560,12 @@ void FaultService::run() {
     // thread stays out of the way for kDeferNs, then reads whatever is still there: the
     // backstop when pager threads stop waiting, and for events that munmap, madvise and
     // mremap callers wait on, which wait at most that much longer.
+    // Not while a waiter sleeps on a port (another port's threads poll): it gets its
+    // faults from this thread only.
     bool message = false;
     for (int i = 0; i < n; ++i) message = message || evs[i].data.ptr != nullptr;
-    if (message && monotonic_now() - last_request_taken_.load(std::memory_order_relaxed) <
-                       kDeferNs) {
+    if (message && sleepers_.load(std::memory_order_relaxed) == 0 &&
+        monotonic_now() - last_request_taken_.load(std::memory_order_relaxed) < kDeferNs) {
       struct timespec ts = {0, static_cast<long>(kDeferNs)};
       while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
       }

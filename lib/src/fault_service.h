@@ -6,7 +6,6 @@
 // signal handler), so a program may fork freely before using pagers.
 //
 // Lock order (a lock is only ever taken while holding the ones above it):
-//   poller_mu_            held by the poller across epoll_wait and its whole drain
 //   sync_serial_mu_       held across a whole sync(): its reads and their handling
 //   gate_mu_              never across a system call (only its condition waits)
 //   sources_mu_ (shared)  held across reading descriptors and handling what was read;
@@ -17,9 +16,11 @@
 //                         (a second reader waits for it, under sources_mu_ and counted
 //                         in the gate's inflight_)
 //   PagerVmo::mu_         taken by on_fault/on_remove/on_remap; held by the VMO across
-//                         UFFDIO_COPY/MOVE/POISON/WAKE and the fail signal, never across
-//                         sync() (which takes the locks above) nor a blocking read
-//   regions_mu_, wp_retry_mu_   leaves: nothing is taken inside them, no system call
+//                         UFFDIO_COPY/MOVE/POISON/WAKE (but the fills pager.h lets go
+//                         without it) and the fail signal, never across sync() (which
+//                         takes the locks above) nor a blocking read
+//   regions_mu_, wp_retry_mu_, poller_mu_ (taken under a Port's mutex)   leaves: nothing
+//                         is taken inside them, no system call
 // A client's descriptor (a remote source) is never read in a way that can block,
 // whatever its O_NONBLOCK flag says (the client shares the open file and may clear it),
 // so no lock above is ever held across a wait a client controls.
@@ -85,19 +86,26 @@ class FaultService {
 
   // Pager threads read the userfaultfd themselves while they wait in zx_port_wait, so a
   // fault becomes a packet on the waiting thread with no hand-off; the fault thread then
-  // sleeps, and takes over whenever no pager thread is waiting. One pager thread at a
-  // time polls. try_begin_polling: true if the caller became the poller (for `port`).
+  // sleeps, and takes over whenever no pager thread is waiting. Every waiting thread of
+  // one port at a time polls (a message wakes one of them): a packet another port's
+  // poller queues goes to that port's sleepers, and a wake_poller must reach a poller of
+  // the port it is for. try_begin_polling: true if the caller became a poller (for
+  // `port`); false while threads of another port poll.
   bool try_begin_polling(Port* port);
-  // As the poller: waits until the userfaultfd has messages (and handles them), the
-  // poller is woken (wake_poller), or `deadline` passes.
+  // As a poller: waits until the userfaultfd has messages (and handles them), a poller
+  // is woken (wake_poller), or `deadline` passes.
   void poll_as_poller(zx_time_t deadline);
   void end_polling();
-  // Wakes the poller out of poll_as_poller (a packet arrived for its port).
+  // Wakes one poller out of poll_as_poller (a packet arrived for its port).
   void wake_poller();
   // A pager thread took a page request out of its port (Port::wait). For kDeferNs after
   // that, the fault thread leaves messages to the pager threads (see run()).
   void note_request_taken();
-  // True on the thread that is the poller right now.
+  // A waiter of a port that pager VMOs report to goes to sleep (+1) on the port rather
+  // than poll (another port's threads poll), or wakes (-1): only the fault thread can
+  // bring it a fault then, so it does not wait first.
+  void note_sleeper(int delta) { sleepers_.fetch_add(delta, std::memory_order_relaxed); }
+  // True on a thread that is a poller right now.
   static bool on_poller_thread();
 
   // The UFFDIO_API features a remote VMO's descriptor may have been given.
@@ -191,8 +199,11 @@ class FaultService {
   int sync_pending_ = 0;  // sync() callers waiting or draining
   std::mutex sync_serial_mu_;
 
-  std::mutex poller_mu_;  // held (try_lock) by the poller
+  std::mutex poller_mu_;          // guards the two below; never held across a wait
+  Port* polling_port_ = nullptr;  // the port whose threads poll, while pollers_ > 0
+  int pollers_ = 0;
   std::atomic<zx_time_t> last_request_taken_{0};  // monotonic ns
+  std::atomic<int> sleepers_{0};
 
   // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
   std::mutex wp_retry_mu_;

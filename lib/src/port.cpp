@@ -20,8 +20,9 @@ Port::Wakeup Port::wakeup_locked() {
   // as soon as its drain ends. Waking a sleeper for it would hand the fault to another
   // thread (a futex wake and a thread switch before the supply) and leave the poller to
   // find the queue empty; sleepers are woken for the packets beyond that one.
-  const bool own_poller = polling_ && FaultService::on_poller_thread();
-  return Wakeup{waiters_ > 0 && !(own_poller && live_ <= 1), polling_ && !own_poller,
+  // (A poller of another port has polling_ == 0 here: only one port's threads poll.)
+  const bool own_poller = polling_ > 0 && FaultService::on_poller_thread();
+  return Wakeup{waiters_ > 0 && !(own_poller && live_ <= 1), polling_ > (own_poller ? 1u : 0u),
                 service_.load(std::memory_order_acquire)};
 }
 
@@ -79,20 +80,20 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
     FaultService* service = service_.load(std::memory_order_acquire);
     if (service && service->try_begin_polling(this)) {
       // Read faults here rather than sleep until the fault thread hands them over.
-      polling_ = true;
+      ++polling_;
       lock.unlock();
       service->poll_as_poller(deadline);
       lock.lock();
-      // Give up the role and clear polling_ in one step under mu_: another waiter may
-      // become the poller right after, and must find polling_ set only while it polls,
-      // or a packet queued for it would not wake it.
+      // Give up the role and count it in one step under mu_: polling_ must count exactly
+      // the waiters that poll, or a packet queued for one would not wake it.
       service->end_polling();
-      polling_ = false;
+      --polling_;
       // Another thread sleeping here may take over polling.
       if (waiters_ > 0 && live_ == 0) cv_.notify_one();
       continue;
     }
     ++waiters_;
+    if (service) service->note_sleeper(1);
     if (deadline == ZX_TIME_INFINITE) {
       cv_.wait(lock.native());
     } else {
@@ -100,6 +101,7 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
       auto tp = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline));
       cv_.wait_until(lock.native(), tp);
     }
+    if (service) service->note_sleeper(-1);
     --waiters_;
   }
   while (queue_.front().withdrawn) queue_.pop_front();

@@ -67,7 +67,7 @@ class Port final : public Object {
   size_t live_ GUARDED_BY(mu_) = 0;  // entries not withdrawn
   size_t user_packets_ GUARDED_BY(mu_) = 0;
   size_t waiters_ GUARDED_BY(mu_) = 0;
-  bool polling_ GUARDED_BY(mu_) = false;  // a waiter of this port is the fault service's poller
+  size_t polling_ GUARDED_BY(mu_) = 0;  // waiters of this port that are the service's pollers
   std::atomic<FaultService*> service_{nullptr};
   uint64_t next_ticket_ GUARDED_BY(mu_) = 1;
 };
