@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fault_service.h"
 #include "pager_harness.h"
 #include "pager_proto_util.h"
 
@@ -731,4 +732,33 @@ TEST_CASE("faults and events still get read once the pager threads stop waiting"
     REQUIRE(f2.wait());
     REQUIRE(f2.data_ok());
   }
+}
+
+// The fault thread waits only for pager threads that read the userfaultfd themselves,
+// that is, threads waiting with a deadline still ahead. A program that only polls its
+// port with a deadline in the past never reads it: the fault thread must read its faults
+// at once, every time (a 1 ms wait per fault otherwise).
+TEST_CASE("a port polled with a past deadline gets its faults without the fault thread waiting",
+          "[concurrency]") {
+  zx_status_t st;
+  zxp::FaultService* service = zxp::FaultService::get(&st);
+  REQUIRE(service);
+  TestPager p;
+  constexpr uint64_t kPages = 40;
+  TestVmo* v = p.create_vmo(kPages, true, ZXP_PAGER_VMO_PRIVATE);
+  REQUIRE(v);
+  uint64_t before = 0;
+  for (uint64_t page = 0; page < kPages; ++page) {
+    // After the first page: an earlier test's pager threads may have taken a request a
+    // moment before this one's first fault.
+    if (page == 1) before = service->deferrals();
+    Faulter f(v, page, Access::kMapping);
+    zx_port_packet_t pk = {};
+    REQUIRE(wait_until([&] { return zx_port_wait(p.port(), 0, &pk) == ZX_OK; }));
+    REQUIRE(pk.page_request.offset == page * kPage);
+    REQUIRE(p.supply(v, page, 1) == ZX_OK);
+    REQUIRE(f.wait());
+    REQUIRE(f.data_ok());
+  }
+  REQUIRE(service->deferrals() == before);
 }

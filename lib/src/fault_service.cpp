@@ -566,6 +566,7 @@ void FaultService::run() {
     for (int i = 0; i < n; ++i) message = message || evs[i].data.ptr != nullptr;
     if (message && sleepers_.load(std::memory_order_relaxed) == 0 &&
         monotonic_now() - last_request_taken_.load(std::memory_order_relaxed) < kDeferNs) {
+      deferrals_.fetch_add(1, std::memory_order_relaxed);
       struct timespec ts = {0, static_cast<long>(kDeferNs)};
       while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
       }

@@ -98,9 +98,12 @@ class FaultService {
   void end_polling();
   // Wakes one poller out of poll_as_poller (a packet arrived for its port).
   void wake_poller();
-  // A pager thread took a page request out of its port (Port::wait). For kDeferNs after
-  // that, the fault thread leaves messages to the pager threads (see run()).
+  // A pager thread took a page request out of its port (Port::wait), and waits with a
+  // deadline still ahead, so it reads the userfaultfd itself when it comes back. For
+  // kDeferNs after that, the fault thread leaves messages to the pager threads (see run()).
   void note_request_taken();
+  // How many times the fault thread has waited for pager threads so (for tests).
+  uint64_t deferrals() const { return deferrals_.load(std::memory_order_relaxed); }
   // A waiter of a port that pager VMOs report to goes to sleep (+1) on the port rather
   // than poll (another port's threads poll), or wakes (-1): only the fault thread can
   // bring it a fault then, so it does not wait first.
@@ -204,6 +207,7 @@ class FaultService {
   int pollers_ = 0;
   std::atomic<zx_time_t> last_request_taken_{0};  // monotonic ns
   std::atomic<int> sleepers_{0};
+  std::atomic<uint64_t> deferrals_{0};
 
   // Write faults the kernel asked to retry (EAGAIN) once pending events are read.
   std::mutex wp_retry_mu_;

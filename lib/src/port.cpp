@@ -120,7 +120,12 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   const bool hand_over = !polling_ && waiters_ > 0 && live_ == 0 && service != nullptr;
   lock.unlock();
   if (hand_over) cv_.notify_one();
-  if (request && service) service->note_request_taken();
+  // Only a waiter that would read the userfaultfd (its deadline still ahead) holds the
+  // fault thread back: a program that polls its port with a past deadline never does, and
+  // its faults must not wait for it.
+  if (request && service && (deadline == ZX_TIME_INFINITE || deadline > monotonic_now())) {
+    service->note_request_taken();
+  }
   return ZX_OK;
 }
 
