@@ -88,7 +88,7 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
       // the waiters that poll, or a packet queued for one would not wake it.
       service->end_polling();
       --polling_;
-      // Another thread sleeping here may take over polling.
+      // A thread sleeping here (it could not poll when it began to wait) may poll now.
       if (waiters_ > 0 && live_ == 0) cv_.notify_one();
       continue;
     }
@@ -112,10 +112,10 @@ zx_status_t Port::wait(zx_time_t deadline, zx_port_packet_t* out) {
   --live_;
   queue_.pop_front();
   while (!queue_.empty() && queue_.front().withdrawn) queue_.pop_front();
-  // Leaving with the last packet while nobody polls: a sleeper takes over reading faults,
-  // so the next one reaches a pager thread directly rather than through the fault thread
-  // and a hand-off on its way to the supply. (A poller leaving with its own packet is the
-  // common case: it wakes its successor now, off the next fault's path.)
+  // Leaving with the last packet while no waiter of this port polls: a sleeper (one that
+  // began waiting before the port served faults, or found another port's threads
+  // polling) tries to take over reading faults, so the next one reaches a pager thread
+  // directly rather than through the fault thread.
   FaultService* service = service_.load(std::memory_order_acquire);
   const bool hand_over = !polling_ && waiters_ > 0 && live_ == 0 && service != nullptr;
   lock.unlock();
