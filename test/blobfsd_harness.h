@@ -152,6 +152,11 @@ class Daemon {
   // SIGTERM; the exit status (or -1 on a timeout).
   int Stop(int timeout_ms = 30000) {
     kill(pid_, SIGTERM);
+    return Wait(timeout_ms);
+  }
+  // Waits for the daemon to exit (sent a signal with kill(pid(), ...) before): the exit
+  // status, or -1 on a timeout (it is then killed).
+  int Wait(int timeout_ms = 30000) {
     int st = WaitExit(pid_, timeout_ms);
     pid_ = -1;
     return st;
