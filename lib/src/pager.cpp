@@ -1030,17 +1030,20 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   // No handle left, and this is the one mapping: the VMO goes with it. Tear it down here,
   // pages and all, rather than move them to a new home only to free them there: the move
   // costs far more than the unmap (tens of milliseconds a GiB). As below, the addresses
-  // stop working first and threads blocked there take SIGSEGV (woken by the
-  // unregistration in teardown), not the FAIL the detach would send them. (mapping_removed()
-  // then finds the VMO torn down already.)
+  // stop working first and threads blocked there take SIGSEGV (retire_home wakes them),
+  // not the FAIL the detach would send them. (mapping_removed() then finds the VMO torn
+  // down already.)
   if (handle_count() == 0 && num_mappings() == 1) {
     uintptr_t home;
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      // No supply may be in the kernel while the home is replaced, and none starts after.
+      quiesce_supplies(lock);
       if (torn_down_) return ZX_OK;
       home = home_;
+      home_retired_ = true;
     }
-    mprotect(reinterpret_cast<void*>(home), size(), PROT_NONE);
+    retire_home(home, reserve_ ? reserve_ : size());
     {
       std::lock_guard lock(mu_);
       map_waiters_.clear();
@@ -1235,6 +1238,23 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   }
   *out = addr;
   return ZX_OK;
+}
+
+void PagerVmo::retire_home(uintptr_t home, uint64_t len) {
+  // mprotect to PROT_NONE and then unregistering each walk every page-table entry of the
+  // home (tens of milliseconds a GiB of 4 KiB pages) before the munmap frees the pages.
+  // Instead one mmap over it frees them and leaves a placeholder nobody can touch. Its
+  // UNMAP event is read by the fault thread or a pager thread (this thread waits for it)
+  // and must not look like the program unmapping a mapping: the home leaves the registry
+  // first. A fault raised meanwhile finds no VMO and is let retry, until the placeholder
+  // is there.
+  service_->remove_region(home, this);
+  void* p = mmap(reinterpret_cast<void*>(home), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  // (Out of map entries, say: the pages stay until the teardown's munmap.)
+  if (p == MAP_FAILED) mprotect(reinterpret_cast<void*>(home), len, PROT_NONE);
+  // Threads blocked in the old home retry and take SIGSEGV.
+  uffd::wake(uffd_, home, len);
 }
 
 zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
@@ -1693,7 +1713,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         lock.unlock();
         service_->sync();
         lock.lock();
-        if (detached_ || torn_down_) {
+        if (detached_ || torn_down_ || home_retired_) {
           st = ZX_ERR_BAD_STATE;
           break;
         }
@@ -1768,7 +1788,7 @@ zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t
                                     bool keep_aux, const uint8_t* staged,
                                     std::vector<AuxPunch>* punches) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
-  if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
+  if (detached_ || torn_down_ || home_retired_) return ZX_ERR_BAD_STATE;
   if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
   if (len == 0) return ZX_OK;
   if (legacy) {

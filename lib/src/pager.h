@@ -466,6 +466,10 @@ class PagerVmo final : public Vmo {
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                   uint64_t end);
   void teardown();
+  // For unmap() of a private VMO's last reference: the home, pages and all, becomes an
+  // inaccessible placeholder in one munmap's time, and threads blocked there wake into
+  // SIGSEGV. Not with mu_ held, nor on a thread reading userfaultfd messages.
+  void retire_home(uintptr_t home, uint64_t len);
 
   FaultService* const service_;
   const zx_koid_t pager_koid_;
@@ -489,6 +493,9 @@ class PagerVmo final : public Vmo {
   std::vector<std::pair<uintptr_t, uint64_t>> graveyard_;  // old homes (PROT_NONE)
   bool detached_ = false;
   bool torn_down_ = false;
+  // unmap() of the last reference replaced the home with an inaccessible placeholder:
+  // supplies are refused from then on (the teardown that follows frees it).
+  bool home_retired_ = false;
   // zx_vmo_read/write copies in flight (outside mu_). A decommitting detach waits for
   // them: a copy inside a system call cannot be failed by a signal, so none may be left
   // copying from pages the detach drops.
