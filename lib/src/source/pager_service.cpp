@@ -228,6 +228,9 @@ class PagerService::Impl {
   uint64_t warm_total_ = 0;  // sum of the small slots' warm bytes (guarded by slots_mu_)
   uint64_t warm_cap_ = kWarmSlotBytes;
   bool ready_stop_ = false;  // (guarded by slots_mu_)
+  // No VMO: no fill is coming, so no slot is populated for one (guarded by slots_mu_; set
+  // with vmos_mu_ held too).
+  bool ready_paused_ = true;
   std::condition_variable ready_cv_;
   std::thread ready_thread_;
 
@@ -543,7 +546,10 @@ class PagerService::Impl {
     {
       std::lock_guard lock(vmos_mu_);
       vmos_[v->id] = v;
+      std::lock_guard slots(slots_mu_);
+      ready_paused_ = false;
     }
+    ready_cv_.notify_all();
     *id = v->id;
     *out = dup;
     return ZX_OK;
@@ -575,6 +581,10 @@ class PagerService::Impl {
     {
       std::lock_guard lock(vmos_mu_);
       vmos_.erase(id);
+      // The last one gone (a file pager closing): populating slots now would only compete
+      // with the unmap for the CPU, and give the memory back unused.
+      std::lock_guard slots(slots_mu_);
+      ready_paused_ = vmos_.empty();
     }
     {
       // Under mu: evict_range reads the handle under it.
@@ -869,8 +879,8 @@ class PagerService::Impl {
     std::unique_lock lock(slots_mu_);
     for (;;) {
       ready_cv_.wait(lock, [&] {
-        return ready_stop_ ||
-               (ready_huge_ < kReadyHugeSlots && free_huge_.size() > ready_huge_);
+        return ready_stop_ || (!ready_paused_ && ready_huge_ < kReadyHugeSlots &&
+                               free_huge_.size() > ready_huge_);
       });
       if (ready_stop_) return;
       // The unready free slot used last; out of the pool while it is populated.
