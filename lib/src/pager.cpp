@@ -1261,10 +1261,21 @@ zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
   const int fd = service_->fd();
   // Threads blocked on a missing page here must wake into SIGSEGV, not sleep on and not
   // fall through to the memfd (an unregistered shared mapping would allocate a zero page
-  // in it, visible to every view): no access first, then unregister, which wakes them.
-  mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
-  uffd::unregister_range(fd, addr, len);
+  // in it, visible to every view). As retire_home does for a private home: the views
+  // leave the registry (pieces outside the range stay), one mmap replaces the range with
+  // a placeholder nobody can touch (its UNMAP event is then nobody's), and the threads
+  // are woken into SIGSEGV there. No mprotect and no unregistration, which each walk
+  // every page-table entry of the range (the second only for a writable view).
   drop_views(addr, len);
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    // (Out of map entries, say.) No access first, then unregister, which wakes them.
+    mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
+    uffd::unregister_range(fd, addr, len);
+  } else {
+    uffd::wake(fd, addr, len);
+  }
   if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
   return ZX_OK;
 }
