@@ -500,6 +500,10 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
       auto progress = [&] {
         if (++done == 32 && write(p[1], "g", 1) != 1) _exit(3);
       };
+      // What a request answers once the daemon is gone.
+      auto gone = [](zx_status_t st) {
+        return st == ZX_ERR_BAD_STATE || st == ZX_ERR_PEER_CLOSED;
+      };
       const uint64_t half = (want.size() / 2) & ~uint64_t{4095};
       bool released = false;
       std::mt19937_64 rng(static_cast<uint64_t>(i));
@@ -511,13 +515,13 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
           size_t got;
           zx_status_t st = b->read(off, buf.data(), buf.size(), &got);
           if (st != ZX_OK) {
-            _exit(st == ZX_ERR_BAD_STATE || st == ZX_ERR_PEER_CLOSED ? 0 : 10);
+            _exit(gone(st) ? 0 : 10);
           }
           if (memcmp(buf.data(), want.data() + off, got) != 0) _exit(11);
           // Pages already present read from the shared memory without asking the daemon
           // (and still do once it is gone): ask it directly whether it is there.
           st = b->commit(off, 1);
-          if (st != ZX_OK) _exit(st == ZX_ERR_BAD_STATE || st == ZX_ERR_PEER_CLOSED ? 0 : 15);
+          if (st != ZX_OK) _exit(gone(st) ? 0 : 15);
         } else {
           if (!released) {
             pollfd pfd = {release[0], POLLIN, 0};
@@ -529,7 +533,7 @@ TEST_CASE("SIGTERM finishes work in flight, fails the waiters, removes the socke
             // The daemon supplied the whole second half before it went (a machine too busy
             // for its shutdown to begin): no fault is left to fail, so ask it.
             zx_status_t st = b->commit(0, 1);
-            if (st != ZX_OK) _exit(st == ZX_ERR_BAD_STATE || st == ZX_ERR_PEER_CLOSED ? 21 : 16);
+            if (st != ZX_OK) _exit(gone(st) ? 21 : 16);
             continue;
           }
           uint8_t byte;

@@ -37,6 +37,26 @@ bool page_resident(uintptr_t addr) {
   return mincore(reinterpret_cast<void*>(addr & ~(kPageSize - 1)), kPageSize, &v) == 0 && (v & 1);
 }
 
+// Makes [addr, addr+len), registered with userfaultfd `fd`, an inaccessible placeholder
+// and wakes the threads blocked there, which retry into SIGSEGV. One mmap over the range
+// drops its pages (or page-table entries) at munmap's cost; mprotect to PROT_NONE and
+// unregistering would each walk every page-table entry first (the second where the range
+// is in WP mode). The placeholder's UNMAP event is read by the fault thread or a pager
+// thread, and this thread waits for it: the range must already be out of the fault
+// service's registry (so the event is nobody's), mu_ not held, and the caller no reader of
+// messages. A fault raised before the placeholder is there finds no VMO and is let retry.
+void retire_range(int fd, uintptr_t addr, uint64_t len) {
+  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) {
+    // (Out of map entries, say.) No access first, then unregister: the pages stay until
+    // the caller's munmap.
+    mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
+    uffd::unregister_range(fd, addr, len);
+  }
+  uffd::wake(fd, addr, len);
+}
+
 }  // namespace
 
 void PagerStats::snapshot(zxp_pager_stats_t* out) const {
@@ -1030,9 +1050,9 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
   // No handle left, and this is the one mapping: the VMO goes with it. Tear it down here,
   // pages and all, rather than move them to a new home only to free them there: the move
   // costs far more than the unmap (tens of milliseconds a GiB). As below, the addresses
-  // stop working first and threads blocked there take SIGSEGV (retire_home wakes them),
+  // stop working first and threads blocked there take SIGSEGV (retire_range wakes them),
   // not the FAIL the detach would send them. (mapping_removed() then finds the VMO torn
-  // down already.)
+  // down already; the teardown unmaps the placeholder.)
   if (handle_count() == 0 && num_mappings() == 1) {
     uintptr_t home;
     {
@@ -1043,7 +1063,8 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
       home = home_;
       home_retired_ = true;
     }
-    retire_home(home, reserve_ ? reserve_ : size());
+    service_->remove_region(home, this);
+    retire_range(uffd_, home, reserve_ ? reserve_ : size());
     {
       std::lock_guard lock(mu_);
       map_waiters_.clear();
@@ -1240,42 +1261,13 @@ zx_status_t PagerVmo::map_shared(zx_vm_option_t options, uintptr_t fixed, uint64
   return ZX_OK;
 }
 
-void PagerVmo::retire_home(uintptr_t home, uint64_t len) {
-  // mprotect to PROT_NONE and then unregistering each walk every page-table entry of the
-  // home (tens of milliseconds a GiB of 4 KiB pages) before the munmap frees the pages.
-  // Instead one mmap over it frees them and leaves a placeholder nobody can touch. Its
-  // UNMAP event is read by the fault thread or a pager thread (this thread waits for it)
-  // and must not look like the program unmapping a mapping: the home leaves the registry
-  // first. A fault raised meanwhile finds no VMO and is let retry, until the placeholder
-  // is there.
-  service_->remove_region(home, this);
-  void* p = mmap(reinterpret_cast<void*>(home), len, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  // (Out of map entries, say: the pages stay until the teardown's munmap.)
-  if (p == MAP_FAILED) mprotect(reinterpret_cast<void*>(home), len, PROT_NONE);
-  // Threads blocked in the old home retry and take SIGSEGV.
-  uffd::wake(uffd_, home, len);
-}
-
 zx_status_t PagerVmo::unmap_shared(uintptr_t addr, uint64_t len) {
-  const int fd = service_->fd();
   // Threads blocked on a missing page here must wake into SIGSEGV, not sleep on and not
   // fall through to the memfd (an unregistered shared mapping would allocate a zero page
-  // in it, visible to every view). As retire_home does for a private home: the views
-  // leave the registry (pieces outside the range stay), one mmap replaces the range with
-  // a placeholder nobody can touch (its UNMAP event is then nobody's), and the threads
-  // are woken into SIGSEGV there. No mprotect and no unregistration, which each walk
-  // every page-table entry of the range (the second only for a writable view).
+  // in it, visible to every view). The views leave the registry first (pieces outside the
+  // range stay).
   drop_views(addr, len);
-  void* p = mmap(reinterpret_cast<void*>(addr), len, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-  if (p == MAP_FAILED) {
-    // (Out of map entries, say.) No access first, then unregister, which wakes them.
-    mprotect(reinterpret_cast<void*>(addr), len, PROT_NONE);
-    uffd::unregister_range(fd, addr, len);
-  } else {
-    uffd::wake(fd, addr, len);
-  }
+  retire_range(service_->fd(), addr, len);
   if (munmap(reinterpret_cast<void*>(addr), len) != 0) return status_from_errno(errno);
   return ZX_OK;
 }

@@ -466,10 +466,6 @@ class PagerVmo final : public Vmo {
   zx_status_t unprotect_for_write(std::unique_lock<std::mutex>& lock, uint64_t first,
                                   uint64_t end);
   void teardown();
-  // For unmap() of a private VMO's last reference: the home, pages and all, becomes an
-  // inaccessible placeholder in one munmap's time, and threads blocked there wake into
-  // SIGSEGV. Not with mu_ held, nor on a thread reading userfaultfd messages.
-  void retire_home(uintptr_t home, uint64_t len);
 
   FaultService* const service_;
   const zx_koid_t pager_koid_;
