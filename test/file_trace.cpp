@@ -42,8 +42,11 @@ void write_file(const std::string& p, const std::vector<uint8_t>& bytes) {
 
 template <typename T>
 void put(std::vector<uint8_t>* b, T v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&v);
-  b->insert(b->end(), p, p + sizeof(v));
+  // (resize and memcpy: GCC 12's -Warray-bounds takes an insert of the bytes for an
+  // overflow in a release build)
+  const size_t at = b->size();
+  b->resize(at + sizeof(v));
+  memcpy(b->data() + at, &v, sizeof(v));
 }
 
 // A trace's bytes: the header with `count`, then `ranges` (which need not match it).
