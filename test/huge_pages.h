@@ -18,28 +18,48 @@ inline bool enabled() {
   return ok;
 }
 
-// AnonHugePages of the mapping that holds `addr`, in bytes (/proc/self/smaps).
-inline uint64_t anon_huge_bytes(const void* addr) {
+// The line of /proc/self/smaps that starts with `key` (e.g. "VmFlags:") in the block of
+// the mapping that holds `addr`, into out[n]. False if there is no such line.
+inline bool smaps_line(const void* addr, const char* key, char* out, size_t n) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   FILE* f = fopen("/proc/self/smaps", "re");
-  if (!f) return 0;
+  if (!f) return false;
   char line[512];
-  bool inside = false;
-  uint64_t out = 0;
-  while (fgets(line, sizeof(line), f)) {
+  bool inside = false, found = false;
+  while (!found && fgets(line, sizeof(line), f)) {
     unsigned long lo, hi;
-    unsigned long long kb;
     const char* colon = strchr(line, ':');
     const char* dash = strchr(line, '-');
     if (dash && (!colon || colon > dash) && sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
       inside = a >= lo && a < hi;
-    } else if (inside && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
-      out = kb * 1024;
-      break;
+    } else if (inside && strncmp(line, key, strlen(key)) == 0) {
+      snprintf(out, n, "%s", line);
+      found = true;
     }
   }
   fclose(f);
-  return out;
+  return found;
+}
+
+// AnonHugePages of the mapping that holds `addr`, in bytes.
+inline uint64_t anon_huge_bytes(const void* addr) {
+  char line[512];
+  unsigned long long kb = 0;
+  if (!smaps_line(addr, "AnonHugePages:", line, sizeof(line))) return 0;
+  return sscanf(line, "AnonHugePages: %llu kB", &kb) == 1 ? kb * 1024 : 0;
+}
+
+// Whether the mapping that holds `addr` carries the two-letter VmFlags mnemonic `flag`
+// ("hg": MADV_HUGEPAGE, "nh": MADV_NOHUGEPAGE).
+inline bool has_vm_flag(const void* addr, const char* flag) {
+  char line[512];
+  if (!smaps_line(addr, "VmFlags:", line, sizeof(line))) return false;
+  char* save = nullptr;
+  for (char* t = strtok_r(line + strlen("VmFlags:"), " \n", &save); t;
+       t = strtok_r(nullptr, " \n", &save)) {
+    if (strcmp(t, flag) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace huge_pages

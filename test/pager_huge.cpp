@@ -58,12 +58,13 @@ struct Fixture {
   uint8_t* aux_map = nullptr;
   uint64_t size, aux_size;
 
-  Fixture(uint64_t vmo_bytes, uint64_t aux_bytes) : size(vmo_bytes), aux_size(aux_bytes) {
+  Fixture(uint64_t vmo_bytes, uint64_t aux_bytes, zx_vm_option_t perms = ZX_VM_PERM_READ)
+      : size(vmo_bytes), aux_size(aux_bytes) {
     REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
     REQUIRE(zx_port_create(0, &port) == ZX_OK);
     REQUIRE(zx_pager_create_vmo(pager, ZXP_PAGER_VMO_PRIVATE, port, 1, size, &vmo) == ZX_OK);
     zx_vaddr_t a;
-    REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, vmo, 0, size, &a) == ZX_OK);
+    REQUIRE(zx_vmar_map(zx_vmar_root_self(), perms, 0, vmo, 0, size, &a) == ZX_OK);
     map = reinterpret_cast<uint8_t*>(a);
     REQUIRE(zx_vmo_create(aux_size, ZXP_VMO_ANONYMOUS, &aux) == ZX_OK);
     REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, aux, 0,
@@ -100,6 +101,34 @@ TEST_CASE("private pager VMOs and anonymous aux VMOs of 2 MiB or more are 2 MiB 
   Fixture fx(size, size);
   CHECK(reinterpret_cast<uintptr_t>(fx.map) % kHuge == 0);
   CHECK(reinterpret_cast<uintptr_t>(fx.aux_map) % kHuge == 0);
+}
+
+// A write fault where a range of a huge-page-eligible home has nothing makes the kernel
+// allocate and zero a huge page, then drop it and report the fault. Worth it only where
+// a whole unit can later be moved in, which takes UFFDIO_MOVE.
+TEST_CASE("a private home asks for huge pages only where a whole unit can be moved into it") {
+  const uint64_t size = GENERATE(as<uint64_t>{}, 2u << 20, 8u << 20);
+  INFO(size << " bytes");
+  Fixture fx(size, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE);
+  if (move_available()) {
+    CHECK(huge_pages::has_vm_flag(fx.map, "hg"));
+    CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "nh"));
+  } else {
+    // Not even where the system default (THP "always") would give it huge pages.
+    CHECK(huge_pages::has_vm_flag(fx.map, "nh"));
+    CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "hg"));
+  }
+  // Either way a write fault is served, and only the page asked for arrives.
+  std::thread writer([&] { fx.map[kPage] = 0x5a; });
+  zx_port_packet_t pkt;
+  REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
+  REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_READ);
+  CHECK(pkt.page_request.offset == kPage);
+  fill_pages(fx.aux_map, 1, 1);
+  REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, kPage, kPage, fx.aux, 0) == ZX_OK);
+  writer.join();
+  CHECK(fx.map[kPage] == 0x5a);
+  CHECK(fx.committed() == kPage);
 }
 
 TEST_CASE("a whole aligned 2 MiB unit supplied from a huge aux page is mapped as one") {
