@@ -58,11 +58,13 @@ struct Fixture {
   uint8_t* aux_map = nullptr;
   uint64_t size, aux_size;
 
-  Fixture(uint64_t vmo_bytes, uint64_t aux_bytes, zx_vm_option_t perms = ZX_VM_PERM_READ)
+  Fixture(uint64_t vmo_bytes, uint64_t aux_bytes, zx_vm_option_t perms = ZX_VM_PERM_READ,
+          uint32_t vmo_options = 0)
       : size(vmo_bytes), aux_size(aux_bytes) {
     REQUIRE(zx_pager_create(0, &pager) == ZX_OK);
     REQUIRE(zx_port_create(0, &port) == ZX_OK);
-    REQUIRE(zx_pager_create_vmo(pager, ZXP_PAGER_VMO_PRIVATE, port, 1, size, &vmo) == ZX_OK);
+    REQUIRE(zx_pager_create_vmo(pager, ZXP_PAGER_VMO_PRIVATE | vmo_options, port, 1, size,
+                                &vmo) == ZX_OK);
     zx_vaddr_t a;
     REQUIRE(zx_vmar_map(zx_vmar_root_self(), perms, 0, vmo, 0, size, &a) == ZX_OK);
     map = reinterpret_cast<uint8_t*>(a);
@@ -105,12 +107,18 @@ TEST_CASE("private pager VMOs and anonymous aux VMOs of 2 MiB or more are 2 MiB 
 
 // A write fault where a range of a huge-page-eligible home has nothing makes the kernel
 // allocate and zero a huge page, then drop it and report the fault. Worth it only where
-// a whole unit can later be moved in, which takes UFFDIO_MOVE.
+// a whole unit can later be moved in: that takes UFFDIO_MOVE, and a VMO whose writes are
+// not tracked (a TRAP_DIRTY VMO's supplies are all COPYs that write-protect).
 TEST_CASE("a private home asks for huge pages only where a whole unit can be moved into it") {
   const uint64_t size = GENERATE(as<uint64_t>{}, 2u << 20, 8u << 20);
-  INFO(size << " bytes");
-  Fixture fx(size, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE);
-  if (move_available()) {
+  const bool trap_dirty = GENERATE(false, true);
+  INFO(size << " bytes, trap_dirty " << trap_dirty);
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  if (trap_dirty && !f.wp) return;  // no TRAP_DIRTY VMO here (ZX_ERR_NOT_SUPPORTED)
+  Fixture fx(size, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE,
+             trap_dirty ? ZX_VMO_TRAP_DIRTY : 0);
+  if (move_available() && !trap_dirty) {
     CHECK(huge_pages::has_vm_flag(fx.map, "hg"));
     CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "nh"));
   } else {
@@ -126,6 +134,12 @@ TEST_CASE("a private home asks for huge pages only where a whole unit can be mov
   CHECK(pkt.page_request.offset == kPage);
   fill_pages(fx.aux_map, 1, 1);
   REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, kPage, kPage, fx.aux, 0) == ZX_OK);
+  if (trap_dirty) {
+    REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
+    REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_DIRTY);
+    CHECK(pkt.page_request.offset == kPage);
+    REQUIRE(zx_pager_op_range(fx.pager, ZX_PAGER_OP_DIRTY, fx.vmo, kPage, kPage, 0) == ZX_OK);
+  }
   writer.join();
   CHECK(fx.map[kPage] == 0x5a);
   CHECK(fx.committed() == kPage);

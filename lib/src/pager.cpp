@@ -124,11 +124,14 @@ zx_status_t Pager::create_vmo(uint32_t options, std::shared_ptr<Port> port, uint
     // pager without the kernel allocating a page table there first, so a later supply of
     // the whole aligned 2 MiB unit can still move one huge page into place. The price: a
     // write fault there first makes the kernel allocate and zero a huge page (and with
-    // defrag=madvise, compact for it), only to drop it and report the fault. Without
-    // UFFDIO_MOVE no unit can ever be moved in, so there the home takes no huge page at
-    // all, even where the system default (THP "always") would give it one.
+    // defrag=madvise, compact for it), only to drop it and report the fault. Where no
+    // unit can ever be moved in, the home takes no huge page at all, even where the
+    // system default (THP "always") would give it one: without UFFDIO_MOVE, and in a
+    // TRAP_DIRTY VMO, whose writes are tracked from the start (every supply a COPY that
+    // write-protects as it installs).
     if (!shared && home_len >= kHugePageSize) {
-      madvise(p, home_len, service_->has(UFFD_FEATURE_MOVE) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+      const bool units = service_->has(UFFD_FEATURE_MOVE) && !trap_dirty;
+      madvise(p, home_len, units ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     }
     // WP mode too where the kernel has it: eviction write-protects supplied pages to
     // prove them clean (see zxp_vmo_evict).
