@@ -145,6 +145,55 @@ TEST_CASE("a private home asks for huge pages only where a whole unit can be mov
   CHECK(fx.committed() == kPage);
 }
 
+// Once a private VMO tracks writes (eviction, statistics or dirty tracking), every supply
+// is a COPY that write-protects as it installs: no whole unit can be moved in any more.
+TEST_CASE("a private home stops asking for huge pages once its writes are tracked") {
+  const char* trigger = GENERATE("zxp_vmo_evict", "zx_pager_query_vmo_stats",
+                                 "zx_pager_query_dirty_ranges");
+  INFO(trigger);
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  Fixture fx(4 * kHuge, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE);
+  CHECK(huge_pages::has_vm_flag(fx.map, move_available() ? "hg" : "nh"));
+  // A unit moved in before stays whole.
+  const bool huge_unit = fx.fill_huge(0, 0, kUnitPages) && move_available();
+  REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, 0, kHuge, fx.aux, 0) == ZX_OK);
+  zx_status_t st;
+  if (strcmp(trigger, "zxp_vmo_evict") == 0) {
+    st = zxp_vmo_evict(fx.vmo, 3 * kHuge, kPage, nullptr);
+  } else if (strcmp(trigger, "zx_pager_query_vmo_stats") == 0) {
+    zx_pager_vmo_stats_t stats;
+    st = zx_pager_query_vmo_stats(fx.pager, fx.vmo, 0, &stats, sizeof(stats));
+  } else {
+    zx_vmo_dirty_range_t ranges[1];
+    size_t actual = 0, avail = 0;
+    st = zx_pager_query_dirty_ranges(fx.pager, fx.vmo, 0, 4 * kHuge, ranges, sizeof(ranges),
+                                     &actual, &avail);
+  }
+  if (!f.wp) {
+    // Nothing can be tracked here (the statistics then say "modified" whatever happens,
+    // the other two are ZX_ERR_NOT_SUPPORTED), and nothing changes.
+    CHECK((st == ZX_OK || st == ZX_ERR_NOT_SUPPORTED));
+    CHECK(huge_pages::has_vm_flag(fx.map, move_available() ? "hg" : "nh"));
+    return;
+  }
+  REQUIRE(st == ZX_OK);
+  CHECK(huge_pages::has_vm_flag(fx.map, "nh"));
+  CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "hg"));
+  if (huge_unit) CHECK(anon_huge_bytes(reinterpret_cast<uintptr_t>(fx.map)) == kHuge);
+  CHECK(holds(fx.map, 0, kUnitPages));
+  // A write fault in a range with nothing is still served, the page supplied by COPY.
+  std::thread writer([&] { fx.map[2 * kHuge] = 0x5a; });
+  zx_port_packet_t pkt;
+  REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
+  REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_READ);
+  CHECK(pkt.page_request.offset == 2 * kHuge);
+  fill_pages(fx.aux_map, 2 * kUnitPages, 1);
+  REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, 2 * kHuge, kPage, fx.aux, 0) == ZX_OK);
+  writer.join();
+  CHECK(fx.map[2 * kHuge] == 0x5a);
+}
+
 TEST_CASE("a whole aligned 2 MiB unit supplied from a huge aux page is mapped as one") {
   Fixture fx(4 * kHuge, 2 * kHuge);
   if (!fx.fill_huge(0, kUnitPages, 2 * kUnitPages)) {

@@ -951,6 +951,7 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_ || remote_) return ZX_ERR_NOT_SUPPORTED;
     eviction_used_ = true;
+    stop_huge_units();
     select_evictable(first, end, &runs);
     home = home_;
   }
@@ -1393,6 +1394,12 @@ void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) 
   };
   for (auto& [id, v] : remote_views_) unpoison(v);
   for (auto& [a, v] : local_views_) unpoison(v);
+}
+
+void PagerVmo::stop_huge_units() {
+  if (shared_ || huge_units_stopped_ || home_retired_ || torn_down_ || home_ == 0) return;
+  huge_units_stopped_ = true;
+  if (size() >= kHugePageSize) madvise(reinterpret_cast<void*>(home_), size(), MADV_NOHUGEPAGE);
 }
 
 zx_status_t PagerVmo::evict_shared(uint64_t first, uint64_t end, uint64_t* evicted_bytes) {

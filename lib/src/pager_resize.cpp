@@ -187,6 +187,7 @@ zx_status_t PagerVmo::query_stats(bool reset, bool* modified) {
     // page: untracked_store_ already says whether a writable mapping existed.
     stats_used_ = true;
     track_writes_for_stats();
+    if (wp_) stop_huge_units();
   }
   // A descriptor handed out writable (zxp_vmo_get_memory_fd) writes unseen, always; so
   // does the other process of a remote VMO, whose memory is its own.
