@@ -88,12 +88,39 @@ struct Fixture {
     fill_pages(aux_map + aux_off, first_page, pages);
     return anon_huge_bytes(reinterpret_cast<uintptr_t>(aux_map)) > 0;
   }
+  // Serves a write fault at `offset`, where nothing is yet, as a pager would: the READ
+  // request answered with one page (byte_of's bytes), then with TRAP_DIRTY the DIRTY one.
+  // The write then lands on that page.
+  void serve_write(uint64_t offset, bool trap_dirty) {
+    std::thread writer([&] { map[offset] = 0x5a; });
+    zx_port_packet_t pkt;
+    REQUIRE(zx_port_wait(port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
+    REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_READ);
+    CHECK(pkt.page_request.offset == offset);
+    fill_pages(aux_map, offset / kPage, 1);
+    REQUIRE(zx_pager_supply_pages(pager, vmo, offset, kPage, aux, 0) == ZX_OK);
+    if (trap_dirty) {
+      REQUIRE(zx_port_wait(port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
+      REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_DIRTY);
+      CHECK(pkt.page_request.offset == offset);
+      REQUIRE(zx_pager_op_range(pager, ZX_PAGER_OP_DIRTY, vmo, offset, kPage, 0) == ZX_OK);
+    }
+    writer.join();
+    CHECK(map[offset] == 0x5a);
+  }
   uint64_t committed() {
     zx_info_vmo_t info;
     REQUIRE(zx_object_get_info(vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) == ZX_OK);
     return info.committed_bytes;
   }
 };
+
+// The home mapped at `map` asks for huge pages (MADV_HUGEPAGE) or refuses them
+// (MADV_NOHUGEPAGE), not both.
+void check_huge_advice(const void* map, bool huge) {
+  CHECK(huge_pages::has_vm_flag(map, huge ? "hg" : "nh"));
+  CHECK_FALSE(huge_pages::has_vm_flag(map, huge ? "nh" : "hg"));
+}
 
 }  // namespace
 
@@ -118,30 +145,11 @@ TEST_CASE("a private home asks for huge pages only where a whole unit can be mov
   if (trap_dirty && !f.wp) return;  // no TRAP_DIRTY VMO here (ZX_ERR_NOT_SUPPORTED)
   Fixture fx(size, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE,
              trap_dirty ? ZX_VMO_TRAP_DIRTY : 0);
-  if (move_available() && !trap_dirty) {
-    CHECK(huge_pages::has_vm_flag(fx.map, "hg"));
-    CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "nh"));
-  } else {
-    // Not even where the system default (THP "always") would give it huge pages.
-    CHECK(huge_pages::has_vm_flag(fx.map, "nh"));
-    CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "hg"));
-  }
+  // Where no unit can come, not even where the system default (THP "always") would give
+  // the home huge pages.
+  check_huge_advice(fx.map, move_available() && !trap_dirty);
   // Either way a write fault is served, and only the page asked for arrives.
-  std::thread writer([&] { fx.map[kPage] = 0x5a; });
-  zx_port_packet_t pkt;
-  REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
-  REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_READ);
-  CHECK(pkt.page_request.offset == kPage);
-  fill_pages(fx.aux_map, 1, 1);
-  REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, kPage, kPage, fx.aux, 0) == ZX_OK);
-  if (trap_dirty) {
-    REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
-    REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_DIRTY);
-    CHECK(pkt.page_request.offset == kPage);
-    REQUIRE(zx_pager_op_range(fx.pager, ZX_PAGER_OP_DIRTY, fx.vmo, kPage, kPage, 0) == ZX_OK);
-  }
-  writer.join();
-  CHECK(fx.map[kPage] == 0x5a);
+  fx.serve_write(kPage, trap_dirty);
   CHECK(fx.committed() == kPage);
 }
 
@@ -154,7 +162,7 @@ TEST_CASE("a private home stops asking for huge pages once its writes are tracke
   zxp_features_t f;
   REQUIRE(zxp_get_features(&f) == ZX_OK);
   Fixture fx(4 * kHuge, kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE);
-  CHECK(huge_pages::has_vm_flag(fx.map, move_available() ? "hg" : "nh"));
+  check_huge_advice(fx.map, move_available());
   // A unit moved in before stays whole.
   const bool huge_unit = fx.fill_huge(0, 0, kUnitPages) && move_available();
   REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, 0, kHuge, fx.aux, 0) == ZX_OK);
@@ -174,24 +182,15 @@ TEST_CASE("a private home stops asking for huge pages once its writes are tracke
     // Nothing can be tracked here (the statistics then say "modified" whatever happens,
     // the other two are ZX_ERR_NOT_SUPPORTED), and nothing changes.
     CHECK((st == ZX_OK || st == ZX_ERR_NOT_SUPPORTED));
-    CHECK(huge_pages::has_vm_flag(fx.map, move_available() ? "hg" : "nh"));
+    check_huge_advice(fx.map, move_available());
     return;
   }
   REQUIRE(st == ZX_OK);
-  CHECK(huge_pages::has_vm_flag(fx.map, "nh"));
-  CHECK_FALSE(huge_pages::has_vm_flag(fx.map, "hg"));
+  check_huge_advice(fx.map, false);
   if (huge_unit) CHECK(anon_huge_bytes(reinterpret_cast<uintptr_t>(fx.map)) == kHuge);
   CHECK(holds(fx.map, 0, kUnitPages));
   // A write fault in a range with nothing is still served, the page supplied by COPY.
-  std::thread writer([&] { fx.map[2 * kHuge] = 0x5a; });
-  zx_port_packet_t pkt;
-  REQUIRE(zx_port_wait(fx.port, zx_deadline_after(ZX_SEC(10)), &pkt) == ZX_OK);
-  REQUIRE(pkt.page_request.command == ZX_PAGER_VMO_READ);
-  CHECK(pkt.page_request.offset == 2 * kHuge);
-  fill_pages(fx.aux_map, 2 * kUnitPages, 1);
-  REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, 2 * kHuge, kPage, fx.aux, 0) == ZX_OK);
-  writer.join();
-  CHECK(fx.map[2 * kHuge] == 0x5a);
+  fx.serve_write(2 * kHuge, false);
 }
 
 TEST_CASE("a whole aligned 2 MiB unit supplied from a huge aux page is mapped as one") {

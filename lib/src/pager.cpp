@@ -950,8 +950,8 @@ zx_status_t PagerVmo::evict(uint64_t offset, uint64_t len, uint64_t* evicted_byt
     quiesce_supplies(lock);
     if (detached_ || torn_down_) return ZX_ERR_BAD_STATE;
     if (!wp_ || remote_) return ZX_ERR_NOT_SUPPORTED;
-    eviction_used_ = true;
     stop_huge_units();
+    eviction_used_ = true;
     select_evictable(first, end, &runs);
     home = home_;
   }
@@ -1074,7 +1074,7 @@ zx_status_t PagerVmo::unmap(uintptr_t addr, uint64_t len, bool) {
       home_retired_ = true;
     }
     service_->remove_region(home, this);
-    retire_range(uffd_, home, reserve_ ? reserve_ : size());
+    retire_range(uffd_, home, size());  // (a private VMO never resizes: no reserve)
     {
       std::lock_guard lock(mu_);
       map_waiters_.clear();
@@ -1397,8 +1397,7 @@ void PagerVmo::unpoison_views(uint64_t first, uint64_t end, const uint8_t* src) 
 }
 
 void PagerVmo::stop_huge_units() {
-  if (shared_ || huge_units_stopped_ || home_retired_ || torn_down_ || home_ == 0) return;
-  huge_units_stopped_ = true;
+  if (shared_ || !wp_ || tracking_writes() || home_retired_ || torn_down_ || home_ == 0) return;
   if (size() >= kHugePageSize) madvise(reinterpret_cast<void*>(home_), size(), MADV_NOHUGEPAGE);
 }
 
@@ -1732,7 +1731,7 @@ zx_status_t PagerVmo::fill(std::unique_lock<std::mutex>& lock, uint64_t first, u
         lock.unlock();
         service_->sync();
         lock.lock();
-        if (detached_ || torn_down_ || home_retired_) {
+        if (refuses_supplies()) {
           st = ZX_ERR_BAD_STATE;
           break;
         }
@@ -1807,7 +1806,7 @@ zx_status_t PagerVmo::supply_locked(std::unique_lock<std::mutex>& lock, uint64_t
                                     bool keep_aux, const uint8_t* staged,
                                     std::vector<AuxPunch>* punches) {
   const uint64_t first = offset / kPageSize, end = (offset + len) / kPageSize;
-  if (detached_ || torn_down_ || home_retired_) return ZX_ERR_BAD_STATE;
+  if (refuses_supplies()) return ZX_ERR_BAD_STATE;
   if (end > size_pages()) return ZX_ERR_OUT_OF_RANGE;  // shrunk since the syscall's check
   if (len == 0) return ZX_OK;
   if (legacy) {

@@ -411,6 +411,9 @@ class PagerVmo final : public Vmo {
   bool tracking_writes() const {
     return wp_ && (eviction_used_ || stats_used_ || dirty_tracking_);
   }
+  // With mu_ held: detached, torn down, or its home retired (unmap() of the last
+  // reference): a supply now is ZX_ERR_BAD_STATE.
+  bool refuses_supplies() const { return detached_ || torn_down_ || home_retired_; }
   // The current size in pages.
   uint64_t size_pages() const { return size() / kPageSize; }
   // With mu_ held: puts zero pages at the missing pages of [first, end) that lie in the
@@ -418,10 +421,11 @@ class PagerVmo final : public Vmo {
   // ZX_ERR_SHOULD_WAIT if the kernel asked to retry (EAGAIN: its pending events must be
   // read first).
   zx_status_t fill_grown(uint64_t first, uint64_t end);
-  // With mu_ held, once a private VMO tracks writes (eviction, statistics or dirty
-  // tracking: every supply from then on is a COPY that write-protects): its home asks for
-  // no more huge pages, since no whole unit can be moved in any more, and a write fault
-  // where a 2 MiB range has nothing would only make the kernel zero one and drop it.
+  // With mu_ held, just before a private VMO starts tracking writes (eviction, statistics
+  // or dirty tracking: every supply from then on is a COPY that write-protects), so while
+  // tracking_writes() is still false, which makes it run once: its home asks for no more
+  // huge pages, since no whole unit can be moved in any more, and a write fault where a
+  // 2 MiB range has nothing would only make the kernel zero one and drop it.
   void stop_huge_units();
   // Shared, with mu_ held, when zx_pager_query_vmo_stats is first used: writes through
   // every writable view and into every present page trap from now on.
@@ -497,7 +501,6 @@ class PagerVmo final : public Vmo {
   // unmap() of the last reference replaced the home with an inaccessible placeholder:
   // supplies are refused from then on (the teardown that follows frees it).
   bool home_retired_ = false;
-  bool huge_units_stopped_ = false;  // stop_huge_units() ran (guarded by mu_)
   // zx_vmo_read/write copies in flight (outside mu_). A decommitting detach waits for
   // them: a copy inside a system call cannot be failed by a signal, so none may be left
   // copying from pages the detach drops.

@@ -37,8 +37,8 @@ namespace zxp {
 
 void PagerVmo::start_dirty_tracking() {
   if (dirty_tracking_ || !wp_) return;
-  dirty_tracking_ = true;
   stop_huge_units();
+  dirty_tracking_ = true;
   if (shared_) track_view_writes();
   // Pages nothing could have stored into unseen are Clean once protected; the others
   // (and any that cannot be protected) are taken for Dirty: never lost.

@@ -185,9 +185,9 @@ zx_status_t PagerVmo::query_stats(bool reset, bool* modified) {
   if (!stats_used_) {
     // Writes are tracked from the first query on. What came before is not known page by
     // page: untracked_store_ already says whether a writable mapping existed.
+    stop_huge_units();
     stats_used_ = true;
     track_writes_for_stats();
-    if (wp_) stop_huge_units();
   }
   // A descriptor handed out writable (zxp_vmo_get_memory_fd) writes unseen, always; so
   // does the other process of a remote VMO, whose memory is its own.
