@@ -44,6 +44,7 @@ Disable parse_disable() {
       {"dontunmap", 0, kDontUnmap, true},
       {"epoll_pwait2", 0, kEpollPwait2, true},
       {"populate", 0, kPopulate, true},
+      {"pagemap_scan", 0, kPagemapScan, true},
   };
   constexpr size_t kCount = sizeof(kNames) / sizeof(kNames[0]);
   Disable d;
@@ -68,7 +69,7 @@ Disable parse_disable() {
     if (!known) {
       fprintf(stderr,
               "zxpager: ZXPAGER_DISABLE: unknown feature '%s' ignored (known: move, poison, "
-              "wp, minor, thread_id, dontunmap, epoll_pwait2, populate, all)\n",
+              "wp, minor, thread_id, dontunmap, epoll_pwait2, populate, pagemap_scan, all)\n",
               word.c_str());
     }
   }

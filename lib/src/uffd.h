@@ -54,6 +54,7 @@ enum KernelFeature : uint32_t {
   kDontUnmap = 1u << 0,    // mremap(MREMAP_DONTUNMAP), Linux 5.7
   kEpollPwait2 = 1u << 1,  // epoll_pwait2 (nanosecond timeouts), Linux 5.11
   kPopulate = 1u << 2,     // madvise(MADV_POPULATE_READ/WRITE), Linux 5.14
+  kPagemapScan = 1u << 3,  // ioctl(PAGEMAP_SCAN) on /proc/self/pagemap, Linux 6.7
 };
 
 // What this kernel offers, found once with a probe descriptor. Thread-safe.
