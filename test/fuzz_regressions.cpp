@@ -141,7 +141,10 @@ TEST_CASE("anon_vmo_info_scales: ZX_INFO_VMO counts an anonymous VMO's pages, no
   REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, vmo, 0, 4 * 4096, &addr) == ZX_OK);
   CHECK(reinterpret_cast<volatile uint8_t*>(addr)[2 * 4096] == 0);
   REQUIRE(zx_object_get_info(vmo, ZX_INFO_VMO, &info, sizeof(info), nullptr, nullptr) == ZX_OK);
-  CHECK(info.committed_bytes == 3 * 4096);
+  // Each write commits its page, or where transparent huge pages are "always" (Debian's
+  // kernels) the huge page around it.
+  CHECK(info.committed_bytes >= 3 * 4096);
+  CHECK(info.committed_bytes <= 3 * (2u << 20));
   CHECK(zx_vmar_unmap(zx_vmar_root_self(), addr, 4 * 4096) == ZX_OK);
   CHECK(zx_handle_close(vmo) == ZX_OK);
 }
