@@ -221,7 +221,8 @@ bool Stress::setup() {
       zxp::PagerService::VmoOptions vo;
       vo.advice = o_.batch > 1 ? zxp::Advice::kSequential : zxp::Advice::kRandom;
       vo.readahead_max = (o_.batch > 1 ? o_.batch - 1 : 1) * kPage;
-      vo.evictable = o_.evict;
+      // With --evict-after, not from creation: the evictor's first call turns it on.
+      vo.evictable = o_.evict && o_.evict_after == 0;
       vo.private_memory = o_.private_vmos;
       st = svc_->create_vmo(&source_, vmo_bytes_, vo, &v->svc_id, &v->handle);
       if (st == ZX_OK) {
@@ -244,9 +245,10 @@ bool Stress::setup() {
       return false;
     }
     v->base = addr;
-    if (o_.evict) {
+    if (o_.evict && o_.evict_after == 0) {
       // Pages supplied before the first eviction call are not write-tracked and so never
-      // evictable: turn tracking on before anything is supplied.
+      // evictable: turn tracking on before anything is supplied. (With --evict-after the
+      // evictor's first call does it, mid-run: what was supplied before stays.)
       st = zxp_vmo_evict(v->handle, 0, vmo_bytes_, nullptr);
       if (st != ZX_OK) {
         fmt::print(stderr, "zxpager stress: zxp_vmo_evict: {}{}\n", status_name(st),
@@ -638,6 +640,13 @@ void Stress::fail(PagerThread& pt, VmoState& v, uint64_t offset, uint64_t length
 
 void Stress::evictor_thread() {
   Rng rng(o_.seed ^ 0xe71c7e5ull);
+  // --evict-after: the VMOs take pages untracked until then (private ones by MOVE, whole
+  // units included); each one's first eviction then turns its write tracking on while
+  // supplies to it are under way.
+  const uint64_t from = start_ns_ + static_cast<uint64_t>(o_.evict_after * 1e9);
+  while (!stop_.load(std::memory_order_relaxed) && now_ns() < from) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   while (!stop_.load(std::memory_order_relaxed)) {
     VmoState& v = *vmos_[rng.below(vmos_.size())];
     if (v.detached.load()) {
@@ -966,6 +975,11 @@ void Stress::summary(double elapsed, bool clean_exit) {
           c.later, c.zero, c.fail_sigbus, c.fail_status, c.detach_sigbus, c.detach_status,
           unexpected, clone_wrong_pages_.load(), clone_wrong_bytes_.load());
     }
+    // --pager service: the library's fills, and how many were whole 2 MiB units.
+    const std::string service =
+        service_mode_ ? fmt::format("{{\"fills\":{},\"huge_units\":{}}}", service_stats_.fills,
+                                    service_stats_.huge_units)
+                      : "null";
     std::string errs;
     for (int k = 0; k < kNumErrKinds; ++k) {
       errs += fmt::format("{}\"{}\":{}", k ? "," : "", kErrNames[k], errors_.count(k));
@@ -978,13 +992,13 @@ void Stress::summary(double elapsed, bool clean_exit) {
         "{{\"ok\":{},\"clean_exit\":{},\"seconds\":{:.3f},\"threads\":{},\"pager_threads\":{},"
         "\"vmos\":{},\"vmo_size\":{},\"pattern\":\"{}\",\"access\":\"{}\",\"supply\":\"{}\","
         "\"supply_path\":\"{}\",\"batch\":{},\"write_ratio\":{},\"fail_rate\":{},\"evict\":{},"
-        "\"seed\":{},"
+        "\"evict_after\":{},\"seed\":{},"
         "\"accesses\":{},\"reads\":{},\"writes\":{},\"via_mapping\":{},\"via_calls\":{},"
         "\"faults\":{},\"latency_us\":{{\"p50\":{:.1f},\"p99\":{:.1f},\"p999\":{:.1f},"
         "\"max\":{:.1f}}},"
         "\"requests\":{},\"requests_withdrawn\":{},\"library_faults\":{},\"supply_calls\":{},"
         "\"pages_supplied\":{{\"move\":{},\"copy\":{},\"zero\":{},\"already_present\":{}}},"
-        "\"supplied_mb\":{:.1f},"
+        "\"supplied_mb\":{:.1f},\"service\":{},"
         "\"fails_issued\":{},\"fail_pages\":{},\"fails_observed\":{{\"sigbus\":{},\"status\":{}}},"
         "\"waiters_failed\":{},"
         "\"detaches\":{},\"detach_failures_observed\":{{\"sigbus\":{},\"status\":{}}},"
@@ -993,11 +1007,12 @@ void Stress::summary(double elapsed, bool clean_exit) {
         "\"clones\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"error_messages\":[{}]}}\n",
         errors == 0 ? "true" : "false", clean_exit ? "true" : "false", elapsed, o_.threads,
         o_.pager_threads, o_.vmos, vmo_bytes_, o_.pattern, o_.access, o_.supply, supply_path_,
-        o_.batch, o_.write_ratio, o_.fail_rate, o_.evict ? "true" : "false", o_.seed, acc, reads,
-        writes, via_map, via_call, faults, p50, p99, p999, lmax, s.requests, s.requests_withdrawn,
+        o_.batch, o_.write_ratio, o_.fail_rate, o_.evict ? "true" : "false", o_.evict_after,
+        o_.seed, acc, reads, writes, via_map, via_call, faults, p50, p99, p999, lmax, s.requests, s.requests_withdrawn,
         s.faults, supply_calls_.load(), s.pages_supplied_move, s.pages_supplied_copy,
         s.pages_supplied_zero, s.pages_already_present,
-        static_cast<double>(supplied * kPage) / 1e6, fails_issued_.load(), fail_pages_.load(),
+        static_cast<double>(supplied * kPage) / 1e6, service, fails_issued_.load(),
+        fail_pages_.load(),
         fail_sigbus, fail_status, s.failures, detaches_, detach_sigbus, detach_status,
         supply_after_detach_.load(), vmos_[0]->completes.load() + completes_at_close_,
         evict_calls_.load(), s.pages_evicted, s.write_faults, handles_closed_, clones, errors, errs,
@@ -1009,7 +1024,10 @@ void Stress::summary(double elapsed, bool clean_exit) {
              "evict {}, private {}, clone threads {}, seed {}\n",
              elapsed, o_.threads, o_.pager_threads, o_.vmos, vmo_bytes_ / 1024, o_.pattern, o_.access,
              o_.supply, supply_path_, o_.batch, o_.write_ratio, o_.fail_rate,
-             o_.evict ? "on" : "off", o_.private_vmos ? "yes" : "no",
+             !o_.evict              ? "off"
+             : o_.evict_after > 0 ? fmt::format("from {} s", o_.evict_after)
+                                  : "on",
+             o_.private_vmos ? "yes" : "no",
              o_.clones ? o_.clone_threads : 0, o_.seed);
   if (service_mode_) {
     fmt::print("  service       {} fills, {} of them whole 2 MiB units\n", service_stats_.fills,
@@ -1208,8 +1226,8 @@ Runner add_stress(CLI::App& app) {
   sub->add_flag("--private", o->private_vmos,
                 "Private pager VMOs (ZXP_PAGER_VMO_PRIVATE, one mapping each): supplied by MOVE, "
                 "and with --pager service and --batch 512 or more, in whole 2 MiB units from "
-                "huge aux pages where the kernel allows (not with --evict: evictable VMOs are "
-                "supplied by COPY)");
+                "huge aux pages where the kernel allows (with --evict, only before --evict-after: "
+                "a VMO whose writes are tracked is supplied by COPY)");
   sub->add_flag("--clones", o->clones,
                 "Clone threads besides: each keeps up to 4 SNAPSHOT_AT_LEAST_ON_WRITE clones "
                 "open (of a root VMO or of its own clones, whole or a page window that may reach "
@@ -1225,6 +1243,13 @@ Runner add_stress(CLI::App& app) {
   sub->add_flag("--evict", o->evict,
                 "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges "
                 "(with --write, DONTNEED advice too)");
+  CLI::Option* evict_after =
+      sub->add_option("--evict-after", o->evict_after,
+                      "--evict: start evicting after SECONDS (default 0: every VMO tracks writes "
+                      "from its creation). Until then pages are supplied untracked (with "
+                      "--private, by MOVE and in whole 2 MiB units) and stay resident: only "
+                      "pages supplied after a VMO's first eviction are provably clean")
+          ->check(CLI::NonNegativeNumber);
   sub->add_flag("--write", o->write,
                 "Writeback: writers, syncers and evictions on a ZXP_FILE_WRITEBACK file, "
                 "checked on disk (see above)");
@@ -1265,7 +1290,16 @@ Runner add_stress(CLI::App& app) {
                   "A thread blocked longer than this is a lost wakeup")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
-  return [o, detach, duration, ops] {
+  return [o, detach, duration, ops, evict_after] {
+    if (evict_after->count() > 0 && !o->evict) {
+      fmt::print(stderr, "zxpager stress: --evict-after is for --evict\n");
+      return 2;
+    }
+    if (evict_after->count() > 0 && o->write) {
+      fmt::print(stderr, "zxpager stress: --evict-after is not for --write (its file pager "
+                         "tracks writes from the start)\n");
+      return 2;
+    }
     o->detach = detach->count() > 0;
     o->duration_given = duration->count() > 0;
     o->ops_given = ops->count() > 0;

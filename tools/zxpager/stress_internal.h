@@ -148,6 +148,7 @@ struct Options {
   double fail_rate = 0;
   double detach_after = 0;
   bool evict = false;
+  double evict_after = 0;
   bool private_vmos = false;
   bool clones = false;
   uint32_t clone_threads = 2;

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# zxpager stress with eviction and failures while whole 2 MiB units are in play: private
+# VMOs take units by MOVE until --evict-after, when the evictor's first call on each turns
+# its write tracking on with fills under way; from then on unit-shaped fills go in by
+# COPY, write-protected, and are evicted and asked for again, while requests fail and VMO
+# 0 is detached. Every byte is checked by the stress run itself (exit 1 on any error);
+# this script checks that each of those things did happen.
+# Usage: stress_units_evict.sh ZXPAGER
+set -uo pipefail
+zxpager=$1
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Without UFFDIO_MOVE (Linux before 6.8, ZXPAGER_DISABLE=move) there are no units: the
+# same run, with every supply a COPY.
+units=0
+"$zxpager" info --json | grep -q '"anon_supply":"move"' && units=1
+
+# 4 x 256 MiB, each fault reading ahead 4 MiB: about a third of the units are moved in
+# by 0.2 s on a 2-CPU guest, and the rest take seconds to be asked for.
+json=$("$zxpager" stress --duration 10 --private --batch 1024 --vmo-size 256M \
+         --fail-rate 0.02 --evict --evict-after 0.2 --detach-after 5 --json)
+rc=$?
+[ $rc -eq 0 ] || fail "exit $rc: $json"
+python3 - "$json" "$units" <<'PY' || exit 1
+import json, sys
+d = json.loads(sys.argv[1])
+units = sys.argv[2] == "1"
+s, f = d["pages_supplied"], d["fails_observed"]
+checks = [
+    ("no errors", d["ok"] and d["errors"] == 0),
+    ("whole units moved in before eviction began", not units or s["move"] >= 512),
+    ("pages supplied by COPY once writes were tracked", s["copy"] > 0),
+    ("2 MiB unit fills", not units or d["service"]["huge_units"] > 0),
+    ("pages evicted", d["pages_evicted"] > 0),
+    ("write faults on tracked pages", d["write_faults"] > 0),
+    ("failed requests seen", f["sigbus"] + f["status"] > 0),
+    ("VMO 0 detached", d["detaches"] == 1),
+]
+bad = [name for name, ok in checks if not ok]
+if bad:
+    print("FAIL: " + "; ".join(bad) + ": " + sys.argv[1], file=sys.stderr)
+    sys.exit(1)
+print("moved {} pages, copied {}, {} unit fills, evicted {}, {} write faults, {} fails seen".format(
+    s["move"], s["copy"], d["service"]["huge_units"], d["pages_evicted"], d["write_faults"],
+    f["sigbus"] + f["status"]))
+PY
+[ $units -eq 1 ] || echo "no UFFDIO_MOVE here: no 2 MiB units, every supply a COPY"
+echo "ok"
