@@ -8,7 +8,9 @@
 #include <sys/mman.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -294,4 +296,71 @@ TEST_CASE("huge units stay whole when the mapping goes, and the VMO keeps their 
   std::vector<uint8_t> b(kHuge);
   REQUIRE(zx_vmo_read(fx.vmo, b.data(), kHuge, kHuge) == ZX_OK);
   CHECK(holds(b.data(), kUnitPages, kUnitPages));
+}
+
+// Eviction turned on while whole units are being moved in. A unit moved in before the
+// first zxp_vmo_evict is never taken for clean (the program may have written it unseen);
+// each supply from then on goes in write-protected, by COPY, and its pages are evictable
+// until written. No byte is lost either way. Many rounds, the first call made after a
+// different number of units each time, while the next one is being supplied.
+TEST_CASE("eviction turned on while units are moved in: those before stay, later ones are evictable") {
+  if (!move_available()) {
+    WARN("no UFFDIO_MOVE here (or ZXPAGER_DISABLE): no units");
+    return;
+  }
+  constexpr uint64_t kUnits = 6;
+  constexpr uint64_t kPages = kUnits * kUnitPages;
+  std::mt19937 rng(20261201);
+  for (int round = 0; round < 30; ++round) {
+    Fixture fx(kUnits * kHuge, kUnits * kHuge, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE);
+    fx.fill_huge(0, 0, kPages);
+    zxp_pager_stats_t before, after;
+    REQUIRE(zxp_pager_get_stats(fx.pager, &before) == ZX_OK);
+    const uint64_t k = rng() % (kUnits + 1);
+    std::atomic<uint64_t> supplied{0};
+    std::atomic<bool> ready{false};
+    uint64_t evicted = ~0ull;
+    zx_status_t evict_status = ZX_ERR_INTERNAL;
+    // Both threads spin (a yield would put the call after the last supply): the call
+    // starts as soon as unit k-1 is in, with unit k on its way.
+    std::thread evictor([&] {
+      ready.store(true);
+      while (supplied.load() < k) {
+      }
+      evict_status = zxp_vmo_evict(fx.vmo, 0, fx.size, &evicted);
+    });
+    while (!ready.load()) {
+    }
+    for (uint64_t u = 0; u < kUnits; ++u) {
+      REQUIRE(zx_pager_supply_pages(fx.pager, fx.vmo, u * kHuge, kHuge, fx.aux, u * kHuge) ==
+              ZX_OK);
+      supplied.store(u + 1);
+    }
+    evictor.join();
+    if (evict_status == ZX_ERR_NOT_SUPPORTED) {
+      WARN("no userfaultfd write-protection here: no eviction");
+      return;
+    }
+    INFO("round " << round << ", eviction after " << k << " units");
+    REQUIRE(evict_status == ZX_OK);
+    // Nothing had been supplied write-protected when the first call chose what to drop.
+    CHECK(evicted == 0);
+    REQUIRE(zxp_pager_get_stats(fx.pager, &after) == ZX_OK);
+    const uint64_t moved = after.pages_supplied_move - before.pages_supplied_move;
+    const uint64_t copied = after.pages_supplied_copy - before.pages_supplied_copy;
+    CHECK(moved + copied == kPages);
+    // Each supply was moved or copied whole, and all those made before the call were moved.
+    CHECK(moved % kUnitPages == 0);
+    CHECK(moved >= k * kUnitPages);
+    REQUIRE(fx.committed() == fx.size);
+    CHECK(holds(fx.map, 0, kPages));
+    // A write to the last page: a moved one takes it unseen, a copied one traps it. Either
+    // way that page is not evicted; every other copied page is.
+    fx.map[fx.size - 1] = 0x5a;
+    REQUIRE(zxp_vmo_evict(fx.vmo, 0, fx.size, &evicted) == ZX_OK);
+    CHECK(evicted == (copied > 0 ? copied - 1 : 0) * kPage);
+    CHECK(fx.committed() == fx.size - evicted);
+    CHECK(holds(fx.map, 0, moved - (copied == 0)));
+    CHECK(fx.map[fx.size - 1] == 0x5a);
+  }
 }
