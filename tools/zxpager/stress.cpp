@@ -41,6 +41,7 @@
 #include "commands.h"
 #include "stress_internal.h"
 #include "stress_write.h"
+#include "tsan.h"
 
 namespace zxpager_cli::stress {
 namespace {
@@ -285,6 +286,10 @@ bool Stress::setup() {
   for (uint32_t i = 0; o_.clones && i < o_.clone_threads; ++i) {
     clone_workers_.push_back(std::make_unique<CloneWorker>());
   }
+  // The service's threads started before the VMOs above were made. A fill reaches them
+  // from a fault of a thread started after this, through the kernel, which orders the
+  // two where ThreadSanitizer cannot see it (service_fill takes it up).
+  zxp::tsan_release(&vmo_of_id_);
   return true;
 }
 
@@ -591,6 +596,7 @@ void Stress::fill_page(VmoState& v, uint64_t page, uint64_t* dst) {
 // --pager service: fill the pages, or fail the whole fill (ZX_ERR_IO) at --fail-rate. The
 // service FAILs inside complete(), so the FAIL bookkeeping brackets that call.
 void Stress::service_fill(zxp::PagerService* svc, const zxp::FillRequest& req) {
+  zxp::tsan_acquire(&vmo_of_id_);
   VmoState& v = *vmos_[vmo_of_id_[req.vmo_id]];
   const uint64_t first = req.offset / kPage, end = (req.offset + req.length) / kPage;
   const uint64_t draw = mix64(o_.seed ^ (0x5eed0000ull + fill_seq_.fetch_add(1)));
