@@ -330,6 +330,55 @@ TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB u
   }
 }
 
+TEST_CASE("paged source: huge aux slots are populated ahead only once units are filled") {
+  pager_test::install_fault_handlers();
+  zxp_features_t features = {};
+  REQUIRE(zxp_get_features(&features) == ZX_OK);
+  TestSource src({}, ZX_ERR_IO, false);
+  zxp::PagerService::VmoOptions vo;
+  vo.private_memory = true;
+  const uint64_t pages = 8 * 512;
+  Fixture f(&src, pages, {}, vo);
+  // Scattered single pages (1237 apart: no stream), each an exact small fill: no huge
+  // slot is populated for them, however long the service has been running.
+  for (uint64_t i = 0; i < 300; i++) {
+    const uint64_t p = i * 1237 % pages;
+    REQUIRE(f.base[p * kPage + 9] == byte_at(p * kPage + 9));
+  }
+  REQUIRE(f.svc->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  zxp_service_stats_t s;
+  REQUIRE(f.svc->get_stats(&s) == ZX_OK);
+  CHECK(s.huge_units == 0);
+  CHECK(s.huge_slots_ready == 0);
+  if (!features.anon_supply_by_move || !huge_pages::enabled()) {
+    WARN("no UFFDIO_MOVE or no transparent huge pages here: no units");
+    return;
+  }
+  // A sequential pass over a second VMO of the same service: whole units, and from the
+  // first one on, free huge slots made ready ahead of the next.
+  uint32_t id2;
+  zx_handle_t vmo2;
+  REQUIRE(f.svc->create_vmo(&src, 8u << 20, vo, &id2, &vmo2) == ZX_OK);
+  zx_vaddr_t a;
+  REQUIRE(zx_vmar_map(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_ALLOW_FAULTS, 0, vmo2, 0,
+                      8u << 20, &a) == ZX_OK);
+  const uint8_t* base2 = reinterpret_cast<const uint8_t*>(a);
+  for (uint64_t off = 0; off < (8u << 20); off += 509) REQUIRE(base2[off] == byte_at(off));
+  REQUIRE(f.svc->wait_idle(zx_deadline_after(ZX_SEC(10))) == ZX_OK);
+  REQUIRE(f.svc->get_stats(&s) == ZX_OK);
+  CHECK(s.huge_units >= 2);
+  const zx_time_t deadline = zx_deadline_after(ZX_SEC(10));
+  while (s.huge_slots_ready == 0 && zx_clock_get_monotonic() < deadline) {
+    std::this_thread::yield();
+    REQUIRE(f.svc->get_stats(&s) == ZX_OK);
+  }
+  CHECK(s.huge_slots_ready > 0);
+  CHECK(s.huge_slots_ready <= 8);
+  zx_vmar_unmap(zx_vmar_root_self(), a, 8u << 20);
+  f.svc->detach_vmo(id2);
+  zx_handle_close(vmo2);
+}
+
 TEST_CASE("paged source: units partly supplied already, random readers and holes stay exact") {
   pager_test::install_fault_handlers();
   TestSource src({}, ZX_ERR_IO, true);

@@ -312,6 +312,9 @@ typedef struct zxp_service_stats {
   // Pages supplied by copy from aux slots that keep their memory (every fill but a whole
   // 2 MiB unit): no fresh aux memory per fill (zxp_pager_supply_pages_copy).
   uint64_t warm_copy_pages;
+  // Free 2 MiB aux slots populated ahead of unit fills now (2 MiB of memory each). None
+  // until the first unit is asked for: a service whose fills are all small holds none.
+  uint64_t huge_slots_ready;
 } zxp_service_stats_t;
 
 // A file mapped through a pager VMO, pages read on demand with io_uring.
