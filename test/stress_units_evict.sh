@@ -11,9 +11,12 @@ zxpager=$1
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Without UFFDIO_MOVE (Linux before 6.8, ZXPAGER_DISABLE=move) there are no units: the
-# same run, with every supply a COPY.
-units=0
-"$zxpager" info --json | grep -q '"anon_supply":"move"' && units=1
+# same run, with every supply a COPY. Nor without transparent huge pages (THP "never"),
+# where the service copies every fill in from its warm small slots.
+move=0
+"$zxpager" info --json | grep -q '"anon_supply":"move"' && move=1
+thp=0
+grep -qv '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null && thp=1
 
 # 4 x 256 MiB, each fault reading ahead 4 MiB: about a third of the units are moved in
 # by 0.2 s on a 2-CPU guest, and the rest take seconds to be asked for.
@@ -21,10 +24,11 @@ json=$("$zxpager" stress --duration 10 --private --batch 1024 --vmo-size 256M \
          --fail-rate 0.02 --evict --evict-after 0.2 --detach-after 5 --json)
 rc=$?
 [ $rc -eq 0 ] || fail "exit $rc: $json"
-python3 - "$json" "$units" <<'PY' || exit 1
+python3 - "$json" "$move" "$thp" <<'PY' || exit 1
 import json, sys
 d = json.loads(sys.argv[1])
-units = sys.argv[2] == "1"
+move = sys.argv[2] == "1"
+units = move and sys.argv[3] == "1"
 s, f = d["pages_supplied"], d["fails_observed"]
 checks = [
     ("no errors", d["ok"] and d["errors"] == 0),
@@ -44,5 +48,6 @@ print("moved {} pages, copied {}, {} unit fills, evicted {}, {} write faults, {}
     s["move"], s["copy"], d["service"]["huge_units"], d["pages_evicted"], d["write_faults"],
     f["sigbus"] + f["status"]))
 PY
-[ $units -eq 1 ] || echo "no UFFDIO_MOVE here: no 2 MiB units, every supply a COPY"
+[ $move -eq 1 ] || echo "no UFFDIO_MOVE here: no 2 MiB units, every supply a COPY"
+[ $move -eq 0 ] || [ $thp -eq 1 ] || echo "no transparent huge pages here: no 2 MiB units, every supply a COPY"
 echo "ok"
