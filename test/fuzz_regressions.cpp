@@ -3,10 +3,6 @@
 #include <catch2/catch.hpp>
 
 #include <openssl/sha.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <memory>
@@ -112,19 +108,9 @@ TEST_CASE("anon_vmo_info_scales: ZX_INFO_VMO counts an anonymous VMO's pages, no
   // per page of its length; for a 64 TiB VMO, 16 G entries. Where the kernel has
   // PAGEMAP_SCAN (6.7) only the page tables that exist are walked. (Where it has not, the
   // walk is as before: the test then uses a size that walk finishes.)
-  const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  REQUIRE(pagemap >= 0);
-  struct {
-    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, inverted, mask, anyof,
-        ret;
-  } arg = {};
-  arg.size = sizeof(arg);
-  const bool scan = ioctl(pagemap, _IOWR('f', 16, decltype(arg)), &arg) == 0 || errno != ENOTTY;
-  close(pagemap);
   zxp_features_t f;
   REQUIRE(zxp_get_features(&f) == ZX_OK);
-  const bool fast = scan && !strstr(f.disabled, "pagemap_scan");
-  const uint64_t size = fast ? 1ull << 46 : 64ull << 20;
+  const uint64_t size = f.pagemap_scan ? 1ull << 46 : 64ull << 20;
   INFO(size << " bytes");
   zx_handle_t vmo;
   REQUIRE(zx_vmo_create(size, ZXP_VMO_ANONYMOUS, &vmo) == ZX_OK);

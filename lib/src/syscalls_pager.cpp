@@ -367,6 +367,7 @@ zx_status_t zxp_get_features(zxp_features_t* out) noexcept try {
   f.mremap_dontunmap = zxp::uffd::kernel_has(zxp::uffd::kDontUnmap);
   f.epoll_pwait2 = zxp::uffd::kernel_has(zxp::uffd::kEpollPwait2);
   f.madv_populate = zxp::uffd::kernel_has(zxp::uffd::kPopulate);
+  f.pagemap_scan = zxp::uffd::kernel_has(zxp::uffd::kPagemapScan);
   f.remote_vmos = p.available && f.poison;
   f.fail_by_signal = f.thread_id;
   f.wp_shmem = f.wp && (p.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM) != 0;

@@ -132,6 +132,14 @@ uint32_t probe_kernel_calls() {
     if (epoll_pwait2(ep, &ev, 1, &zero, nullptr) < 0 && errno == ENOSYS) lacks |= kEpollPwait2;
     close(ep);
   }
+  // An empty scan: a kernel without PAGEMAP_SCAN does not know the ioctl.
+  int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  PmScanArg scan = {};
+  scan.size = sizeof(scan);
+  if (pagemap < 0 || (ioctl(pagemap, kPagemapScanIoctl, &scan) < 0 && errno == ENOTTY)) {
+    lacks |= kPagemapScan;
+  }
+  if (pagemap >= 0) close(pagemap);
   return lacks;
 }
 

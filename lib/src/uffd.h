@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/ioctl.h>
 
 #include <string>
 
@@ -57,10 +58,22 @@ enum KernelFeature : uint32_t {
   kPagemapScan = 1u << 3,  // ioctl(PAGEMAP_SCAN) on /proc/self/pagemap, Linux 6.7
 };
 
+// PAGEMAP_SCAN, from the kernel's uapi layout (Debian 12's headers predate it): the runs
+// of pages in given categories, found by walking only the page tables that exist.
+struct PageRegion {
+  uint64_t start, end, categories;
+};
+struct PmScanArg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
+      category_mask, category_anyof_mask, return_mask;
+};
+constexpr unsigned long kPagemapScanIoctl = _IOWR('f', 16, PmScanArg);
+constexpr uint64_t kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4, kPageIsPfnZero = 1u << 5;
+
 // What this kernel offers, found once with a probe descriptor. Thread-safe.
 //
-// ZXPAGER_DISABLE=move,poison,wp,minor,thread_id,dontunmap,epoll_pwait2,populate (any
-// comma-separated subset; `all` for every one) makes the library behave as on a kernel
+// ZXPAGER_DISABLE=move,poison,wp,minor,thread_id,dontunmap,epoll_pwait2,populate,
+// pagemap_scan (any comma-separated subset; `all` for every one) makes the library behave as on a kernel
 // without those features: they are masked here, once, and every path below takes its
 // fallback. Unknown names are reported on stderr once and ignored.
 struct Probe {

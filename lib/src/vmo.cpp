@@ -39,18 +39,6 @@ constexpr uint64_t kPagemapPresent = 1ull << 63, kPagemapSwapped = 1ull << 62,
                    kPagemapFile = 1ull << 61, kPagemapExclusive = 1ull << 56;
 constexpr uint64_t kPagemapChunk = 4096;  // entries read per pread
 
-// PAGEMAP_SCAN (Linux 6.7), from the kernel's uapi layout (Debian 12's headers predate it):
-// the runs of pages in given categories, found by walking only the page tables that exist.
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
-      category_mask, category_anyof_mask, return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4, kPageIsPfnZero = 1u << 5;
-
 // /proc/self/pagemap, opened per use: a descriptor kept open would name the parent's mm
 // after fork(). Readable without privileges (the frame numbers are hidden, not the bits
 // used here).
@@ -58,33 +46,32 @@ class Pagemap {
  public:
   Pagemap() : fd_(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
   bool ok() const { return fd_.is_valid(); }
-  // The entries of the `pages` pages from page-aligned `addr` (at most kPagemapChunk).
   // Bytes of [start, start + pages pages) that are committed (see resident_bytes), by
   // PAGEMAP_SCAN: in time to what is mapped, not to the range's length. False where the
   // kernel has no PAGEMAP_SCAN (or ZXPAGER_DISABLE says so).
   bool scan(uintptr_t start, uint64_t pages, uint64_t* bytes) const {
     if (!uffd::kernel_has(uffd::kPagemapScan)) return false;
-    PageRegion regions[256];
+    uffd::PageRegion regions[256];
     const uintptr_t end = start + pages * kPageSize;
     uint64_t total = 0;
     for (uintptr_t at = start; at < end;) {
-      PmScanArg arg = {};
+      uffd::PmScanArg arg = {};
       arg.size = sizeof(arg);
       arg.start = at;
       arg.end = end;
       arg.vec = reinterpret_cast<uintptr_t>(regions);
       arg.vec_len = sizeof(regions) / sizeof(regions[0]);
-      arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-      arg.return_mask = kPageIsPresent | kPageIsSwapped | kPageIsPfnZero;
-      const int n = ioctl(fd_.get(), kPagemapScan, &arg);
+      arg.category_anyof_mask = uffd::kPageIsPresent | uffd::kPageIsSwapped;
+      arg.return_mask = uffd::kPageIsPresent | uffd::kPageIsSwapped | uffd::kPageIsPfnZero;
+      const int n = ioctl(fd_.get(), uffd::kPagemapScanIoctl, &arg);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == ENOTTY || errno == EINVAL) uffd::kernel_lacks(uffd::kPagemapScan);
         return false;
       }
       for (int i = 0; i < n; i++) {
-        const PageRegion& r = regions[i];
-        if ((r.categories & kPageIsSwapped) || !(r.categories & kPageIsPfnZero)) {
+        const uffd::PageRegion& r = regions[i];
+        if ((r.categories & uffd::kPageIsSwapped) || !(r.categories & uffd::kPageIsPfnZero)) {
           total += r.end - r.start;
         }
       }
@@ -94,6 +81,7 @@ class Pagemap {
     *bytes = total;
     return true;
   }
+  // The entries of the `pages` pages from page-aligned `addr` (at most kPagemapChunk).
   bool read(uintptr_t addr, uint64_t pages, uint64_t* out) const {
     const size_t bytes = pages * sizeof(uint64_t);
     const off_t at = static_cast<off_t>(addr / kPageSize * sizeof(uint64_t));

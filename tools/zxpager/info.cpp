@@ -45,6 +45,9 @@ int run_info(const Options& o) {
                                          : "epoll_wait, timeout rounded up to milliseconds";
   std::string commit_path = f.madv_populate ? "MADV_POPULATE_WRITE"
                                             : "touch each page (no MADV_POPULATE_*)";
+  std::string committed_path = f.pagemap_scan
+                                   ? "PAGEMAP_SCAN (the page tables that exist)"
+                                   : "a /proc/self/pagemap entry per page of its length";
   std::string disabled = f.disabled[0] ? f.disabled : "none";
   if (o.json) {
     fmt::print(
@@ -53,7 +56,7 @@ int run_info(const Options& o) {
         "\"minor_shmem\":{},\"thread_id\":{},\"exact_address\":{},\"event_remap\":{},"
         "\"event_remove\":{},\"event_unmap\":{},\"io_uring\":{},\"anon_supply\":\"{}\","
         "\"page_size\":{},\"mremap_dontunmap\":{},\"epoll_pwait2\":{},\"madv_populate\":{},"
-        "\"remote_vmos\":{},\"fail_by_signal\":{},\"kernel_api_features\":{},"
+        "\"pagemap_scan\":{},\"remote_vmos\":{},\"fail_by_signal\":{},\"kernel_api_features\":{},"
         "\"disabled\":\"{}\"}}\n",
         u.release, f.uffd_available ? "true" : "false", f.uffd_via_dev ? "true" : "false",
         f.uffd_user_mode_only ? "true" : "false", f.uffd_api_features,
@@ -64,7 +67,8 @@ int run_info(const Options& o) {
         f.event_unmap ? "true" : "false", f.io_uring ? "true" : "false",
         f.move ? "move" : "copy", zx_system_get_page_size(),
         f.mremap_dontunmap ? "true" : "false", f.epoll_pwait2 ? "true" : "false",
-        f.madv_populate ? "true" : "false", f.remote_vmos ? "true" : "false",
+        f.madv_populate ? "true" : "false", f.pagemap_scan ? "true" : "false",
+        f.remote_vmos ? "true" : "false",
         f.fail_by_signal ? "true" : "false", f.uffd_kernel_features, f.disabled);
     return f.uffd_available ? 0 : 1;
   }
@@ -94,6 +98,7 @@ int run_info(const Options& o) {
   fmt::print("mremap DONTUNMAP        {}  (Linux 5.7+)\n", yes(f.mremap_dontunmap));
   fmt::print("epoll_pwait2            {}  (Linux 5.11+)\n", yes(f.epoll_pwait2));
   fmt::print("MADV_POPULATE_*         {}  (Linux 5.14+)\n", yes(f.madv_populate));
+  fmt::print("PAGEMAP_SCAN            {}  (Linux 6.7+)\n", yes(f.pagemap_scan));
   fmt::print("disabled (ZXPAGER_DISABLE)  {}\n", disabled);
   fmt::print("io_uring                {}\n", f.io_uring ? "available" : "unavailable");
   fmt::print("page size               {}\n", zx_system_get_page_size());
@@ -106,6 +111,7 @@ int run_info(const Options& o) {
   fmt::print("  unmapping a pager VMO        {}\n", unmap_path);
   fmt::print("  zx_port_wait with a deadline {}\n", wait_path);
   fmt::print("  commit of an anonymous VMO   {}\n", commit_path);
+  fmt::print("  ZX_INFO_VMO committed bytes  {}\n", committed_path);
   fmt::print("  zx_vmo_read of missing pages {}\n",
              f.uffd_user_mode_only ? "requested, then copied (kernel faults are not paged)"
                                    : "requested, then copied with process_vm_readv");

@@ -58,7 +58,10 @@ typedef struct zxp_features {
                                  // (THREAD_ID); else by a poison marker
   uint8_t wp_shmem;              // UFFD_FEATURE_WP_HUGETLBFS_SHMEM: writes through writable
                                  // mappings of shared pager VMOs are tracked (eviction)
-  uint8_t reserved1[2];
+  uint8_t pagemap_scan;          // ioctl(PAGEMAP_SCAN), Linux 6.7: ZX_INFO_VMO's committed
+                                 // bytes of an anonymous VMO in time to what is there (else
+                                 // a pagemap entry read per page of its length)
+  uint8_t reserved1[1];
   uint64_t uffd_kernel_features; // the raw feature word UFFDIO_API reported
   uint64_t uffd_disabled_features;  // UFFD_FEATURE_* masked by ZXPAGER_DISABLE
   char disabled[96];             // ZXPAGER_DISABLE's recognised names, comma-separated
@@ -66,9 +69,9 @@ typedef struct zxp_features {
 
 // Fills *out with the kernel's features, less those the environment variable
 // ZXPAGER_DISABLE masks (move, poison, wp, minor, thread_id, dontunmap, epoll_pwait2,
-// populate, or all: the library then behaves as on a kernel without them). Probes
-// userfaultfd (a descriptor opened and closed) and the calls above on the first call;
-// later calls return the cached result. Errors: ZX_ERR_INVALID_ARGS if out is NULL.
+// populate, pagemap_scan, or all: the library then behaves as on a kernel without them).
+// Probes userfaultfd (a descriptor opened and closed) and the calls above on the first
+// call; later calls return the cached result. Errors: ZX_ERR_INVALID_ARGS if out is NULL.
 zx_status_t zxp_get_features(zxp_features_t* out) ZX_NOEXCEPT;
 
 // Statistics of one pager, cumulative since zx_pager_create.
