@@ -210,6 +210,10 @@ bool Stress::setup() {
     fmt::print(stderr, "zxpager stress: zx_port_create: {}\n", status_name(st));
     return false;
   }
+  // Pages supplied before a VMO's first eviction call are not write-tracked and so never
+  // evictable: with --evict, tracking is on before anything is supplied. With
+  // --evict-after the evictor's first call turns it on, mid-run: what came before stays.
+  const bool track_from_start = o_.evict && o_.evict_after == 0;
   for (uint32_t i = 0; i < o_.vmos; ++i) {
     auto v = std::make_unique<VmoState>();
     v->index = i;
@@ -222,8 +226,7 @@ bool Stress::setup() {
       zxp::PagerService::VmoOptions vo;
       vo.advice = o_.batch > 1 ? zxp::Advice::kSequential : zxp::Advice::kRandom;
       vo.readahead_max = (o_.batch > 1 ? o_.batch - 1 : 1) * kPage;
-      // With --evict-after, not from creation: the evictor's first call turns it on.
-      vo.evictable = o_.evict && o_.evict_after == 0;
+      vo.evictable = track_from_start;
       vo.private_memory = o_.private_vmos;
       st = svc_->create_vmo(&source_, vmo_bytes_, vo, &v->svc_id, &v->handle);
       if (st == ZX_OK) {
@@ -246,10 +249,7 @@ bool Stress::setup() {
       return false;
     }
     v->base = addr;
-    if (o_.evict && o_.evict_after == 0) {
-      // Pages supplied before the first eviction call are not write-tracked and so never
-      // evictable: turn tracking on before anything is supplied. (With --evict-after the
-      // evictor's first call does it, mid-run: what was supplied before stays.)
+    if (track_from_start) {
       st = zxp_vmo_evict(v->handle, 0, vmo_bytes_, nullptr);
       if (st != ZX_OK) {
         fmt::print(stderr, "zxpager stress: zxp_vmo_evict: {}{}\n", status_name(st),
@@ -1014,7 +1014,8 @@ void Stress::summary(double elapsed, bool clean_exit) {
         errors == 0 ? "true" : "false", clean_exit ? "true" : "false", elapsed, o_.threads,
         o_.pager_threads, o_.vmos, vmo_bytes_, o_.pattern, o_.access, o_.supply, supply_path_,
         o_.batch, o_.write_ratio, o_.fail_rate, o_.evict ? "true" : "false", o_.evict_after,
-        o_.seed, acc, reads, writes, via_map, via_call, faults, p50, p99, p999, lmax, s.requests, s.requests_withdrawn,
+        o_.seed, acc, reads, writes, via_map, via_call, faults, p50, p99, p999, lmax, s.requests,
+        s.requests_withdrawn,
         s.faults, supply_calls_.load(), s.pages_supplied_move, s.pages_supplied_copy,
         s.pages_supplied_zero, s.pages_already_present,
         static_cast<double>(supplied * kPage) / 1e6, service, fails_issued_.load(),
