@@ -73,9 +73,9 @@ constexpr uint64_t kPageIsPresent = 1u << 3, kPageIsSwapped = 1u << 4, kPageIsPf
 // What this kernel offers, found once with a probe descriptor. Thread-safe.
 //
 // ZXPAGER_DISABLE=move,poison,wp,minor,thread_id,dontunmap,epoll_pwait2,populate,
-// pagemap_scan (any comma-separated subset; `all` for every one) makes the library behave as on a kernel
-// without those features: they are masked here, once, and every path below takes its
-// fallback. Unknown names are reported on stderr once and ignored.
+// pagemap_scan (any comma-separated subset; `all` for every one) makes the library
+// behave as on a kernel without those features: they are masked here, once, and every
+// path below takes its fallback. Unknown names are reported on stderr once and ignored.
 struct Probe {
   bool available = false;
   bool via_dev = false;         // opened through /dev/userfaultfd
