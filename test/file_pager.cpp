@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <future>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -193,6 +194,73 @@ TEST_CASE("file pager: a sequential scan goes in whole 2 MiB units, unless told 
       CHECK(s.huge_units <= 4);
     }
     REQUIRE(fp->close() == ZX_OK);
+  }
+}
+
+namespace {
+
+// How many of this process's threads bear each name (/proc/self/task/*/comm).
+std::map<std::string, int> thread_names() {
+  std::map<std::string, int> names;
+  DIR* dir = opendir("/proc/self/task");
+  REQUIRE(dir != nullptr);
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + e->d_name + "/comm";
+    FILE* f = fopen(path.c_str(), "r");
+    if (f == nullptr) continue;  // the thread ended meanwhile
+    char name[32] = {};
+    if (fgets(name, sizeof name, f) != nullptr) {
+      std::string n(name);
+      if (!n.empty() && n.back() == '\n') n.pop_back();
+      names[n]++;
+    }
+    fclose(f);
+  }
+  closedir(dir);
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("file pager: the library's threads carry names, and close ends them") {
+  TempDir d("/var/tmp");
+  std::string p = make_file(d, "names", 3 << 20);
+  zxp_features_t f;
+  REQUIRE(zxp_get_features(&f) == ZX_OK);
+  for (bool writeback : {false, true}) {
+    // Write-back with a budget has its own thread; it needs write-protection.
+    if (writeback && !kernel_has_wp()) continue;
+    INFO("writeback " << writeback);
+    zxp::FilePager::Options o;
+    o.pager_threads = 2;
+    o.writeback = writeback;
+    o.budget_bytes = writeback ? 8 << 20 : 0;
+    const std::map<std::string, int> before = thread_names();
+    auto had = [&](const char* name) {
+      auto it = before.find(name);
+      return it == before.end() ? 0 : it->second;
+    };
+    std::unique_ptr<zxp::FilePager> fp;
+    REQUIRE(zxp::FilePager::open(p.c_str(), o, &fp) == ZX_OK);
+    std::map<std::string, int> during = thread_names();
+    CHECK(during["zxpager-serve0"] == had("zxpager-serve0") + 1);
+    CHECK(during["zxpager-serve1"] == had("zxpager-serve1") + 1);
+    CHECK(during["zxpager-fetch"] == had("zxpager-fetch") + 1);
+    CHECK(during["zxpager-fault"] == 1);  // one for the process, started by the first pager
+    if (f.io_uring) CHECK(during["zxpager-reap"] == had("zxpager-reap") + 1);
+    if (!writeback && f.anon_supply_by_move && huge_pages::enabled()) {
+      CHECK(during["zxpager-ready"] == had("zxpager-ready") + 1);
+    }
+    if (writeback) CHECK(during["zxpager-wback"] == had("zxpager-wback") + 1);
+    REQUIRE(fp->close() == ZX_OK);
+    fp.reset();
+    std::map<std::string, int> after = thread_names();
+    for (const char* name : {"zxpager-serve0", "zxpager-serve1", "zxpager-fetch",
+                             "zxpager-ready", "zxpager-reap", "zxpager-wback"}) {
+      INFO(name);
+      CHECK(after[name] == had(name));
+    }
   }
 }
 

@@ -23,6 +23,7 @@
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 
+#include "../../lib/src/thread_name.h"
 
 namespace blobfsd {
 
@@ -45,7 +46,10 @@ class Connection {
   ~Connection() {
     if (thread_.joinable()) thread_.join();
   }
-  void Start() { thread_ = std::thread([this] { Serve(); }); }
+  void Start() {
+    thread_ = std::thread([this] { Serve(); });
+    zxp::name_thread(thread_, "blobfsd-conn");
+  }
   bool done() const { return done_.load(std::memory_order_acquire); }
 
   // From the main thread at SIGTERM, after BlobStore::DetachAll (every waiter failed):

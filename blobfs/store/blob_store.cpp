@@ -13,6 +13,7 @@
 #include <zircon/syscalls.h>
 #include <zircon/syscalls/object.h>
 
+#include "../../lib/src/thread_name.h"
 #include "../../lib/src/tsan.h"  // what the ring orders, told to ThreadSanitizer
 
 namespace blobfs {
@@ -179,7 +180,10 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
     // keeps every queued fill on the wire meanwhile, so a few workers suffice.
     const uint32_t workers = std::max<uint32_t>(4, s->options_.threads * 4);
     BlobStore* self = s.get();
-    for (uint32_t i = 0; i < workers; i++) s->workers_.emplace_back([self] { self->Work(); });
+    for (uint32_t i = 0; i < workers; i++) {
+      s->workers_.emplace_back([self] { self->Work(); });
+      zxp::name_thread(s->workers_.back(), "blobfs-fill", i);
+    }
     *out = std::move(s);
     return ZX_OK;
   }
@@ -203,6 +207,7 @@ zx_status_t BlobStore::Create(const std::string& image_path, const Options& opti
     Lane* l = lane.get();
     BlobStore* self = s.get();
     lane->reaper = std::thread([self, l] { self->Reap(l); });
+    zxp::name_thread(lane->reaper, "blobfs-reap", i);
     s->lanes_.push_back(std::move(lane));
   }
   *out = std::move(s);

@@ -23,6 +23,7 @@
 #include "pager.h"
 #include "port.h"
 #include "status.h"
+#include "thread_name.h"
 #include "uffd.h"
 
 namespace zxp {
@@ -276,7 +277,7 @@ zx_status_t FaultService::start() {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   thread_ = std::thread([this] { run(); });
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  pthread_setname_np(thread_.native_handle(), "zxpager-fault");
+  name_thread(thread_, "zxpager-fault");
   thread_.detach();
   return ZX_OK;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../status.h"
+#include "../thread_name.h"
 #include "../tsan.h"
 
 namespace zxp {
@@ -64,6 +65,7 @@ zx_status_t FileSource::init(int fd, uint64_t size, bool direct, unsigned depth)
   }
   ring_ok_ = true;
   reaper_ = std::thread([this] { reap(); });
+  name_thread(reaper_, "zxpager-reap");
   return ZX_OK;
 }
 

@@ -29,6 +29,7 @@
 
 #include <curl/curl.h>
 
+#include "../thread_name.h"
 #include "remote_source.h"
 
 namespace zxp {
@@ -575,6 +576,7 @@ zx_status_t HttpSource::open(const char* url, const RemoteOptions& options, std:
     transfers_.push_back(std::move(t));
   }
   thread_ = std::thread([this] { run(); });
+  name_thread(thread_, "zxpager-http");
   return ZX_OK;
 }
 

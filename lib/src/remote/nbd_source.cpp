@@ -57,6 +57,7 @@
 
 #include <zircon/syscalls.h>
 
+#include "../thread_name.h"
 #include "remote_source.h"
 
 namespace zxp {
@@ -329,6 +330,7 @@ NbdSource::NbdSource(std::string url, const RemoteOptions& options, uint64_t siz
   conns_[0].opened_before = true;
   connections_ = 1;
   thread_ = std::thread([this] { run(); });
+  name_thread(thread_, "zxpager-nbd");
 }
 
 NbdSource::~NbdSource() {

@@ -33,6 +33,7 @@
 #include <zircon/syscalls/port.h>
 #include <zxpager/paged_source.h>
 
+#include "../thread_name.h"
 #include "latency.h"
 
 namespace zxp {
@@ -335,9 +336,16 @@ class PagerService::Impl {
     }
     std::reverse(free_slots_.begin(), free_slots_.end());
     std::reverse(free_huge_.begin(), free_huge_.end());
-    for (uint32_t i = 0; i < opt_.pager_threads; i++) threads_.emplace_back([this] { loop(); });
+    for (uint32_t i = 0; i < opt_.pager_threads; i++) {
+      threads_.emplace_back([this] { loop(); });
+      name_thread(threads_.back(), "zxpager-serve", i);
+    }
     prefetch_thread_ = std::thread([this] { prefetch_loop(); });
-    if (huge_) ready_thread_ = std::thread([this] { ready_loop(); });
+    name_thread(prefetch_thread_, "zxpager-fetch");
+    if (huge_) {
+      ready_thread_ = std::thread([this] { ready_loop(); });
+      name_thread(ready_thread_, "zxpager-ready");
+    }
     return ZX_OK;
   }
 
@@ -541,7 +549,10 @@ class PagerService::Impl {
       }
       if (opt_.budget_bytes) {
         std::lock_guard lock(wb_mu_);
-        if (!wb_thread_.joinable()) wb_thread_ = std::thread([this] { writeback_loop(); });
+        if (!wb_thread_.joinable()) {
+          wb_thread_ = std::thread([this] { writeback_loop(); });
+          name_thread(wb_thread_, "zxpager-wback");
+        }
       }
     }
     zx_handle_t dup;
