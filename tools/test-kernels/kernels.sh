@@ -49,14 +49,42 @@ check_config() {
 }
 
 # copy_with_libs ROOT FILE...: the files (into ROOT/tests) and the shared libraries they
-# load (at their own paths under ROOT).
+# load (at their own paths under ROOT), without their debug information: the initramfs is
+# unpacked into the guest's memory, and every test program with its DWARF (1.1 GB for all
+# of them) does not fit in 2 GiB.
 copy_with_libs() {
   local root=$1; shift
   local f lib
   for f in "$@"; do
     install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
+    strip --strip-debug "$root/tests/$(basename "$f")"
     while read -r lib; do
-      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then install -D -m 0755 "$lib" "$root$lib"; fi
+      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then
+        install -D -m 0755 "$lib" "$root$lib"
+        strip --strip-debug "$root$lib"
+      fi
     done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
   done
+}
+
+# console_result CONSOLE_LOG: the guest's ZXPAGER-RESULT line, or nothing (a guest that
+# crashed or timed out wrote none). Never fails, so a caller under set -e -o pipefail goes
+# on to the next kernel.
+console_result() {
+  { grep -a '^ZXPAGER-RESULT ' "$1" || true; } | tr -d '\r' | tail -n1
+}
+
+# console_failure CONSOLE_LOG: why a guest that wrote no result line stopped, as far as its
+# console tells.
+console_failure() {
+  local out=$1
+  if grep -aq 'Initramfs unpacking failed' "$out"; then
+    echo "the initramfs did not unpack in the guest's memory (too large?)"
+  elif grep -aq 'Kernel panic' "$out"; then
+    echo "kernel panic: $(grep -a 'Kernel panic' "$out" | tr -d '\r' | head -n1 | sed 's/^\[[^]]*\] *//')"
+  elif grep -aq '^ZXPAGER-RUN ' "$out"; then
+    echo "stopped during test $(grep -a '^ZXPAGER-RUN ' "$out" | tr -d '\r' | tail -n1 | cut -d' ' -f2) (timed out or crashed)"
+  else
+    echo "no test started (timed out or crashed while booting)"
+  fi
 }

@@ -32,7 +32,8 @@ per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
 log() { printf 'test-kernels: %s\n' "$*" >&2; }
 mkdir -p "$cache"
 
-# resolve, fetch, check_config, copy_with_libs (shared with tools/bench-tcg.sh).
+# resolve, fetch, check_config, copy_with_libs, console_result, console_failure (shared
+# with tools/bench-tcg.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/kernels.sh"
 
 # What the tests need built in (no modules in the initramfs).
@@ -117,10 +118,11 @@ for want in "${packages[@]}"; do
     -nographic -no-reboot -kernel "$vmlinuz" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet loglevel=3" >"$out" 2>&1 || true
   grep -E '^ZXPAGER-TEST ' "$out" | sed 's/\r$//' >&2 || true
-  line=$(grep -a '^ZXPAGER-RESULT ' "$out" | tr -d '\r' | tail -n1)
+  line=$(console_result "$out")
   if [ -z "$line" ]; then
-    log "$pkg: no result line (timed out or crashed); see $out"
-    summary+=("$pkg: no result (see $out)")
+    why=$(console_failure "$out")
+    log "$pkg: no result line: $why; see $out"
+    summary+=("$pkg: no result: $why (see $out)")
     total_failed=$((total_failed+1))
     continue
   fi
