@@ -2,11 +2,13 @@
 # What ./x test-kernels makes of a guest's console (tools/test-kernels/kernels.sh): the
 # result line where there is one; where there is none, a reason, and the caller, which runs
 # under set -e -o pipefail, goes on (it used to stop there, silently, before the next
-# kernel). And the test programs copied into the initramfs lose their debug information.
-# Usage: test_kernels_console.sh KERNELS_SH ELF_WITH_DEBUG_INFO
+# kernel). And the test programs copied into the initramfs lose their debug information,
+# and one linked to the build tree's libzxpager.so finds it there.
+# Usage: test_kernels_console.sh KERNELS_SH ELF_WITH_DEBUG_INFO ELF_LINKED_TO_LIBZXPAGER_SO
 set -euo pipefail
 kernels_sh=$1
 elf=$2
+dynamic=$3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 log() { echo "log: $*" >&2; }
 cache=/nonexistent
@@ -47,4 +49,10 @@ copy="$dir/root/tests/$(basename "$elf")"
 [ -x "$copy" ] || fail "no copy of $elf"
 if readelf -S "$copy" | grep -q '\.debug_info'; then fail "the copy keeps its debug information"; fi
 "$copy" --help >/dev/null 2>&1 || fail "the stripped copy does not run"
+
+# From /tests, a RUNPATH of $ORIGIN/../lib is /lib (the guest's loader looks nowhere else
+# for a library of the build tree).
+ldd "$dynamic" | grep -q 'libzxpager.so.0 => /' || fail "$dynamic does not load libzxpager.so.0"
+copy_with_libs "$dir/root" "$dynamic"
+[ -f "$dir/root/lib/libzxpager.so.0" ] || fail "libzxpager.so.0 is not in the initramfs's /lib"
 echo "ok"

@@ -49,9 +49,10 @@ check_config() {
 }
 
 # copy_with_libs ROOT FILE...: the files (into ROOT/tests) and the shared libraries they
-# load (at their own paths under ROOT), without their debug information: the initramfs is
-# unpacked into the guest's memory, and every test program with its DWARF (1.1 GB for all
-# of them) does not fit in 2 GiB.
+# load (at their own paths under ROOT; one from the build tree also in ROOT/lib, where a
+# RUNPATH of $ORIGIN/../lib finds it from ROOT/tests), without their debug information:
+# the initramfs is unpacked into the guest's memory, and every test program with its
+# DWARF (1.1 GB for all of them) does not fit in 2 GiB.
 copy_with_libs() {
   local root=$1; shift
   local f lib
@@ -63,6 +64,10 @@ copy_with_libs() {
         install -D -m 0755 "$lib" "$root$lib"
         strip --strip-debug "$root$lib"
       fi
+      case $lib in
+        /lib/* | /lib64/* | /usr/*) ;;
+        *) [ -e "$root/lib/$(basename "$lib")" ] || cp "$root$lib" "$root/lib/$(basename "$lib")" ;;
+      esac
     done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
   done
 }

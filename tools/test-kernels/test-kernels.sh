@@ -8,7 +8,7 @@
 #   exact linux-image-6.1.0-N-amd64). Default: linux-image-amd64 and linux-image-6.12-amd64.
 # Environment: TEST_KERNELS_CACHE (default ~/.cache/zxpager-test-kernels): downloaded
 # packages and extracted kernels; TEST_KERNELS_TIMEOUT (seconds per kernel, default 3600);
-# TEST_KERNELS_TESTS (space-separated test names, default below).
+# TEST_KERNELS_TESTS (space-separated test names; default: every test_* program built).
 # The kernel packages are unpacked with dpkg-deb -x into the cache, never installed
 # (tools/test-kernels/kernels.sh).
 set -euo pipefail
@@ -19,13 +19,15 @@ packages=("$@")
 [ ${#packages[@]} -eq 0 ] && packages=(linux-image-amd64 linux-image-6.12-amd64)
 cache=${TEST_KERNELS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/zxpager-test-kernels}
 per_kernel_timeout=${TEST_KERNELS_TIMEOUT:-3600}
-tests=(${TEST_KERNELS_TESTS:-kernel_paths vmo vmar pager_basic pager_supply pager_errors
-       pager_fail pager_lifecycle pager_process pager_evict paged_source file_pager
-       pager_remote paged_source_remote blobfsd_serve blobfsd_robust
-       pager_shared pager_shared_remote blobfsd_shared blobfsd_hostile
-       pager_conformance zircon_pager_1 zircon_pager_2 vmar_nested
-       pager_resize pager_vmo_stats pager_dirty file_writeback pager_huge
-       zircon_writeback_1 zircon_writeback_2})
+# Every test program of the build unless told otherwise.
+if [ -n "${TEST_KERNELS_TESTS:-}" ]; then
+  tests=($TEST_KERNELS_TESTS)
+else
+  tests=()
+  for t in "$build"/test/test_*; do
+    [ -f "$t" ] && [ -x "$t" ] && tests+=("${t##*/test_}")
+  done
+fi
 # Seconds each test may take under TCG (tens of times slower than the host).
 per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
 
@@ -68,6 +70,8 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=1g,mode=1777 tmp /tmp
 mount -t tmpfs -o size=512m,mode=1777 vartmp /var/tmp
 mkdir -p /dev/shm && mount -t tmpfs -o size=256m,mode=1777 shm /dev/shm
+# The tests' servers (HTTP, NBD) listen on 127.0.0.1.
+ip link set lo up
 export PATH=/bin TMPDIR=/tmp HOME=/tmp
 export BLOBFSD=/tests/blobfsd BLOBFS_CAT=/tests/blobfs-cat
 ulimit -n 65536 2>/dev/null
