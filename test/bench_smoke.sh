@@ -19,6 +19,14 @@ for m in raw-copy zxpager-copy; do
 done
 grep -Eq '^\{"host":\{"kernel": "[^"]+", "machine": "[^"]+", "cpus": [1-9][0-9]*, .*"fresh_4k_us": [0-9.]*[1-9][0-9.]*,.*\},"results":\[' \
   <<<"$json" || fail "no host costs: $json"
+# What an idle CPU does here, as sysfs tells it: a cross-CPU wake-up's price depends on it.
+idle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || true)
+grep -Eq "\"cpuidle\": \"$idle\", \"halt_poll_ns\": -?[0-9]+," <<<"$json" ||
+  fail "no cpuidle '$idle' in the host: $json"
+if [ "$idle" = haltpoll ] && [ -r /sys/module/haltpoll/parameters/guest_halt_poll_ns ]; then
+  ns=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns)
+  grep -q "\"halt_poll_ns\": $ns," <<<"$json" || fail "halt_poll_ns is not $ns: $json"
+fi
 
 err=$("$zxpager" bench --only nonsense 2>&1)
 rc=$?
