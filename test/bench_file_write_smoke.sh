@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 dir=$(mktemp -d "${TMPDIR:-/var/tmp}/zxp-bench-write.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 
-"$zxpager" bench file --help | grep -q -- --write || fail "--help does not show --write"
+grep -q -- --write <<<"$("$zxpager" bench file --help)" || fail "--help does not show --write"
 
 json=$("$zxpager" bench file --write "$dir/f" --size 8M --repeat 1 --json)
 rc=$?

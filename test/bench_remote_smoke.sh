@@ -40,7 +40,7 @@ done
 # Baselines ran: ratios are numbers, and the fetched copy was removed.
 grep -q "nbdcopy null: [0-9]* MB/s" <<<"$out" || fail "no stream baseline: $out"
 grep -q "fetch [0-9.]* s + pread" <<<"$out" || fail "no fetch baseline: $out"
-ls "$dir" | grep -q fetched && fail "the fetched copy was left behind"
+grep -q fetched <<<"$(ls "$dir")" && fail "the fetched copy was left behind"
 
 # A URL nobody serves: a message and a failure, no hang.
 out=$("$zxpager" bench remote "nbd+unix:///?socket=$dir/nobody.sock" --quick 2>&1) &&

@@ -14,7 +14,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # same run, with every supply a COPY. Nor without transparent huge pages (THP "never"),
 # where the service copies every fill in from its warm small slots.
 move=0
-"$zxpager" info --json | grep -q '"anon_supply":"move"' && move=1
+grep -q '"anon_supply":"move"' <<<"$("$zxpager" info --json)" && move=1
 thp=0
 grep -qv '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null && thp=1
 

@@ -42,17 +42,22 @@ case $why in *"during test pager_huge"*) ;; *) fail "a hang told as '$why'" ;; e
 case $(console_failure "$dir/empty.log") in *"no test started"*) ;; *) fail "an empty console" ;; esac
 
 # Debug information stays out of the initramfs.
-readelf -S "$elf" | grep -q '\.debug_info' || echo "note: $elf has no debug information"
+# (No `cmd | grep -q` under pipefail: grep leaves at the first match, and a command still
+# writing then dies of SIGPIPE, which fails the pipeline.)
+grep -q '\.debug_info' <<<"$(readelf -S "$elf")" || echo "note: $elf has no debug information"
 mkdir "$dir/root"
 copy_with_libs "$dir/root" "$elf"
 copy="$dir/root/tests/$(basename "$elf")"
 [ -x "$copy" ] || fail "no copy of $elf"
-if readelf -S "$copy" | grep -q '\.debug_info'; then fail "the copy keeps its debug information"; fi
+if grep -q '\.debug_info' <<<"$(readelf -S "$copy")"; then
+  fail "the copy keeps its debug information"
+fi
 "$copy" --help >/dev/null 2>&1 || fail "the stripped copy does not run"
 
 # From /tests, a RUNPATH of $ORIGIN/../lib is /lib (the guest's loader looks nowhere else
 # for a library of the build tree).
-ldd "$dynamic" | grep -q 'libzxpager.so.0 => /' || fail "$dynamic does not load libzxpager.so.0"
+grep -q 'libzxpager.so.0 => /' <<<"$(ldd "$dynamic")" ||
+  fail "$dynamic does not load libzxpager.so.0"
 copy_with_libs "$dir/root" "$dynamic"
 [ -f "$dir/root/lib/libzxpager.so.0" ] || fail "libzxpager.so.0 is not in the initramfs's /lib"
 echo "ok"
