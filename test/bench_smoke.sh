@@ -28,6 +28,16 @@ if [ "$idle" = haltpoll ] && [ -r /sys/module/haltpoll/parameters/guest_halt_pol
   grep -q "\"halt_poll_ns\": $ns," <<<"$json" || fail "halt_poll_ns is not $ns: $json"
 fi
 
+# The text output: the decommit-price section appears only with the three rows it compares.
+text=$("$zxpager" bench --quiet --region 2M --batches 1 --fault-threads 1 --pager-threads 1 \
+         --repeat 1 --only raw-copy-punch zxpager-copy)
+grep -q '^zxpager-copy ' <<<"$text" || fail "no zxpager-copy row: $text"
+grep -q "price of Zircon's decommit" <<<"$text" && fail "an empty decommit-price section: $text"
+text=$("$zxpager" bench --quiet --region 2M --batches 1 --fault-threads 1 --pager-threads 1 \
+         --repeat 1 --only raw-copy raw-copy-punch zxpager-copy)
+grep -q 'batch   1: raw-copy-punch [0-9.]*x of raw-copy' <<<"$text" ||
+  fail "no decommit price with all three rows: $text"
+
 err=$("$zxpager" bench --only nonsense 2>&1)
 rc=$?
 [ $rc -ne 0 ] || fail "--only nonsense was accepted"
