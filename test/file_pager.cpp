@@ -199,25 +199,38 @@ TEST_CASE("file pager: a sequential scan goes in whole 2 MiB units, unless told 
 
 namespace {
 
-// How many of this process's threads bear each name (/proc/self/task/*/comm).
+// This process's threads (io_uring's workers among them).
+std::vector<pid_t> thread_ids() {
+  std::vector<pid_t> tids;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return tids;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') tids.push_back(static_cast<pid_t>(atoi(e->d_name)));
+  }
+  closedir(d);
+  return tids;
+}
+
+// A thread's name (/proc/self/task/<tid>/comm), "" if it ended meanwhile.
+std::string thread_name(pid_t tid) {
+  char path[64], comm[32] = {};
+  snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
+  FILE* f = fopen(path, "re");
+  if (!f) return "";
+  if (!fgets(comm, sizeof(comm), f)) comm[0] = 0;
+  fclose(f);
+  std::string name(comm);
+  if (!name.empty() && name.back() == '\n') name.pop_back();
+  return name;
+}
+
+// How many of this process's threads bear each name.
 std::map<std::string, int> thread_names() {
   std::map<std::string, int> names;
-  DIR* dir = opendir("/proc/self/task");
-  REQUIRE(dir != nullptr);
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::string path = std::string("/proc/self/task/") + e->d_name + "/comm";
-    FILE* f = fopen(path.c_str(), "r");
-    if (f == nullptr) continue;  // the thread ended meanwhile
-    char name[32] = {};
-    if (fgets(name, sizeof name, f) != nullptr) {
-      std::string n(name);
-      if (!n.empty() && n.back() == '\n') n.pop_back();
-      names[n]++;
-    }
-    fclose(f);
+  for (pid_t t : thread_ids()) {
+    const std::string name = thread_name(t);
+    if (!name.empty()) names[name]++;
   }
-  closedir(dir);
   return names;
 }
 
@@ -617,30 +630,12 @@ bool syscall_of(pid_t tid, InSyscall* out) {
   sscanf(buf, "%ld %lx %lx %lx", &out->nr, &out->arg[0], &out->arg[1], &out->arg[2]);
   return true;
 }
-std::vector<pid_t> thread_ids() {
-  std::vector<pid_t> tids;
-  DIR* d = opendir("/proc/self/task");
-  if (!d) return tids;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') tids.push_back(static_cast<pid_t>(atoi(e->d_name)));
-  }
-  closedir(d);
-  return tids;
-}
 // Threads blocked in io_uring_enter waiting for completions with nothing to submit.
 // io_uring's worker threads (iou-wrk-*, iou-sqp-*) are tasks of this process too, and
 // their /proc/<tid>/syscall shows the io_uring_enter they were created from; they take
 // no signals. A kernel that punts a FIFO read to a worker (6.1) would have the test signal
 // one of those and wait for a handler that never runs.
-bool is_io_uring_worker(pid_t tid) {
-  char path[64], comm[32] = {};
-  snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
-  FILE* f = fopen(path, "re");
-  if (!f) return false;
-  bool worker = fgets(comm, sizeof(comm), f) && strncmp(comm, "iou-", 4) == 0;
-  fclose(f);
-  return worker;
-}
+bool is_io_uring_worker(pid_t tid) { return thread_name(tid).rfind("iou-", 0) == 0; }
 
 std::vector<pid_t> threads_waiting_on_a_ring() {
   std::vector<pid_t> out;

@@ -5,7 +5,6 @@
 #include <pthread.h>
 
 #include <cstdio>
-#include <cstring>
 #include <thread>
 
 namespace zxp {
@@ -13,9 +12,7 @@ namespace zxp {
 // Linux keeps 15 bytes of a name; a longer one is cut, not refused.
 inline void name_thread(std::thread& t, const char* name) {
   char cut[16];
-  const size_t n = strnlen(name, sizeof cut - 1);
-  memcpy(cut, name, n);
-  cut[n] = '\0';
+  snprintf(cut, sizeof cut, "%.15s", name);
   pthread_setname_np(t.native_handle(), cut);
 }
 

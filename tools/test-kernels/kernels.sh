@@ -49,25 +49,26 @@ check_config() {
 }
 
 # copy_with_libs ROOT FILE...: the files (into ROOT/tests) and the shared libraries they
-# load (at their own paths under ROOT; one from the build tree also in ROOT/lib, where a
-# RUNPATH of $ORIGIN/../lib finds it from ROOT/tests), without their debug information:
-# the initramfs is unpacked into the guest's memory, and every test program with its
-# DWARF (1.1 GB for all of them) does not fit in 2 GiB.
+# load: the system's at their own paths under ROOT, the build tree's in ROOT/lib, where a
+# RUNPATH of $ORIGIN/../lib finds them from ROOT/tests. All without debug information: the
+# initramfs is unpacked into the guest's memory, and every test program with its DWARF
+# (1.1 GB for all of them) does not fit in 2 GiB.
 copy_with_libs() {
   local root=$1; shift
-  local f lib
+  local f lib dest
   for f in "$@"; do
     install -D -m 0755 "$f" "$root/tests/$(basename "$f")"
     strip --strip-debug "$root/tests/$(basename "$f")"
     while read -r lib; do
-      if [ -n "$lib" ] && [ ! -e "$root$lib" ]; then
-        install -D -m 0755 "$lib" "$root$lib"
-        strip --strip-debug "$root$lib"
-      fi
+      [ -n "$lib" ] || continue
       case $lib in
-        /lib/* | /lib64/* | /usr/*) ;;
-        *) [ -e "$root/lib/$(basename "$lib")" ] || cp "$root$lib" "$root/lib/$(basename "$lib")" ;;
+        /lib/* | /lib64/* | /usr/*) dest=$root$lib ;;
+        *) dest=$root/lib/$(basename "$lib") ;;
       esac
+      if [ ! -e "$dest" ]; then
+        install -D -m 0755 "$lib" "$dest"
+        strip --strip-debug "$dest"
+      fi
     done < <(ldd "$f" | grep -o '/[^ ]*' | sort -u)
   done
 }

@@ -34,8 +34,8 @@ per_test_timeout=${TEST_KERNELS_TEST_TIMEOUT:-900}
 log() { printf 'test-kernels: %s\n' "$*" >&2; }
 mkdir -p "$cache"
 
-# resolve, fetch, check_config, copy_with_libs, console_result, console_failure (shared
-# with tools/bench-tcg.sh).
+# resolve, fetch, check_config, copy_with_libs (shared with tools/bench-tcg.sh);
+# console_result, console_failure (this script's, kept there so that a test can source them).
 source "$(dirname "${BASH_SOURCE[0]}")/kernels.sh"
 
 # What the tests need built in (no modules in the initramfs).

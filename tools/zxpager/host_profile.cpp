@@ -196,8 +196,10 @@ struct Identity {
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
     getloadavg(load, 3);
     cpuidle = sysfs_line("/sys/devices/system/cpu/cpuidle/current_driver");
-    const std::string poll = sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
-    if (cpuidle == "haltpoll" && !poll.empty()) halt_poll_ns = strtol(poll.c_str(), nullptr, 10);
+    if (cpuidle == "haltpoll") {
+      const std::string poll = sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
+      if (!poll.empty()) halt_poll_ns = strtol(poll.c_str(), nullptr, 10);
+    }
   }
   std::string idle_text() const {
     if (cpuidle.empty()) return "";
