@@ -1063,9 +1063,13 @@ class PagerService::Impl {
       for (auto& [a, e] : supplied) v.set_resident(a, e, true);
       if (v.huge) v.supplying.erase(b->first);
       if (!v.waiters.empty()) {
+        // The clock read again under the lock: a waiter may have come (on another fill's
+        // pages, since done) after t_done was read, and its wait must not come out
+        // negative. Every waiter here read its t0 before it was added under this lock.
+        const uint64_t t_wake = now_ns();
         std::erase_if(v.waiters, [&](const Waiter& w) {
           if (v.any_in_flight(w.first, w.end)) return false;
-          latency_.record(t_done - w.t0);
+          latency_.record(t_wake - w.t0);
           return true;
         });
       }
