@@ -27,6 +27,23 @@ if [ "$idle" = haltpoll ] && [ -r /sys/module/haltpoll/parameters/guest_halt_pol
   ns=$(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns)
   grep -q "\"halt_poll_ns\": $ns," <<<"$json" || fail "halt_poll_ns is not $ns: $json"
 fi
+# Whether a virtio balloon reports free pages (feature bit 5, the sixth character of its
+# features in sysfs): fresh memory then costs hypervisor faults a few seconds after it was
+# freed.
+reporting=false
+for d in /sys/bus/virtio/devices/*; do
+  [ -r "$d/device" ] && [ "$(cat "$d/device")" = 0x0005 ] || continue
+  [ "$(cut -c6 "$d/features")" = 1 ] && reporting=true
+done
+grep -q "\"free_page_reporting\": $reporting," <<<"$json" ||
+  fail "free_page_reporting is not $reporting: $json"
+text=$("$zxpager" bench --quiet --region 2M --batches 1 --fault-threads 1 --pager-threads 1 \
+         --repeat 1 --only raw-copy)
+if [ $reporting = true ]; then
+  grep -q '^host: .*, free page reporting (' <<<"$text" || fail "no free page reporting: $text"
+else
+  grep -q 'free page reporting' <<<"$text" && fail "free page reporting claimed: $text"
+fi
 
 # The text output: the decommit-price section appears only with the three rows it compares.
 text=$("$zxpager" bench --quiet --region 2M --batches 1 --fault-threads 1 --pager-threads 1 \

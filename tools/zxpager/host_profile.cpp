@@ -1,6 +1,7 @@
 // The host line of every bench: identity, load, and what a page costs here.
 #include "host_profile.h"
 
+#include <dirent.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <stdio.h>
@@ -179,18 +180,44 @@ std::string sysfs_line(const char* path) {
   return line;
 }
 
+// True if a virtio balloon here reports free pages to its hypervisor
+// (VIRTIO_BALLOON_F_REPORTING, feature bit 5; sysfs spells the features as one '0' or '1'
+// per bit, bit 0 first).
+bool free_page_reporting() {
+  constexpr unsigned kBalloonDevice = 5, kReportingBit = 5;
+  DIR* d = opendir("/sys/bus/virtio/devices");
+  if (!d) return false;
+  bool on = false;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string dev = std::string("/sys/bus/virtio/devices/") + e->d_name;
+    if (strtoul(sysfs_line((dev + "/device").c_str()).c_str(), nullptr, 0) != kBalloonDevice) {
+      continue;
+    }
+    const std::string bits = sysfs_line((dev + "/features").c_str());
+    if (bits.size() > kReportingBit && bits[kReportingBit] == '1') on = true;
+  }
+  closedir(d);
+  return on;
+}
+
 // The kernel, the CPUs, the load and what an idle CPU does, for both forms of the host's
 // identity. The idle policy sets the price of every cross-CPU wake-up, which a user pager
 // pays per fault and mmap mostly does not: a guest whose haltpoll driver polls for 0 ns
 // halts an idle vCPU at once, and waking it is a trip through the hypervisor (on the
 // development guest, set so, the file pager's cold random pages ran at 0.62x of mmap +
-// MADV_RANDOM; with the kernel's default of 200 us, at 0.71x).
+// MADV_RANDOM; with the kernel's default of 200 us, at 0.71x). Free page reporting sets
+// the price of fresh memory: a guest that reports free 2 MiB blocks to its hypervisor gets
+// them back unbacked a few seconds after they were freed, and the first touch of each page
+// of them is a hypervisor fault (there, 2 MiB pages went from 10 GB/s when just freed to
+// 0.5-1 GB/s after a few seconds, and a cold scan through kernel mmap halved).
 struct Identity {
   utsname u{};
   long cpus = 0;
   double load[3] = {0, 0, 0};
   std::string cpuidle;     // the cpuidle driver ("" where none is reported)
   long halt_poll_ns = -1;  // haltpoll's guest_halt_poll_ns (-1: not that driver)
+  bool reporting = false;  // free page reporting to a hypervisor
   Identity() {
     uname(&u);
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -200,6 +227,7 @@ struct Identity {
       const std::string poll = sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns");
       if (!poll.empty()) halt_poll_ns = strtol(poll.c_str(), nullptr, 10);
     }
+    reporting = free_page_reporting();
   }
   std::string idle_text() const {
     if (cpuidle.empty()) return "";
@@ -213,19 +241,23 @@ struct Identity {
 
 std::string host_identity_line() {
   const Identity id;
-  return fmt::format("host: Linux {} {}, {} CPUs, load average {:.2f} {:.2f} {:.2f}{}",
+  return fmt::format("host: Linux {} {}, {} CPUs, load average {:.2f} {:.2f} {:.2f}{}{}",
                      id.u.release, id.u.machine, id.cpus, id.load[0], id.load[1], id.load[2],
-                     id.idle_text());
+                     id.idle_text(),
+                     id.reporting ? ", free page reporting (freed memory goes back to the "
+                                    "hypervisor after a few seconds)"
+                                  : "");
 }
 
 std::string host_json(const HostProfile& p) {
   const Identity id;
   return fmt::format("{{\"kernel\": \"{}\", \"machine\": \"{}\", \"cpus\": {}, \"load1\": {:.2f}, "
-                     "\"cpuidle\": \"{}\", \"halt_poll_ns\": {}, "
+                     "\"cpuidle\": \"{}\", \"halt_poll_ns\": {}, \"free_page_reporting\": {}, "
                      "\"fresh_4k_us\": {:.2f}, \"fresh_huge_gbps\": {:.2f}, \"huge_used\": {}, "
                      "\"warm_gbps\": {:.2f}, \"uffd_rtt_us\": {:.2f}}}",
                      json_escape(id.u.release), json_escape(id.u.machine), id.cpus, id.load[0],
-                     json_escape(id.cpuidle), id.halt_poll_ns, p.fresh_4k_us, p.fresh_huge_gbps,
+                     json_escape(id.cpuidle), id.halt_poll_ns, id.reporting ? "true" : "false",
+                     p.fresh_4k_us, p.fresh_huge_gbps,
                      p.huge_used ? "true" : "false", p.warm_gbps, p.uffd_rtt_us);
 }
 

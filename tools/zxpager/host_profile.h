@@ -18,13 +18,16 @@ struct HostProfile {
 
 HostProfile measure_host();
 // "host: Linux 6.18 x86_64, 2 CPUs, load average 1.2 1.4 1.5, cpuidle haltpoll polling 0 us
-//  (an idle vCPU halts at once)" (the idle part where sysfs reports a cpuidle driver)
+//  (an idle vCPU halts at once), free page reporting (freed memory goes back to the
+//  hypervisor after a few seconds)" (the idle part where sysfs reports a cpuidle driver,
+//  the last where a virtio balloon reports free pages)
 std::string host_identity_line();
 // "host costs: fresh 4 KiB page first touch 12.1 us (338 MB/s), 2 MiB pages first touch
 //  9.5 GB/s, warm touch 23.0 GB/s, raw userfaultfd round trip 4.1 us"
 std::string host_costs_line(const HostProfile& p);
 // The same two lines as one JSON object, for --json output: {"kernel": "6.18.44",
 // "machine": "x86_64", "cpus": 2, "load1": 1.2, "cpuidle": "haltpoll", "halt_poll_ns": 0,
+// "free_page_reporting": true,
 // "fresh_4k_us": 12.1, "fresh_huge_gbps": 9.5, "huge_used": true, "warm_gbps": 23.0,
 // "uffd_rtt_us": 4.1} (0: not measurable here; cpuidle "" and halt_poll_ns -1: not reported).
 std::string host_json(const HostProfile& p);
