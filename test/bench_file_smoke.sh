@@ -38,6 +38,26 @@ for fill in seq random; do
   fi
 done
 
+grep -q '"settle_seconds": 0,' <<<"$json" || fail "no settle_seconds 0 by default: $json"
+
+# --settle: each cold run waits that long after the drop (mmap's seq and rand runs and the
+# two cold read ceilings: four waits at least), and says so.
+t0=$(date +%s%N)
+json=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --json --settle 0.5 --only mmap)
+rc=$?
+t1=$(date +%s%N)
+[ $rc -eq 0 ] || fail "--settle 0.5: exit $rc: $json"
+grep -q '"settle_seconds": 0.5,' <<<"$json" || fail "no settle_seconds 0.5: $json"
+if grep -q '"cold": true, "settle' <<<"$json"; then
+  [ $(( (t1 - t0) / 1000000 )) -ge 2000 ] || fail "--settle 0.5 took $(( (t1 - t0) / 1000000 )) ms"
+  out=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --settle 0.25 --only mmap 2>&1)
+  grep -q "before each cold run, then 0.25 s idle" <<<"$out" || fail "no settle note: $out"
+fi
+err=$("$zxpager" bench file "$dir/f" --write --overwrite --settle 1 2>&1)
+rc=$?
+[ $rc -eq 2 ] || fail "--write --settle: exit $rc: $err"
+grep -q -- "--settle is for the read bench" <<<"$err" || fail "no --settle message: $err"
+
 out=$("$zxpager" bench file "$dir/f" --repeat 1 --no-rss --only zxpager --no-cold 2>&1)
 grep -q "^(read ceiling)" <<<"$out" || fail "no read-ceiling row: $out"
 grep -q "^warm runs: page cache filled in order" <<<"$out" || fail "no warm-fill line: $out"

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -108,6 +109,7 @@ struct Options {
   bool no_cold = false;
   bool json = false;
   bool no_rss = false;
+  double settle = 0;  // seconds idle after each cold run's drop
   std::string warm_fill = "seq";
   // --write
   bool write = false;
@@ -307,6 +309,12 @@ std::optional<double> median_run(const Options& o, uint64_t size, bool cold, Fn 
   for (int i = 0; i < o.repeat; i++) {
     if (cold) {
       drop_cache(o.file);
+      // Memory the last run freed (its page cache, its mapping) goes back to the
+      // hypervisor meanwhile where the guest reports free pages: every method then starts
+      // on memory that first touches are dear on, as a program that starts after the
+      // machine sat idle does. (Without the wait, each run reuses what the run before it
+      // freed, still backed.)
+      if (o.settle > 0) std::this_thread::sleep_for(std::chrono::duration<double>(o.settle));
     } else {
       warm_cache(o.file, size);
     }
@@ -406,6 +414,10 @@ int run_bench_file(const Options& o) {
       return 2;
     }
   }
+  if (o.write && o.settle > 0) {
+    fmt::print(stderr, "bench file: --settle is for the read bench, not --write\n");
+    return 2;
+  }
   if (o.write) {
     file_bench::WriteOptions w;
     w.file = o.file;
@@ -442,6 +454,12 @@ int run_bench_file(const Options& o) {
   // Cold runs need this file's cache dropped; check that it works here.
   bool cold = !o.no_cold;
   std::string cold_note = "fsync + posix_fadvise(POSIX_FADV_DONTNEED) before each cold run";
+  if (o.settle > 0) {
+    cold_note += fmt::format(", then {:g} s idle (memory the last run freed goes back to the "
+                             "hypervisor meanwhile, where the host line says free page "
+                             "reporting)",
+                             o.settle);
+  }
   if (cold) {
     warm_cache(o.file, size);
     drop_cache(o.file);
@@ -527,8 +545,8 @@ int run_bench_file(const Options& o) {
 
   if (o.json) {
     fmt::print("{{\"file\": \"{}\", \"size\": {}, \"random_pages\": {}, \"cold\": {}, "
-               "\"host\": {}, \"host_kind\": \"{}\", \"results\": [",
-               o.file, size, order.size(), cold ? "true" : "false", host_json(host),
+               "\"settle_seconds\": {:g}, \"host\": {}, \"host_kind\": \"{}\", \"results\": [",
+               o.file, size, order.size(), cold ? "true" : "false", o.settle, host_json(host),
                expensive ? "expensive" : "cheap");
     bool first = true;
     for (auto& [m, cs] : res) {
@@ -662,6 +680,15 @@ Runner add_bench_file(CLI::App& bench) {
                               join_names(file_bench::kWriteMethods)));
   sub->add_flag("--no-cold", o->no_cold, "Warm runs only");
   sub->add_flag("--no-rss", o->no_rss, "Skip the memory-budget scan");
+  sub->add_option("--settle", o->settle,
+                  "Seconds to sit idle after dropping the cache, before each cold run: in a "
+                  "guest that reports free pages to its hypervisor (the host line says so), "
+                  "memory freed by the run before is then no longer backed, as for a program "
+                  "started on a machine that sat idle, and every method pays that alike "
+                  "(without it each run reuses what the one before freed). A few seconds "
+                  "suffice (the kernel reports after 2 s)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
   sub->add_option("--warm-fill", o->warm_fill,
                   "How the page cache is filled before the warm runs: seq (dropped, then read "
                   "once in order: large folios where the file system makes them, which kernel "
