@@ -95,16 +95,22 @@ TEST_CASE("a finite zx_port_wait on a pager port sleeps until its deadline, neve
   // hundreds of microseconds of CPU.)
   for (zx_duration_t wait : {ZX_MSEC(150), ZX_USEC(20500)}) {
     INFO("wait " << wait << " ns");
-    zx_duration_t cpu0 = thread_cpu_ns();
-    zx_time_t t0 = zx_clock_get_monotonic();
-    zx_port_packet_t packet;
-    REQUIRE(zx_port_wait(tp.port(), t0 + wait, &packet) == ZX_ERR_TIMED_OUT);
-    zx_time_t elapsed = zx_clock_get_monotonic() - t0;
-    zx_duration_t cpu = thread_cpu_ns() - cpu0;
-    CHECK(elapsed >= wait);
     // A sleeping wait costs microseconds of CPU; a spinning one costs the whole wait, or
-    // its share of a loaded machine's CPUs, still milliseconds.
-    CHECK(cpu < std::min<zx_duration_t>(wait / 4, ZX_MSEC(5)) + ZX_USEC(200));
+    // its share of a loaded machine's CPUs, still milliseconds. The least of three waits
+    // is judged: under emulation one sleeping wait was once charged 6.2 ms (a timer tick
+    // landing on it), while a spinning one is charged its milliseconds every time.
+    const zx_duration_t bound = std::min<zx_duration_t>(wait / 4, ZX_MSEC(5)) + ZX_USEC(200);
+    zx_duration_t least = INT64_MAX;
+    for (int attempt = 0; attempt < 3 && least >= bound; attempt++) {
+      zx_duration_t cpu0 = thread_cpu_ns();
+      zx_time_t t0 = zx_clock_get_monotonic();
+      zx_port_packet_t packet;
+      REQUIRE(zx_port_wait(tp.port(), t0 + wait, &packet) == ZX_ERR_TIMED_OUT);
+      zx_time_t elapsed = zx_clock_get_monotonic() - t0;
+      least = std::min(least, thread_cpu_ns() - cpu0);
+      CHECK(elapsed >= wait);
+    }
+    CHECK(least < bound);
   }
 }
 
