@@ -325,13 +325,12 @@ TEST_CASE("file pager: many threads touching random pages") {
   }
 }
 
-
 // A fill that completes records how long each reader it releases waited. A reader that
 // began waiting (on another fill's pages) after the completing fill read the clock, and
 // whose fill finished meanwhile, once got a negative wait: 2^64 ns as the maximum, and a
 // p99 of the same. Cold readers of one range, several scanning it in order and others at
 // random, with fills finishing on the io_uring reaper and the pager threads at once,
-// raise that interleaving in about one open in fifteen here.
+// raise that interleaving in about one open in a hundred here.
 TEST_CASE("file pager: no reader's wait is recorded longer than the run") {
   TempDir d("/var/tmp");
   const uint64_t size = 64 << 20;
@@ -384,6 +383,7 @@ TEST_CASE("file pager: no reader's wait is recorded longer than the run") {
     REQUIRE(s.latency_p99_ns <= s.latency_max_ns);
   }
 }
+
 TEST_CASE("file pager: eviction then re-fault returns the same bytes") {
   TempDir d("/var/tmp");
   const uint64_t size = 16 << 20;

@@ -255,9 +255,10 @@ std::optional<double> ceiling_once(const std::string& path, uint64_t size, uint6
 }
 
 // The cold read ceiling's other half: O_DIRECT reads of 2 MiB pieces, kDirectReaders in
-// flight (one thread each, its own reused buffer in a huge page), in file order. Where a disk serves
-// several reads at once faster than one buffered stream, this is the faster way to bring
-// the bytes in (the file pager reads that way too). nullopt where O_DIRECT is refused.
+// flight (one thread each, its own reused buffer in a huge page), in file order. Where a
+// disk serves several reads at once faster than one buffered stream, this is the faster
+// way to bring the bytes in (the file pager reads that way too). nullopt where O_DIRECT
+// is refused.
 std::optional<double> ceiling_direct_once(const std::string& path, uint64_t size,
                                           uint64_t* sink) {
   constexpr uint64_t kPiece = 2 << 20;
