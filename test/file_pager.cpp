@@ -82,6 +82,16 @@ std::string make_file(const TempDir& d, const char* name, uint64_t size, bool ho
   return p;
 }
 
+// Drops the file's pages from the page cache (dirty ones written first). Where the file
+// system keeps them (tmpfs), nothing is dropped.
+void drop_cache(const std::string& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  fdatasync(fd);
+  posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
 std::vector<uint8_t> read_all(const std::string& p) {
   int fd = open(p.c_str(), O_RDONLY);
   REQUIRE(fd >= 0);
@@ -340,11 +350,7 @@ TEST_CASE("file pager: no reader's wait is recorded longer than the run") {
   // Opens for 10 s (about 180 here; a few under emulation), at least 5.
   for (; opens < 400 && (opens < 5 || zx_clock_get_monotonic() < until); opens++) {
     INFO("open " << opens);
-    int fd = open(p.c_str(), O_RDONLY);
-    REQUIRE(fd >= 0);
-    fdatasync(fd);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
+    drop_cache(p);
     zxp::FilePager::Options o;
     o.pager_threads = 2;
     std::unique_ptr<zxp::FilePager> fp;
@@ -496,14 +502,7 @@ TEST_CASE("file pager: whole units not in the page cache are read around it, cac
     for (unsigned char c : vec) n += c & 1;
     return n;
   };
-  auto drop_cache = [&] {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(fd >= 0);
-    fdatasync(fd);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  };
-  drop_cache();
+  drop_cache(p);
   if (cached_pages() > 16) {
     WARN("this file's page cache cannot be dropped here: skipped");
     return;
@@ -529,7 +528,7 @@ TEST_CASE("file pager: whole units not in the page cache are read around it, cac
   }
   // Random faults of pages not in the page cache: their exact pages are read around it
   // too (a buffered read would leave each in the cache).
-  drop_cache();
+  drop_cache(p);
   {
     std::unique_ptr<zxp::FilePager> fp;
     REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
@@ -555,7 +554,7 @@ TEST_CASE("file pager: whole units not in the page cache are read around it, cac
     REQUIRE(fp->close() == ZX_OK);
   }
   // Half cached (every other unit): each unit read the right way, same bytes.
-  drop_cache();
+  drop_cache(p);
   {
     int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     REQUIRE(fd >= 0);
@@ -593,12 +592,7 @@ TEST_CASE("file pager: O_DIRECT where the file system refuses it falls back clea
   // on a file system that refuses O_DIRECT, at open or at read, plain buffered reads.
   fp.reset();
 
-  {
-    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(fd >= 0);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
+  drop_cache(p);
   REQUIRE(zxp::FilePager::open(p.c_str(), {}, &fp) == ZX_OK);
   check_equal(*fp, want);
   REQUIRE(fp->get_stats(&s) == ZX_OK);
