@@ -30,6 +30,7 @@
 #include <numeric>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -212,8 +213,9 @@ bool Stress::setup() {
   }
   // Pages supplied before a VMO's first eviction call are not write-tracked and so never
   // evictable: with --evict, tracking is on before anything is supplied. With
-  // --evict-after the evictor's first call turns it on, mid-run: what came before stays.
-  const bool track_from_start = o_.evict && o_.evict_after == 0;
+  // --evict-after(-moved) the evictor's first call turns it on, mid-run: what came before
+  // stays.
+  const bool track_from_start = o_.evict && o_.evict_after == 0 && o_.evict_after_moved == 0;
   for (uint32_t i = 0; i < o_.vmos; ++i) {
     auto v = std::make_unique<VmoState>();
     v->index = i;
@@ -281,6 +283,15 @@ bool Stress::setup() {
     pt->aux_base = addr;
     if (i == 0 && zxp_vmo_supply_path(pt->aux, &supply_path_) != ZX_OK) supply_path_ = "?";
     pagers_.push_back(std::move(pt));
+  }
+  // A service moves whole units only; a raw pager thread moves every page it supplies.
+  const bool moves = service_mode_ ? svc_->uses_huge_units()
+                                   : std::string_view(supply_path_) == "move";
+  if (o_.evict_after_moved > 0 && !moves) {
+    fmt::print(stderr, "zxpager stress: --evict-after-moved: no page would ever be moved in this "
+                       "run (no UFFDIO_MOVE or no transparent huge pages here, or --supply "
+                       "copy), so eviction would never begin\n");
+    return false;
   }
   for (uint32_t t = 0; t < o_.threads; ++t) workers_.push_back(std::make_unique<Worker>());
   for (uint32_t i = 0; o_.clones && i < o_.clone_threads; ++i) {
@@ -649,9 +660,20 @@ void Stress::evictor_thread() {
   // --evict-after: the VMOs take pages untracked until then (private ones by MOVE, whole
   // units included); each one's first eviction then turns its write tracking on while
   // supplies to it are under way.
+  // --evict-after-moved: and not before that many pages were moved in, whatever the time
+  // (a slow machine, or a sanitizer build, gets there later, not never).
   const uint64_t from = start_ns_ + static_cast<uint64_t>(o_.evict_after * 1e9);
-  while (!stop_.load(std::memory_order_relaxed) && now_ns() < from) {
+  auto moved = [&] {
+    zxp_pager_stats_t s{};
+    return zxp_pager_get_stats(pager_, &s) == ZX_OK ? s.pages_supplied_move : 0;
+  };
+  while (!stop_.load(std::memory_order_relaxed) &&
+         (now_ns() < from || (o_.evict_after_moved > 0 && moved() < o_.evict_after_moved))) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!stop_.load(std::memory_order_relaxed)) {
+    evict_began_moved_.store(moved());
+    evict_began_ns_.store(now_ns());
   }
   while (!stop_.load(std::memory_order_relaxed)) {
     VmoState& v = *vmos_[rng.below(vmos_.size())];
@@ -919,6 +941,24 @@ void Stress::summary(double elapsed, bool clean_exit) {
     w->hist.snapshot(&hist);
   }
   if (!clean_exit) zxp_pager_get_stats(pager_, &stats_);
+  // When the evictor began, in seconds from the start (delayed eviction only).
+  const uint64_t began = evict_began_ns_.load();
+  const double began_s = began ? static_cast<double>(began - start_ns_) / 1e9 : 0;
+  auto evict_began_json = [&] {
+    return began ? fmt::format("{{\"seconds\":{:.3f},\"pages_moved\":{}}}", began_s,
+                               evict_began_moved_.load())
+                 : std::string("null");
+  };
+  auto evict_began_text = [&] {
+    std::string when = o_.evict_after > 0 ? fmt::format("from {} s", o_.evict_after) : "";
+    if (o_.evict_after_moved > 0) {
+      when += fmt::format("{}once {} pages were moved", when.empty() ? "" : " and ",
+                          o_.evict_after_moved);
+    }
+    return when + (began ? fmt::format(" (began at {:.2f} s, {} pages moved by then)", began_s,
+                                       evict_began_moved_.load())
+                         : " (never began)");
+  };
   const zxp_pager_stats_t& s = stats_;
   const uint64_t supplied = s.pages_supplied_move + s.pages_supplied_copy + s.pages_supplied_zero;
   const double p50 = static_cast<double>(Hist::percentile(hist, 0.50)) / 1e3;
@@ -998,7 +1038,7 @@ void Stress::summary(double elapsed, bool clean_exit) {
         "{{\"ok\":{},\"clean_exit\":{},\"seconds\":{:.3f},\"threads\":{},\"pager_threads\":{},"
         "\"vmos\":{},\"vmo_size\":{},\"pattern\":\"{}\",\"access\":\"{}\",\"supply\":\"{}\","
         "\"supply_path\":\"{}\",\"batch\":{},\"write_ratio\":{},\"fail_rate\":{},\"evict\":{},"
-        "\"evict_after\":{},\"seed\":{},"
+        "\"evict_after\":{},\"evict_after_moved\":{},\"evict_began\":{},\"seed\":{},"
         "\"accesses\":{},\"reads\":{},\"writes\":{},\"via_mapping\":{},\"via_calls\":{},"
         "\"faults\":{},\"latency_us\":{{\"p50\":{:.1f},\"p99\":{:.1f},\"p999\":{:.1f},"
         "\"max\":{:.1f}}},"
@@ -1014,9 +1054,9 @@ void Stress::summary(double elapsed, bool clean_exit) {
         errors == 0 ? "true" : "false", clean_exit ? "true" : "false", elapsed, o_.threads,
         o_.pager_threads, o_.vmos, vmo_bytes_, o_.pattern, o_.access, o_.supply, supply_path_,
         o_.batch, o_.write_ratio, o_.fail_rate, o_.evict ? "true" : "false", o_.evict_after,
-        o_.seed, acc, reads, writes, via_map, via_call, faults, p50, p99, p999, lmax, s.requests,
-        s.requests_withdrawn,
-        s.faults, supply_calls_.load(), s.pages_supplied_move, s.pages_supplied_copy,
+        o_.evict_after_moved, evict_began_json(), o_.seed, acc, reads, writes, via_map,
+        via_call, faults, p50, p99, p999, lmax, s.requests, s.requests_withdrawn, s.faults,
+        supply_calls_.load(), s.pages_supplied_move, s.pages_supplied_copy,
         s.pages_supplied_zero, s.pages_already_present,
         static_cast<double>(supplied * kPage) / 1e6, service, fails_issued_.load(),
         fail_pages_.load(),
@@ -1031,9 +1071,9 @@ void Stress::summary(double elapsed, bool clean_exit) {
              "evict {}, private {}, clone threads {}, seed {}\n",
              elapsed, o_.threads, o_.pager_threads, o_.vmos, vmo_bytes_ / 1024, o_.pattern, o_.access,
              o_.supply, supply_path_, o_.batch, o_.write_ratio, o_.fail_rate,
-             !o_.evict              ? "off"
-             : o_.evict_after > 0 ? fmt::format("from {} s", o_.evict_after)
-                                  : "on",
+             !o_.evict ? "off"
+             : o_.evict_after > 0 || o_.evict_after_moved > 0 ? evict_began_text()
+                                                               : "on",
              o_.private_vmos ? "yes" : "no",
              o_.clones ? o_.clone_threads : 0, o_.seed);
   if (service_mode_) {
@@ -1233,8 +1273,9 @@ Runner add_stress(CLI::App& app) {
   sub->add_flag("--private", o->private_vmos,
                 "Private pager VMOs (ZXP_PAGER_VMO_PRIVATE, one mapping each): supplied by MOVE, "
                 "and with --pager service and --batch 512 or more, in whole 2 MiB units from "
-                "huge aux pages where the kernel allows (with --evict, only before --evict-after: "
-                "a VMO whose writes are tracked is supplied by COPY)");
+                "huge aux pages where the kernel allows (with --evict, only before eviction "
+                "begins, --evict-after or --evict-after-moved: a VMO whose writes are tracked "
+                "is supplied by COPY)");
   sub->add_flag("--clones", o->clones,
                 "Clone threads besides: each keeps up to 4 SNAPSHOT_AT_LEAST_ON_WRITE clones "
                 "open (of a root VMO or of its own clones, whole or a page window that may reach "
@@ -1250,11 +1291,21 @@ Runner add_stress(CLI::App& app) {
   sub->add_flag("--evict", o->evict,
                 "Run an evictor thread dropping clean pages (zxp_vmo_evict) over random ranges "
                 "(with --write, DONTNEED advice too)");
+  CLI::Option* evict_after_moved =
+      sub->add_option("--evict-after-moved", o->evict_after_moved,
+                      "--evict with --private: start evicting only once PAGES pages have been "
+                      "supplied by UFFDIO_MOVE (whole 2 MiB units included), and not before "
+                      "--evict-after if given too: a condition, where a time would be reached "
+                      "with nothing moved on a slow machine. Refused where nothing would be "
+                      "moved (--supply copy, no UFFDIO_MOVE, or no transparent huge pages under "
+                      "--pager service)")
+          ->check(CLI::PositiveNumber);
   CLI::Option* evict_after =
       sub->add_option("--evict-after", o->evict_after,
                       "--evict: start evicting after SECONDS (default 0: every VMO tracks writes "
-                      "from its creation). Until then pages are supplied untracked (with "
-                      "--private, by MOVE and in whole 2 MiB units) and stay resident: only "
+                      "from its creation, unless --evict-after-moved). Until then pages are "
+                      "supplied untracked (with --private, by MOVE and in whole 2 MiB units) "
+                      "and stay resident: only "
                       "pages supplied after a VMO's first eviction are provably clean")
           ->check(CLI::NonNegativeNumber);
   sub->add_flag("--write", o->write,
@@ -1297,9 +1348,14 @@ Runner add_stress(CLI::App& app) {
                   "A thread blocked longer than this is a lost wakeup")
       ->capture_default_str()
       ->check(CLI::Range(1u, 3600000u));
-  return [o, detach, duration, ops, evict_after] {
+  return [o, detach, duration, ops, evict_after, evict_after_moved] {
     if (evict_after->count() > 0 && !o->evict) {
       fmt::print(stderr, "zxpager stress: --evict-after is for --evict\n");
+      return 2;
+    }
+    if (evict_after_moved->count() > 0 && (!o->evict || !o->private_vmos || o->write)) {
+      fmt::print(stderr, "zxpager stress: --evict-after-moved is for --evict with --private "
+                         "(shared VMOs are filled by UFFDIO_COPY, never moved)\n");
       return 2;
     }
     if (evict_after->count() > 0 && o->write) {

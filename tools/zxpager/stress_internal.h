@@ -149,6 +149,7 @@ struct Options {
   double detach_after = 0;
   bool evict = false;
   double evict_after = 0;
+  uint64_t evict_after_moved = 0;  // pages: eviction waits until this many were moved in
   bool private_vmos = false;
   bool clones = false;
   uint32_t clone_threads = 2;
@@ -492,6 +493,8 @@ class Stress {
   std::atomic<uint64_t> supply_calls_{0}, supply_after_detach_{0};
   std::atomic<uint64_t> fails_issued_{0}, fail_pages_{0};
   std::atomic<uint64_t> evict_calls_{0}, evicted_pages_{0};
+  std::atomic<uint64_t> evict_began_ns_{0};  // when the evictor's first call came (0: never)
+  std::atomic<uint64_t> evict_began_moved_{0};  // pages moved in by then
   uint64_t detaches_ = 0;
   uint64_t completes_at_close_ = 0;
   uint64_t handles_closed_ = 0;

@@ -210,6 +210,9 @@ class ZXP_EXPORT PagerService {
   // Service-wide statistics (all VMOs).
   zx_status_t get_stats(zxp_service_stats_t* out);
   bool uses_move() const;
+  // Whole 2 MiB units can be supplied (Options::huge_units, UFFDIO_MOVE and transparent
+  // huge pages): the only pages a service moves. Without them it copies every fill in.
+  bool uses_huge_units() const;
   zx_handle_t pager() const;
 
   class Impl;

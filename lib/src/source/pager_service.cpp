@@ -1527,6 +1527,7 @@ zx_status_t PagerService::get_stats(zxp_service_stats_t* out) {
   return ZX_OK;
 }
 bool PagerService::uses_move() const { return impl_->move_; }
+bool PagerService::uses_huge_units() const { return impl_->huge_; }
 zx_handle_t PagerService::pager() const { return impl_->pager_.get(); }
 
 }  // namespace zxp
