@@ -306,6 +306,9 @@ TEST_CASE("paged source: a sequential reader of a private VMO gets whole 2 MiB u
       zxp_service_stats_t s;
       REQUIRE(f.svc->get_stats(&s) == ZX_OK);
       CHECK(s.pages_failed == 0);
+      // The service says whether it can supply whole units at all.
+      CHECK(f.svc->uses_huge_units() ==
+            (huge && features.anon_supply_by_move && huge_pages::enabled()));
       if (!huge || !features.anon_supply_by_move || !huge_pages::enabled()) {
         // (Not AnonHugePages == 0: with units off the pages go in 4 KiB at a time, but
         // khugepaged may still collapse a full 2 MiB of them into a huge page, as Debian's
