@@ -51,11 +51,10 @@ bad = [name for name, ok in checks if not ok]
 if bad:
     print("FAIL: " + "; ".join(bad) + ": " + sys.argv[1], file=sys.stderr)
     sys.exit(1)
-print("moved {} pages, copied {}, {} unit fills, eviction from {} s, evicted {}, {} write faults, "
-      "{} fails seen".format(
-    s["move"], s["copy"], d["service"]["huge_units"], d["evict_began"]["seconds"],
-    d["pages_evicted"], d["write_faults"],
-    f["sigbus"] + f["status"]))
+print("moved {} pages, copied {}, {} unit fills, eviction from {} s, evicted {}, "
+      "{} write faults, {} fails seen".format(
+          s["move"], s["copy"], d["service"]["huge_units"], d["evict_began"]["seconds"],
+          d["pages_evicted"], d["write_faults"], f["sigbus"] + f["status"]))
 PY
 # --evict-after-moved is refused where eviction could never begin: shared VMOs (filled by
 # COPY) at the command line, a run that copies every page when it is set up.

@@ -1305,8 +1305,8 @@ Runner add_stress(CLI::App& app) {
                       "--evict: start evicting after SECONDS (default 0: every VMO tracks writes "
                       "from its creation, unless --evict-after-moved). Until then pages are "
                       "supplied untracked (with --private, by MOVE and in whole 2 MiB units) "
-                      "and stay resident: only "
-                      "pages supplied after a VMO's first eviction are provably clean")
+                      "and stay resident: only pages supplied after a VMO's first eviction are "
+                      "provably clean")
           ->check(CLI::NonNegativeNumber);
   sub->add_flag("--write", o->write,
                 "Writeback: writers, syncers and evictions on a ZXP_FILE_WRITEBACK file, "
